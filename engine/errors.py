@@ -1,0 +1,130 @@
+"""Engine errors: one root, a subclass for each failure a user can act on.
+
+The docstring of each class is its default message; data lives on attributes and in
+`details`; the HTTP status lives on the class, so the API maps any `EngineError` to a
+response in one handler (`engine.api.errors`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class EngineError(Exception):
+    """The engine could not complete the request."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "engine_error"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or " ".join((self.__doc__ or self.code).split())
+        self.details = details
+        super().__init__(self.message)
+
+
+# -- 400: the request itself is wrong ------------------------------------------------------
+class InvalidInput(EngineError):
+    """The request is invalid."""
+
+    status_code = 400
+    code = "invalid_input"
+
+
+class InvalidQuery(InvalidInput):
+    """The query could not be parsed."""
+
+    code = "invalid_query"
+
+    def __init__(
+        self, message: str, *, query: str, position: int, expected: list[str] | None = None
+    ) -> None:
+        super().__init__(message, query=query, position=position, expected=expected or [])
+        self.position = position
+        self.expected = expected or []
+
+
+class InvalidFilter(InvalidInput):
+    """The filter is invalid."""
+
+    code = "invalid_filter"
+
+
+class InvalidPath(InvalidInput):
+    """The path cannot be ingested."""
+
+    code = "invalid_path"
+
+
+class NoManagedStorage(InvalidInput):
+    """This engine has no managed storage to upload into: register files in place (a path the
+    engine can read) or set METALAKE_MANAGED_STORAGE_URL on the engine."""
+
+    code = "no_managed_storage"
+
+
+class InvalidAnnotations(InvalidInput):
+    """The annotation file is invalid."""
+
+    code = "invalid_annotations"
+
+
+# -- 401 / 403: who is asking --------------------------------------------------------------
+class Unauthorized(EngineError):
+    """A valid API key is required: send `Authorization: Bearer <key>` (see `metalake keys`)."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(EngineError):
+    """This API key lacks the scope this action needs."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+# -- 404 / 409 -----------------------------------------------------------------------------
+class NotFound(EngineError):
+    """The requested object does not exist."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class CollectionNotFound(NotFound):
+    """No such collection."""
+
+    code = "collection_not_found"
+
+
+class FileNotFoundInLake(NotFound):
+    """No file with that unique name is in the lake."""
+
+    code = "file_not_found"
+
+
+class Conflict(EngineError):
+    """The request conflicts with the current state."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class CollectionContentTypeMismatch(Conflict):
+    """The collection already exists with another content type."""
+
+    code = "collection_content_type_mismatch"
+
+
+# -- 5xx: the engine's own dependencies ----------------------------------------------------
+class ServiceUnavailable(EngineError):
+    """A service the engine depends on is unavailable; retry shortly."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+
+class StorageError(ServiceUnavailable):
+    """The object store could not be reached or refused the request."""
+
+    code = "storage_error"

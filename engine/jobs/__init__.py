@@ -1,0 +1,1 @@
+"""Celery app, job planning and chunk execution."""

@@ -1,0 +1,45 @@
+"""The Celery application, built from `Settings` at worker bootstrap (never at import time).
+
+Queues: `control` (planning, bookkeeping) and `inference` (chunks that run models), so GPU
+machines can consume only `inference`. Tasks are acknowledged late and prefetched one at a
+time, so a worker killed mid-task has its task redelivered to another worker.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from engine.config import Settings
+
+CONTROL_QUEUE = "control"
+INFERENCE_QUEUE = "inference"
+
+
+def create_celery(settings: Settings) -> Celery:
+    if not settings.redis_url:
+        raise RuntimeError("The worker needs REDIS_URL (or start everything with `metalake up`).")
+    app = Celery("metalake", broker=settings.redis_url, backend=None)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=CONTROL_QUEUE,
+        task_queues_default_exchange_type="direct",
+        broker_transport_options={"visibility_timeout": 3 * 3600},
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+    )
+    app.conf.metalake_settings = settings
+
+    @app.task(name="metalake.ping")
+    def ping() -> str:
+        return "pong"
+
+    return app
+
+
+def worker_app() -> Celery:
+    """Entry point for `celery -A engine.jobs.celery_app:worker_app worker`."""
+    return create_celery(Settings())

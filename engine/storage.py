@@ -1,0 +1,172 @@
+"""Object access by URI: `file:///abs/path` and `s3://bucket/key` (boto3, endpoint configurable).
+
+The lake stores a `storage_uri` per file; everything that reads file bytes (ingest, the API's
+content route, job chunks) goes through `Storage`. Managed storage (`METALAKE_MANAGED_STORAGE_URL`)
+is where uploaded bytes and model bundles are written, content-addressed by SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlparse
+
+from engine.errors import InvalidPath, NoManagedStorage, NotFound, StorageError
+
+if TYPE_CHECKING:
+    from engine.config import Settings
+
+
+def file_uri(path: Path) -> str:
+    return "file://" + quote(str(path.resolve()))
+
+
+def local_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        raise InvalidPath(f"Not a file:// URI: {uri}")
+    return Path(unquote(parsed.path))
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise InvalidPath(f"Not an s3://bucket/key URI: {uri!r}", uri=uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+@dataclass(frozen=True)
+class S3Object:
+    uri: str
+    key: str
+    size: int
+
+
+class Storage:
+    """Reads and writes objects by URI. One instance per process, built from `Settings`."""
+
+    def __init__(self, *, s3_endpoint_url: str | None, s3_region: str,
+                 managed_url: str | None) -> None:
+        self.s3_endpoint_url = s3_endpoint_url
+        self.s3_region = s3_region
+        self.managed_url = managed_url.rstrip("/") if managed_url else None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Storage:
+        return cls(s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region,
+                   managed_url=settings.managed_storage_url)
+
+    @cached_property
+    def s3(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3", endpoint_url=self.s3_endpoint_url, region_name=self.s3_region,
+            config=Config(retries={"max_attempts": 5, "mode": "standard"},
+                          max_pool_connections=32),
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+    def read_bytes(self, uri: str) -> bytes:
+        with self.open(uri) as handle:
+            return handle.read()
+
+    def open(self, uri: str) -> IO[bytes]:
+        scheme = urlparse(uri).scheme
+        if scheme == "file":
+            path = local_path(uri)
+            try:
+                return path.open("rb")
+            except FileNotFoundError as exc:
+                raise NotFound(f"The file behind {uri} is gone from storage.", uri=uri) from exc
+            except OSError as exc:
+                raise StorageError(f"Cannot read {uri}: {exc.strerror}", uri=uri) from exc
+        if scheme == "s3":
+            bucket, key = split_s3(uri)
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    raise NotFound(f"{uri} does not exist.", uri=uri) from exc
+                raise StorageError(f"S3 refused to read {uri}: {exc}", uri=uri) from exc
+            except BotoCoreError as exc:
+                raise StorageError(f"S3 is unreachable reading {uri}: {exc}", uri=uri) from exc
+            return body  # type: ignore[no-any-return]
+        raise InvalidPath(f"Unsupported storage URI scheme in {uri!r}; use file:// or s3://.")
+
+    def list_s3(self, uri: str) -> Iterator[S3Object]:
+        """Objects under an `s3://bucket/prefix`, recursively."""
+        bucket, prefix = split_s3(uri)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            paginator = self.s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield S3Object(uri=f"s3://{bucket}/{item['Key']}", key=item["Key"],
+                                   size=int(item["Size"]))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "NoSuchBucket":
+                raise InvalidPath(f"The bucket {bucket!r} does not exist.", uri=uri) from exc
+            raise StorageError(f"S3 refused to list {uri}: {exc}", uri=uri) from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 is unreachable listing {uri}: {exc}", uri=uri) from exc
+
+    # -- writing (managed storage) ------------------------------------------------------------
+    def put_content_addressed(self, source: IO[bytes], *, namespace: str, suffix: str = "") -> \
+            tuple[str, str, int]:
+        """Copy a stream into managed storage under `<namespace>/<sha256><suffix>`.
+
+        Returns (uri, sha256, size). Writing the same bytes twice yields the same URI.
+        """
+        if not self.managed_url:
+            raise NoManagedStorage()
+        digest = hashlib.sha256()
+        size = 0
+        with tempfile.NamedTemporaryFile(delete=False) as tmp:
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                digest.update(chunk)
+                size += len(chunk)
+                tmp.write(chunk)
+        tmp_path = Path(tmp.name)
+        sha = digest.hexdigest()
+        try:
+            uri = self._put_file(tmp_path, f"{namespace}/{sha[:2]}/{sha}{suffix}")
+        finally:
+            tmp_path.unlink(missing_ok=True)
+        return uri, sha, size
+
+    def _put_file(self, path: Path, key: str) -> str:
+        assert self.managed_url is not None
+        scheme = urlparse(self.managed_url).scheme
+        if scheme == "file":
+            target = local_path(self.managed_url) / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                partial = target.with_name(target.name + ".partial")
+                shutil.copyfile(path, partial)
+                partial.replace(target)
+            return file_uri(target)
+        if scheme == "s3":
+            bucket, prefix = split_s3(self.managed_url)
+            full_key = f"{prefix}/{key}" if prefix else key
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                self.s3.upload_file(str(path), bucket, full_key)
+            except (ClientError, BotoCoreError) as exc:
+                raise StorageError(f"Could not write s3://{bucket}/{full_key}: {exc}") from exc
+            return f"s3://{bucket}/{full_key}"
+        raise InvalidPath(f"METALAKE_MANAGED_STORAGE_URL must be file:// or s3://, "
+                          f"not {self.managed_url!r}")
+

@@ -1,0 +1,27 @@
+"""MetaLake SDK: a thin HTTP client (httpx + pydantic; no torch, sqlalchemy, celery or fastapi)."""
+
+from sdk.client import Client
+from sdk.errors import (
+    BadRequest,
+    Conflict,
+    EngineUnreachable,
+    Forbidden,
+    MetaLakeError,
+    NotFound,
+    ServerError,
+    Unauthorized,
+    ValidationFailed,
+)
+
+__all__ = [
+    "BadRequest",
+    "Client",
+    "Conflict",
+    "EngineUnreachable",
+    "Forbidden",
+    "MetaLakeError",
+    "NotFound",
+    "ServerError",
+    "Unauthorized",
+    "ValidationFailed",
+]

@@ -1,0 +1,101 @@
+"""Connection handling shared by the SDK's call groups."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sdk.errors import EngineUnreachable, MetaLakeError, error_for
+
+API_PREFIX = "/api/v1"
+
+
+def default_home() -> Path:
+    home = os.environ.get("METALAKE_HOME")
+    if home:
+        return Path(home).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("metalake", appauthor=False))
+
+
+def local_engine() -> tuple[str | None, str | None]:
+    """URL and admin key left by `metalake up` in METALAKE_HOME/client.json, if any."""
+    path = default_home() / "client.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None, None
+    return data.get("url"), data.get("api_key")
+
+
+class BaseClient:
+    """HTTP plumbing: base URL, bearer key, JSON in and out, errors mapped to SDK exceptions."""
+
+    def __init__(self, url: str | None = None, api_key: str | None = None, *,
+                 timeout: float = 120.0) -> None:
+        local_url, local_key = (None, None)
+        if not (url or os.environ.get("METALAKE_URL")) or not (
+                api_key or os.environ.get("METALAKE_API_KEY")):
+            local_url, local_key = local_engine()
+        self.url = (url or os.environ.get("METALAKE_URL") or local_url or "").rstrip("/")
+        self.api_key = api_key or os.environ.get("METALAKE_API_KEY") or local_key
+        if not self.url:
+            raise EngineUnreachable(
+                "No engine to talk to: pass Client(url=...), set METALAKE_URL, or start the "
+                "local engine with `metalake up`."
+            )
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self._http = httpx.Client(base_url=self.url + API_PREFIX, headers=headers,
+                                  timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> BaseClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise EngineUnreachable(
+                f"Cannot reach the engine at {self.url}: {exc}. Is it running? "
+                "(`metalake status`)"
+            ) from exc
+        if response.status_code == 204:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        if response.is_error:
+            raise error_for(response.status_code, body)
+        return body
+
+    def _get(self, path: str, **kwargs: Any) -> Any:
+        return self._request("GET", path, **kwargs)
+
+    def _post(self, path: str, **kwargs: Any) -> Any:
+        return self._request("POST", path, **kwargs)
+
+    def _patch(self, path: str, **kwargs: Any) -> Any:
+        return self._request("PATCH", path, **kwargs)
+
+    def _delete(self, path: str, **kwargs: Any) -> Any:
+        return self._request("DELETE", path, **kwargs)
+
+    def health(self) -> dict[str, Any]:
+        """The engine's health (no key needed)."""
+        result: dict[str, Any] = self._get("/health")
+        return result
+
+
+__all__ = ["BaseClient", "MetaLakeError"]

@@ -1,0 +1,15 @@
+"""`sdk.Client`: the thin client. Each call group lives in its own module and is mixed in here."""
+
+from __future__ import annotations
+
+from sdk._annotations import AnnotationCalls
+from sdk._base import BaseClient
+from sdk._lake import LakeCalls
+
+
+class Client(LakeCalls, AnnotationCalls, BaseClient):
+    """Talks to a MetaLake engine over HTTP.
+
+    `Client(url=None, api_key=None)`: arguments, else `METALAKE_URL` / `METALAKE_API_KEY`,
+    else the local engine started by `metalake up`.
+    """
