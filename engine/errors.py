@@ -55,6 +55,17 @@ class InvalidPath(InvalidInput):
     code = "invalid_path"
 
 
+class UnreadableFile(InvalidInput):
+    """The file is empty, corrupt or not readable as the collection's content type."""
+
+    code = "unreadable_file"
+
+    def __init__(self, reason: str, *, path: str | None = None) -> None:
+        super().__init__(reason, path=path)
+        self.reason = reason
+        self.path = path
+
+
 class NoManagedStorage(InvalidInput):
     """This engine has no managed storage to upload into: register files in place (a path the
     engine can read) or set METALAKE_MANAGED_STORAGE_URL on the engine."""
@@ -66,6 +77,12 @@ class InvalidAnnotations(InvalidInput):
     """The annotation file is invalid."""
 
     code = "invalid_annotations"
+
+
+class NoImagesMatched(InvalidAnnotations):
+    """None of the document's images is a file of the collection; nothing was written."""
+
+    code = "no_images_matched"
 
 
 # -- 401 / 403: who is asking --------------------------------------------------------------
@@ -103,11 +120,29 @@ class FileNotFoundInLake(NotFound):
     code = "file_not_found"
 
 
+class AnnotationNotFound(NotFound):
+    """No such annotation on this file."""
+
+    code = "annotation_not_found"
+
+
+class TagNotFound(NotFound):
+    """No such tag on this file."""
+
+    code = "tag_not_found"
+
+
 class Conflict(EngineError):
     """The request conflicts with the current state."""
 
     status_code = 409
     code = "conflict"
+
+
+class CollectionExists(Conflict):
+    """A collection with that name already exists."""
+
+    code = "collection_exists"
 
 
 class CollectionContentTypeMismatch(Conflict):

@@ -8,6 +8,7 @@ is where uploaded bytes and model bundles are written, content-addressed by SHA-
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -153,9 +154,16 @@ class Storage:
             target = local_path(self.managed_url) / key
             target.parent.mkdir(parents=True, exist_ok=True)
             if not target.exists():
-                partial = target.with_name(target.name + ".partial")
-                shutil.copyfile(path, partial)
-                partial.replace(target)
+                # A unique temporary name: concurrent writers of the same bytes each finish
+                # their own copy and the atomic rename makes the last one win harmlessly.
+                fd, partial_name = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+                os.close(fd)
+                partial = Path(partial_name)
+                try:
+                    shutil.copyfile(path, partial)
+                    partial.replace(target)
+                finally:
+                    partial.unlink(missing_ok=True)
             return file_uri(target)
         if scheme == "s3":
             bucket, prefix = split_s3(self.managed_url)

@@ -62,7 +62,7 @@ class CollectionPublic(Schema):
 
 
 class IngestEntry(Schema):
-    """One local file to register in place: where it is, and its path relative to the upload root."""
+    """A local file to register in place: where it is, and its path relative to the upload root."""
 
     path: str = Field(min_length=1)
     relative_path: str = Field(min_length=1)
@@ -91,6 +91,21 @@ class IngestReport(Schema):
     failed: list[IngestFailurePublic] = Field(default_factory=list)
 
 
+class IngestFailureRecord(IngestFailurePublic):
+    """A recorded ingest failure of a collection (`GET /collections/{id}/failures`)."""
+
+    created_at: datetime
+
+
+class StorageInfo(Schema):
+    """How this engine takes files: in place (paths it can read) or copied into managed storage."""
+
+    managed: bool
+    ingest_batch_size: int = 200
+    image_extensions: list[str] = Field(default_factory=list)
+    video_extensions: list[str] = Field(default_factory=list)
+
+
 # -- items ----------------------------------------------------------------------------------------
 class TagPublic(Schema):
     name: str
@@ -112,6 +127,108 @@ class AnnotationPublic(Schema):
     model_version_id: int | None = None
     job_id: int | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class AnnotationCreate(Schema):
+    """One annotation to add to a file. Geometry is in pixels of the original image:
+    box `{"x1", "y1", "x2", "y2"}` (x1 < x2, y1 < y2, inside the image), polygon
+    `{"points": [[x, y], ...]}` (>= 3 points), keypoints `{"points": [[x, y, v], ...]}`, tag `{}`.
+    The engine checks these rules and answers 400 naming the annotation's index and field."""
+
+    label: str = Field(description="Non-empty, at most 255 characters.")
+    shape: AnnotationShape = "box"
+    geometry: dict[str, Any] = Field(default_factory=dict)
+    confidence: float | None = Field(default=None, description="0..1 when given.")
+    source: Literal["human", "machine"] = "human"
+    status: AnnotationStatus = "applied"
+    frame_index: int | None = Field(default=None, ge=0)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TagCreate(Schema):
+    """A human tag on a file (adding an existing one changes nothing)."""
+
+    name: str = Field(min_length=1, max_length=255)
+
+
+AnnotationShapeType = Literal["rectangle", "box", "polygon", "mixed"]
+
+
+class AnnotationUploadRequest(Schema):
+    """`upload_annotations_for_folder`: the MetaLake annotation JSON plus how to read it
+    (format: docs/annotations.md)."""
+
+    operation_unique_id: str = Field(min_length=1, max_length=255)
+    annotation_shape_type: AnnotationShapeType
+    is_normalized: bool = False
+    is_model_run: bool = False
+    data: Any = Field(description='The file\'s content: {"images": [{"image", "annotations"}]}.')
+
+
+class YoloLabels(Schema):
+    """A YOLO label folder as text: label files by relative path, and where class names are."""
+
+    labels: dict[str, str] = Field(description="Relative path of each `.txt` -> its content.")
+    names: list[str] | None = None
+    data_yaml: str | None = Field(default=None, description="Content of data.yaml, if any.")
+    classes_txt: str | None = Field(default=None, description="classes.txt / *.names content.")
+
+
+class AnnotationImportRequest(Schema):
+    """`import_annotations`: a COCO document or a YOLO label folder, sent as content."""
+
+    format: Literal["coco", "yolo"]
+    annotation_type: Literal["human", "machine"] = "human"
+    operation_id: str | None = Field(
+        default=None, max_length=255,
+        description="Defaults to `import:<format>:<sha256 of the content>`: re-importing the "
+                    "same content replaces instead of duplicating.")
+    coco: Any = None
+    yolo: YoloLabels | None = None
+
+
+class AnnotationUploadReport(Schema):
+    operation_id: str
+    written: int = Field(description="Annotations stored by this call.")
+    replaced: int = Field(description="Earlier annotations of the same operation removed.")
+    matched_images: int
+    unknown_images: list[str] = Field(default_factory=list)
+    ambiguous_images: list[str] = Field(default_factory=list)
+
+
+class ExportedAnnotation(Schema):
+    """One annotation in the MetaLake JSON (pixels; `bbox` is [x, y, width, height])."""
+
+    label: str
+    bbox: list[float] | None = None
+    polygon: list[list[float]] | None = None
+    keypoints: list[list[float]] | None = None
+    confidence: float | None = None
+    source: AnnotationSource
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    frame_index: int | None = None
+    model_version_id: int | None = None
+    operation_id: str | None = None
+
+
+class ExportedImage(Schema):
+    image: str = Field(description="Name to upload it back with (unique name minus "
+                                   "`<collection>_`).")
+    unique_name: str
+    file_id: int
+    sha256: str | None = None
+    width: int | None = None
+    height: int | None = None
+    annotations: list[ExportedAnnotation] = Field(default_factory=list)
+
+
+class AnnotationExportPage(Schema):
+    collection_id: int
+    collection_name: str
+    images: list[ExportedImage]
+    total: int
+    page_index: int
+    page_size: int
 
 
 class ItemPublic(Schema):

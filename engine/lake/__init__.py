@@ -1,1 +1,4 @@
-"""Lake services: collections, files, ingest, annotations and tags. Each takes `session` keyword-only."""
+"""Lake services: collections, files, ingest, annotations and tags.
+
+Each service function takes `session` keyword-only.
+"""

@@ -1,5 +1,108 @@
+"""Collections, ingest (in place) and uploads (into managed storage)."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, UploadFile, status
+
+from engine.api.deps import ReadKey, SessionDep, SettingsDep, StorageDep, WriteKey
+from engine.api.schemas import (
+    CollectionCreate,
+    CollectionPublic,
+    ContentType,
+    IngestFailureRecord,
+    IngestReport,
+    IngestRequest,
+    Page,
+    StorageInfo,
+)
+from engine.errors import InvalidInput
+from engine.lake import collections as service
+from engine.lake.ingest import ingest
+from engine.lake.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from engine.lake.upload import Upload, ingest_uploads
 
 router = APIRouter(tags=["collections"])
+
+PageIndex = Annotated[int, Query(ge=0)]
+PageSize = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.post("/collections", response_model=CollectionPublic,
+             status_code=status.HTTP_201_CREATED)
+def create_collection(body: CollectionCreate, session: SessionDep,
+                      _: WriteKey) -> CollectionPublic:
+    """Create an empty collection (uploading into a new name creates it too)."""
+    return service.create_collection(session=session, name=body.name,
+                                     content_type=body.content_type)
+
+
+@router.get("/collections", response_model=Page[CollectionPublic])
+def list_collections(session: SessionDep, _: ReadKey, page_index: PageIndex = 0,
+                     page_size: PageSize = 20) -> Page[CollectionPublic]:
+    return service.list_collections(session=session, page_index=page_index,
+                                    page_size=page_size)
+
+
+@router.get("/collections/{collection_id}", response_model=CollectionPublic)
+def get_collection(collection_id: int, session: SessionDep, _: ReadKey) -> CollectionPublic:
+    """A collection with its file count."""
+    return service.get_collection_details(session=session, collection_id=collection_id)
+
+
+@router.get("/collections/{collection_id}/failures", response_model=Page[IngestFailureRecord])
+def list_failures(collection_id: int, session: SessionDep, _: ReadKey,
+                  page_index: PageIndex = 0,
+                  page_size: PageSize = 100) -> Page[IngestFailureRecord]:
+    """Files that uploads into this collection could not register, with the reason."""
+    return service.list_failures(session=session, collection_id=collection_id,
+                                 page_index=page_index, page_size=page_size)
+
+
+@router.post("/collections/ingest", response_model=IngestReport)
+def ingest_files(body: IngestRequest, session: SessionDep, settings: SettingsDep,
+                 storage: StorageDep, _: WriteKey) -> IngestReport:
+    """Register files in place: absolute paths the engine can read, or an s3:// prefix."""
+    return ingest(body, session=session, settings=settings, storage=storage)
+
+
+@router.post("/collections/{collection_name}/upload", response_model=IngestReport)
+def upload_files(
+    collection_name: str,
+    content_type: Annotated[ContentType, Query()],
+    files: Annotated[list[UploadFile], File(description="The files' bytes.")],
+    relative_paths: Annotated[list[str], Form(description="One per file, in order.")],
+    session: SessionDep, settings: SettingsDep, storage: StorageDep, _: WriteKey,
+    metadata: Annotated[str, Form(description="A JSON object applied to every file.")] = "{}",
+) -> IngestReport:
+    """Copy files into managed storage and register them (needs METALAKE_MANAGED_STORAGE_URL)."""
+    if len(files) != len(relative_paths):
+        raise InvalidInput(f"Send one relative_paths field per file: got {len(files)} files "
+                           f"and {len(relative_paths)} relative paths.")
+    return ingest_uploads(
+        session=session, settings=settings, storage=storage, collection_name=collection_name,
+        content_type=content_type, metadata=_json_object(metadata, "metadata"),
+        uploads=[Upload(relative_path=p, stream=f.file) for f, p in zip(files, relative_paths,
+                                                                         strict=True)],
+    )
+
+
+@router.get("/storage", response_model=StorageInfo)
+def storage_info(settings: SettingsDep, storage: StorageDep, _: ReadKey) -> StorageInfo:
+    """How this engine takes files: `managed` = uploads are copied into its storage."""
+    return StorageInfo(
+        managed=storage.managed_url is not None, ingest_batch_size=settings.ingest_batch_size,
+        image_extensions=sorted(IMAGE_EXTENSIONS), video_extensions=sorted(VIDEO_EXTENSIONS),
+    )
+
+
+def _json_object(text: str, field: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as exc:
+        raise InvalidInput(f"The {field} field is not valid JSON: {exc}.") from exc
+    if not isinstance(value, dict):
+        raise InvalidInput(f"The {field} field must be a JSON object.")
+    return value

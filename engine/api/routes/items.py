@@ -1,5 +1,78 @@
+"""Items (files of the lake): listing and search, details, metadata, content."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Iterator
+from typing import IO, Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from engine.api.deps import ReadKey, SessionDep, StorageDep, WriteKey
+from engine.api.schemas import ContentType, ItemPublic, ItemQuery, MetadataUpdate, Page
+from engine.lake import items as service
 
 router = APIRouter(tags=["items"])
+
+_CHUNK = 1 << 16
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url)
+
+
+@router.get("/items", response_model=Page[ItemPublic])
+def list_items(
+    request: Request, session: SessionDep, _: ReadKey,
+    content_type: ContentType | None = None,
+    collection_id: int | None = None,
+    query: Annotated[str | None, Query(description="e.g. annotation.label=Bird")] = None,
+    filter: Annotated[str | None, Query(description='JSON, e.g. {"annotation_types": '
+                                                    '["human"]}')] = None,
+    page_index: Annotated[int, Query(ge=0)] = 0,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> Page[ItemPublic]:
+    search = ItemQuery(query=query, filter=service.parse_filter(filter),
+                       content_type=content_type, collection_id=collection_id,
+                       page_index=page_index, page_size=page_size)
+    return service.list_items(session=session, search=search, base_url=_base(request))
+
+
+@router.post("/items/search", response_model=Page[ItemPublic])
+def search_items(body: ItemQuery, request: Request, session: SessionDep,
+                 _: ReadKey) -> Page[ItemPublic]:
+    """The same as GET /items, with the query and filter in a JSON body."""
+    return service.list_items(session=session, search=body, base_url=_base(request))
+
+
+@router.get("/files/{unique_name}", response_model=ItemPublic)
+def get_file(unique_name: str, request: Request, session: SessionDep,
+             _: ReadKey) -> ItemPublic:
+    return service.get_file_details(session=session, unique_name=unique_name,
+                                    base_url=_base(request))
+
+
+@router.patch("/files/{unique_name}/metadata", response_model=ItemPublic)
+def update_metadata(unique_name: str, body: MetadataUpdate, request: Request,
+                    session: SessionDep, _: WriteKey) -> ItemPublic:
+    """Merge keys into the file's metadata; a null value removes the key."""
+    return service.update_file_metadata(session=session, unique_name=unique_name,
+                                        metadata=body.metadata, base_url=_base(request))
+
+
+@router.get("/files/{file_id}/content", response_class=StreamingResponse)
+def file_content(file_id: int, session: SessionDep, storage: StorageDep,
+                 _: ReadKey) -> StreamingResponse:
+    """The file's bytes, streamed from where the lake keeps them."""
+    uri, media_type, name = service.file_content(session=session, file_id=file_id)
+    handle = storage.open(uri)
+    return StreamingResponse(
+        _chunks(handle), media_type=media_type,
+        headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}"},
+    )
+
+
+def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    with handle:
+        yield from iter(lambda: handle.read(_CHUNK), b"")

@@ -1,0 +1,201 @@
+"""What a file is: its kind (by extension), SHA-256, size, pixel size and, for videos, timing.
+
+Images are opened header-only with Pillow: no pixel data is decoded, so probing a 64x48 JPEG
+and a 40-megapixel TIFF cost about the same. The reported width/height are the size *as the user
+sees it*: an EXIF orientation of 5-8 (rotated 90 or 270 degrees) swaps them, so boxes drawn on
+the displayed image and the stored size agree. A body that is corrupt past a valid header is
+not detected here; the job that decodes the file fails that item with the reason.
+
+Videos are opened with OpenCV and one frame is decoded, so a file OpenCV cannot read is refused
+at ingest rather than in a job. Every failure is an `UnreadableFile` whose message is the reason
+recorded in `ingest_failures`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Literal
+
+from engine.errors import UnreadableFile
+
+Kind = Literal["image", "video"]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"})
+# Dropped by operating systems and sync tools, never content. `._*` (macOS resource forks)
+# and every other dot-file are covered by the hidden-name rule.
+SYSTEM_FILE_NAMES = frozenset({"thumbs.db", "desktop.ini", "icon\r"})
+SYSTEM_DIR_NAMES = frozenset({"__macosx", "$recycle.bin"})
+_ROTATED_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION = 0x0112
+_CHUNK = 1 << 20
+
+
+def kind_of(name: str) -> Kind | None:
+    """`image`, `video` or None (not a media file), from the extension."""
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    return None
+
+
+def is_ignored(relative_path: str) -> bool:
+    """Hidden files and folders (`.x`, macOS `._x`) and OS litter (`Thumbs.db`, ...)."""
+    parts = PurePosixPath(relative_path).parts
+    return any(p.startswith(".") or p.lower() in SYSTEM_DIR_NAMES for p in parts) or (
+        bool(parts) and parts[-1].lower() in SYSTEM_FILE_NAMES
+    )
+
+
+def skip_reason(relative_path: str, collection_kind: Kind) -> str | None:
+    """Why a file is not registered in a collection of `collection_kind`, or None if it fits."""
+    if is_ignored(relative_path):
+        return "skipped: hidden or system file"
+    kind = kind_of(relative_path)
+    if kind is None:
+        allowed = IMAGE_EXTENSIONS if collection_kind == "image" else VIDEO_EXTENSIONS
+        return (f"skipped: {PurePosixPath(relative_path).suffix or 'no extension'} is not a "
+                f"supported {collection_kind} extension ({', '.join(sorted(allowed))})")
+    if kind != collection_kind:
+        return (f"skipped: {_a(kind)} file cannot join {_a(collection_kind)} collection; "
+                f"upload it to {_a(kind)} collection")
+    return None
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+@dataclass(frozen=True)
+class Probe:
+    sha256: str
+    size_bytes: int
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    frame_count: int | None = None
+
+
+# -- images ----------------------------------------------------------------------------------
+def image_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
+    """(width, height) as displayed, from the header alone."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            orientation = _orientation(img)
+    except Image.DecompressionBombError as exc:
+        raise UnreadableFile(f"refused as a decompression bomb: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise UnreadableFile(
+            "not a readable image: Pillow cannot identify its format (corrupt, or not an "
+            "image despite its extension)"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnreadableFile(f"corrupt image header: {exc}") from exc
+    if width <= 0 or height <= 0:
+        raise UnreadableFile(f"invalid image size {width}x{height}")
+    if width * height > max_pixels:
+        raise UnreadableFile(
+            f"refused as a decompression bomb: {width}x{height} = {width * height} pixels is "
+            f"more than METALAKE_MAX_IMAGE_PIXELS={max_pixels}"
+        )
+    if orientation in _ROTATED_ORIENTATIONS:
+        width, height = height, width
+    return width, height
+
+
+def _orientation(img: object) -> int:
+    try:
+        value = img.getexif().get(_EXIF_ORIENTATION)  # type: ignore[attr-defined]
+    except Exception:  # a broken EXIF block does not make the image unusable
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def probe_image_bytes(data: bytes, *, max_pixels: int) -> Probe:
+    if not data:
+        raise UnreadableFile("empty file (0 bytes)")
+    width, height = image_size(data, max_pixels=max_pixels)
+    return Probe(hashlib.sha256(data).hexdigest(), len(data), width, height)
+
+
+# -- videos ----------------------------------------------------------------------------------
+def video_info(path: Path) -> tuple[int, int, float | None, int | None]:
+    """(width, height, fps, frame_count) of a video OpenCV can decode; the size is the first
+    decoded frame's (after OpenCV applies the container's rotation)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise UnreadableFile("OpenCV cannot open this video (corrupt or unsupported codec)")
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        ok, frame = capture.read()
+        if not ok or frame is None:
+            raise UnreadableFile("OpenCV opened this video but could not decode a frame")
+        height, width = int(frame.shape[0]), int(frame.shape[1])
+    finally:
+        capture.release()
+    return width, height, (fps if fps > 0 else None), (frames if frames > 0 else None)
+
+
+def _hash_stream(stream: IO[bytes], sink: IO[bytes] | None = None) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in iter(lambda: stream.read(_CHUNK), b""):
+        digest.update(chunk)
+        size += len(chunk)
+        if sink is not None:
+            sink.write(chunk)
+    return digest.hexdigest(), size
+
+
+def probe_video_path(path: Path) -> Probe:
+    with path.open("rb") as handle:
+        sha, size = _hash_stream(handle)
+    if size == 0:
+        raise UnreadableFile("empty file (0 bytes)")
+    width, height, fps, frames = video_info(path)
+    return Probe(sha, size, width, height, fps, frames)
+
+
+# -- entry points ------------------------------------------------------------------------------
+def probe_local(path: Path, kind: Kind, *, max_pixels: int) -> Probe:
+    """Probe a file on the engine's disk."""
+    try:
+        if kind == "video":
+            return probe_video_path(path)
+        return probe_image_bytes(path.read_bytes(), max_pixels=max_pixels)
+    except FileNotFoundError as exc:
+        raise UnreadableFile("the file disappeared before it could be read") from exc
+    except IsADirectoryError as exc:
+        raise UnreadableFile("a directory, not a file") from exc
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read the file: {exc.strerror or exc}") from exc
+
+
+def probe_stream(stream: IO[bytes], kind: Kind, *, suffix: str, max_pixels: int) -> Probe:
+    """Probe bytes that are not on the engine's disk (S3, an upload). Images are read into
+    memory; videos are spooled to a temporary file for OpenCV."""
+    if kind == "image":
+        return probe_image_bytes(stream.read(), max_pixels=max_pixels)
+    fd, name = tempfile.mkstemp(suffix=suffix, prefix="metalake-probe-")
+    try:
+        with os.fdopen(fd, "wb") as sink:
+            sha, size = _hash_stream(stream, sink)
+        if size == 0:
+            raise UnreadableFile("empty file (0 bytes)")
+        width, height, fps, frames = video_info(Path(name))
+        return Probe(sha, size, width, height, fps, frames)
+    finally:
+        Path(name).unlink(missing_ok=True)
