@@ -1,0 +1,91 @@
+"""Which lake file an annotation document's image refers to.
+
+Unique names are `<collection name>_<relative path with "/" replaced by "_">`, so an image path
+`birds/img1.jpg` in collection `c` names `c_birds_img1.jpg`. Tried in order, first hit wins:
+
+1. `<collection>_<path>` for the whole path, then for each shorter tail of it
+   (`images/birds/img1.jpg` -> `birds/img1.jpg` -> `img1.jpg`), so an annotation file written
+   relative to a parent folder still matches;
+2. the path taken as a unique name itself (what `download_annotations` writes for a file that
+   entered the lake through another collection).
+
+YOLO label files name only the stem (`labels/train/img1`): the same tails are tried against the
+unique names without their extension, with `labels` also read as `images` (the Ultralytics
+layout). A stem that fits two files (`img1.jpg` and `img1.png`) is reported as ambiguous.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.lake.formats.parsed import ParsedImage
+
+Outcome = Literal["matched", "unknown", "ambiguous"]
+
+
+@dataclass(frozen=True)
+class LakeFile:
+    id: int
+    unique_name: str
+    width: int | None
+    height: int | None
+
+
+def normalize_path(path: str) -> str:
+    """Forward slashes, no leading `./` or `/`."""
+    key = path.strip().replace("\\", "/")
+    while key.startswith("./"):
+        key = key[2:]
+    return key.lstrip("/")
+
+
+def _tails(path: str) -> list[str]:
+    parts = [p for p in path.split("/") if p]
+    return ["/".join(parts[k:]) for k in range(len(parts))]
+
+
+def _stem(name: str) -> str:
+    head, dot, _ = name.rpartition(".")
+    return head if dot and head else name
+
+
+class FileIndex:
+    """The files of one collection, indexed for matching."""
+
+    def __init__(self, collection_name: str, files: list[LakeFile]) -> None:
+        self.prefix = f"{collection_name}_"
+        self.by_name = {f.unique_name: f for f in files}
+        self.by_stem: dict[str, list[LakeFile]] = defaultdict(list)
+        for f in files:
+            self.by_stem[_stem(f.unique_name)].append(f)
+
+    def match(self, image: ParsedImage) -> tuple[Outcome, LakeFile | None]:
+        path = normalize_path(image.key)
+        if image.match == "stem":
+            return self._by_stem(path)
+        for tail in _tails(path):
+            found = self.by_name.get(self.prefix + tail.replace("/", "_"))
+            if found is not None:
+                return "matched", found
+        found = self.by_name.get(path.replace("/", "_"))
+        return ("matched", found) if found is not None else ("unknown", None)
+
+    def _by_stem(self, path: str) -> tuple[Outcome, LakeFile | None]:
+        variants = [path]
+        parts = path.split("/")
+        if "labels" in parts[:-1]:
+            at = len(parts) - 2 - parts[-2::-1].index("labels")
+            variants.append("/".join([*parts[:at], "images", *parts[at + 1:]]))
+        names: list[str] = []
+        for same_depth in zip(*(_tails(v) for v in variants), strict=True):  # longest first
+            names.extend(self.prefix + t.replace("/", "_") for t in same_depth)
+        names.append(path.replace("/", "_"))
+        for name in names:
+            found = self.by_stem.get(name, [])
+            if len(found) == 1:
+                return "matched", found[0]
+            if len(found) > 1:
+                return "ambiguous", None
+        return "unknown", None
