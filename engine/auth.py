@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -41,12 +42,12 @@ class Principal:
             )
 
 
-def create_key(*, session: Session, name: str, scopes: list[str]) -> tuple[str, ApiKey]:
+def create_key(*, session: Session, name: str, scopes: Sequence[str]) -> tuple[str, ApiKey]:
     """Create a key; returns the plaintext (shown once) and the stored row."""
     unknown = sorted(set(scopes) - set(SCOPES))
     if not scopes or unknown:
         raise InvalidInput(
-            f"Scopes must be a non-empty subset of {list(SCOPES)}; got {scopes}.",
+            f"Scopes must be a non-empty subset of {list(SCOPES)}; got {list(scopes)}.",
             unknown_scopes=unknown,
         )
     key = KEY_PREFIX + secrets.token_urlsafe(32)

@@ -20,7 +20,7 @@ def default_home() -> Path:
 
 
 class Settings(BaseSettings):
-    """Engine settings, from `METALAKE_…` environment variables (and `DATABASE_URL`, `REDIS_URL`)."""
+    """Settings from `METALAKE_…` environment variables (and `DATABASE_URL`, `REDIS_URL`)."""
 
     model_config = SettingsConfigDict(env_prefix="METALAKE_", extra="ignore", frozen=True)
 

@@ -7,6 +7,8 @@ and each test gets its own database cloned from it.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,8 +36,12 @@ os.environ.pop("METALAKE_API_KEY", None)
 
 
 @pytest.fixture(scope="session")
-def services_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("services")
+def services_dir() -> Iterator[Path]:
+    """Outside pytest's own temp root: another pytest session (as root) resets that root's
+    permissions, which would cut off our PostgreSQL, running as its own system user."""
+    path = Path(tempfile.mkdtemp(prefix="metalake-test-services-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -172,7 +172,7 @@ class IngestFailure(Base):
 
 
 class ApiKey(Base):
-    """An API key: only its SHA-256 is stored (keys are 256-bit random, so no slow hash is needed)."""
+    """Only its SHA-256 is stored: keys are 256-bit random, so no slow hash is needed."""
 
     __tablename__ = "api_keys"
 

@@ -1,7 +1,7 @@
 """Lake schema: enable pgvector; collections, files, annotations, tags, API keys.
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-21 05:04:50.876947
 """
 
