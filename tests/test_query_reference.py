@@ -190,7 +190,8 @@ def iso(value: str | date) -> str:
 def matches_filter(f: RefFile, flt: Mapping[str, Any]) -> bool:
     kinds = flt.get("annotation_types") or []
     applied = {a.source for a in f.annotations if a.status == "applied"}
-    if kinds and not any((k == "raw" and not applied & {"human", "machine"}) or k in applied - {"raw"} for k in kinds):
+    labelled = applied & {"human", "machine"}
+    if kinds and not any((k == "raw" and not labelled) or k in labelled for k in kinds):
         return False
     if flt.get("from_date") and f.uploaded_at < time_range(iso(flt["from_date"]))[0]:
         return False
