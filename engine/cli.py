@@ -15,6 +15,7 @@ import typer
 from engine.cli_common import echo_err, settings_epilog
 from engine.cli_keys import keys_app
 from engine.cli_lake import register_lake_commands
+from engine.cli_models import models_app
 
 app = typer.Typer(
     name="metalake",
@@ -156,6 +157,7 @@ def db_upgrade(
 register_lake_commands(app)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:

@@ -70,6 +70,67 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the API and workers."
     )
+    registry_url: str | None = Field(
+        default=None,
+        description=(
+            "`file:///dir` or `s3://bucket/prefix` under which model bundles are stored, "
+            "content-addressed (`<this>/bundles/<sha256>.tar.gz`). Unset: "
+            "METALAKE_MANAGED_STORAGE_URL, else the engine home."
+        ),
+    )
+    bundle_max_bytes: int = Field(
+        default=4 << 30, gt=0,
+        description="Largest model bundle (its files' total size, unpacked); larger is a 413.",
+    )
+    bundle_max_files: int = Field(
+        default=10_000, gt=0, description="Most files and folders a model bundle may hold."
+    )
+    weights_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Directory of model weight files (e.g. yolov8n.pt) that `metalake models "
+            "install-defaults` copies into the default bundles. Unset: <home>/weights."
+        ),
+    )
+
+    envs_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Directory of the cached environments that model bundles' requirements.txt are "
+            "installed into, one per distinct requirements. Unset: <home>/envs."
+        ),
+    )
+    env_install_timeout: float = Field(
+        default=1800, gt=0,
+        description="Seconds `pip install -r requirements.txt` may take for a bundle.",
+    )
+    host_start_timeout: float = Field(
+        default=300, gt=0,
+        description="Seconds a model host may take to start and run the bundle's model_fn.",
+    )
+    host_request_timeout: float = Field(
+        default=300, gt=0,
+        description="Seconds a model host may take for one batch; then it is killed.",
+    )
+    host_memory_limit_mb: int = Field(
+        default=8192, ge=0,
+        description=(
+            "Resident memory (MB) a model host and its children may use; above it the host is "
+            "killed and its batch fails. 0: no limit."
+        ),
+    )
+    host_idle_seconds: float = Field(
+        default=600, gt=0,
+        description="A model host unused for this many seconds is stopped.",
+    )
+    host_env_allow: str = Field(
+        default="",
+        description=(
+            "Comma-separated extra environment variables passed to model hosts (e.g. "
+            "HF_ENDPOINT). Credentials (AWS_*, DATABASE_URL, REDIS_URL, METALAKE_* other than "
+            "METALAKE_WEIGHTS_DIR) are never passed."
+        ),
+    )
 
     @field_validator("home", mode="after")
     @classmethod
@@ -89,6 +150,26 @@ class Settings(BaseSettings):
     def client_file(self) -> Path:
         """Where `metalake up` leaves the URL and admin key the SDK and CLI pick up."""
         return self.home / "client.json"
+
+    @property
+    def registry_root_url(self) -> str:
+        """Where bundles go: METALAKE_REGISTRY_URL, else managed storage, else the home."""
+        from engine.storage import file_uri
+
+        return self.registry_url or self.managed_storage_url or file_uri(self.home)
+
+    @property
+    def weights_path(self) -> Path:
+        return (self.weights_dir or self.home / "weights").expanduser().resolve()
+
+    @property
+    def envs_path(self) -> Path:
+        """Where bundle requirement environments are cached."""
+        return (self.envs_dir or self.home / "envs").expanduser().resolve()
+
+    @property
+    def host_logs_dir(self) -> Path:
+        return self.logs_dir / "hosts"
 
     @property
     def ingest_root_paths(self) -> list[Path]:

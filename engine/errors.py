@@ -85,6 +85,42 @@ class NoImagesMatched(InvalidAnnotations):
     code = "no_images_matched"
 
 
+class UnknownApplication(InvalidInput):
+    """Unknown application: use autotagging (or auto_tagging), auto_annotation or embedding."""
+
+    code = "unknown_application"
+
+
+class InvalidModelName(InvalidInput):
+    """Invalid model name."""
+
+    code = "invalid_model_name"
+
+
+class BundleInvalid(InvalidInput):
+    """The model bundle breaks a rule of the bundle layout (docs/bundles.md)."""
+
+    code = "bundle_invalid"
+
+    def __init__(self, message: str, *, path: str, rule: str, **details: Any) -> None:
+        super().__init__(message, path=path, rule=rule, **details)
+        self.path = path
+        self.rule = rule
+
+
+class BundleTooLarge(BundleInvalid):
+    """The model bundle is larger than METALAKE_BUNDLE_MAX_BYTES."""
+
+    status_code = 413
+    code = "bundle_too_large"
+
+
+class WeightsMissing(InvalidInput):
+    """A weights file a default model needs is not in METALAKE_WEIGHTS_DIR."""
+
+    code = "weights_missing"
+
+
 # -- 401 / 403: who is asking --------------------------------------------------------------
 class Unauthorized(EngineError):
     """A valid API key is required: send `Authorization: Bearer <key>` (see `metalake keys`)."""
@@ -132,6 +168,12 @@ class TagNotFound(NotFound):
     code = "tag_not_found"
 
 
+class ModelNotFound(NotFound):
+    """No such model."""
+
+    code = "model_not_found"
+
+
 class Conflict(EngineError):
     """The request conflicts with the current state."""
 
@@ -151,6 +193,18 @@ class CollectionContentTypeMismatch(Conflict):
     code = "collection_content_type_mismatch"
 
 
+class ModelApplicationConflict(Conflict):
+    """A model with that name exists for another application."""
+
+    code = "model_application_conflict"
+
+
+class ModelInUse(Conflict):
+    """The model is used by a job that has not finished."""
+
+    code = "model_in_use"
+
+
 # -- 5xx: the engine's own dependencies ----------------------------------------------------
 class ServiceUnavailable(EngineError):
     """A service the engine depends on is unavailable; retry shortly."""
@@ -163,3 +217,59 @@ class StorageError(ServiceUnavailable):
     """The object store could not be reached or refused the request."""
 
     code = "storage_error"
+
+
+# -- model host: a bundle's code failed or misbehaved (the worker lives on) ----------------
+class ModelHostError(EngineError):
+    """The model host could not run the batch."""
+
+    status_code = 502
+    code = "model_host_error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        version_key: str | None = None,
+        log_file: str | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(message, version_key=version_key, log_file=log_file, **details)
+        self.version_key = version_key
+        self.log_file = log_file
+
+
+class ModelEnvironmentFailed(ModelHostError):
+    """The bundle's code/requirements.txt could not be installed."""
+
+    code = "model_environment_failed"
+
+
+class ModelLoadFailed(ModelHostError):
+    """Importing the bundle's inference.py or running its model_fn failed."""
+
+    code = "model_load_failed"
+
+
+class ModelCodeError(ModelHostError):
+    """The bundle's input_fn, predict_fn or output_fn raised an exception."""
+
+    code = "model_error"
+
+
+class ModelHostCrashed(ModelHostError):
+    """The model host process exited unexpectedly."""
+
+    code = "model_host_crashed"
+
+
+class ModelHostTimeout(ModelHostError):
+    """The model host did not answer in time and was stopped."""
+
+    code = "model_host_timeout"
+
+
+class ModelHostOutOfMemory(ModelHostError):
+    """The model host exceeded its memory limit and was stopped."""
+
+    code = "model_host_out_of_memory"

@@ -16,6 +16,12 @@ AnnotationShape = Literal["box", "polygon", "tag", "keypoints"]
 AnnotationSource = Literal["raw", "human", "machine"]
 AnnotationStatus = Literal["applied", "proposed"]
 Scope = Literal["read", "write", "admin"]
+Application = Literal["autotagging", "auto_annotation", "embedding"]
+# Accepted spellings of each application (the seed SDK writes both autotagging and auto_tagging).
+APPLICATION_SPELLINGS: dict[str, Application] = {
+    "autotagging": "autotagging", "auto_tagging": "autotagging",
+    "auto_annotation": "auto_annotation", "embedding": "embedding",
+}
 
 T = TypeVar("T")
 
@@ -266,3 +272,53 @@ class MetadataUpdate(Schema):
     """Keys to set on a file's metadata (merged); `null` values remove a key."""
 
     metadata: dict[str, Any]
+
+
+# -- model registry -------------------------------------------------------------------------------
+class BundleFile(Schema):
+    """One file of a registered bundle (its manifest)."""
+
+    path: str
+    size: int
+
+
+class ModelVersionSummary(Schema):
+    version: int
+    sha256: str
+    size_bytes: int
+    created_at: datetime
+
+
+class ModelVersionPublic(Schema):
+    """One immutable version of a registered model; `reference` (`name@N`) names it in jobs."""
+
+    name: str
+    application: Application
+    version: int
+    reference: str
+    sha256: str
+    size_bytes: int
+    bundle_uri: str
+    label_list: list[str] | None = None
+    embedding_dim: int | None = Field(default=None, description="Null: measured on first use.")
+    weights_file: str | None = None
+    files: list[BundleFile] = Field(default_factory=list)
+    created_at: datetime
+
+
+class ModelPublic(Schema):
+    """A registered model and its versions (oldest first)."""
+
+    id: int
+    name: str
+    application: Application
+    is_system_default: bool
+    created_at: datetime
+    latest_version: int
+    versions: list[ModelVersionSummary] = Field(default_factory=list)
+
+
+class ModelDetails(ModelPublic):
+    """`GET /models/{name}`: the model plus one version in full (the latest, or `name@N`'s)."""
+
+    version: ModelVersionPublic

@@ -1,8 +1,8 @@
 """The lake's tables (SQLAlchemy 2.0 typed models).
 
 Migrations in `migrations/` create exactly this schema; `tests/test_migrations.py` checks it.
-Registry, job and embedding tables join in their own migrations; the `model_version_id` and
-`job_id` columns below are where they attach.
+The registry's `models` / `model_versions` join in migration 0002; job and embedding tables in
+their own. The lake's `model_version_id` and `job_id` columns are where those attach.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Float,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db.base import Base, created_at_column
@@ -34,6 +35,7 @@ ANNOTATION_SHAPES = ("box", "polygon", "tag", "keypoints")
 ANNOTATION_SOURCES = ("raw", "human", "machine")
 ANNOTATION_STATUSES = ("applied", "proposed")
 SCOPES = ("read", "write", "admin")
+APPLICATIONS = ("autotagging", "auto_annotation", "embedding")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -184,3 +186,55 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = created_at_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class Model(Base):
+    """A registered model: a name and the application it serves; its bundles are the versions."""
+
+    __tablename__ = "models"
+    __table_args__ = (
+        CheckConstraint(_in("application", APPLICATIONS), name="application"),
+        # At most one system default per application.
+        Index("uq_models_system_default", "application", unique=True,
+              postgresql_where=text("is_system_default")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    application: Mapped[str] = mapped_column(String(32))
+    is_system_default: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    created_at: Mapped[datetime] = created_at_column()
+
+    versions: Mapped[list[ModelVersion]] = relationship(
+        back_populates="model", lazy="raise", order_by="ModelVersion.version",
+        passive_deletes=True,
+    )
+
+
+class ModelVersion(Base):
+    """One immutable bundle of a model (migration 0002 refuses updates with a trigger, except
+    setting `embedding_dim` once when it is measured on first use)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version"),
+        CheckConstraint("version >= 1", name="version"),
+        CheckConstraint("embedding_dim IS NULL OR embedding_dim > 0", name="embedding_dim"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    model_id: Mapped[int] = mapped_column(BigInteger,
+                                          ForeignKey("models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    bundle_uri: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    label_list: Mapped[list[str] | None] = mapped_column(JSONB)
+    embedding_dim: Mapped[int | None] = mapped_column(Integer)
+    weights_file: Mapped[str | None] = mapped_column(Text)
+    # [{"path": "code/inference.py", "size": 1234}, ...]
+    manifest: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = created_at_column()
+
+    model: Mapped[Model] = relationship(back_populates="versions", lazy="raise")
