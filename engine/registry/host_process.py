@@ -1,0 +1,142 @@
+"""One model host process, as the manager sees it, and the HTTP calls it answers.
+
+The host runs `engine/registry/serve.py` in its own process group; killing it means killing the
+group, so processes the bundle's code started go too, and waiting for it, so no zombie stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from engine.errors import ModelCodeError, ModelHostError
+
+LOG_TAIL_LINES = 20
+
+
+class HostProcess:
+    """One running host process."""
+
+    def __init__(self, version_key: str, process: subprocess.Popen[bytes], log_file: Path,
+                 log_offset: int) -> None:
+        self.version_key = version_key
+        self.process = process
+        self.log_file = log_file
+        self.log_offset = log_offset
+        self.port = 0
+        self.last_used = time.monotonic()
+        self.lock = threading.Lock()  # one request at a time
+        self.retired = False  # stopped or killed: callers holding it must get a new one
+        self.killed: ModelHostError | None = None  # why we killed it, if we did
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def tree_rss(self) -> int:
+        try:
+            root = psutil.Process(self.process.pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                total += process.memory_info().rss
+        return total
+
+    def kill(self, error: ModelHostError) -> None:
+        """SIGKILL the whole process group and reap the host; `error` explains it later."""
+        if self.killed is None:
+            self.killed = error
+        self.retired = True
+        self._signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 5) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; the group's other processes too."""
+        self.retired = True
+        self._signal_group(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._signal_group(signal.SIGKILL)
+            self.process.wait(10)
+        self._signal_group(signal.SIGKILL)  # children the bundle left behind
+
+    def _signal_group(self, signum: int) -> None:
+        # start_new_session made the host the leader of a group with its own pid
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
+
+    def exit_description(self) -> str:
+        code = self.process.returncode
+        if code is None:
+            return "stopped answering"
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"was killed by signal {signal.Signals(-code).name}"
+        return f"exited with code {code}"
+
+    def log_tail(self) -> str:
+        try:
+            with self.log_file.open("rb") as handle:
+                handle.seek(self.log_offset)
+                text = handle.read().decode(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-LOG_TAIL_LINES:]) or "(the log is empty)"
+
+
+def post(port: int, body: bytes, content_type: str, accept: str, timeout: float
+          ) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("POST", "/invocations", body=body,
+                           headers={"Content-Type": content_type, "Accept": accept})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def ping(port: int) -> tuple[int, dict[str, Any]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/ping")
+        response = connection.getresponse()
+        status, payload = response.status, response.read()
+    except (OSError, http.client.HTTPException):
+        return 0, {}
+    finally:
+        connection.close()
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        document = {}
+    return status, document if isinstance(document, dict) else {}
+
+
+def response_error(host: HostProcess, status: int, payload: bytes) -> ModelHostError:
+    try:
+        error = json.loads(payload)["error"]
+    except (ValueError, KeyError, TypeError):
+        error = {"message": payload[:500].decode(errors="replace")}
+    key, log_file = host.version_key, str(host.log_file)
+    if error.get("code") == "model_error":
+        return ModelCodeError(
+            f"{error.get('stage')} of {key} raised {error.get('message')} (traceback in "
+            f"{log_file})", version_key=key, log_file=log_file, stage=error.get("stage"),
+            traceback=error.get("traceback"))
+    return ModelHostError(f"the model host of {key} answered {status}: {error.get('message')}",
+                          version_key=key, log_file=log_file)
