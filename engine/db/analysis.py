@@ -1,0 +1,121 @@
+"""Analysis tables: jobs and their items, embedding spaces and vectors (migration 0003).
+
+A job snapshots the files it will process into `job_items` when it is planned; chunks of items
+run on workers and their results land in the lake's `tags` / `annotations` (with `job_id` and
+`model_version_id`) or in `embeddings`.
+
+An *embedding space* is where comparable vectors live: one per registered embedding model
+version (`model_version_id` set), or one per external name given to `insert_image_embeddings`
+(vectors computed elsewhere). Each space has one dimension and, once it has vectors, its own
+partial HNSW index on `(vector::halfvec(dim))` (pgvector's way to index several dimensions in
+one column; 2048-d needs halfvec).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engine.db.base import Base, created_at_column
+from engine.db.models import _in
+
+JOB_KINDS = ("autotagging", "auto_annotation", "embedding", "embedding_import")
+JOB_STATUSES = ("queued", "running", "succeeded", "partially_failed", "failed", "cancelled")
+ITEM_STATUSES = ("pending", "done", "failed", "cancelled")
+PLATFORMS = ("local", "aws", "none")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_in("kind", JOB_KINDS), name="kind"),
+        CheckConstraint(_in("status", JOB_STATUSES), name="status"),
+        CheckConstraint(_in("platform", PLATFORMS), name="platform"),
+        Index("ix_jobs_status", "status"),
+        # insert_image_embeddings_batch(..., session_id) groups calls into one job record.
+        Index("uq_jobs_session_id", "session_id", unique=True,
+              postgresql_where=text("session_id IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32), server_default=text("'queued'"))
+    platform: Mapped[str] = mapped_column(String(16))
+    # The request as validated: query, filter, input_resolution, confidence_threshold, prompt...
+    params: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    model_version_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("model_versions.id", ondelete="SET NULL"))
+    collection_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("collections.id", ondelete="SET NULL"))
+    session_id: Mapped[str | None] = mapped_column(String(255))
+    total: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    done: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    failed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class JobItem(Base):
+    __tablename__ = "job_items"
+    __table_args__ = (
+        CheckConstraint(_in("status", ITEM_STATUSES), name="status"),
+        UniqueConstraint("job_id", "file_id"),
+        Index("ix_job_items_job_id_chunk", "job_id", "chunk"),
+        Index("ix_job_items_job_id_status", "job_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"))
+    file_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("files.id", ondelete="CASCADE"))
+    chunk: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    updated_at: Mapped[datetime] = created_at_column()
+
+
+class EmbeddingSpace(Base):
+    __tablename__ = "embedding_spaces"
+    __table_args__ = (CheckConstraint("dim > 0 AND dim <= 4000", name="dim"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    model_version_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("model_versions.id", ondelete="CASCADE"), unique=True)
+    # Name of the partial HNSW index, once created (when the space's first vectors arrive).
+    index_name: Mapped[str | None] = mapped_column(String(63))
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class Embedding(Base):
+    __tablename__ = "embeddings"
+    __table_args__ = (UniqueConstraint("space_id", "file_id"),
+                      Index("ix_embeddings_file_id", "file_id"))
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    space_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("embedding_spaces.id", ondelete="CASCADE"))
+    file_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("files.id", ondelete="CASCADE"))
+    # No fixed dimension: spaces differ. Each space's index casts to halfvec(dim).
+    vector: Mapped[Any] = mapped_column(Vector())
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = created_at_column()
