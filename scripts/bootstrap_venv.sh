@@ -29,5 +29,7 @@ fi
 quiet=()
 if [ "${CI:-}" = "true" ]; then quiet=(--quiet); fi
 "$venv/bin/python" -m pip install "${quiet[@]}" --upgrade pip
-"$venv/bin/python" -m pip install "${quiet[@]}" -e '.[engine,dev]'
+# The `models` extra brings torch 2.15 + torchvision 0.29 (a matched pair from the registry)
+# and ultralytics: the default templates and the test suite's own models need them.
+"$venv/bin/python" -m pip install "${quiet[@]}" -e '.[engine,dev,models]'
 echo "$venv is ready: $("$venv/bin/python" --version), metalake at $venv/bin/metalake"

@@ -1,8 +1,9 @@
 """Generated shape images (circle / square / triangle on varied backgrounds), no downloads.
 
-`generate(out_dir, count)` writes PNGs named `<shape>_<nn>.png` and returns what it drew, so
-the demo can compare query results with the known truth. Deterministic for a given seed:
-regenerating writes the same bytes, so re-ingesting adds nothing.
+`generate(out_dir, count)` writes PNGs named `<shape>_<nn>.png`, one shape each, and returns
+what it drew, so the demo can compare query results with the known truth. Deterministic for a
+given seed: regenerating writes the same bytes, so re-ingesting adds nothing. The shapes are
+drawn with `tests.fixtures.shapes` (the generator the test models are trained on).
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-SHAPES = ("circle", "square", "triangle")
-SIZES = ((48, 48), (64, 48), (64, 64), (96, 72), (128, 96), (128, 128))
+from tests.fixtures.shapes import CLASSES, contrasting, outline
+
+SHAPES = CLASSES
+# Sizes and shape proportions close to the scenes the test detector learnt (160x160, shapes
+# an eighth to a third of the side), so the demo's auto-tagging finds them.
+SIZES = ((160, 120), (160, 160), (200, 150), (240, 180), (320, 240), (320, 320))
 CAMERAS = ("cam 1", "cam 2", "cam 3")
 
 
@@ -28,32 +33,20 @@ class Shape:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels
 
 
-def _colors(rng: random.Random) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
-    """A background and a shape colour far enough apart to see the shape."""
-    while True:
-        background = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-        fill = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-        if sum(abs(a - b) for a, b in zip(background, fill, strict=True)) > 200:
-            return background, fill
-
-
 Box = tuple[int, int, int, int]
 
 
 def draw(shape: str, size: tuple[int, int], rng: random.Random) -> tuple[Image.Image, Box]:
+    """One shape on a plain background, drawn as the test fixtures draw theirs (the same
+    outlines and colour contrast), so models trained on those recognise these."""
     width, height = size
-    background, fill = _colors(rng)
+    background = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
     image = Image.new("RGB", size, background)
-    side = rng.randint(min(size) // 3, min(size) * 3 // 4)
+    side = rng.randint(min(size) // 5, min(size) // 3)
     x0, y0 = rng.randint(0, width - side), rng.randint(0, height - side)
     box = (x0, y0, x0 + side, y0 + side)
-    pen = ImageDraw.Draw(image)
-    if shape == "circle":
-        pen.ellipse(box, fill=fill)
-    elif shape == "square":
-        pen.rectangle(box, fill=fill)
-    else:
-        pen.polygon([(x0 + side // 2, y0), (x0, y0 + side), (x0 + side, y0 + side)], fill=fill)
+    polygon = outline(shape, (float(x0), float(y0), float(x0 + side), float(y0 + side)))
+    ImageDraw.Draw(image).polygon(list(polygon), fill=contrasting(rng, background))
     return image, box
 
 

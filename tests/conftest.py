@@ -27,11 +27,16 @@ from tests.services import MotoServer, free_port, wait_for_http
 
 TEMPLATE_DB = "metalake_template"
 
+# Trained shapes models, random-weights ResNet50 and the bundles made from them.
+pytest_plugins = ["tests.fixtures.plugin"]
+
 # boto3 in tests (and in the engine under test) talks to moto with dummy credentials.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.pop("METALAKE_URL", None)
+# Nothing may download at run time here: ultralytics must not try.
+os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.pop("METALAKE_API_KEY", None)
 
 
