@@ -132,6 +132,76 @@ class Settings(BaseSettings):
         ),
     )
 
+    inference_platform: Literal["local", "aws"] = Field(
+        default="local",
+        description=(
+            "Where analysis jobs run their model when a call says inference_platform='use_env': "
+            "`local` (a model host process next to the worker) or `aws` (a SageMaker endpoint)."
+        ),
+    )
+    chunk_size: int = Field(
+        default=16, gt=0, le=1024,
+        description="Files per job chunk: one batched model request and one transaction each.",
+    )
+    video_frame_stride: int = Field(
+        default=30, gt=0,
+        description="Analysis jobs sample every N-th frame of a video.",
+    )
+    bundle_cache_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Where workers unpack model bundles, one folder per bundle sha256. Unset: "
+            "<home>/bundles."
+        ),
+    )
+
+    # -- the `aws` inference platform: SageMaker real-time endpoints (docs/aws.md) --
+    sagemaker_image_uri: str | None = Field(
+        default=None,
+        description=(
+            "ECR URI of the Dockerfile.serve image (e.g. 123456789012.dkr.ecr.us-east-1."
+            "amazonaws.com/metalake-serve:latest) that SageMaker endpoints run. Required for aws."
+        ),
+    )
+    sagemaker_role_arn: str | None = Field(
+        default=None,
+        description=(
+            "IAM role SageMaker assumes to pull the image and read model.tar.gz "
+            "(arn:aws:iam::<account>:role/...). Required for aws."
+        ),
+    )
+    sagemaker_bucket: str | None = Field(
+        default=None,
+        description=(
+            "`s3://bucket/prefix` where bundles are uploaded as model.tar.gz for SageMaker, in "
+            "the endpoints' region. Required for aws."
+        ),
+    )
+    sagemaker_instance_type: str = Field(
+        default="ml.m5.xlarge",
+        description="Instance type of the endpoints (one instance per model version).",
+    )
+    sagemaker_endpoint_url: str | None = Field(
+        default=None,
+        description="SageMaker API endpoint (moto, VPC endpoint). Unset: AWS.",
+    )
+    sagemaker_runtime_endpoint_url: str | None = Field(
+        default=None,
+        description="sagemaker-runtime endpoint for invocations. Unset: "
+                    "METALAKE_SAGEMAKER_ENDPOINT_URL, else AWS.",
+    )
+    sagemaker_max_payload_bytes: int = Field(
+        default=6_000_000, gt=0,
+        description=(
+            "Largest request body sent to an endpoint (SageMaker refuses more than 6 MB); "
+            "chunks are split by bytes to stay under it."
+        ),
+    )
+    sagemaker_endpoint_timeout: float = Field(
+        default=1800, gt=0,
+        description="Seconds a new SageMaker endpoint may take to become InService.",
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
@@ -166,6 +236,11 @@ class Settings(BaseSettings):
     def envs_path(self) -> Path:
         """Where bundle requirement environments are cached."""
         return (self.envs_dir or self.home / "envs").expanduser().resolve()
+
+    @property
+    def bundle_cache_path(self) -> Path:
+        """Where workers keep unpacked bundles, keyed by sha256."""
+        return (self.bundle_cache_dir or self.home / "bundles").expanduser().resolve()
 
     @property
     def host_logs_dir(self) -> Path:

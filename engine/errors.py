@@ -115,10 +115,41 @@ class BundleTooLarge(BundleInvalid):
     code = "bundle_too_large"
 
 
+class InvalidEmbeddings(InvalidInput):
+    """The embeddings are invalid: each needs a known uniqueName and a vector of finite numbers
+    of the declared dimension."""
+
+    code = "invalid_embeddings"
+
+
+class EmbeddingBatchTooLarge(InvalidEmbeddings):
+    """A batch holds fewer than 100 embeddings: split the list, or use insert_image_embeddings,
+    which sends any number in batches."""
+
+    code = "embedding_batch_too_large"
+
+
 class WeightsMissing(InvalidInput):
     """A weights file a default model needs is not in METALAKE_WEIGHTS_DIR."""
 
     code = "weights_missing"
+
+
+class UnknownPlatform(InvalidInput):
+    """Unknown inference platform: use 'local', 'aws' or 'use_env' (METALAKE_INFERENCE_PLATFORM)."""
+
+    code = "unknown_platform"
+
+
+class PlatformNotConfigured(InvalidInput):
+    """The aws inference platform is not configured: set METALAKE_SAGEMAKER_IMAGE_URI,
+    METALAKE_SAGEMAKER_ROLE_ARN and METALAKE_SAGEMAKER_BUCKET on the engine (docs/aws.md)."""
+
+    code = "platform_not_configured"
+
+    def __init__(self, message: str | None = None, *, missing: list[str]) -> None:
+        super().__init__(message, missing=missing)
+        self.missing = missing
 
 
 # -- 401 / 403: who is asking --------------------------------------------------------------
@@ -174,6 +205,24 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class JobNotFound(NotFound):
+    """No such job."""
+
+    code = "job_not_found"
+
+
+class EmbeddingSpaceNotFound(NotFound):
+    """No embeddings are stored for that model name."""
+
+    code = "embedding_space_not_found"
+
+
+class EmbeddingNotFound(NotFound):
+    """The file has no embedding for that model."""
+
+    code = "embedding_not_found"
+
+
 class Conflict(EngineError):
     """The request conflicts with the current state."""
 
@@ -197,6 +246,18 @@ class ModelApplicationConflict(Conflict):
     """A model with that name exists for another application."""
 
     code = "model_application_conflict"
+
+
+class JobNotRetryable(Conflict):
+    """The job is still running; wait for it (or cancel it) before retrying its failed items."""
+
+    code = "job_not_retryable"
+
+
+class EmbeddingDimensionMismatch(Conflict):
+    """The vectors' dimension differs from the embedding space's."""
+
+    code = "embedding_dimension_mismatch"
 
 
 class ModelInUse(Conflict):
@@ -273,3 +334,53 @@ class ModelHostOutOfMemory(ModelHostError):
     """The model host exceeded its memory limit and was stopped."""
 
     code = "model_host_out_of_memory"
+
+
+# -- the aws platform: a SageMaker endpoint stands in for the model host -------------------
+class EndpointError(ModelHostError):
+    """The SageMaker endpoint could not run the batch."""
+
+    code = "endpoint_error"
+
+    def __init__(self, message: str | None = None, *, endpoint_name: str,
+                 version_key: str | None = None, log_file: str | None = None,
+                 **details: Any) -> None:
+        super().__init__(message, version_key=version_key, log_file=log_file,
+                         endpoint_name=endpoint_name, **details)
+        self.endpoint_name = endpoint_name
+
+
+class EndpointSetupFailed(EndpointError):
+    """Creating the SageMaker model, endpoint config or endpoint failed, or the endpoint did
+    not become InService in time (METALAKE_SAGEMAKER_ENDPOINT_TIMEOUT)."""
+
+    code = "endpoint_setup_failed"
+
+
+class EndpointModelError(EndpointError, ModelCodeError):
+    """The model container of the SageMaker endpoint answered with an error (ModelError)."""
+
+    code = "model_error"
+
+
+class EndpointRejected(EndpointError):
+    """SageMaker refused the invocation (ValidationError): the endpoint is missing or not
+    InService, or the request is malformed."""
+
+    code = "endpoint_rejected"
+
+
+class EndpointThrottled(EndpointError):
+    """SageMaker kept throttling the endpoint's invocations after retries; lower the number of
+    inference workers or give the endpoint more instances."""
+
+    status_code = 503
+    code = "endpoint_throttled"
+
+
+class EndpointPayloadTooLarge(EndpointError):
+    """The request body is larger than a SageMaker endpoint accepts
+    (METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES): split the batch into smaller chunks."""
+
+    status_code = 413
+    code = "endpoint_payload_too_large"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from sdk._annotations import AnnotationCalls
 from sdk._base import BaseClient
+from sdk._embeddings import EmbeddingCalls
+from sdk._jobs import JobCalls
 from sdk._lake import LakeCalls
 from sdk._models import ModelCalls
 
 
-class Client(LakeCalls, AnnotationCalls, ModelCalls, BaseClient):
+class Client(LakeCalls, AnnotationCalls, ModelCalls, EmbeddingCalls, JobCalls, BaseClient):
     """Talks to a MetaLake engine over HTTP.
 
     `Client(url=None, api_key=None)`: arguments, else `METALAKE_URL` / `METALAKE_API_KEY`,

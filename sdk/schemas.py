@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 ContentType = Literal["image", "video"]
 AnnotationShape = Literal["box", "polygon", "tag", "keypoints"]
@@ -322,3 +322,174 @@ class ModelDetails(ModelPublic):
     """`GET /models/{name}`: the model plus one version in full (the latest, or `name@N`'s)."""
 
     version: ModelVersionPublic
+
+
+# -- analysis jobs (section 7 of the SDK manual) -------------------------------------------------
+JobKind = Literal["autotagging", "auto_annotation", "embedding", "embedding_import"]
+JobStatus = Literal["queued", "running", "succeeded", "partially_failed", "failed", "cancelled"]
+FINISHED_JOB_STATUSES: tuple[JobStatus, ...] = ("succeeded", "partially_failed", "failed",
+                                                "cancelled")
+
+
+class PromptEntry(Schema):
+    """One auto-annotation prompt: `description` is what the model is prompted with, `label`
+    what the annotations are called."""
+
+    label: str
+    description: str
+
+
+class _JobSelection(Schema):
+    """Which files a job runs over: a collection, or the whole lake of one content type, then
+    narrowed by the lake's query and filter. Validated by the engine (400s say why)."""
+
+    collection_id: int | str | None = None
+    content_type: str | None = None
+    model_id: str | None = "default"
+    query: str | None = None
+    filter: dict[str, Any] | None = None
+    inference_platform: str | None = "use_env"
+
+
+class AutotagRequest(_JobSelection):
+    input_resolution: Any = (300, 300)
+    confidence_threshold: Any = 0.5
+
+
+class AutoAnnotateRequest(_JobSelection):
+    prompt: list[PromptEntry | str] | None = None
+    annotation_type: str = "polygon"
+    confidence_threshold: Any = 0.5
+    input_resolution: Any = None
+    preview: bool = False
+
+
+class EmbedRequest(_JobSelection):
+    input_resolution: Any = None
+
+
+class JobSubmitted(Schema):
+    """What an analysis call returns at once; follow it with `get_job` / `wait_for_job`."""
+
+    job_id: int
+    status: JobStatus
+    total: int
+
+
+class JobItemError(Schema):
+    unique_name: str
+    error: str
+
+
+class JobPublic(Schema):
+    job_id: int
+    kind: JobKind
+    status: JobStatus
+    platform: str
+    model: str | None = Field(default=None, description="`name@N` of the model version run.")
+    collection_id: int | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    total: int
+    done: int
+    failed: int
+    cancel_requested: bool = False
+    error: str | None = None
+    errors: list[JobItemError] = Field(default_factory=list,
+                                       description="Failed items (the first 100) and why.")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class ProposalDecision(Schema):
+    """Accept or reject a preview job's proposed annotations: all of them, or those of the
+    named files."""
+
+    unique_names: list[str] | None = None
+
+
+class ProposalReport(Schema):
+    job_id: int
+    annotations: int
+
+
+# -- embeddings and similarity search ----------------------------------------------------------
+# The seed SDK: "Length of embedding_list must be less than 100."
+MAX_EMBEDDING_BATCH = 99
+
+
+def _unique_name_field() -> Any:
+    return Field(validation_alias=AliasChoices("uniqueName", "unique_name"),
+                 serialization_alias="uniqueName")
+
+
+class EmbeddingEntry(Schema):
+    """One vector for one file, as the seed SDK writes it: `{"uniqueName", "embeddings"}`."""
+
+    unique_name: str = _unique_name_field()
+    embeddings: list[float]
+
+
+class EmbeddingBatch(Schema):
+    """`insert_image_embeddings_batch(embedding_list, model_name, vector_dimension, session_id)`:
+    fewer than 100 entries; calls with the same non-empty `session_id` form one job."""
+
+    embedding_list: list[EmbeddingEntry]
+    model_name: str = Field(min_length=1, max_length=255)
+    vector_dimension: list[int] = Field(min_length=1)
+    session_id: str = Field(default="", max_length=255)
+
+
+class EmbeddingBatchResult(Schema):
+    job_id: int
+    session_id: str | None = None
+    space: str
+    dimension: int
+    written: int
+    # Entries received so far by the job (all batches of the session).
+    total: int
+
+
+class EmbeddingVectorsRequest(Schema):
+    unique_names: list[str] = Field(min_length=1, max_length=1000)
+    model_name: str = Field(min_length=1, max_length=255)
+
+
+class EmbeddingVector(Schema):
+    """A file's vector in a space; `embeddings` is null when the file has none there."""
+
+    unique_name: str = _unique_name_field()
+    embeddings: list[float] | None = None
+
+
+class EmbeddingVectors(Schema):
+    space: str
+    dimension: int
+    items: list[EmbeddingVector]
+
+
+class SimilarityQuery(Schema):
+    """Nearest neighbours of a file's vector (`unique_name`) or of a `vector`, by cosine
+    similarity, optionally among the files of a collection and/or matching a query + filter."""
+
+    unique_name: str | None = None
+    vector: list[float] | None = None
+    model_name: str = Field(default="default", min_length=1, max_length=255)
+    k: int = Field(default=10, ge=1, le=1000)
+    collection_id: int | None = None
+    query: str | None = None
+    filter: dict[str, Any] | None = None
+
+
+class SimilarItem(Schema):
+    unique_name: str
+    # 1 - cosine distance, computed at full precision.
+    score: float
+
+
+class SimilarItems(Schema):
+    space: str
+    # How the neighbours were found: the HNSW index, the index scanned iteratively under a
+    # filter, or an exact scan of the (small) filtered set.
+    method: Literal["index", "iterative_index", "exact"]
+    items: list[SimilarItem]

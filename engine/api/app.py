@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from engine import __version__
 from engine.api.errors import install_error_handlers
 from engine.api.routes import annotations as annotation_routes
-from engine.api.routes import collections, health, items, keys, models
+from engine.api.routes import collections, embeddings, health, items, jobs, keys, models
 from engine.config import Settings
 from engine.db.session import make_engine, make_session_factory
 from engine.errors import InvalidInput
@@ -49,6 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(items.router, prefix=API_PREFIX)
     app.include_router(annotation_routes.router, prefix=API_PREFIX)
     app.include_router(models.router, prefix=API_PREFIX)
+    app.include_router(jobs.router, prefix=API_PREFIX)
+    app.include_router(embeddings.router, prefix=API_PREFIX)
     return app
 
 

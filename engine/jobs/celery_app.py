@@ -35,6 +35,9 @@ def create_celery(settings: Settings) -> Celery:
         timezone="UTC",
     )
     app.conf.metalake_settings = settings
+    from engine.jobs.tasks import register_tasks
+
+    register_tasks(app)
 
     @app.task(name="metalake.ping")  # type: ignore[untyped-decorator, misc]
     def ping() -> str:

@@ -1,0 +1,103 @@
+"""Analysis jobs: autotag, auto-annotate, embed (section 7 of the SDK manual); show, list,
+cancel, retry failed items; accept or reject a preview job's proposals."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, status
+
+from engine.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
+from engine.api.schemas import (
+    AutoAnnotateRequest,
+    AutotagRequest,
+    EmbedRequest,
+    JobPublic,
+    JobSubmitted,
+    ProposalDecision,
+    ProposalReport,
+)
+from engine.jobs import requests, service
+from engine.jobs.dispatch import CeleryDispatcher, Dispatcher
+
+router = APIRouter(tags=["jobs"])
+
+
+def _dispatcher(request: Request) -> Dispatcher:
+    """One Celery producer per app, made on first use."""
+    state = request.app.state
+    if getattr(state, "dispatcher", None) is None:
+        from engine.jobs.celery_app import create_celery
+
+        state.dispatcher = CeleryDispatcher(create_celery(state.settings))
+    dispatcher: Dispatcher = state.dispatcher
+    return dispatcher
+
+
+DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher)]
+ACCEPTED = status.HTTP_202_ACCEPTED
+
+
+@router.post("/jobs/autotag", response_model=JobSubmitted, status_code=ACCEPTED)
+def autotag(body: AutotagRequest, session: SessionDep, settings: SettingsDep,
+            dispatcher: DispatcherDep, _: WriteKey) -> JobSubmitted:
+    """Tag a collection (`collection_id`) or the lake's `content_type` population."""
+    job = requests.validate_autotag(session, settings, body)
+    return service.submit(session=session, job=job, dispatcher=dispatcher)
+
+
+@router.post("/jobs/auto-annotate", response_model=JobSubmitted, status_code=ACCEPTED)
+def auto_annotate(body: AutoAnnotateRequest, session: SessionDep, settings: SettingsDep,
+                  dispatcher: DispatcherDep, _: WriteKey) -> JobSubmitted:
+    """Annotate (boxes or polygons) the prompted labels; `preview` proposes them."""
+    job = requests.validate_auto_annotate(session, settings, body)
+    return service.submit(session=session, job=job, dispatcher=dispatcher)
+
+
+@router.post("/jobs/embed", response_model=JobSubmitted, status_code=ACCEPTED)
+def embed(body: EmbedRequest, session: SessionDep, settings: SettingsDep,
+          dispatcher: DispatcherDep, _: WriteKey) -> JobSubmitted:
+    """Compute and store one embedding per selected file."""
+    job = requests.validate_embed(session, settings, body)
+    return service.submit(session=session, job=job, dispatcher=dispatcher)
+
+
+@router.get("/jobs", response_model=list[JobPublic])
+def list_jobs(session: SessionDep, _: ReadKey,
+              status: Annotated[str | None, Query()] = None,
+              kind: Annotated[str | None, Query()] = None,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[JobPublic]:
+    """Jobs, newest first."""
+    return service.list_jobs(session=session, status=status, kind=kind, limit=limit)
+
+
+@router.get("/jobs/{job_id}", response_model=JobPublic)
+def get_job(job_id: int, session: SessionDep, _: ReadKey) -> JobPublic:
+    """A job's status, counters and failed items with their reasons."""
+    return service.get_job(session=session, job_id=job_id)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: int, session: SessionDep, _: WriteKey) -> JobPublic:
+    return service.cancel_job(session=session, job_id=job_id)
+
+
+@router.post("/jobs/{job_id}/retry", response_model=JobPublic)
+def retry_failed(job_id: int, session: SessionDep, dispatcher: DispatcherDep,
+                 _: WriteKey) -> JobPublic:
+    """Run the failed items of a finished job again."""
+    return service.retry_failed(session=session, job_id=job_id, dispatcher=dispatcher)
+
+
+@router.post("/jobs/{job_id}/proposals/accept", response_model=ProposalReport)
+def accept_proposals(job_id: int, body: ProposalDecision, session: SessionDep,
+                     _: WriteKey) -> ProposalReport:
+    return service.decide_proposals(session=session, job_id=job_id, accept=True,
+                                    unique_names=body.unique_names)
+
+
+@router.post("/jobs/{job_id}/proposals/reject", response_model=ProposalReport)
+def reject_proposals(job_id: int, body: ProposalDecision, session: SessionDep,
+                     _: WriteKey) -> ProposalReport:
+    return service.decide_proposals(session=session, job_id=job_id, accept=False,
+                                    unique_names=body.unique_names)

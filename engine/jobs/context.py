@@ -1,0 +1,59 @@
+"""What a worker process holds while it runs job tasks: database, storage, bundle cache and the
+inference platforms (the `local` one owns this process's model hosts).
+
+Made from `Settings` on the first task in each worker process (after a prefork fork) and closed
+when the process shuts down; kept on the Celery app, never in a module global.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from engine.config import Settings
+from engine.db.session import make_engine, make_session_factory
+from engine.errors import InvalidInput
+from engine.jobs.bundles import BundleCache
+from engine.jobs.platforms.base import InferencePlatform
+from engine.registry.store import registry_storage
+from engine.storage import Storage
+
+
+class WorkerContext:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.database_url:
+            raise InvalidInput("The worker needs DATABASE_URL.")
+        self.settings = settings
+        self.pid = os.getpid()
+        self.db_engine = make_engine(settings.database_url, pool_size=2)
+        self.sessions = make_session_factory(self.db_engine)
+        self.storage = Storage.from_settings(settings)
+        self.bundles = BundleCache.from_settings(settings, registry_storage(settings))
+        self._platforms: dict[str, InferencePlatform] = {}
+
+    def platform(self, name: str) -> InferencePlatform:
+        if name not in self._platforms:
+            self._platforms[name] = self._make_platform(name)
+        return self._platforms[name]
+
+    def _make_platform(self, name: str) -> InferencePlatform:
+        if name == "local":
+            from engine.jobs.platforms.local import LocalPlatform
+            from engine.registry.host import HostManager
+
+            return LocalPlatform(hosts=HostManager.from_settings(self.settings),
+                                 bundles=self.bundles)
+        if name == "aws":
+            from engine.jobs.platforms import aws  # the AWS platform module
+
+            factory: Any = aws.AwsPlatform
+            platform: InferencePlatform = factory.from_settings(self.settings,
+                                                                bundles=self.bundles)
+            return platform
+        raise InvalidInput(f"Unknown inference platform {name!r}.")
+
+    def close(self) -> None:
+        for platform in self._platforms.values():
+            platform.close()
+        self._platforms.clear()
+        self.db_engine.dispose()

@@ -1,0 +1,33 @@
+"""Enqueueing job work on Celery by task name (the API never imports the task code)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from celery import Celery
+
+from engine.jobs.celery_app import CONTROL_QUEUE, INFERENCE_QUEUE
+
+PLAN_TASK = "metalake.jobs.plan"
+CHUNK_TASK = "metalake.jobs.chunk"
+
+
+class Dispatcher(Protocol):
+    def plan(self, job_id: int) -> None: ...
+
+    def chunks(self, job_id: int, chunks: Iterable[int]) -> None: ...
+
+
+class CeleryDispatcher:
+    """Sends `plan` to the control queue and chunks to the inference queue."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def plan(self, job_id: int) -> None:
+        self._app.send_task(PLAN_TASK, args=[job_id], queue=CONTROL_QUEUE)
+
+    def chunks(self, job_id: int, chunks: Iterable[int]) -> None:
+        for chunk in chunks:
+            self._app.send_task(CHUNK_TASK, args=[job_id, chunk], queue=INFERENCE_QUEUE)

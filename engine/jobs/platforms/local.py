@@ -1,0 +1,26 @@
+"""`local`: the model host of this worker process (`engine.registry.host.HostManager`)."""
+
+from __future__ import annotations
+
+from engine.jobs.bundles import BundleCache
+from engine.jobs.platforms.base import ModelVersionRef
+from engine.registry.host import HostManager
+
+
+class LocalPlatform:
+    name = "local"
+
+    def __init__(self, *, hosts: HostManager, bundles: BundleCache) -> None:
+        self._hosts = hosts
+        self._bundles = bundles
+
+    def invoke(self, version: ModelVersionRef, body: bytes, content_type: str,
+               accept: str = "application/json") -> bytes:
+        bundle_dir = self._bundles.path_for(version)
+        requirements_file = bundle_dir / "code" / "requirements.txt"
+        requirements = requirements_file.read_text() if requirements_file.exists() else ""
+        return self._hosts.invoke(version.key, bundle_dir, requirements, body, content_type,
+                                  accept)
+
+    def close(self) -> None:
+        self._hosts.close()

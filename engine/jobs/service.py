@@ -1,0 +1,144 @@
+"""Jobs as the API sees them: submit, show, list, cancel, retry failed items, and accept or
+reject a preview job's proposed annotations.
+
+Rows are committed before work is enqueued, so a worker never picks up a job it cannot see.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from engine.db.analysis import Job, JobItem
+from engine.db.models import Annotation, File, Model, ModelVersion
+from engine.errors import InvalidInput, JobNotFound, JobNotRetryable, ServiceUnavailable
+from engine.jobs.dispatch import Dispatcher
+from engine.jobs.requests import ValidatedJob
+from sdk.schemas import (
+    FINISHED_JOB_STATUSES,
+    JobItemError,
+    JobPublic,
+    JobSubmitted,
+    ProposalReport,
+)
+
+MAX_ERRORS_SHOWN = 100
+
+
+def submit(*, session: Session, job: ValidatedJob, dispatcher: Dispatcher) -> JobSubmitted:
+    """Create the job row, commit, enqueue its planning; returns at once."""
+    row = Job(kind=job.kind, platform=job.platform, params=job.params,
+              model_version_id=job.version.id, collection_id=job.collection_id,
+              status="queued")
+    session.add(row)
+    session.commit()
+    try:
+        dispatcher.plan(row.id)
+    except Exception as exc:  # the broker refused: the job can never start, say so
+        row.status, row.error, row.finished_at = "failed", f"could not enqueue: {exc}", func.now()
+        session.commit()
+        raise ServiceUnavailable(f"The job queue is unavailable ({exc}); retry shortly.",
+                                 job_id=row.id) from exc
+    return JobSubmitted(job_id=row.id, status="queued", total=0)
+
+
+def _job(session: Session, job_id: int, *, lock: bool = False) -> Job:
+    job = session.get(Job, job_id, with_for_update=lock)
+    if job is None:
+        raise JobNotFound(f"No job has id {job_id}; list them with list_jobs().", job_id=job_id)
+    return job
+
+
+def _public(session: Session, job: Job, *, errors: bool) -> JobPublic:
+    model = None
+    if job.model_version_id is not None:
+        found = session.execute(
+            select(Model.name, ModelVersion.version).join(ModelVersion.model)
+            .where(ModelVersion.id == job.model_version_id)).one_or_none()
+        model = f"{found.name}@{found.version}" if found else None
+    failed: list[JobItemError] = []
+    if errors and job.failed:
+        rows = session.execute(
+            select(File.unique_name, JobItem.error).join(File, File.id == JobItem.file_id)
+            .where(JobItem.job_id == job.id, JobItem.status == "failed")
+            .order_by(JobItem.id).limit(MAX_ERRORS_SHOWN))
+        failed = [JobItemError(unique_name=r.unique_name, error=r.error or "") for r in rows]
+    return JobPublic(job_id=job.id, kind=job.kind, status=job.status, platform=job.platform,  # type: ignore[arg-type]
+                     model=model, collection_id=job.collection_id, params=job.params,
+                     total=job.total, done=job.done, failed=job.failed,
+                     cancel_requested=job.cancel_requested, error=job.error, errors=failed,
+                     created_at=job.created_at, started_at=job.started_at,
+                     finished_at=job.finished_at)
+
+
+def get_job(*, session: Session, job_id: int) -> JobPublic:
+    return _public(session, _job(session, job_id), errors=True)
+
+
+def list_jobs(*, session: Session, status: str | None = None, kind: str | None = None,
+              limit: int = 50) -> list[JobPublic]:
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if status:
+        query = query.where(Job.status == status)
+    if kind:
+        query = query.where(Job.kind == kind)
+    return [_public(session, job, errors=False) for job in session.scalars(query)]
+
+
+def cancel_job(*, session: Session, job_id: int) -> JobPublic:
+    """Stop the job: items not yet run are cancelled (chunks not started then do nothing);
+    a chunk already running finishes but its results are dropped. Finished jobs stay as they
+    are."""
+    job = _job(session, job_id, lock=True)
+    if job.status not in FINISHED_JOB_STATUSES:
+        job.cancel_requested = True
+        job.status = "cancelled"
+        job.finished_at = func.now()  # type: ignore[assignment]
+        session.execute(update(JobItem).where(JobItem.job_id == job.id,
+                                              JobItem.status == "pending")
+                        .values(status="cancelled", updated_at=func.now()))
+    session.flush()
+    session.refresh(job)
+    return _public(session, job, errors=True)
+
+
+def retry_failed(*, session: Session, job_id: int, dispatcher: Dispatcher) -> JobPublic:
+    """Run the failed items of a finished job again (only their chunks are enqueued)."""
+    job = _job(session, job_id, lock=True)
+    if job.status not in FINISHED_JOB_STATUSES:
+        raise JobNotRetryable(f"Job {job_id} is {job.status}; retry its failed items once it "
+                              "has finished (wait_for_job) or after cancelling it.",
+                              job_id=job_id, status=job.status)
+    chunks = list(session.scalars(
+        update(JobItem).where(JobItem.job_id == job.id, JobItem.status == "failed")
+        .values(status="pending", error=None, updated_at=func.now())
+        .returning(JobItem.chunk)))
+    if chunks:
+        job.failed = Job.failed - len(chunks)  # type: ignore[assignment]
+        job.status, job.cancel_requested, job.error = "running", False, None
+        job.finished_at = None
+    session.commit()
+    if chunks:
+        dispatcher.chunks(job.id, sorted(set(chunks)))
+    session.refresh(job)
+    return _public(session, job, errors=True)
+
+
+def decide_proposals(*, session: Session, job_id: int, accept: bool,
+                     unique_names: list[str] | None = None) -> ProposalReport:
+    """Accept (status applied) or reject (deleted) the proposed annotations of a preview job,
+    all of them or those of the named files."""
+    job = _job(session, job_id)
+    if job.kind != "auto_annotation":
+        raise InvalidInput(f"Job {job_id} is a {job.kind} job; only auto_annotation jobs run "
+                           "with preview=True propose annotations.", job_id=job_id)
+    where = [Annotation.job_id == job.id, Annotation.status == "proposed"]
+    if unique_names is not None:
+        where.append(Annotation.file_id.in_(
+            select(File.id).where(File.unique_name.in_(unique_names))))
+    if accept:
+        result = session.execute(update(Annotation).where(*where).values(status="applied")
+                                 .returning(Annotation.id))
+    else:
+        result = session.execute(delete(Annotation).where(*where).returning(Annotation.id))
+    return ProposalReport(job_id=job.id, annotations=len(result.all()))

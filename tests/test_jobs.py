@@ -1,0 +1,110 @@
+"""Jobs: validation at the API, per-item failures, retry of failed items only, cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.config import Settings
+from engine.db.analysis import JobItem
+from engine.db.models import File, Tag
+from sdk.errors import BadRequest, NotFound
+from tests.fixtures.plugin import shapes_detector, shapes_detector_bundle  # noqa: F401
+from tests.fixtures.shapes import scene
+from tests.worker import running_worker, settings, shared_envs_dir, worker  # noqa: F401
+
+
+@pytest.fixture
+def shapes(client: Any, tmp_path: Path, shapes_detector_bundle: Path  # noqa: F811
+           ) -> dict[str, Any]:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for index in range(12):
+        scene(index, seed=3).image.save(folder / f"s{index:02d}.png")
+    cid = client.upload_files_to_collection(folder, "image", "small")
+    client.register_model(shapes_detector_bundle, "yolo", "autotagging")
+    return {"cid": cid, "folder": folder}
+
+
+def test_validation_errors(client: Any, shapes: dict[str, Any]) -> None:
+    cid = shapes["cid"]
+    with pytest.raises(BadRequest) as bad:
+        client.auto_tag_collection(cid, "yolo", (160, 160), 0.5, None, None, "gcp")
+    assert bad.value.code == "unknown_platform"
+    with pytest.raises(NotFound):
+        client.auto_tag_collection(cid, "nope", (160, 160))
+    with pytest.raises(BadRequest):
+        client.auto_tag_collection(cid, "yolo", (160, 160), 1.5)
+    with pytest.raises(BadRequest):
+        client.auto_tag_collection(cid, "yolo", (0, 160))
+    with pytest.raises(BadRequest) as query:
+        client.auto_tag_collection(cid, "yolo", (160, 160), 0.5, "tag==(")
+    assert query.value.code == "invalid_query"
+    with pytest.raises(NotFound):
+        client.auto_tag_collection(999999, "yolo")
+    with pytest.raises(NotFound):  # an autotagging model is not an embedding model
+        client.generate_embeddings_for_collection(cid, "yolo")
+    with pytest.raises(NotFound):
+        client.get_job(424242)
+    # model_name= is the keyword alias of model_id
+    job = client.generate_auto_tags_to_metalake("image", model_name="yolo",
+                                                input_resolution=(160, 160))
+    assert job["status"] == "queued"
+
+
+def test_corrupt_file_fails_only_its_item_and_retry_reruns_it(
+        client: Any, worker: Any, shapes: dict[str, Any], session: Session) -> None:  # noqa: F811
+    broken = shapes["folder"] / "s03.png"
+    good = broken.read_bytes()
+    broken.write_bytes(b"not an image at all")
+    (shapes["folder"] / "s07.png").unlink()
+    job = client.auto_tag_collection(shapes["cid"], "yolo", (160, 160), 0.5, None, None,
+                                     "local")
+    final = client.wait_for_job(job["job_id"], timeout=180, progress=False)
+    assert final["status"] == "partially_failed"
+    assert (final["total"], final["done"], final["failed"]) == (12, 10, 2)
+    reasons = {e["unique_name"]: e["error"] for e in final["errors"]}
+    assert set(reasons) == {"small_s03.png", "small_s07.png"}
+    assert "decode" in reasons["small_s03.png"]
+    assert "gone" in reasons["small_s07.png"] or "exist" in reasons["small_s07.png"]
+
+    broken.write_bytes(good)
+    session.expire_all()
+    before = {i.file_id: i.attempts for i in session.scalars(
+        select(JobItem).where(JobItem.job_id == job["job_id"]))}
+    retried = client.retry_failed(job["job_id"])
+    assert retried["status"] == "running"
+    assert retried["failed"] == 0
+    final = client.wait_for_job(job["job_id"], timeout=180, progress=False)
+    assert (final["status"], final["done"], final["failed"]) == ("partially_failed", 11, 1)
+    session.expire_all()
+    after = {i.file_id: i.attempts for i in session.scalars(
+        select(JobItem).where(JobItem.job_id == job["job_id"]))}
+    rerun = {f for f in after if after[f] != before[f]}
+    names = set(session.scalars(select(File.unique_name).where(File.id.in_(rerun))))
+    assert names == {"small_s03.png", "small_s07.png"}  # only the failed items ran again
+    tagged = set(session.scalars(select(File.unique_name).join(Tag, Tag.file_id == File.id)))
+    assert "small_s03.png" in tagged
+
+
+def test_cancel_stops_chunks_not_started(client: Any, shapes: dict[str, Any], session: Session,
+                                         settings: Settings, tmp_path: Path) -> None:  # noqa: F811
+    job = client.auto_tag_collection(shapes["cid"], "yolo", (160, 160), 0.5, None, None,
+                                     "local")
+    cancelled = client.cancel_job(job["job_id"])
+    assert cancelled["status"] == "cancelled"
+    with running_worker(settings, tmp_path / "worker.log"):
+        other = client.auto_tag_collection(shapes["cid"], "yolo", (160, 160), 0.5, "", None,
+                                           "local")
+        assert client.wait_for_job(other["job_id"], timeout=180,
+                                   progress=False)["status"] == "succeeded"
+    final = client.get_job(job["job_id"])
+    assert final["status"] == "cancelled"
+    assert final["done"] == 0
+    session.expire_all()
+    assert not list(session.scalars(select(Tag).where(Tag.job_id == job["job_id"])))
+    assert [j["job_id"] for j in client.list_jobs()][:2] == [other["job_id"], job["job_id"]]
