@@ -1,0 +1,49 @@
+"""Embeddings: import vectors in batches, read them back, similarity search."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from engine.api.deps import ReadKey, SessionDep, WriteKey
+from engine.api.schemas import (
+    EmbeddingBatch,
+    EmbeddingBatchResult,
+    EmbeddingVectors,
+    EmbeddingVectorsRequest,
+    SimilarItems,
+    SimilarityQuery,
+)
+from engine.embeddings import imports, search, store
+
+router = APIRouter(tags=["embeddings"])
+
+
+@router.post("/embeddings/batch", response_model=EmbeddingBatchResult)
+def insert_batch(body: EmbeddingBatch, session: SessionDep,
+                 _: WriteKey) -> EmbeddingBatchResult:
+    """Store fewer than 100 vectors (all or nothing); batches with the same `session_id` are
+    counted on one job."""
+    return imports.import_batch(session=session, batch=body)
+
+
+@router.get("/embeddings/vectors", response_model=EmbeddingVectors)
+def get_vectors(session: SessionDep, _: ReadKey,
+                unique_names: Annotated[list[str], Query(min_length=1, max_length=1000)],
+                model_name: str) -> EmbeddingVectors:
+    return store.get_vectors(session=session, unique_names=unique_names, model_name=model_name)
+
+
+@router.post("/embeddings/vectors", response_model=EmbeddingVectors)
+def post_vectors(body: EmbeddingVectorsRequest, session: SessionDep,
+                 _: ReadKey) -> EmbeddingVectors:
+    """The same as GET, with the names in a JSON body."""
+    return store.get_vectors(session=session, unique_names=body.unique_names,
+                             model_name=body.model_name)
+
+
+@router.post("/search/similar", response_model=SimilarItems)
+def similar(body: SimilarityQuery, session: SessionDep, _: ReadKey) -> SimilarItems:
+    """The k files most similar (cosine) to a file's vector or to a given vector."""
+    return search.similar_items(session=session, request=body)

@@ -1,0 +1,169 @@
+"""Similarity search: the k nearest files by cosine similarity, optionally among filtered files.
+
+- Unfiltered: the space's HNSW index (`ORDER BY (vector::halfvec(dim)) <=> q LIMIT k`, the exact
+  expression and partial predicate the index was built with, so the planner uses it).
+- Filtered (a collection and/or a query + filter): the matching set is counted first, capped.
+  A small set (<= `EXACT_THRESHOLD` vectors) is scanned exactly, bypassing the index through a
+  MATERIALIZED CTE; a larger one uses pgvector 0.8's iterative index scan
+  (`hnsw.iterative_scan = relaxed_order`), which keeps walking the graph until k rows pass the
+  filter (or `hnsw.max_scan_tuples` is reached).
+- Whenever the index returns fewer rows than match (a filter so selective that the scan limit
+  is reached first), the exact scan is run instead: k results whenever k files match.
+
+Scores are 1 - cosine distance computed on the stored full-precision vectors; the index orders
+by the halfvec distance, so results are re-sorted by score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pgvector.sqlalchemy import HALFVEC, VECTOR
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.orm import Session
+
+from engine.db.analysis import Embedding, EmbeddingSpace
+from engine.db.models import Collection, File, collection_files
+from engine.embeddings import spaces, store
+from engine.errors import CollectionNotFound, EmbeddingNotFound, InvalidInput
+from engine.query import file_conditions
+from sdk.schemas import SimilarItem, SimilarItems, SimilarityQuery
+
+EXACT_THRESHOLD = 5_000
+EF_SEARCH = 100
+MAX_EF_SEARCH = 1_000
+MAX_SCAN_TUPLES = 100_000
+
+Method = Literal["index", "iterative_index", "exact"]
+
+
+def _space_condition(space: EmbeddingSpace) -> ColumnElement[bool]:
+    # A literal, not a bind parameter: the partial index's predicate must be provable from the
+    # query even under a generic (prepared) plan.
+    return Embedding.space_id == literal_column(str(int(space.id)))
+
+
+def _score(space: EmbeddingSpace, vector: Sequence[float]) -> ColumnElement[Any]:
+    query = cast(bindparam("query_vector", list(vector), type_=VECTOR(space.dim)),
+                 VECTOR(space.dim))
+    distance: ColumnElement[Any] = Embedding.vector.cosine_distance(query)
+    return 1 - distance
+
+
+def index_query(space: EmbeddingSpace, vector: Sequence[float], limit: int,
+                conditions: Sequence[ColumnElement[bool]] = ()) -> Select[Any]:
+    """Nearest `limit` files by the space's HNSW index: (unique_name, file_id, score)."""
+    query = cast(bindparam("query_halfvec", list(vector), type_=HALFVEC(space.dim)),
+                 HALFVEC(space.dim))
+    distance = cast(Embedding.vector, HALFVEC(space.dim)).cosine_distance(query)
+    return (select(File.unique_name, Embedding.file_id, _score(space, vector).label("score"))
+            .select_from(Embedding).join(File, File.id == Embedding.file_id)
+            .where(_space_condition(space), *conditions)
+            .order_by(distance).limit(limit))
+
+
+def exact_query(space: EmbeddingSpace, vector: Sequence[float], limit: int,
+                conditions: Sequence[ColumnElement[bool]] = ()) -> Select[Any]:
+    """Nearest `limit` files by an exact scan of the matching vectors (no index)."""
+    candidates = (select(File.unique_name, Embedding.file_id,
+                         _score(space, vector).label("score"))
+                  .select_from(Embedding).join(File, File.id == Embedding.file_id)
+                  .where(_space_condition(space), *conditions)
+                  .cte("candidates").prefix_with("MATERIALIZED"))
+    return select(candidates).order_by(candidates.c.score.desc()).limit(limit)
+
+
+def _count(session: Session, space: EmbeddingSpace, conditions: Sequence[ColumnElement[bool]],
+           cap: int) -> int:
+    """How many vectors match, counting no further than `cap` + 1."""
+    matching = (select(Embedding.id).select_from(Embedding)
+                .join(File, File.id == Embedding.file_id)
+                .where(_space_condition(space), *conditions).limit(cap + 1).subquery())
+    return int(session.scalar(select(func.count()).select_from(matching)) or 0)
+
+
+def search_conditions(session: Session,
+                      request: SimilarityQuery) -> list[ColumnElement[bool]]:
+    """Conditions on `files` for the request's collection, query and filter."""
+    conditions = file_conditions(request.query, request.filter)
+    if request.collection_id is not None:
+        if session.get(Collection, request.collection_id) is None:
+            raise CollectionNotFound(f"No collection has id {request.collection_id}.",
+                                     collection_id=request.collection_id)
+        conditions.append(File.id.in_(
+            select(collection_files.c.file_id)
+            .where(collection_files.c.collection_id == request.collection_id)))
+    return conditions
+
+
+def _target(session: Session, space: EmbeddingSpace,
+            request: SimilarityQuery) -> tuple[list[float], int | None]:
+    """The query vector, and the file to leave out of the results (when searching by file)."""
+    if (request.unique_name is None) == (request.vector is None):
+        raise InvalidInput("Pass either unique_name (a file whose neighbours to find) or "
+                           "vector (a query vector), not both and not neither.")
+    if request.vector is not None:
+        problem = store.vector_problem(request.vector, space.dim)
+        if problem:
+            raise InvalidInput(f"The query vector {problem} (space {space.name!r} is "
+                               f"{space.dim}-d).", space=space.name, dimension=space.dim)
+        return list(request.vector), None
+    name = request.unique_name or ""
+    file_id = store.file_ids(session, [name])[name]
+    stored = session.scalar(select(Embedding.vector)
+                            .where(Embedding.space_id == space.id, Embedding.file_id == file_id))
+    if stored is None:
+        raise EmbeddingNotFound(f"{name!r} has no embedding in {space.name!r}: generate or insert "
+                                "one first, or search by vector.", unique_name=name,
+                                space=space.name)
+    return [float(x) for x in stored], file_id
+
+
+def _set_local(session: Session, setting: str, value: int | str) -> None:
+    # Values are the module's constants and ints: never user text.
+    session.execute(text(f"SET LOCAL {setting} = {value}"))
+
+
+def similar_items(*, session: Session, request: SimilarityQuery,
+                  exact_threshold: int = EXACT_THRESHOLD) -> SimilarItems:
+    """The `request.k` files most similar to a file's vector or a given vector, best first."""
+    space = spaces.space_for_read(session, request.model_name)
+    vector, leave_out = _target(session, space, request)
+    conditions = search_conditions(session, request)
+    limit = request.k + (1 if leave_out is not None else 0)
+    _set_local(session, "hnsw.ef_search", min(max(EF_SEARCH, limit), MAX_EF_SEARCH))
+
+    method: Method
+    matching: int | None = None
+    if conditions:
+        matching = _count(session, space, conditions, max(exact_threshold, limit))
+        method = "exact" if matching <= exact_threshold else "iterative_index"
+    else:
+        method = "index"
+    rows: list[Any] = []
+    if method != "exact":
+        if method == "iterative_index":
+            _set_local(session, "hnsw.iterative_scan", "relaxed_order")
+            _set_local(session, "hnsw.max_scan_tuples", MAX_SCAN_TUPLES)
+        rows = list(session.execute(index_query(space, vector, limit, conditions)))
+        if len(rows) < limit:
+            if matching is None:
+                matching = _count(session, space, conditions, limit)
+            if len(rows) < min(limit, matching):
+                method = "exact"
+    if method == "exact":
+        rows = list(session.execute(exact_query(space, vector, limit, conditions)))
+    items = sorted((SimilarItem(unique_name=row.unique_name, score=float(row.score))
+                    for row in rows if row.file_id != leave_out),
+                   key=lambda item: -item.score)
+    return SimilarItems(space=space.name, method=method, items=items[:request.k])

@@ -1,0 +1,148 @@
+"""Embedding spaces: where comparable vectors live, found from the `model_name` a caller gives.
+
+- A registered embedding model (`name`, `name@N`, or `default` for the system default) names
+  the space of that version, `<name>@<version>`, whose dimension is the version's
+  `embedding_dim` (measured from the first vectors and recorded on the version when the bundle
+  did not declare it).
+- Any other name is an *external* space (vectors computed elsewhere) of that name, whose
+  dimension is set by its first insert.
+
+A later write of another dimension is refused naming both dimensions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from engine.db.analysis import EmbeddingSpace
+from engine.db.models import Model, ModelVersion
+from engine.errors import (
+    EmbeddingDimensionMismatch,
+    EmbeddingSpaceNotFound,
+    InvalidEmbeddings,
+)
+from engine.registry.store import DEFAULT, resolve_version
+
+EMBEDDING = "embedding"
+MAX_DIM = 4000  # halfvec's HNSW limit (and the table's check constraint)
+
+
+def version_space_name(model_name: str, version: int) -> str:
+    return f"{model_name}@{version}"
+
+
+def check_dimension(dim: int) -> int:
+    if not 0 < dim <= MAX_DIM:
+        raise InvalidEmbeddings(f"Invalid vector dimension {dim}: use 1 to {MAX_DIM}.",
+                                dimension=dim)
+    return dim
+
+
+def _registered(session: Session, model_name: str) -> tuple[ModelVersion, str] | None:
+    """The embedding model version `model_name` refers to (with its model's name), or None when
+    it names no registered model (an external space)."""
+    reference = model_name.strip()
+    if reference in ("", DEFAULT):
+        version = resolve_version(session, None, EMBEDDING)
+    else:
+        name, _, _ = reference.partition("@")
+        if session.scalar(select(Model.id).where(Model.name == name)) is None:
+            if "@" in reference:
+                raise InvalidEmbeddings(
+                    f"No registered model is named {name!r}; `@` selects a registered model's "
+                    "version, so an external embedding space name cannot contain it. Choose "
+                    "a name without `@`.", model_name=model_name)
+            return None
+        version = resolve_version(session, reference, EMBEDDING)
+    model_name_ = session.scalars(select(Model.name).where(Model.id == version.model_id)).one()
+    return version, model_name_
+
+
+def _mismatch(space: EmbeddingSpace, dim: int) -> EmbeddingDimensionMismatch:
+    return EmbeddingDimensionMismatch(
+        f"The embedding space {space.name!r} holds {space.dim}-d vectors; these are {dim}-d. "
+        "Send vectors of the same dimension, or use another model_name for vectors of another "
+        "model.", space=space.name, expected=space.dim, received=dim)
+
+
+def _create(session: Session, *, name: str, dim: int,
+            model_version_id: int | None) -> EmbeddingSpace:
+    """Insert the space unless a concurrent writer already did; return the stored row."""
+    session.execute(insert(EmbeddingSpace)
+                    .values(name=name, dim=check_dimension(dim),
+                            model_version_id=model_version_id)
+                    .on_conflict_do_nothing())
+    space = session.scalars(select(EmbeddingSpace).where(EmbeddingSpace.name == name)
+                            .execution_options(populate_existing=True)).one()
+    if space.model_version_id != model_version_id:
+        kind = "an external space" if space.model_version_id is None else "a model's space"
+        raise InvalidEmbeddings(f"The name {name!r} is already {kind}; use another name.",
+                                space=name)
+    return space
+
+
+def space_for_version(session: Session, *, model_version_id: int, model_name: str,
+                      version: int, declared_dim: int | None, dim: int) -> EmbeddingSpace:
+    """The space of a registered model version, created on its first vectors (of `dim`)."""
+    space = session.scalars(select(EmbeddingSpace)
+                            .where(EmbeddingSpace.model_version_id == model_version_id)
+                            ).one_or_none()
+    if space is None:
+        if declared_dim is not None and declared_dim != dim:
+            raise EmbeddingDimensionMismatch(
+                f"Model {version_space_name(model_name, version)} declares {declared_dim}-d "
+                f"embeddings; these are {dim}-d.", space=version_space_name(model_name, version),
+                expected=declared_dim, received=dim)
+        if declared_dim is None:  # measured on first use; the registry allows setting it once
+            session.execute(update(ModelVersion)
+                            .where(ModelVersion.id == model_version_id,
+                                   ModelVersion.embedding_dim.is_(None))
+                            .values(embedding_dim=dim))
+        space = _create(session, name=version_space_name(model_name, version), dim=dim,
+                        model_version_id=model_version_id)
+    if space.dim != dim:
+        raise _mismatch(space, dim)
+    return space
+
+
+def space_for_write(session: Session, model_name: str, dim: int) -> EmbeddingSpace:
+    """The space vectors of `dim` given under `model_name` go to (created by the first write)."""
+    check_dimension(dim)
+    registered = _registered(session, model_name)
+    if registered is not None:
+        version, name = registered
+        return space_for_version(session, model_version_id=version.id, model_name=name,
+                                 version=version.version, declared_dim=version.embedding_dim,
+                                 dim=dim)
+    space = session.scalars(select(EmbeddingSpace)
+                            .where(EmbeddingSpace.name == model_name)).one_or_none()
+    if space is None:
+        space = _create(session, name=model_name, dim=dim, model_version_id=None)
+    if space.dim != dim:
+        raise _mismatch(space, dim)
+    return space
+
+
+def space_for_read(session: Session, model_name: str) -> EmbeddingSpace:
+    """The existing space `model_name` names; `EmbeddingSpaceNotFound` listing the spaces
+    that have vectors otherwise."""
+    registered = _registered(session, model_name)
+    if registered is not None:
+        version, name = registered
+        where = EmbeddingSpace.model_version_id == version.id
+        label = version_space_name(name, version.version)
+    else:
+        where = EmbeddingSpace.name == model_name
+        label = model_name
+    space = session.scalars(select(EmbeddingSpace).where(where)).one_or_none()
+    if space is None:
+        names = list(session.scalars(select(EmbeddingSpace.name).order_by(EmbeddingSpace.name)))
+        known = (f"Spaces with embeddings: {', '.join(names)}." if names
+                 else "No embeddings are stored yet.")
+        raise EmbeddingSpaceNotFound(
+            f"No embeddings are stored for {label!r}: generate them "
+            "(generate_embeddings_for_collection) or insert them (insert_image_embeddings). "
+            f"{known}", model_name=model_name, spaces=names)
+    return space

@@ -1,0 +1,156 @@
+"""Writing and reading vectors: validated upserts, the per-space HNSW index, lookups by name.
+
+One vector per (space, file): a rewrite replaces it (`INSERT ... ON CONFLICT DO UPDATE`), so a
+redelivered job chunk or a repeated import leaves no duplicates.
+
+Each space gets its own partial HNSW index when its first vectors arrive:
+
+    CREATE INDEX ix_embeddings_hnsw_<space> ON embeddings
+        USING hnsw ((vector::halfvec(<dim>)) halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)
+        WHERE space_id = <space>
+
+pgvector's documented way to index vectors of several dimensions in one column (an expression
+cast to the space's dimension, partial on the space); halfvec because `vector` HNSW indexes stop
+at 2,000 dimensions. It is created inside the writing transaction, on an empty (or tiny) set of
+rows, so it costs milliseconds; `CREATE INDEX CONCURRENTLY` cannot run in a transaction and
+would let the first vectors commit before their index exists. The space row is locked while the
+index is made, so concurrent first writers create it once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from engine.db.analysis import Embedding, EmbeddingSpace
+from engine.db.models import File
+from engine.embeddings import spaces
+from engine.errors import FileNotFoundInLake, InvalidEmbeddings
+from engine.jobs.platforms.base import ModelVersionRef
+from sdk.schemas import EmbeddingVector, EmbeddingVectors
+
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+HALFVEC_MAX = 65504.0  # the largest finite float16: vectors are indexed as halfvec
+MAX_PROBLEMS = 10
+
+
+def vector_problem(values: Sequence[float], dim: int) -> str | None:
+    """Why `values` cannot be stored in a `dim`-d space, or None."""
+    if len(values) != dim:
+        return f"has {len(values)} numbers, not {dim}"
+    nonzero = False
+    for value in values:
+        if not isinstance(value, int | float) or isinstance(value, bool) \
+                or not math.isfinite(value):
+            return f"holds {value!r}, not a finite number"
+        if abs(value) > HALFVEC_MAX:
+            return f"holds {value!r}, beyond ±{HALFVEC_MAX:g} (vectors are indexed as halfvec)"
+        nonzero = nonzero or value != 0
+    if not nonzero:
+        return "is all zeros (it has no direction, so no cosine similarity)"
+    return None
+
+
+def check_vectors(vectors: Iterable[tuple[str, Sequence[float]]], dim: int) -> None:
+    """Raise `InvalidEmbeddings` listing the first problems of (label, vector) pairs."""
+    problems = [f"{label} {problem}" for label, values in vectors
+                if (problem := vector_problem(values, dim)) is not None]
+    if problems:
+        shown = "; ".join(problems[:MAX_PROBLEMS])
+        more = f" (and {len(problems) - MAX_PROBLEMS} more)" if len(problems) > MAX_PROBLEMS else ""
+        raise InvalidEmbeddings(f"{len(problems)} vector(s) are invalid for {dim}-d "
+                                f"embeddings: {shown}{more}. Nothing was written.",
+                                problems=problems[:100], dimension=dim)
+
+
+def index_name(space: EmbeddingSpace) -> str:
+    return f"ix_embeddings_hnsw_{space.id}"
+
+
+def ensure_index(session: Session, space: EmbeddingSpace) -> None:
+    """Create the space's partial HNSW index if it has none yet (in this transaction)."""
+    if space.index_name is not None:
+        return
+    locked = session.scalars(select(EmbeddingSpace).where(EmbeddingSpace.id == space.id)
+                             .with_for_update()
+                             .execution_options(populate_existing=True)).one()
+    if locked.index_name is not None:
+        return
+    name = index_name(locked)
+    # Identifiers and numbers below are ints from the database, never user text.
+    session.execute(text(
+        f"CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw "
+        f"((vector::halfvec({int(locked.dim)})) halfvec_cosine_ops) "
+        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
+        f"WHERE space_id = {int(locked.id)}"))
+    locked.index_name = name
+    session.flush()
+
+
+def upsert(session: Session, space: EmbeddingSpace, vectors: Mapping[int, Sequence[float]],
+           *, job_id: int | None) -> int:
+    """Store `vectors` (file id -> checked vector of the space's dimension); return how many."""
+    if not vectors:
+        return 0
+    ensure_index(session, space)
+    statement = insert(Embedding).values([
+        {"space_id": space.id, "file_id": file_id, "vector": list(vector), "job_id": job_id}
+        for file_id, vector in vectors.items()])
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[Embedding.space_id, Embedding.file_id],
+        set_={"vector": statement.excluded.vector, "job_id": statement.excluded.job_id,
+              "created_at": func.now()}))
+    return len(vectors)
+
+
+def write_embeddings(*, session: Session, version: ModelVersionRef,
+                     vectors: dict[int, list[float]], job_id: int | None) -> None:
+    """Store a job chunk's vectors (file id -> the model's output) in the version's space.
+
+    The space `<name>@<version>` is created by the version's first vectors with their dimension,
+    which is recorded on the version when the bundle did not declare one. Files deleted since
+    the job was planned are skipped. Raises `InvalidEmbeddings` / `EmbeddingDimensionMismatch`
+    when the model's output does not fit the space.
+    """
+    if not vectors:
+        return
+    dim = len(next(iter(vectors.values())))
+    check_vectors(((f"file {file_id}", v) for file_id, v in vectors.items()), dim)
+    space = spaces.space_for_version(
+        session, model_version_id=version.id, model_name=version.name, version=version.version,
+        declared_dim=version.embedding_dim, dim=dim)
+    present = set(session.scalars(select(File.id).where(File.id.in_(list(vectors)))))
+    upsert(session, space, {f: v for f, v in vectors.items() if f in present}, job_id=job_id)
+
+
+def file_ids(session: Session, unique_names: Iterable[str]) -> dict[str, int]:
+    """Unique name -> file id; `FileNotFoundInLake` (404) listing the names not in the lake."""
+    names = list(dict.fromkeys(unique_names))
+    found = {name: file_id for name, file_id in session.execute(
+        select(File.unique_name, File.id).where(File.unique_name.in_(names)))}
+    missing = [n for n in names if n not in found]
+    if missing:
+        shown = ", ".join(repr(n) for n in missing[:MAX_PROBLEMS])
+        more = f" (and {len(missing) - MAX_PROBLEMS} more)" if len(missing) > MAX_PROBLEMS else ""
+        raise FileNotFoundInLake(f"{len(missing)} unique name(s) are not in the lake: "
+                                 f"{shown}{more}. Nothing was written.", missing=missing[:100])
+    return found
+
+
+def get_vectors(*, session: Session, unique_names: Sequence[str],
+                model_name: str) -> EmbeddingVectors:
+    """The stored vectors of the files, in the order asked (`embeddings` null where none)."""
+    space = spaces.space_for_read(session, model_name)
+    ids = file_ids(session, unique_names)
+    rows = session.execute(select(Embedding.file_id, Embedding.vector)
+                           .where(Embedding.space_id == space.id,
+                                  Embedding.file_id.in_(list(ids.values()))))
+    by_id = {file_id: [float(x) for x in vector] for file_id, vector in rows}
+    return EmbeddingVectors(space=space.name, dimension=space.dim, items=[
+        EmbeddingVector(unique_name=name, embeddings=by_id.get(ids[name]))
+        for name in unique_names])

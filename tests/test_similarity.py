@@ -1,0 +1,238 @@
+"""Similarity search against brute force: recall on clustered and random vectors, the HNSW
+index in the plan, filtered searches (collection, a 1% query) that still return k results."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from engine.db.analysis import EmbeddingSpace
+from engine.embeddings.search import index_query, search_conditions, similar_items
+from sdk.schemas import SimilarityQuery
+from tests.embedding_factory import collection_id, make_files
+
+DIM = 64
+CLUSTERS = 200
+PER_CLUSTER = 10
+N = CLUSTERS * PER_CLUSTER
+K = 10
+
+
+def _clustered(rng: np.random.Generator, clusters: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """`clusters` tight groups of PER_CLUSTER vectors: a group's members are each other's
+    nearest neighbours. Rows are ordered so that member j of every cluster comes in turn."""
+    centers = rng.normal(size=(clusters, dim))
+    points = np.repeat(centers, PER_CLUSTER, axis=0) + 0.05 * rng.normal(
+        size=(clusters * PER_CLUSTER, dim))
+    return centers, points
+
+
+def _top(points: np.ndarray, query: np.ndarray, k: int,
+         among: np.ndarray | None = None) -> set[int]:
+    """Brute-force cosine top-k (indices), optionally only among the indices `among`."""
+    unit = points / np.linalg.norm(points, axis=1, keepdims=True)
+    scores = unit @ (query / np.linalg.norm(query))
+    if among is not None:
+        mask = np.full(len(points), -np.inf)
+        mask[among] = 0
+        scores = scores + mask
+    return set(np.argsort(-scores)[:k].tolist())
+
+
+def _insert(client: Any, names: list[str], points: np.ndarray, model: str) -> None:
+    entries = [{"uniqueName": n, "embeddings": p} for n, p in zip(names, points, strict=True)]
+    client.insert_image_embeddings(entries, model, [points.shape[1]])
+
+
+@pytest.fixture
+def lake(client: Any, session: Session) -> dict[str, Any]:
+    """2,000 64-d clustered vectors in two collections (even/odd rows); 1% tagged `rare`."""
+    rng = np.random.default_rng(7)
+    centers, points = _clustered(rng, CLUSTERS, DIM)
+    metadata = [{"bucket": "rare" if i % 100 == 3 else "common"} for i in range(N)]
+    names = make_files(session, "lake", N, metadata=metadata)
+    make_files(session, "even", 0)
+    session.execute(text(
+        "INSERT INTO collection_files (collection_id, file_id) "
+        "SELECT c.id, f.id FROM collections c, files f "
+        "WHERE c.name = 'even' AND f.unique_name ~ '_img[0-9]*[02468][.]jpg$'"))
+    session.commit()
+    _insert(client, names, points, "clustered")
+    return {"names": names, "points": points, "centers": centers, "rng": rng}
+
+
+def test_recall_at_10_is_perfect_on_clustered_vectors(client: Any, lake: dict[str, Any]) -> None:
+    names, points, centers = lake["names"], lake["points"], lake["centers"]
+    rng = lake["rng"]
+    recalls, latencies = [], []
+    for c in rng.choice(CLUSTERS, size=50, replace=False):
+        query = centers[c] + 0.01 * rng.normal(size=DIM)
+        started = time.perf_counter()
+        found = client.get_similar_items(vector=query, model_name="clustered", k=K)
+        latencies.append(time.perf_counter() - started)
+        truth = {names[i] for i in _top(points, query, K)}
+        recalls.append(len(truth & {f["unique_name"] for f in found}) / K)
+        scores = [f["score"] for f in found]
+        assert scores == sorted(scores, reverse=True)
+    print(f"\nclustered 2000x64: recall@10 {np.mean(recalls):.3f}, "
+          f"median latency {1000 * np.median(latencies):.1f} ms (HTTP round trip)")
+    assert np.mean(recalls) == 1.0
+
+
+def test_by_unique_name_the_files_cluster_comes_first_without_itself(
+        client: Any, lake: dict[str, Any]) -> None:
+    names = lake["names"]
+    for row in (0, 1234, 1999):
+        found = client.get_similar_items(names[row], None, "clustered", PER_CLUSTER - 1)
+        cluster = row // PER_CLUSTER
+        expected = {names[cluster * PER_CLUSTER + j] for j in range(PER_CLUSTER)} - {names[row]}
+        assert {f["unique_name"] for f in found} == expected
+        assert all(0.9 < f["score"] <= 1.0 for f in found)
+
+
+def test_the_hnsw_index_exists_and_the_unfiltered_search_uses_it(
+        lake: dict[str, Any], session: Session) -> None:
+    session.rollback()
+    space = session.scalars(select(EmbeddingSpace).where(EmbeddingSpace.name == "clustered")).one()
+    definition = session.scalar(text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                                {"n": space.index_name})
+    assert definition is not None
+    assert "USING hnsw" in definition
+    assert f"halfvec({DIM})" in definition
+    assert "halfvec_cosine_ops" in definition
+    assert f"WHERE (space_id = {space.id})" in definition
+    assert "m='16'" in definition
+    assert "ef_construction='64'" in definition
+
+    plan = _explain(session, index_query(space, lake["points"][0].tolist(), K))
+    assert f"Index Scan using {space.index_name}" in plan, plan
+
+    # Filtered by a collection holding half the files, with statistics: the iterative index
+    # scan is the plan (a 1% filter is planned as an exact scan of the few matches instead).
+    session.execute(text("ANALYZE"))
+    session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    request = SimilarityQuery(vector=[1.0] * DIM, model_name="clustered",
+                              collection_id=collection_id(session, "even"))
+    conditions = search_conditions(session, request)
+    plan = _explain(session, index_query(space, lake["points"][0].tolist(), K, conditions))
+    assert f"Index Scan using {space.index_name}" in plan, plan
+
+
+def _explain(session: Session, statement: Any) -> str:
+    compiled = statement.compile(dialect=session.get_bind().dialect)
+    params = {k: "[" + ",".join(map(str, v)) + "]" if isinstance(v, list) else v
+              for k, v in compiled.params.items()}
+    cursor = session.connection().connection.cursor()
+    cursor.execute("EXPLAIN " + str(compiled), params)
+    return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_a_collection_filter_returns_k_results_from_the_collection(
+        client: Any, session: Session, lake: dict[str, Any]) -> None:
+    names, points = lake["names"], lake["points"]
+    even_id = collection_id(session, "even")
+    evens = np.arange(0, N, 2)
+    # The centre of a cluster: 5 of its members are odd, so filtered neighbours go further out.
+    query = lake["centers"][17]
+    found = client.get_similar_items(vector=query, model_name="clustered", k=K,
+                                     collection_id=even_id)
+    assert len(found) == K
+    truth = {names[i] for i in _top(points, query, K, among=evens)}
+    assert {f["unique_name"] for f in found} == truth
+
+
+def test_a_query_selecting_1_percent_still_returns_k_results(
+        client: Any, lake: dict[str, Any]) -> None:
+    names, points = lake["names"], lake["points"]
+    rare = np.array([i for i in range(N) if i % 100 == 3])
+    query = lake["centers"][100]
+    found = client.get_similar_items(vector=query, model_name="clustered", k=K,
+                                     query='metadata.bucket="rare"')
+    assert len(found) == K
+    assert {f["unique_name"] for f in found} == {names[i] for i in _top(points, query, K, rare)}
+    # Fewer matches than k: all of them.
+    assert len(client.get_similar_items(vector=query, model_name="clustered", k=50,
+                                        query='metadata.bucket="rare"')) == len(rare)
+
+
+@pytest.mark.parametrize("search", [
+    {"query": 'metadata.bucket="rare"'},
+    {"collection": "even"},
+])
+def test_the_iterative_index_scan_path_returns_k_results(
+        session: Session, lake: dict[str, Any], search: dict[str, str]) -> None:
+    """With no exact-scan threshold, filtered searches go through the iterative index scan
+    (falling back to an exact scan should it come back short)."""
+    names, points = lake["names"], lake["points"]
+    session.rollback()
+    among = (np.array([i for i in range(N) if i % 100 == 3]) if "query" in search
+             else np.arange(0, N, 2))
+    extra: dict[str, Any] = ({"query": search["query"]} if "query" in search
+                             else {"collection_id": collection_id(session, search["collection"])})
+    recalls, methods = [], []
+    for c in (3, 50, 150):
+        query = lake["centers"][c]
+        request = SimilarityQuery(vector=query.tolist(), model_name="clustered", k=K, **extra)
+        result = similar_items(session=session, request=request, exact_threshold=0)
+        session.rollback()
+        assert result.method in ("iterative_index", "exact")
+        methods.append(result.method)
+        assert len(result.items) == K
+        truth = {names[i] for i in _top(points, query, K, among)}
+        recalls.append(len(truth & {i.unique_name for i in result.items}) / K)
+    print(f"\niterative {search}: recall@10 {np.mean(recalls):.3f}, methods {methods}")
+    assert np.mean(recalls) >= 0.9
+
+
+def test_random_vectors_recall_and_a_2048_d_space(client: Any, session: Session) -> None:
+    rng = np.random.default_rng(11)
+    # Unstructured 64-d vectors: the hard case for an approximate index.
+    points = rng.normal(size=(1000, DIM))
+    names = make_files(session, "random", len(points))
+    _insert(client, names, points, "random64")
+    recalls = []
+    for q in rng.normal(size=(30, DIM)):
+        found = client.get_similar_items(vector=q, model_name="random64", k=K)
+        truth = {names[i] for i in _top(points, q, K)}
+        recalls.append(len(truth & {f["unique_name"] for f in found}) / K)
+    print(f"\nrandom 1000x64: recall@10 {np.mean(recalls):.3f}")
+    assert np.mean(recalls) >= 0.95
+
+    # 2048-d (ResNet50's size) needs the halfvec index: 20 clusters of 10.
+    centers, wide = _clustered(rng, 20, 2048)
+    wide_names = make_files(session, "wide", len(wide))
+    _insert(client, wide_names, wide, "Resnet50")
+    recalls = []
+    for c in range(20):
+        query = centers[c] + 0.01 * rng.normal(size=2048)
+        found = client.get_similar_items(vector=query, model_name="Resnet50", k=K)
+        truth = {wide_names[i] for i in _top(wide, query, K)}
+        recalls.append(len(truth & {f["unique_name"] for f in found}) / K)
+    assert np.mean(recalls) == 1.0
+    session.rollback()
+    definition = session.scalar(text(
+        "SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%halfvec(2048)%'"))
+    assert definition is not None
+
+
+def test_searching_needs_one_target_of_the_right_dimension(
+        client: Any, lake: dict[str, Any]) -> None:
+    from sdk.errors import BadRequest, NotFound
+
+    with pytest.raises(BadRequest, match="either unique_name"):
+        client.get_similar_items(model_name="clustered")
+    with pytest.raises(BadRequest, match="not 64"):
+        client.get_similar_items(vector=[1.0, 2.0], model_name="clustered")
+    with pytest.raises(NotFound, match="not in the lake"):
+        client.get_similar_items("missing.jpg", model_name="clustered")
+    with pytest.raises(NotFound, match="collection"):
+        client.get_similar_items(vector=lake["centers"][0], model_name="clustered",
+                                 collection_id=999999)
+    with pytest.raises(BadRequest):
+        client.get_similar_items(vector=lake["centers"][0], model_name="clustered",
+                                 query="metadata.bucket=")
