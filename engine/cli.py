@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from engine.cli_common import echo_err, settings_epilog
+from engine.cli_jobs import register_job_commands
 from engine.cli_keys import keys_app
 from engine.cli_lake import register_lake_commands
 from engine.cli_models import models_app
@@ -155,6 +156,7 @@ def db_upgrade(
 
 
 register_lake_commands(app)
+register_job_commands(app)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")
