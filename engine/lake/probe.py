@@ -101,6 +101,10 @@ def image_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnreadableFile(f"corrupt image header: {exc}") from exc
+    except Exception as exc:
+        # A decoder plugin failing in its own way is still one unreadable file, not a failed
+        # upload (ultralytics, imported in a process, patches Image.open to try pi_heif).
+        raise UnreadableFile(f"not a readable image ({type(exc).__name__}: {exc})") from exc
     if width <= 0 or height <= 0:
         raise UnreadableFile(f"invalid image size {width}x{height}")
     if width * height > max_pixels:
