@@ -284,7 +284,7 @@ def test_versions_are_immutable_in_the_database(client: Client, tmp_path: Path,
 
 def test_delete_removes_the_model_and_keeps_shared_blobs(
         client: Client, api_settings: Settings, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        session_factory: sessionmaker[Session]) -> None:
     bundle = make_bundle(tmp_path / "b")
     client.register_model(bundle, "one", "autotagging")
     client.register_model(bundle, "two", "autotagging")  # same bytes: one shared blob
@@ -300,14 +300,26 @@ def test_delete_removes_the_model_and_keeps_shared_blobs(
     with pytest.raises(BadRequest):
         client.delete_model("two@1")
 
-    # While a job uses the model (the jobs issue fills in this check), deleting is refused.
-    from engine.registry import store
+    # While a queued or running job uses the model, deleting is refused; once it is over, not.
+    from engine.db.analysis import Job
 
-    monkeypatch.setattr(store, "_in_use", lambda session, model_id: ["17"])
+    with session_scope(session_factory) as s:
+        version_id = s.scalars(select(ModelVersion.id).join(Model)
+                               .where(Model.name == "two")).one()
+        job = Job(kind="autotagging", platform="local", status="running",
+                  model_version_id=version_id)
+        s.add(job)
+        s.flush()
+        job_id = job.id
     with pytest.raises(Conflict) as conflict:
         client.delete_model("two")
     assert conflict.value.code == "model_in_use"
-    assert "17" in conflict.value.message
+    assert str(job_id) in conflict.value.message
+    with session_scope(session_factory) as s:
+        s.execute(text("UPDATE jobs SET status = 'succeeded' WHERE id = :id"), {"id": job_id})
+    client.delete_model("two")
+    with pytest.raises(NotFound):
+        client.get_model("two")
 
 
 def test_scopes(api_url: str, make_key: Callable[..., str], tmp_path: Path) -> None:

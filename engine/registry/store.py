@@ -220,9 +220,16 @@ def resolve_version(session: Session, reference: str | None,
 
 # -- delete ---------------------------------------------------------------------------------------
 def _in_use(session: Session, model_id: int) -> list[str]:
-    """Ids of unfinished jobs using the model. There is no jobs table yet, so none: the jobs
-    issue fills this in (queued/running jobs whose model version belongs to `model_id`)."""
-    return []
+    """Ids of unfinished (queued or running) jobs using any version of the model."""
+    from engine.db.analysis import Job
+
+    rows = session.scalars(
+        select(Job.id)
+        .join(ModelVersion, ModelVersion.id == Job.model_version_id)
+        .where(ModelVersion.model_id == model_id, Job.status.in_(("queued", "running")))
+        .order_by(Job.id)
+    )
+    return [str(job_id) for job_id in rows]
 
 
 def delete_model(*, session: Session, name: str) -> None:
