@@ -84,24 +84,9 @@ class EmbeddedRedis:
         return pid if command_line_contains(pid, "redis-server") else None
 
     def stop(self, *, timeout: float = 20) -> None:
-        import os
-        import signal
-
-        from engine.runtime.processes import pid_alive
+        from engine.runtime.processes import terminate
 
         pid = self.pid()
-        if pid is None:
-            self.pid_file.unlink(missing_ok=True)
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not pid_alive(pid):
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
+        if pid is not None:
+            terminate(pid, timeout=timeout)
         self.pid_file.unlink(missing_ok=True)
