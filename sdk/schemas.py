@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 ContentType = Literal["image", "video"]
 AnnotationShape = Literal["box", "polygon", "tag", "keypoints"]
@@ -336,7 +336,13 @@ class PromptEntry(Schema):
     what the annotations are called."""
 
     label: str
-    description: str
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _description_defaults_to_label(self) -> PromptEntry:
+        if not self.description.strip():
+            self.description = self.label
+        return self
 
 
 class _JobSelection(Schema):
