@@ -2,7 +2,9 @@
 
 1. read the chunk's pending items (none, or the job cancelled: nothing to do);
 2. outside any transaction: fetch and decode the files, one batched request per
-   `chunk_size` frames to the job's platform, validate the outputs item by item;
+   `chunk_size` frames to the job's platform (on `aws`, fewer frames per request when that
+   many would exceed METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES: `_request_size`), validate the
+   outputs item by item;
 3. one transaction: lock the job row, move the items pending -> done/failed (only the ones
    still pending: a redelivered chunk counts nothing twice and writes nothing twice), write
    their results with upserts, bump the counters, and set the final status when no item is
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,7 +29,8 @@ from engine.errors import ModelHostError
 from engine.jobs import results
 from engine.jobs.context import WorkerContext
 from engine.jobs.media import Frame, MediaError, load_frames
-from engine.jobs.platforms.base import ModelVersionRef
+from engine.jobs.platforms.base import InferencePlatform, ModelVersionRef
+from engine.jobs.platforms.sagemaker_naming import DEFAULT_PARAMETERS_CHARS
 from engine.registry.contract import NPZ_CONTENT_TYPE, encode_batch, validate_outputs
 
 log = logging.getLogger(__name__)
@@ -77,6 +81,17 @@ def _load(session: Session, job_id: int, chunk: int) -> tuple[_Plan | None, list
                  version.label_list), items
 
 
+def _request_size(platform: InferencePlatform, chunk_size: int, width: int, height: int,
+                  parameters: dict[str, Any]) -> int:
+    """Frames per request: the whole chunk, or on a platform with a request size limit (`aws`:
+    `max_batch_images`) as many as fit. Raises EndpointPayloadTooLarge when not one does."""
+    limit = getattr(platform, "max_batch_images", None)
+    if limit is None:
+        return chunk_size
+    chars = max(DEFAULT_PARAMETERS_CHARS, len(json.dumps(parameters)))
+    return max(1, min(chunk_size, int(limit(width, height, parameters_chars=chars))))
+
+
 def _infer(context: WorkerContext, plan: _Plan, items: list[_Item]) -> None:
     """Decode the items and run their frames through the model, in batches."""
     settings = context.settings
@@ -98,8 +113,14 @@ def _infer(context: WorkerContext, plan: _Plan, items: list[_Item]) -> None:
     if plan.kind == "auto_annotation":
         parameters["prompt"] = plan.params["prompt"]
     platform = context.platform(plan.platform)
-    for start in range(0, len(queue), settings.chunk_size):
-        batch = queue[start:start + settings.chunk_size]
+    try:
+        size = _request_size(platform, settings.chunk_size, width, height, parameters)
+    except ModelHostError as exc:
+        for item, _ in queue:
+            item.error = item.error or exc.message
+        return
+    for start in range(0, len(queue), size):
+        batch = queue[start:start + size]
         parameters["original_sizes"] = [list(frame.original_size) for _, frame in batch]
         body = encode_batch([frame.array for _, frame in batch], parameters)
         try:

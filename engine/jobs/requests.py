@@ -14,7 +14,12 @@ from sqlalchemy.orm import Session
 
 from engine.config import Settings
 from engine.db.models import CONTENT_TYPES, ModelVersion
-from engine.errors import CollectionNotFound, InvalidInput, UnknownPlatform
+from engine.errors import (
+    CollectionNotFound,
+    EndpointPayloadTooLarge,
+    InvalidInput,
+    UnknownPlatform,
+)
 from engine.lake.collections import get_collection
 from engine.query import file_conditions
 from engine.registry.store import resolve_version
@@ -39,14 +44,35 @@ class ValidatedJob:
 
 
 def platform_for(value: str | None, settings: Settings) -> str:
-    """`local` | `aws`; `use_env` (or nothing) means METALAKE_INFERENCE_PLATFORM."""
+    """`local` | `aws`; `use_env` (or nothing) means METALAKE_INFERENCE_PLATFORM. `aws` without
+    its METALAKE_SAGEMAKER_* settings is refused here (PlatformNotConfigured, 400), before a
+    job exists, rather than failing every item in the worker."""
     name = (value or USE_ENV).strip().lower()
     if name == USE_ENV:
-        return settings.inference_platform
-    if name not in PLATFORMS:
+        name = settings.inference_platform
+    elif name not in PLATFORMS:
         raise UnknownPlatform(f"Unknown inference platform {value!r}: use 'local', 'aws' or "
                               "'use_env' (METALAKE_INFERENCE_PLATFORM).", platform=value)
+    if name == "aws":
+        from engine.jobs.platforms.aws import check_configured
+
+        check_configured(settings)
     return name
+
+
+def _fits_platform(job: ValidatedJob, settings: Settings) -> ValidatedJob:
+    """On `aws`, one image at the job's input_resolution must fit in a request body."""
+    if job.platform == "aws":
+        from engine.jobs.platforms.sagemaker_naming import max_batch_images
+
+        width, height = job.params["input_resolution"]
+        try:
+            max_batch_images(width, height,
+                             max_payload_bytes=settings.sagemaker_max_payload_bytes)
+        except EndpointPayloadTooLarge as exc:
+            raise InvalidInput(exc.message, input_resolution=[width, height],
+                               limit=settings.sagemaker_max_payload_bytes) from exc
+    return job
 
 
 def resolution(value: Any, kind: str) -> list[int]:
@@ -104,13 +130,13 @@ def validate_autotag(session: Session, settings: Settings, request: AutotagReque
     job = _common(session, settings, "autotagging", request)
     job.params["input_resolution"] = resolution(request.input_resolution, "autotagging")
     job.params["confidence_threshold"] = confidence(request.confidence_threshold)
-    return job
+    return _fits_platform(job, settings)
 
 
 def validate_embed(session: Session, settings: Settings, request: EmbedRequest) -> ValidatedJob:
     job = _common(session, settings, "embedding", request)
     job.params["input_resolution"] = resolution(request.input_resolution, "embedding")
-    return job
+    return _fits_platform(job, settings)
 
 
 def prompts(value: list[PromptEntry | str] | None, labels: list[str] | None
@@ -147,4 +173,4 @@ def validate_auto_annotate(session: Session, settings: Settings, request: AutoAn
         annotation_type=request.annotation_type,
         preview=bool(request.preview),
     )
-    return job
+    return _fits_platform(job, settings)
