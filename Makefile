@@ -31,8 +31,9 @@ demo: venv  ## start the engine, ingest generated images, run queries (state in 
 lint: venv  ## ruff check + mypy (LINT_FORMAT=1 also checks ruff format)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/lint.sh
 
-bench: venv  ## ingest benchmark: files/s for 10,000 small images
-	$(VENV)/bin/python scripts/bench_ingest.py
+bench: venv  ## benchmarks: ingest files/s, analysis images/s vs. the bare model (bench/)
+	$(VENV)/bin/python scripts/bench_ingest.py; status=$$?; \
+	YOLO_OFFLINE=1 $(VENV)/bin/python bench/analysis.py && exit $$status
 
 status:  ## status of the demo engine (METALAKE_HOME, default .demo-home)
 	@if [ -x $(VENV)/bin/metalake ]; then \
