@@ -174,7 +174,8 @@ def engine_runs(home: Path, sets: dict[str, tuple[Path, int]], warm: Path,
 
     out: dict[str, dict[str, dict[str, Any]]] = {label: {} for label in sets}
     with embedded_engine(home) as (settings, url, key), closing(Client(url, key)) as client:
-        print(f"  chunk size {settings.chunk_size}; logs in {settings.logs_dir}", flush=True)
+        print(f"  chunk size {settings.chunk_size}, request batch "
+              f"{settings.request_batch_size}; logs in {settings.logs_dir}", flush=True)
         collections: dict[str, int] = {}
         for label, (folder, count) in sets.items():
             started = time.perf_counter()
@@ -206,10 +207,13 @@ def engine_runs(home: Path, sets: dict[str, tuple[Path, int]], warm: Path,
                     "server_seconds": server,
                     "server_images_per_s": count / server if server else None,
                     "stages_seconds": stages, "warmup_job_seconds": cold,
-                    "chunk_size": settings.chunk_size, "done": final["done"],
+                    "chunk_size": settings.chunk_size,
+                    "request_batch_size": settings.request_batch_size, "done": final["done"],
                     "loadavg_1min_after": os.getloadavg()[0],
                 }
-                bare_figures = bare(task, sets[label][0], settings.chunk_size, bundles_dir)
+                # the bare loop batches as the engine's model requests do
+                bare_figures = bare(task, sets[label][0], settings.request_batch_size,
+                                    bundles_dir)
                 out[label][task] = {"engine": figures, "bare": bare_figures,
                                     "ratio": figures["images_per_s"]
                                     / bare_figures["images_per_s"]}

@@ -140,8 +140,26 @@ class Settings(BaseSettings):
         ),
     )
     chunk_size: int = Field(
+        default=64, gt=0, le=1024,
+        description=(
+            "Files per job chunk: one database transaction each. The chunk's frames go to the "
+            "model in requests of `request_batch_size`, pipelined (the next request's files are "
+            "fetched and decoded while the model runs the current one)."
+        ),
+    )
+    request_batch_size: int = Field(
         default=16, gt=0, le=1024,
-        description="Files per job chunk: one batched model request and one transaction each.",
+        description=(
+            "Frames per model request within a chunk (never more than `chunk_size`; on `aws` "
+            "also capped by METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES)."
+        ),
+    )
+    chunk_decode_threads: int = Field(
+        default=2, gt=0, le=32,
+        description=(
+            "Threads a worker uses to fetch and decode a chunk's files ahead of the model "
+            "request that needs them."
+        ),
     )
     video_frame_stride: int = Field(
         default=30, gt=0,

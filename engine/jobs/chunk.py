@@ -2,9 +2,11 @@
 
 1. read the chunk's pending items (none, or the job cancelled: nothing to do);
 2. outside any transaction: fetch and decode the files, one batched request per
-   `chunk_size` frames to the job's platform (on `aws`, fewer frames per request when that
-   many would exceed METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES: `_request_size`), validate the
-   outputs item by item;
+   `request_batch_size` frames to the job's platform (on `aws`, fewer frames per request when
+   that many would exceed METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES: `_request_size`), validate the
+   outputs item by item. The requests are pipelined (`_infer`): the next request's files are
+   fetched and decoded, and the previous request's outputs validated, while the model host
+   runs the current one;
 3. one transaction: lock the job row, move the items pending -> done/failed (only the ones
    still pending: a redelivered chunk counts nothing twice and writes nothing twice), write
    their results with upserts, bump the counters, and set the final status when no item is
@@ -15,7 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,8 +95,8 @@ def _request_size(platform: InferencePlatform, chunk_size: int, width: int, heig
     return max(1, min(chunk_size, int(limit(width, height, parameters_chars=chars))))
 
 
-def _infer(context: WorkerContext, plan: _Plan, items: list[_Item]) -> None:
-    """Decode the items and run their frames through the model, in batches."""
+def _decode(context: WorkerContext, plan: _Plan, items: list[_Item]) -> None:
+    """Fetch and decode `items` (sets `frames`, or `error` for a file that cannot be read)."""
     settings = context.settings
     width, height = plan.params["input_resolution"]
     for item in items:
@@ -104,7 +107,28 @@ def _infer(context: WorkerContext, plan: _Plan, items: list[_Item]) -> None:
                 item.frames = item.frames[:1]  # one vector per file: a video's first sample
         except MediaError as exc:
             item.error = str(exc)
-    queue = [(item, frame) for item in items if item.error is None for frame in item.frames]
+
+
+def _accept(plan: _Plan, batch: list[tuple[_Item, Frame]], raw: bytes) -> None:
+    """Validate one request's outputs and attach them to their items, in frame order."""
+    outcomes = validate_outputs(plan.version.application, raw, len(batch),
+                                embedding_dim=plan.version.embedding_dim,
+                                num_classes=len(plan.labels) if plan.labels else None)
+    for (item, frame), outcome in zip(batch, outcomes, strict=True):
+        if outcome.ok:
+            item.outputs.append(results.FrameResult(frame, outcome.output))
+        else:
+            item.error = item.error or f"the model's output was refused: {outcome.error}"
+
+
+def _infer(context: WorkerContext, plan: _Plan, items: list[_Item]) -> None:
+    """Decode the items and run their frames through the model, in requests of
+    `request_batch_size` frames, pipelined: while the model host runs request i (this thread
+    waits on HTTP, the GIL released), worker threads fetch and decode the files of the next
+    requests, and another thread validates the outputs of request i-1. Requests go out one at
+    a time and in frame order, so every frame gets exactly what the serial loop gave it."""
+    settings = context.settings
+    width, height = plan.params["input_resolution"]
     parameters: dict[str, Any] = {
         "application": plan.version.application,
         "confidence_threshold": plan.params.get("confidence_threshold", 0.0),
@@ -114,29 +138,63 @@ def _infer(context: WorkerContext, plan: _Plan, items: list[_Item]) -> None:
         parameters["prompt"] = plan.params["prompt"]
     platform = context.platform(plan.platform)
     try:
-        size = _request_size(platform, settings.chunk_size, width, height, parameters)
+        size = _request_size(platform, min(settings.chunk_size, settings.request_batch_size),
+                             width, height, parameters)
     except ModelHostError as exc:
-        for item, _ in queue:
+        _decode(context, plan, items)  # a file's own error comes first, as it always has
+        for item in items:
             item.error = item.error or exc.message
         return
-    for start in range(0, len(queue), size):
-        batch = queue[start:start + size]
-        parameters["original_sizes"] = [list(frame.original_size) for _, frame in batch]
-        body = encode_batch([frame.array for _, frame in batch], parameters)
+    # files are decoded in groups of `size` (one request's worth of images), at most `ahead`
+    # groups beyond the one the next request is waiting for
+    groups = [items[start:start + size] for start in range(0, len(items), size)]
+    if any(item.uri.startswith("s3://") for item in items):
+        context.storage.s3  # noqa: B018 - make the boto3 client here: creating it is not thread-safe
+    ahead = max(1, settings.chunk_decode_threads)
+    with ThreadPoolExecutor(max_workers=settings.chunk_decode_threads,
+                            thread_name_prefix="chunk-decode") as decoders, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-accept") as acceptor:
+        decoding: deque[Future[None]] = deque()
+        accepting: list[Future[None]] = []
+        submitted = 0
+
+        def refill() -> None:
+            nonlocal submitted
+            while submitted < len(groups) and len(decoding) <= ahead:
+                decoding.append(decoders.submit(_decode, context, plan, groups[submitted]))
+                submitted += 1
+
+        def send(batch: list[tuple[_Item, Frame]]) -> None:
+            parameters["original_sizes"] = [list(frame.original_size) for _, frame in batch]
+            body = encode_batch([frame.array for _, frame in batch], parameters)
+            try:
+                raw = platform.invoke(plan.version, body, NPZ_CONTENT_TYPE)
+            except ModelHostError as exc:
+                for item, _ in batch:
+                    item.error = item.error or exc.message
+                return
+            # one acceptor thread: outputs are attached in request order (a video's frames
+            # may span two requests)
+            accepting.append(acceptor.submit(_accept, plan, batch, raw))
+
         try:
-            raw = platform.invoke(plan.version, body, NPZ_CONTENT_TYPE)
-        except ModelHostError as exc:
-            for item, _ in batch:
-                item.error = item.error or exc.message
-            continue
-        outcomes = validate_outputs(plan.version.application, raw, len(batch),
-                                    embedding_dim=plan.version.embedding_dim,
-                                    num_classes=len(plan.labels) if plan.labels else None)
-        for (item, frame), outcome in zip(batch, outcomes, strict=True):
-            if outcome.ok:
-                item.outputs.append(results.FrameResult(frame, outcome.output))
-            else:
-                item.error = item.error or f"the model's output was refused: {outcome.error}"
+            refill()
+            waiting: list[tuple[_Item, Frame]] = []
+            for group in groups:
+                decoding.popleft().result()
+                refill()
+                waiting += [(item, frame) for item in group if item.error is None
+                            for frame in item.frames]
+                while len(waiting) >= size:
+                    batch, waiting = waiting[:size], waiting[size:]
+                    send(batch)
+            if waiting:
+                send(waiting)
+        finally:
+            for future in decoding:
+                future.cancel()
+            for future in accepting:
+                future.result()
 
 
 def _finish(session: Session, job_id: int, transitions: list[tuple[int, str, str | None]]
