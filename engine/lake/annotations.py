@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 from engine.db.models import Annotation, Collection, File, collection_files
 from engine.errors import (
     AnnotationNotFound,
-    CollectionNotFound,
     FileNotFoundInLake,
     InvalidAnnotations,
     NoImagesMatched,
 )
+from engine.lake.collections import get_collection, get_collection_by_name
 from engine.lake.formats import coco, metalake_json, yolo
 from engine.lake.formats.geometry import parse_stored, to_geometry
 from engine.lake.formats.matching import FileIndex, LakeFile
@@ -39,7 +39,6 @@ from sdk.schemas import (
     AnnotationCreate,
     AnnotationExportPage,
     AnnotationImportRequest,
-    AnnotationPublic,
     AnnotationUploadReport,
     ExportedAnnotation,
     ExportedImage,
@@ -55,27 +54,6 @@ def get_file(*, session: Session, unique_name: str) -> File:
             "`<collection name>_<relative path with / replaced by _>`; list the collection's "
             "items to see them.", unique_name=unique_name)
     return row
-
-
-def get_collection(*, session: Session, collection_id: int | None = None,
-                   name: str | None = None) -> Collection:
-    column, value = (Collection.id, collection_id) if name is None else (Collection.name, name)
-    row = session.scalar(select(Collection).where(column == value))
-    if row is None:
-        what = f"named {name!r}" if name is not None else f"with id {collection_id}"
-        raise CollectionNotFound(f"No collection {what}; upload_files_to_collection creates "
-                                 "one.", collection_id=collection_id, name=name)
-    return row
-
-
-def annotation_public(row: Annotation) -> AnnotationPublic:
-    return AnnotationPublic(
-        id=row.id, label=row.label, shape=row.shape,  # type: ignore[arg-type]
-        geometry=row.geometry, confidence=row.confidence,
-        source=row.source, status=row.status,  # type: ignore[arg-type]
-        frame_index=row.frame_index, operation_id=row.operation_id,
-        model_version_id=row.model_version_id, job_id=row.job_id, metadata=row.metadata_,
-    )
 
 
 # -- one file ----------------------------------------------------------------------------------
@@ -139,7 +117,7 @@ def upload_annotations(*, session: Session, collection_name: str, operation_id: 
                        data: Any, shape_type: metalake_json.ShapeType, normalized: bool,
                        model_run: bool) -> AnnotationUploadReport:
     """`upload_annotations_for_folder`: the MetaLake JSON replaces the operation's earlier set."""
-    collection = get_collection(session=session, name=collection_name)
+    collection = get_collection_by_name(session=session, name=collection_name)
     images = metalake_json.parse(data, shape_type=shape_type, normalized=normalized)
     return write_annotation_set(session=session, collection=collection, images=images,
                                 operation_id=operation_id,

@@ -88,6 +88,15 @@ def get_collection(*, session: Session, collection_id: int) -> Collection:
     return collection
 
 
+def get_collection_by_name(*, session: Session, name: str) -> Collection:
+    collection = session.scalar(select(Collection).where(Collection.name == name))
+    if collection is None:
+        raise CollectionNotFound(
+            f"No collection named {name!r}; upload_files_to_collection creates one.", name=name,
+        )
+    return collection
+
+
 def _file_counts(session: Session, ids: list[int]) -> dict[int, int]:
     if not ids:
         return {}

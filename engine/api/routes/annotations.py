@@ -21,6 +21,7 @@ from engine.api.schemas import (
 )
 from engine.lake import annotations as service
 from engine.lake import tags as tag_service
+from engine.lake.items import annotation_public
 
 router = APIRouter(tags=["annotations"])
 
@@ -38,7 +39,7 @@ def add_annotations(unique_name: str, body: list[AnnotationCreate], session: Ses
     """Add annotations (pixel geometry); all are checked first and none is stored if one is
     invalid (400 naming `annotations[i]` and the field)."""
     rows = service.add_annotations(session=session, unique_name=unique_name, annotations=body)
-    return [service.annotation_public(row) for row in rows]
+    return [annotation_public(row) for row in rows]
 
 
 @router.get("/files/{unique_name:path}/annotations", response_model=Page[AnnotationPublic])
@@ -51,7 +52,7 @@ def list_annotations(
     rows, total = service.list_annotations(
         session=session, unique_name=unique_name, source=source,
         model_version_id=model_version_id, page_index=page_index, page_size=size)
-    return Page[AnnotationPublic](items=[service.annotation_public(r) for r in rows],
+    return Page[AnnotationPublic](items=[annotation_public(r) for r in rows],
                                   total=total, page_index=page_index, page_size=size)
 
 
