@@ -65,10 +65,13 @@ class EmbeddedRedis:
             check=True,
             timeout=timeout,
         )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         while not self.is_running():
             if time.monotonic() > deadline:
-                raise ServiceUnavailable(f"Embedded Redis did not start on port {self.port}; "
+                raise ServiceUnavailable(f"Embedded Redis does not answer on port {self.port}; "
                                          f"see {self.log_file}")
             time.sleep(0.1)
 

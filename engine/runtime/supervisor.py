@@ -153,12 +153,7 @@ def _start_redis(settings: Settings, echo: Echo, timeout: float) -> bool:
     redis = embedded_redis(settings)
     pid = redis.pid()
     if pid is not None:
-        deadline = time.monotonic() + timeout
-        while not redis.is_running():
-            if time.monotonic() > deadline:
-                raise StartupFailed(f"Embedded Redis (pid {pid}) does not answer on port "
-                                    f"{redis.port}; see {redis.log_file}")
-            time.sleep(0.2)
+        redis.wait_ready(timeout)
         echo(f"redis     already running (pid {pid}) on {redis.host}:{redis.port}")
         return False
     if port_in_use(redis.port, redis.host):
