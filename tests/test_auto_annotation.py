@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from engine.db.models import Annotation, File
 from sdk.errors import BadRequest, NotFound
 from tests.fixtures.models import TrainedModel
+from tests.fixtures.payloads import iou
 from tests.fixtures.plugin import shapes_segmenter  # noqa: F401
 from tests.fixtures.shapes import scene
 from tests.worker import settings, shared_envs_dir, worker  # noqa: F401
@@ -76,7 +77,7 @@ def _check_geometry(rows: list[tuple[str, Annotation]], truth: dict[str, Any]) -
         box = _bbox(a)
         assert all(0 <= v <= 160 * SCALE for v in box), box
         same = [t for label, t in truth[name] if label == TRUTH_LABEL[a.label]]
-        good += max((_iou(box, t) for t in same), default=0.0) >= 0.5
+        good += max((iou(box, t) for t in same), default=0.0) >= 0.5
     assert good >= 0.8 * len(rows), (good, len(rows))
     # recall: most prompted truth shapes got an annotation
     prompted = sum(1 for shapes in truth.values() for label, _ in shapes
@@ -182,11 +183,3 @@ def test_auto_annotate_validation(client: Any, lake: dict[str, Any]) -> None:
         {"label": name, "description": name} for name in ("circle", "square", "triangle")]
     with pytest.raises(NotFound):
         client.accept_proposals(424242)
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import Annotation, File, Tag
+from tests.fixtures.payloads import iou
 from tests.fixtures.plugin import shapes_detector, shapes_detector_bundle  # noqa: F401
 from tests.fixtures.shapes import scene
 from tests.worker import settings, shared_envs_dir, worker  # noqa: F401
@@ -95,7 +96,7 @@ def test_autotag_selects_subset_and_matches_truth(
     truth_boxes = lake["truth"]["img002.png"]["boxes"]
     for box in boxes:
         g = box.geometry
-        best = max(_iou([g["x1"], g["y1"], g["x2"], g["y2"]], t) for _, t in truth_boxes)
+        best = max(iou([g["x1"], g["y1"], g["x2"], g["y2"]], t) for _, t in truth_boxes)
         assert best > 0.7, (g, truth_boxes)
 
     # Re-running the same version replaces its results (no duplicates); other versions' and
@@ -116,11 +117,3 @@ def test_autotag_selects_subset_and_matches_truth(
         Annotation.file_id == file_id, Annotation.source == "machine"))} == {again["job_id"]}
     names = {t.name for t in session.scalars(select(Tag).where(Tag.file_id == file_id))}
     assert "keep-me" in names
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from engine.config import Settings
 from engine.db.models import Annotation, File, Tag
+from tests.fixtures.payloads import iou
 from tests.fixtures.plugin import (  # noqa: F401
     shapes_detector,
     shapes_detector_bundle,
@@ -101,7 +102,7 @@ def test_autotag_videos_frame_index_and_union_of_tags(
         label, box = truth[a.file_id][a.frame_index]
         assert a.label == label, (a.file_id, a.frame_index, a.label)
         g = a.geometry
-        assert _iou([g["x1"], g["y1"], g["x2"], g["y2"]], list(box)) > 0.6, (g, box)
+        assert iou([g["x1"], g["y1"], g["x2"], g["y2"]], list(box)) > 0.6, (g, box)
     # every sampled frame was looked at: most have their shape found
     for file_id in (moving, switching):
         seen = {a.frame_index for a in boxes if a.file_id == file_id}
@@ -132,17 +133,9 @@ def test_autotag_videos_frame_index_and_union_of_tags(
         assert a.label == label, (a.frame_index, a.label)
         xs = [p[0] for p in a.geometry["points"]]
         ys = [p[1] for p in a.geometry["points"]]
-        assert _iou([min(xs), min(ys), max(xs), max(ys)], list(box)) > 0.6
+        assert iou([min(xs), min(ys), max(xs), max(ys)], list(box)) > 0.6
     assert len({a.frame_index for a in polygons}) >= len(SAMPLED) - 1
     # the autotagging version's results are untouched
     session.expire_all()
     assert {name for name in session.scalars(select(Tag.name).where(Tag.file_id == switching))
             } == {"circle", "square"}
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
