@@ -24,6 +24,18 @@ if TYPE_CHECKING:
     from engine.config import Settings
 
 
+def hash_stream(stream: IO[bytes], sink: IO[bytes] | None = None) -> tuple[str, int]:
+    """(sha256 hex, size) of a stream read to its end, copying it into `sink` if given."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(chunk)
+        size += len(chunk)
+        if sink is not None:
+            sink.write(chunk)
+    return digest.hexdigest(), size
+
+
 def file_uri(path: Path) -> str:
     return "file://" + quote(str(path.resolve()))
 
@@ -132,15 +144,9 @@ class Storage:
         """
         if not self.managed_url:
             raise NoManagedStorage()
-        digest = hashlib.sha256()
-        size = 0
         with tempfile.NamedTemporaryFile(delete=False) as tmp:
-            for chunk in iter(lambda: source.read(1 << 20), b""):
-                digest.update(chunk)
-                size += len(chunk)
-                tmp.write(chunk)
+            sha, size = hash_stream(source, tmp)
         tmp_path = Path(tmp.name)
-        sha = digest.hexdigest()
         try:
             uri = self._put_file(tmp_path, f"{namespace}/{sha[:2]}/{sha}{suffix}")
         finally:

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Literal
 
 from engine.errors import UnreadableFile
+from engine.storage import hash_stream
 
 Kind = Literal["image", "video"]
 
@@ -33,7 +34,6 @@ SYSTEM_FILE_NAMES = frozenset({"thumbs.db", "desktop.ini", "icon\r"})
 SYSTEM_DIR_NAMES = frozenset({"__macosx", "$recycle.bin"})
 _ROTATED_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION = 0x0112
-_CHUNK = 1 << 20
 
 
 def kind_of(name: str) -> Kind | None:
@@ -153,20 +153,9 @@ def video_info(path: Path) -> tuple[int, int, float | None, int | None]:
     return width, height, (fps if fps > 0 else None), (frames if frames > 0 else None)
 
 
-def _hash_stream(stream: IO[bytes], sink: IO[bytes] | None = None) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    for chunk in iter(lambda: stream.read(_CHUNK), b""):
-        digest.update(chunk)
-        size += len(chunk)
-        if sink is not None:
-            sink.write(chunk)
-    return digest.hexdigest(), size
-
-
 def probe_video_path(path: Path) -> Probe:
     with path.open("rb") as handle:
-        sha, size = _hash_stream(handle)
+        sha, size = hash_stream(handle)
     if size == 0:
         raise UnreadableFile("empty file (0 bytes)")
     width, height, fps, frames = video_info(path)
@@ -196,7 +185,7 @@ def probe_stream(stream: IO[bytes], kind: Kind, *, suffix: str, max_pixels: int)
     fd, name = tempfile.mkstemp(suffix=suffix, prefix="metalake-probe-")
     try:
         with os.fdopen(fd, "wb") as sink:
-            sha, size = _hash_stream(stream, sink)
+            sha, size = hash_stream(stream, sink)
         if size == 0:
             raise UnreadableFile("empty file (0 bytes)")
         width, height, fps, frames = video_info(Path(name))
