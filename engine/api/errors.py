@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,9 +26,20 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+class ErrorResponse(JSONResponse):
+    """An error body as ASCII JSON: an error may quote the request's own text, which can hold
+    an unpaired surrogate (`"\\ud800"` is valid JSON) that UTF-8 cannot encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode("ascii")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -35,7 +48,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return JSONResponse(
+        return ErrorResponse(
             error_body(exc.code, exc.message, _jsonable(exc.details)),
             status_code=exc.status_code,
             headers=headers,
@@ -48,7 +61,7 @@ def install_error_handlers(app: FastAPI) -> None:
             for err in exc.errors()
         ]
         summary = "; ".join(f"{p['location']}: {p['message']}" for p in problems[:5])
-        return JSONResponse(
+        return ErrorResponse(
             error_body("validation_error", f"The request is malformed: {summary}",
                        {"errors": problems}),
             status_code=422,
@@ -57,12 +70,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+        return ErrorResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("Unhandled error in %s %s", request.method, request.url.path)
-        return JSONResponse(
+        return ErrorResponse(
             error_body("internal_error", "The engine hit an unexpected error; it has been logged."),
             status_code=500,
         )

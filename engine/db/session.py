@@ -7,10 +7,10 @@ from contextlib import contextmanager
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from engine.errors import Conflict, EngineError, ServiceUnavailable
+from engine.errors import Conflict, InvalidInput, ServiceUnavailable
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -32,30 +32,40 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One transaction: commit on success, roll back on any error.
-
-    Database errors are translated here and nowhere else: a lost connection becomes
-    `ServiceUnavailable`, an integrity violation that a service did not anticipate `Conflict`.
-    """
-    session = factory()
+def database_errors() -> Iterator[None]:
+    """Translate database errors, and only here: a lost connection becomes
+    `ServiceUnavailable`, an integrity violation that a service did not anticipate `Conflict`,
+    a value the database cannot hold (NUL in text, an unpaired surrogate) `InvalidInput`."""
     try:
-        yield session
-        session.commit()
-    except EngineError:
-        session.rollback()
-        raise
+        yield
     except IntegrityError as exc:
-        session.rollback()
         raise Conflict(f"The change conflicts with existing data: {exc.orig}") from exc
+    except DataError as exc:  # SQLSTATE class 22: a value the database cannot hold or compare
+        reason = str(exc.orig or exc).splitlines()[0]
+        raise InvalidInput(f"A value in the request cannot be stored: {reason}. Remove NUL "
+                           "characters (\\u0000) and unpaired surrogates (\\ud800-\\udfff) "
+                           "from text, and keep numbers in range.") from exc
+    except UnicodeEncodeError as exc:  # psycopg encoding a parameter as UTF-8
+        if "surrogate" not in exc.reason:
+            raise
+        raise InvalidInput("Text in the request is not valid Unicode (it holds an unpaired "
+                           "surrogate such as \\ud800); send UTF-8 text.") from exc
     except OperationalError as exc:
-        session.rollback()
         raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
     except DBAPIError as exc:
-        session.rollback()
         if exc.connection_invalidated:
             raise ServiceUnavailable("The database connection was lost; retry.") from exc
         raise
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error (`database_errors`)."""
+    session = factory()
+    try:
+        with database_errors():
+            yield session
+            session.commit()
     except BaseException:
         session.rollback()
         raise

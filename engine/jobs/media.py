@@ -3,6 +3,12 @@
 Images: Pillow, EXIF orientation applied, converted to RGB. Videos: OpenCV, every
 `stride`-th frame. Each frame remembers the original size so outputs can be scaled back.
 A file that cannot be read raises `MediaError` with the reason (that item fails, not the job).
+
+A JPEG much larger than the input resolution is decoded at a reduced scale (libjpeg's DCT
+scaling through `Image.draft`: 1/2, 1/4 or 1/8), never below twice the input resolution, and
+then resized as any other image: a 4000x3000 photo for a 320x320 model decodes at 1000x750,
+several times faster, and the model sees what the full decode would have given it within
+resampling noise. `original_size` stays the full size the user sees.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.errors import EngineError
 from engine.storage import Storage, local_path
@@ -21,6 +27,19 @@ from engine.storage import Storage, local_path
 
 class MediaError(Exception):
     """The file could not be read or decoded; the message says why."""
+
+
+_REPLACE = "replace the file with a readable image, then retry the job's failed items"
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """`image` as 8-bit RGB. 16-bit greyscale (modes I;16*, or I as some formats open it) is
+    scaled to 8 bits (65535 -> 255): `convert` would clip every value above 255 to white.
+    (Pillow already reads 16-bit colour PNGs as 8-bit RGB/RGBA, keeping the high bytes.)"""
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        wide = np.clip(np.asarray(image).astype(np.float32), 0, 65535)
+        image = Image.fromarray(np.rint(wide / 257.0).astype(np.uint8))
+    return image.convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -36,17 +55,46 @@ def _resize(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def load_image(storage: Storage, uri: str, size: tuple[int, int]) -> list[Frame]:
+# EXIF orientations that turn the stored image by 90 degrees (width and height swap)
+_TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
+DRAFT_MARGIN = 2  # a reduced-scale decode stays at least this many times the input size
+
+
+def read_file(storage: Storage, uri: str) -> bytes:
     try:
-        data = storage.read_bytes(uri)
+        return storage.read_bytes(uri)
     except EngineError as exc:
         raise MediaError(exc.message) from exc
+
+
+def decode_image(data: bytes, size: tuple[int, int]) -> list[Frame]:
+    """The image file `data` as one frame at `size` (width, height), upright and RGB."""
+    if not data:
+        raise MediaError(f"cannot decode the image: the file is empty (0 bytes); {_REPLACE}")
     try:
         with Image.open(io.BytesIO(data)) as opened:
-            image = ImageOps.exif_transpose(opened).convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise MediaError(f"cannot decode the image: {exc}") from exc
-    return [Frame(_resize(image, size), image.size)]
+            original = opened.size
+            if opened.format == "JPEG":
+                # a square draft box: the EXIF rotation is applied after decoding
+                side = DRAFT_MARGIN * max(size)
+                opened.draft("RGB", (side, side))
+            orientation = opened.getexif().get(0x0112)
+            image = to_rgb(ImageOps.exif_transpose(opened))
+    except Image.DecompressionBombError as exc:
+        raise MediaError(f"cannot decode the image: refused as a decompression bomb ({exc}); "
+                         f"{_REPLACE}") from exc
+    except UnidentifiedImageError as exc:
+        raise MediaError("cannot decode the image: Pillow cannot identify its format (corrupt, "
+                         f"or not an image despite its extension); {_REPLACE}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise MediaError(f"cannot decode the image: {exc}; {_REPLACE}") from exc
+    if orientation in _TRANSPOSED_ORIENTATIONS:
+        original = (original[1], original[0])
+    return [Frame(_resize(image, size), original)]
+
+
+def load_image(storage: Storage, uri: str, size: tuple[int, int]) -> list[Frame]:
+    return decode_image(read_file(storage, uri), size)
 
 
 def load_video(storage: Storage, uri: str, size: tuple[int, int], stride: int) -> list[Frame]:
@@ -54,10 +102,7 @@ def load_video(storage: Storage, uri: str, size: tuple[int, int], stride: int) -
 
     if urlparse(uri).scheme == "file":
         return _frames(cv2, str(local_path(uri)), size, stride)
-    try:
-        data = storage.read_bytes(uri)
-    except EngineError as exc:
-        raise MediaError(exc.message) from exc
+    data = read_file(storage, uri)
     with tempfile.NamedTemporaryFile(suffix=".video") as handle:
         handle.write(data)
         handle.flush()

@@ -65,6 +65,10 @@ def local_candidates(entries: Sequence[IngestEntry], roots: Sequence[Path]) -> l
     candidates: list[Candidate] = []
     for entry in entries:
         given = Path(entry.path)
+        if "\x00" in entry.path:
+            problems.append(f"{entry.path!r} contains a NUL character, which no file path "
+                            "holds; send the path as the file system spells it")
+            continue
         if not given.is_absolute():
             problems.append(f"{entry.path!r} is relative; send the absolute path")
             continue

@@ -93,7 +93,8 @@ def image_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
             width, height = img.size
             orientation = _orientation(img)
     except Image.DecompressionBombError as exc:
-        raise UnreadableFile(f"refused as a decompression bomb: {exc}") from exc
+        raise UnreadableFile(f"refused as a decompression bomb: {exc} Downscale or tile the "
+                             "image.") from exc
     except UnidentifiedImageError as exc:
         raise UnreadableFile(
             "not a readable image: Pillow cannot identify its format (corrupt, or not an "
@@ -110,7 +111,8 @@ def image_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
     if width * height > max_pixels:
         raise UnreadableFile(
             f"refused as a decompression bomb: {width}x{height} = {width * height} pixels is "
-            f"more than METALAKE_MAX_IMAGE_PIXELS={max_pixels}"
+            f"more than METALAKE_MAX_IMAGE_PIXELS={max_pixels}; downscale the image or raise "
+            "that limit on the engine"
         )
     if orientation in _ROTATED_ORIENTATIONS:
         width, height = height, width

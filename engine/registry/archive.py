@@ -9,6 +9,8 @@ the rule. The model host extracts stored bundles with `extract_bundle` too.
 
 from __future__ import annotations
 
+import errno
+import gzip
 import os
 import shutil
 import tarfile
@@ -24,6 +26,10 @@ __all__ = ["ARCHIVE", "Limits", "bundle_root", "extract_bundle", "pack_bundle"]
 ARCHIVE = "(archive)"  # the `path` of refusals about the archive as a whole
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
+# What writing a member fails with when the archive's own paths collide (a file where a folder
+# is needed, a link loop, a name too long): the archive's fault, unlike ENOSPC or EACCES.
+PATH_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+                         errno.ELOOP})
 
 
 @dataclass(frozen=True)
@@ -38,10 +44,15 @@ def extract_bundle(archive: Path, dest: Path, limits: Limits) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     extractor = _Extractor(dest.resolve(), limits)
     try:
-        with tarfile.open(archive, mode="r|gz") as tar:
+        with archive.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as unzipped, \
+                tarfile.open(fileobj=unzipped, mode="r|") as tar:
             for member in tar:
                 extractor.add(tar, member)
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+            # Read to the end so gzip checks its trailer (CRC-32 and length): tar stops at its
+            # end-of-archive blocks, and a flipped bit inside a member would go unnoticed.
+            while unzipped.read(CHUNK):
+                pass
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise BundleInvalid(
             f"The archive is corrupt or truncated ({exc}); pack it again (`tar czf "
             "bundle.tar.gz -C <bundle folder> .`) or pass the folder itself.",
@@ -120,6 +131,19 @@ class _Extractor:
                                             and not target.is_symlink()):
             raise BundleInvalid(f"{member.name} appears twice in the archive; pack it again.",
                                 path=member.name, rule="duplicate_member")
+        try:
+            self._write(tar, member, relative, target)
+        except OSError as exc:
+            if exc.errno not in PATH_ERRNOS:
+                raise
+            raise BundleInvalid(
+                f"{member.name} cannot be written inside the bundle ({exc.strerror}): a file "
+                "and a folder share a name, a link loops, or a name is too long. Pack the "
+                "bundle again from its folder (`tar czf bundle.tar.gz -C <bundle folder> .`).",
+                path=member.name, rule="unwritable_member") from exc
+
+    def _write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, relative: PurePosixPath,
+               target: Path) -> None:
         if member.isdir():
             target.mkdir(parents=True, exist_ok=True)
         elif member.isfile():

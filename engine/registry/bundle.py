@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import fnmatch
 import os
+import reprlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ WEIGHTS_EXTENSIONS = (".pt", ".pth", ".onnx", ".safetensors", ".bin", ".torchscr
 YAML_MAX_BYTES = 4 << 20
 SOURCE_MAX_BYTES = 16 << 20
 GUIDE = "docs/bundles.md"
+MAX_SHOWN = 10  # duplicate labels named in a refusal
 
 # Each hook and the arguments the model host calls it with (model_fn may take a context too).
 HOOKS: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -100,6 +103,12 @@ def check_inference(root: Path) -> None:
     source = _read(path, INFERENCE, SOURCE_MAX_BYTES)
     try:
         tree = ast.parse(source, filename=INFERENCE)
+    except (RecursionError, MemoryError) as exc:  # how the parser reports a blown stack
+        raise BundleInvalid(
+            f"{INFERENCE} is nested too deeply for Python to parse (an expression or block "
+            "thousands of levels deep); split it up (`python -m py_compile "
+            f"{INFERENCE}` fails the same way).", path=INFERENCE, rule="inference_syntax",
+        ) from exc
     except SyntaxError as exc:
         raise BundleInvalid(
             f"{INFERENCE} has a syntax error at line {exc.lineno}, column {exc.offset}: "
@@ -158,7 +167,7 @@ def read_config(root: Path) -> BundleConfig:
     dim = data.get("embedding_dim")
     if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0):
         raise BundleInvalid(f"{CONFIG}: embedding_dim must be a positive whole number (the "
-                            f"length of one embedding, e.g. 2048), not {dim!r}.",
+                            f"length of one embedding, e.g. 2048), not {shown(dim)}.",
                             path=CONFIG, rule="config_invalid")
     weights = data.get("weights")
     names = [weights] if isinstance(weights, str) else weights
@@ -167,18 +176,19 @@ def read_config(root: Path) -> BundleConfig:
     if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
         raise BundleInvalid(f"{CONFIG}: weights must be a file name (or a list of them) "
                             f"relative to the bundle root, e.g. `weights: yolov8n.pt`; got "
-                            f"{weights!r}.", path=CONFIG, rule="config_invalid")
+                            f"{shown(weights)}.", path=CONFIG, rule="config_invalid")
     extra = data.get("extra_weights") or {}
     if not isinstance(extra, dict) or not all(
             (isinstance(v, str) and v.strip()) or v is None for v in extra.values()):
         raise BundleInvalid(f"{CONFIG}: extra_weights must map roles to file names (or null), "
-                            f"e.g. `extra_weights: {{segmenter: mobile_sam.pt}}`; got {extra!r}.",
+                            "e.g. `extra_weights: {segmenter: mobile_sam.pt}`; got "
+                            f"{shown(extra)}.",
                             path=CONFIG, rule="config_invalid")
     extra_names = [v for v in extra.values() if v]
     for name in [*names, *extra_names]:
         if name.startswith("/") or ".." in Path(name).parts:
-            raise BundleInvalid(f"{CONFIG}: weights entry {name!r} must be a path inside the "
-                                "bundle (relative, without `..`).", path=CONFIG,
+            raise BundleInvalid(f"{CONFIG}: weights entry {shown(name)} must be a path inside "
+                                "the bundle (relative, without `..`).", path=CONFIG,
                                 rule="config_invalid")
     return BundleConfig(embedding_dim=dim, weights=tuple(n.strip() for n in names),
                         extra_weights=tuple(n.strip() for n in extra_names))
@@ -201,16 +211,27 @@ def read_labels(root: Path) -> list[str]:
     for index, label in enumerate(data):
         if not isinstance(label, str) or not label.strip():
             raise BundleInvalid(
-                f"{LABELS} entry {index} is {label!r}, not a class name: every entry must be "
-                "a non-empty string (quote names YAML reads otherwise, e.g. `- 'yes'`, "
+                f"{LABELS} entry {index} is {shown(label)}, not a class name: every entry must "
+                "be a non-empty string (quote names YAML reads otherwise, e.g. `- 'yes'`, "
                 "`- '1'`).", path=LABELS, rule="labels_invalid", index=index)
         labels.append(label.strip())
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    duplicates = sorted(label for label, count in Counter(labels).items() if count > 1)
     if duplicates:
-        raise BundleInvalid(f"{LABELS} lists {', '.join(map(repr, duplicates))} more than once; "
-                            "class names must be unique.", path=LABELS, rule="labels_invalid",
-                            duplicates=duplicates)
+        more = (f" (and {len(duplicates) - MAX_SHOWN} more)"
+                if len(duplicates) > MAX_SHOWN else "")
+        raise BundleInvalid(f"{LABELS} lists {', '.join(map(shown, duplicates[:MAX_SHOWN]))}"
+                            f"{more} more than once; class names must be unique.", path=LABELS,
+                            rule="labels_invalid", duplicates=duplicates[:100])
     return labels
+
+
+def shown(value: object) -> str:
+    """`repr` cut short: YAML aliases can make a 1 KB file a structure whose full repr has
+    billions of characters."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 2, 80, 80
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 6
+    return short.repr(value)
 
 
 def _kind(data: object) -> str:
@@ -231,11 +252,22 @@ def _yaml(path: Path, name: str) -> Any:
         problem = getattr(exc, "problem", None) or str(exc)
         raise BundleInvalid(f"{name} is not valid YAML{where}: {problem}.", path=name,
                             rule="yaml_invalid") from exc
+    except RecursionError as exc:
+        raise BundleInvalid(f"{name} is nested too deeply to read (thousands of levels of "
+                            "brackets or indentation); flatten it.", path=name,
+                            rule="yaml_invalid") from exc
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as exc:
+        # PyYAML's constructors raise plain errors for a value its explicit tag cannot hold
+        # (`!!float .nana`, `!!timestamp x`, `!!int ''`).
+        raise BundleInvalid(f"{name} is not valid YAML: a value cannot be read as its tag says "
+                            f"({type(exc).__name__}: {shown(str(exc))}); remove the `!!` tag "
+                            "or fix the value.", path=name, rule="yaml_invalid") from exc
 
 
 def _read(path: Path, name: str, limit: int) -> str:
     if not path.is_file():
-        raise BundleInvalid(f"{name} is not a regular file.", path=name, rule="not_a_file")
+        raise BundleInvalid(f"{name} is not a regular file (a folder, or a link to one): put the "
+                            "file itself there.", path=name, rule="not_a_file")
     if path.stat().st_size > limit:
         raise BundleInvalid(f"{name} is larger than {limit:,} bytes; is it the right file?",
                             path=name, rule="file_too_large")
@@ -276,8 +308,8 @@ def find_weights(root: Path, config: BundleConfig, *, required: bool,
         matches = declared_matches(files, entry)
         if not matches and required:
             raise BundleInvalid(
-                f"{CONFIG} declares the weights file {entry!r}, which is not in the bundle: add "
-                f"it at the bundle's top level or under {WEIGHTS_DIR}/.",
+                f"{CONFIG} declares the weights file {shown(entry)}, which is not in the "
+                f"bundle: add it at the bundle's top level or under {WEIGHTS_DIR}/.",
                 path=entry, rule="weights_missing")
         chosen = chosen or (matches[0] if matches else None)
     if chosen is None:
