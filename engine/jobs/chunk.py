@@ -1,22 +1,32 @@
 """`chunk`: run one chunk of a job's items through the model and write the results.
 
 1. read the chunk's pending items (none, or the job cancelled: nothing to do);
-2. outside any transaction: fetch and decode the files, one batched request per
-   `request_batch_size` frames to the job's platform (on `aws`, fewer frames per request when
-   that many would exceed METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES: `_request_size`), validate the
-   outputs item by item. The requests are pipelined (`_infer`): the next request's files are
-   fetched and decoded, and the previous request's outputs validated, while the model host
-   runs the current one;
-3. one transaction: lock the job row, move the items pending -> done/failed (only the ones
-   still pending: a redelivered chunk counts nothing twice and writes nothing twice), write
-   their results with upserts, bump the counters, and set the final status when no item is
-   left pending.
+2. fetch and decode the files, one batched request per `request_batch_size` frames to the
+   job's platform (on `aws`, fewer frames per request when that many would exceed
+   METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES: `_request_size`), validate the outputs item by item.
+   The requests are pipelined (`_infer`): while the model host runs one request, helper
+   threads (niced, so they take the cores inference leaves idle rather than slowing it)
+   fetch and decode the next requests' files and validate the previous request's outputs,
+   and the writer (`_Writer`) stores the results of the items already answered;
+3. the writer's one transaction then locks the job row, moves the items pending ->
+   done/failed (only the ones still pending: a redelivered chunk counts nothing twice and
+   writes nothing twice), bumps the counters, sets the final status when no item is left
+   pending, and commits. If an item whose results went in early is no longer pending (the
+   job was cancelled meanwhile, or a redelivered copy finished first), that transaction is
+   rolled back and the chunk written again in one go, results only for the items that moved.
+
+Each chunk logs one line with its outcome and seconds per stage (`Stages`).
 """
+
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import threading
+import time
 from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,11 +37,11 @@ from sqlalchemy.orm import Session
 
 from engine.db.analysis import Job, JobItem
 from engine.db.models import File, Model, ModelVersion
-from engine.db.session import session_scope
+from engine.db.session import database_errors, session_scope
 from engine.errors import ModelHostError
 from engine.jobs import results
 from engine.jobs.context import WorkerContext
-from engine.jobs.media import Frame, MediaError, load_frames
+from engine.jobs.media import Frame, MediaError, decode_image, load_frames, read_file
 from engine.jobs.platforms.base import InferencePlatform, ModelVersionRef
 from engine.jobs.platforms.sagemaker_naming import DEFAULT_PARAMETERS_CHARS
 from engine.registry.contract import NPZ_CONTENT_TYPE, encode_batch, validate_outputs
@@ -48,6 +58,26 @@ class _Item:
     frames: list[Frame] = field(default_factory=list)
     outputs: list[results.FrameResult] = field(default_factory=list)
     error: str | None = None
+
+
+class Stages:
+    """Seconds a chunk spent per stage, added from several threads: `fetch` (reading files),
+    `decode` (decoding + resizing), `inference` (waiting for the model's answers), `checks`
+    (validating them), `write` (the results transaction). Fetch, decode and checks overlap the
+    inference, so the stages add up to more than the chunk's wall time."""
+
+    NAMES = ("fetch", "decode", "inference", "checks", "write")
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.NAMES, 0.0)
+        self._lock = threading.Lock()
+
+    def add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[name] += seconds
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} {self.seconds[name]:.2f}" for name in self.NAMES)
 
 
 @dataclass(frozen=True)
@@ -95,22 +125,48 @@ def _request_size(platform: InferencePlatform, chunk_size: int, width: int, heig
     return max(1, min(chunk_size, int(limit(width, height, parameters_chars=chars))))
 
 
-def _decode(context: WorkerContext, plan: _Plan, items: list[_Item]) -> None:
+# Niceness of the chunk's helper threads (decode, output checks). The model host's inference
+# keeps every core busy; niced helpers take the cores when inference leaves them idle (its
+# single-threaded stretches, the HTTP round trip) instead of slowing it down.
+HELPER_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Thread initializer: raise this thread's niceness (Linux schedules threads one by one)."""
+    # not Linux, or not allowed: the thread runs at normal priority
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HELPER_NICENESS)
+
+
+def _decode(context: WorkerContext, plan: _Plan, items: list[_Item], stages: Stages) -> None:
     """Fetch and decode `items` (sets `frames`, or `error` for a file that cannot be read)."""
     settings = context.settings
     width, height = plan.params["input_resolution"]
     for item in items:
         try:
-            item.frames = load_frames(context.storage, item.uri, item.content_type,
-                                      (width, height), settings.video_frame_stride)
+            if item.content_type == "video":  # OpenCV reads as it decodes: one stage
+                started = time.perf_counter()
+                item.frames = load_frames(context.storage, item.uri, item.content_type,
+                                          (width, height), settings.video_frame_stride)
+                stages.add("decode", time.perf_counter() - started)
+            else:
+                started = time.perf_counter()
+                data = read_file(context.storage, item.uri)
+                fetched = time.perf_counter()
+                stages.add("fetch", fetched - started)
+                item.frames = decode_image(data, (width, height))
+                stages.add("decode", time.perf_counter() - fetched)
             if plan.kind == "embedding":
                 item.frames = item.frames[:1]  # one vector per file: a video's first sample
         except MediaError as exc:
             item.error = str(exc)
 
 
-def _accept(plan: _Plan, batch: list[tuple[_Item, Frame]], raw: bytes) -> None:
-    """Validate one request's outputs and attach them to their items, in frame order."""
+def _accept(plan: _Plan, batch: list[tuple[_Item, Frame]], raw: bytes, stages: Stages,
+            writer: _Writer | None = None) -> None:
+    """Validate one request's outputs and attach them to their items, in frame order; hand
+    the items whose last frame this was to `writer`."""
+    started = time.perf_counter()
     outcomes = validate_outputs(plan.version.application, raw, len(batch),
                                 embedding_dim=plan.version.embedding_dim,
                                 num_classes=len(plan.labels) if plan.labels else None)
@@ -119,9 +175,13 @@ def _accept(plan: _Plan, batch: list[tuple[_Item, Frame]], raw: bytes) -> None:
             item.outputs.append(results.FrameResult(frame, outcome.output))
         else:
             item.error = item.error or f"the model's output was refused: {outcome.error}"
+    stages.add("checks", time.perf_counter() - started)
+    if writer is not None:
+        writer.add([item for item, frame in batch if frame is item.frames[-1]])
 
 
-def _infer(context: WorkerContext, plan: _Plan, items: list[_Item]) -> None:
+def _infer(context: WorkerContext, plan: _Plan, items: list[_Item], stages: Stages,
+           writer: _Writer | None = None) -> None:
     """Decode the items and run their frames through the model, in requests of
     `request_batch_size` frames, pipelined: while the model host runs request i (this thread
     waits on HTTP, the GIL released), worker threads fetch and decode the files of the next
@@ -141,7 +201,7 @@ def _infer(context: WorkerContext, plan: _Plan, items: list[_Item]) -> None:
         size = _request_size(platform, min(settings.chunk_size, settings.request_batch_size),
                              width, height, parameters)
     except ModelHostError as exc:
-        _decode(context, plan, items)  # a file's own error comes first, as it always has
+        _decode(context, plan, items, stages)  # a file's own error comes first
         for item in items:
             item.error = item.error or exc.message
         return
@@ -152,8 +212,10 @@ def _infer(context: WorkerContext, plan: _Plan, items: list[_Item]) -> None:
         context.storage.s3  # noqa: B018 - make the boto3 client here: creating it is not thread-safe
     ahead = max(1, settings.chunk_decode_threads)
     with ThreadPoolExecutor(max_workers=settings.chunk_decode_threads,
-                            thread_name_prefix="chunk-decode") as decoders, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-accept") as acceptor:
+                            thread_name_prefix="chunk-decode",
+                            initializer=_lower_priority) as decoders, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-accept",
+                               initializer=_lower_priority) as acceptor:
         decoding: deque[Future[None]] = deque()
         accepting: list[Future[None]] = []
         submitted = 0
@@ -161,21 +223,25 @@ def _infer(context: WorkerContext, plan: _Plan, items: list[_Item]) -> None:
         def refill() -> None:
             nonlocal submitted
             while submitted < len(groups) and len(decoding) <= ahead:
-                decoding.append(decoders.submit(_decode, context, plan, groups[submitted]))
+                decoding.append(decoders.submit(_decode, context, plan, groups[submitted],
+                                                 stages))
                 submitted += 1
 
         def send(batch: list[tuple[_Item, Frame]]) -> None:
             parameters["original_sizes"] = [list(frame.original_size) for _, frame in batch]
             body = encode_batch([frame.array for _, frame in batch], parameters)
+            started = time.perf_counter()
             try:
                 raw = platform.invoke(plan.version, body, NPZ_CONTENT_TYPE)
             except ModelHostError as exc:
                 for item, _ in batch:
                     item.error = item.error or exc.message
                 return
+            finally:
+                stages.add("inference", time.perf_counter() - started)
             # one acceptor thread: outputs are attached in request order (a video's frames
             # may span two requests)
-            accepting.append(acceptor.submit(_accept, plan, batch, raw))
+            accepting.append(acceptor.submit(_accept, plan, batch, raw, stages, writer))
 
         try:
             refill()
@@ -225,11 +291,21 @@ def _finish(session: Session, job_id: int, transitions: list[tuple[int, str, str
     return moved
 
 
-def _write(session: Session, plan: _Plan, items: list[_Item]) -> None:
+def _transitions(session: Session, plan: _Plan, items: list[_Item]) -> set[int]:
+    """Lock the job row, move the items out of pending; the ids that moved."""
     session.execute(select(Job.id).where(Job.id == plan.job_id).with_for_update())
     transitions = [(i.item_id, "failed" if i.error else "done", i.error) for i in items]
-    moved = _finish(session, plan.job_id, transitions)
-    ok = [i for i in items if i.item_id in moved and i.error is None]
+    return _finish(session, plan.job_id, transitions)
+
+
+def _write(session: Session, plan: _Plan, items: list[_Item]) -> None:
+    """The whole chunk in one go: transitions, then the results of the items that moved."""
+    moved = _transitions(session, plan, items)
+    _write_results(session, plan, [i for i in items if i.item_id in moved and i.error is None])
+
+
+def _write_results(session: Session, plan: _Plan, ok: list[_Item]) -> None:
+    """Store the results of items the model answered (tags, annotations or vectors)."""
     if not ok:
         return
     params, version_id = plan.params, plan.version.id
@@ -266,18 +342,86 @@ def _write(session: Session, plan: _Plan, items: list[_Item]) -> None:
                          job_id=plan.job_id)
 
 
+class _Writer:
+    """The chunk's results transaction, written while the model works on the next requests.
+
+    Items are handed over as soon as their last frame's output is checked, and their results
+    go into one open transaction on the writer's own thread (a Session is used by one thread
+    at a time). `commit` then locks the job row and moves the items out of pending in the same
+    transaction. Results are only ever committed for items that moved: if an item written
+    early did not (the job was cancelled meanwhile, or a redelivered copy of this chunk
+    finished it first), the transaction is rolled back and `commit` answers False, and the
+    chunk is written again the plain way (`_write`)."""
+
+    def __init__(self, context: WorkerContext, plan: _Plan, stages: Stages) -> None:
+        self.plan, self.stages = plan, stages
+        self.session = context.sessions()
+        self.written: set[int] = set()
+        self.pending: list[Future[None]] = []
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-write")
+
+    def add(self, items: list[_Item]) -> None:
+        ok = [item for item in items if item.error is None]
+        if ok:
+            self.pending.append(self.thread.submit(self._write, ok))
+
+    def _write(self, ok: list[_Item]) -> None:
+        started = time.perf_counter()
+        with database_errors():
+            _write_results(self.session, self.plan, ok)
+        self.written.update(item.item_id for item in ok)
+        self.stages.add("write", time.perf_counter() - started)
+
+    def commit(self, items: list[_Item]) -> bool:
+        """Wait for the early writes, then finish the chunk; False: rolled back."""
+        for future in self.pending:
+            future.result()  # an error writing results fails the chunk (the task retries)
+        return self.thread.submit(self._commit, items).result()
+
+    def _commit(self, items: list[_Item]) -> bool:
+        started = time.perf_counter()
+        with database_errors():
+            moved = _transitions(self.session, self.plan, items)
+            if not self.written <= moved:
+                self.session.rollback()
+                return False
+            _write_results(self.session, self.plan, [  # none, unless a frame went missing
+                i for i in items
+                if i.item_id in moved and i.error is None and i.item_id not in self.written])
+            self.session.commit()
+        self.stages.add("write", time.perf_counter() - started)
+        return True
+
+    def close(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.thread.submit(self.session.close).result()  # rolls back what was not committed
+        self.thread.shutdown()
+
+
 def run_chunk(context: WorkerContext, job_id: int, chunk: int) -> None:
     with session_scope(context.sessions) as session:
         plan, items = _load(session, job_id, chunk)
     if plan is None or not items:
         return
-    _infer(context, plan, items)
+    started = time.perf_counter()
+    stages = Stages()
+    writer = _Writer(context, plan, stages)
+    try:
+        _infer(context, plan, items, stages, writer)
+        committed = writer.commit(items)
+    finally:
+        writer.close()
+    if not committed:
+        writing = time.perf_counter()
+        with session_scope(context.sessions) as session:
+            _write(session, plan, items)
+        stages.add("write", time.perf_counter() - writing)
     by_status: dict[str, int] = defaultdict(int)
     for item in items:
         by_status["failed" if item.error else "done"] += 1
-    with session_scope(context.sessions) as session:
-        _write(session, plan, items)
-    log.info("job %d chunk %d: %s", job_id, chunk, dict(by_status))
+    log.info("job %d chunk %d: %s in %.2f s (%s)", job_id, chunk, dict(by_status),
+             time.perf_counter() - started, stages.describe())
 
 
 def fail_chunk(context: WorkerContext, job_id: int, chunk: int, reason: str) -> None:

@@ -1,0 +1,143 @@
+"""A chunk writes its results while the model works on its next requests, in one transaction
+that is committed only for items that are still pending at the end (engine/jobs/chunk.py
+`_Writer`). Run in-process with a real WorkerContext (PostgreSQL, model host subprocess) and
+a bundle that waits at a gate before each batch, so the test decides where the chunk is."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from engine.config import Settings
+from engine.db.analysis import JobItem
+from engine.db.models import Tag
+from engine.db.session import session_scope
+from engine.jobs.chunk import run_chunk
+from engine.jobs.context import WorkerContext
+from engine.jobs.planning import plan_job
+from tests.bundle_factory import make_bundle
+from tests.worker import settings, shared_envs_dir  # noqa: F401
+
+GATED = '''\
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+GATE = Path({gate!r})
+
+
+def model_fn(model_dir):
+    return {{"calls": 0}}
+
+
+def input_fn(request_body, request_content_type):
+    import io
+    with np.load(io.BytesIO(request_body), allow_pickle=False) as archive:
+        return archive["images"]
+
+
+def predict_fn(images, model):
+    model["calls"] += 1
+    deadline = time.monotonic() + 60
+    while not (GATE / f"go-{{model['calls']}}").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return [{{"boxes": [[1, 1, 10, 10, 0.9, 0]]}} for _ in images]
+
+
+def output_fn(prediction, accept):
+    return json.dumps(prediction)
+'''
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def gated_job(client: Any, tmp_path: Path, settings: Settings  # noqa: F811
+              ) -> dict[str, Any]:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for index in range(4):
+        Image.fromarray(np.full((32, 32, 3), index * 40, np.uint8)).save(
+            folder / f"g{index}.png")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    bundle = make_bundle(tmp_path / "bundle", inference=GATED.format(gate=str(gate)))
+    cid = client.upload_files_to_collection(folder, "image", "gated")
+    client.register_model(bundle, "gated", "autotagging")
+    job = client.auto_tag_collection(cid, "gated", (32, 32), 0.5, None, None, "local")
+    return {"job_id": job["job_id"], "gate": gate}
+
+
+def _in_transaction_with_writes(session: Session) -> bool:
+    """Some other backend of this database holds an open transaction that has written."""
+    session.rollback()
+    return bool(session.scalar(text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL")))
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+def test_results_written_early_are_committed_only_for_items_still_pending(
+        client: Any, session: Session, gated_job: dict[str, Any],
+        settings: Settings, cancel: bool) -> None:  # noqa: F811
+    job_id, gate = gated_job["job_id"], gated_job["gate"]
+    worker_settings = settings.model_copy(update={"chunk_size": 4, "request_batch_size": 2})
+    context = WorkerContext(worker_settings)
+    try:
+        with session_scope(context.sessions) as planning:
+            assert plan_job(session=planning, job_id=job_id, chunk_size=4) == [0]
+        errors: list[BaseException] = []
+
+        def chunk() -> None:
+            try:
+                run_chunk(context, job_id, 0)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=chunk)
+        thread.start()
+        (gate / "go-1").touch()  # the first request (2 images) is answered...
+        # ...and its tags are written in the chunk's open transaction while batch 2 waits
+        _wait(lambda: _in_transaction_with_writes(session), "the chunk's early writes")
+        session.rollback()
+        assert not list(session.scalars(select(Tag)))  # not committed yet
+        if cancel:
+            assert client.cancel_job(job_id)["status"] == "cancelled"
+        (gate / "go-2").touch()
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+        assert not errors
+    finally:
+        context.close()
+    session.rollback()
+    statuses = sorted(session.scalars(select(JobItem.status).where(JobItem.job_id == job_id)))
+    tags = list(session.scalars(select(Tag).where(Tag.job_id == job_id)))
+    final = client.get_job(job_id)
+    if cancel:
+        # the running chunk's results are dropped, the early ones included
+        assert statuses == ["cancelled"] * 4
+        assert tags == []
+        assert final["status"] == "cancelled"
+        assert final["done"] == 0
+    else:
+        assert statuses == ["done"] * 4
+        assert sorted(tag.name for tag in tags) == ["circle"] * 4
+        assert final["status"] == "succeeded"
+        assert final["done"] == 4
