@@ -144,6 +144,12 @@ def test_a_failing_model_fn_is_reported(make_manager: MakeManager) -> None:
                                        "weights.pt is missing from broken")):
         _invoke(manager, "broken", b"")
     assert manager.running() == []
+    # the version is immutable: the next batch gets the same error at once, without a new host
+    with pytest.raises(ModelLoadFailed, match=r"weights\.pt is missing from broken") as again:
+        _invoke(manager, "broken", b"")
+    assert "remembered from" in again.value.message
+    log_file = again.value.details["log_file"]
+    assert Path(log_file).read_text().count("starting the model host of broken@1") == 1
 
 
 def test_a_host_killed_mid_request_fails_the_batch_and_is_replaced(

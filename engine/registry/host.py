@@ -46,6 +46,7 @@ from engine.registry.hostenv import host_environ, install_environ, parse_names
 
 log = logging.getLogger(__name__)
 MAX_LOG_BYTES = 10 << 20
+LOAD_FAILURE_MEMORY = 60.0  # seconds a failed model_fn is answered from memory
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,9 @@ class HostManager:
         self._closed = threading.Event()
         self._watcher: threading.Thread | None = None
         self._run_dir = run_dir  # port files of starting hosts
+        # version key -> (when, error) of its last failed model_fn: a version is immutable,
+        # so the next chunks fail at once with that error instead of starting a host again
+        self._load_failures: dict[str, tuple[float, ModelLoadFailed]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None
@@ -208,6 +212,15 @@ class HostManager:
             if host is not None and host.alive() and not host.retired:
                 return host
             start_lock = self._start_locks.setdefault(version_key, threading.Lock())
+        failure = self._load_failures.get(version_key)
+        if failure is not None:
+            when, error = failure
+            age = time.monotonic() - when
+            if age < LOAD_FAILURE_MEMORY:
+                raise ModelLoadFailed(
+                    f"{error.message}\n(remembered from {age:.0f} s ago: this worker tries "
+                    f"model_fn again {LOAD_FAILURE_MEMORY:g} s after it failed)",
+                    **error.details)
         if host is not None:
             reason = host.killed or f"it {host.exit_description()}"
             log.warning("replacing the model host of %s: %s", version_key, reason)
@@ -217,8 +230,13 @@ class HostManager:
                 current = self._hosts.get(version_key)
                 if current is not None and current.alive() and not current.retired:
                     return current
-            host = self._start(version_key, bundle_dir, requirements)
+            try:
+                host = self._start(version_key, bundle_dir, requirements)
+            except ModelLoadFailed as exc:
+                self._load_failures[version_key] = (time.monotonic(), exc)
+                raise
             with self._lock:
+                self._load_failures.pop(version_key, None)
                 self._hosts[version_key] = host
                 if self._watcher is None:
                     self._watcher = threading.Thread(target=self._watch, daemon=True,
