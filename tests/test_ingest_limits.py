@@ -49,3 +49,26 @@ def test_decompression_bombs_are_recorded_not_registered(client: Client,
     assert report.added == 1
     assert "decompression bomb" in report.failed[0].reason
     assert "METALAKE_MAX_IMAGE_PIXELS=3072" in report.failed[0].reason
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height (8-bit RGB) and holds no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_a_limit_raised_above_pillows_own_is_the_one_that_counts() -> None:
+    from engine.errors import UnreadableFile
+    from engine.lake.probe import image_size
+
+    big = _png_header(20_000, 10_000)  # 200 M pixels: over Pillow's default 2 x 89.5 M
+    assert image_size(big, max_pixels=250_000_000) == (20_000, 10_000)
+    with pytest.raises(UnreadableFile, match="METALAKE_MAX_IMAGE_PIXELS=150000000"):
+        image_size(big, max_pixels=150_000_000)

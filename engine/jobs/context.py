@@ -15,6 +15,7 @@ from engine.db.session import make_engine, make_session_factory
 from engine.errors import InvalidInput
 from engine.jobs.bundles import BundleCache
 from engine.jobs.platforms.base import InferencePlatform
+from engine.lake.probe import allow_pillow_pixels
 from engine.registry.store import registry_storage
 from engine.storage import Storage
 
@@ -25,6 +26,7 @@ class WorkerContext:
             raise InvalidInput("The worker needs DATABASE_URL.")
         self.settings = settings
         self.pid = os.getpid()
+        allow_pillow_pixels(settings.max_image_pixels)  # decode what ingest accepted
         self.db_engine = make_engine(settings.database_url, pool_size=2)
         self.sessions = make_session_factory(self.db_engine)
         self.storage = Storage.from_settings(settings)

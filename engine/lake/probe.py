@@ -84,10 +84,23 @@ class Probe:
 
 
 # -- images ----------------------------------------------------------------------------------
+PILLOW_DEFAULT_MAX_PIXELS = 89_478_485  # Pillow refuses images above twice this
+
+
+def allow_pillow_pixels(max_pixels: int) -> None:
+    """Let Pillow open images up to METALAKE_MAX_IMAGE_PIXELS: its own bomb check (process-wide,
+    at 2 x Image.MAX_IMAGE_PIXELS) would otherwise refuse a raised limit first. The engine's
+    check against the setting stays in `image_size`."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = max(PILLOW_DEFAULT_MAX_PIXELS, max_pixels)
+
+
 def image_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
     """(width, height) as displayed, from the header alone."""
     from PIL import Image, UnidentifiedImageError
 
+    allow_pillow_pixels(max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
