@@ -1,6 +1,6 @@
 """Analysis jobs and similarity search from a shell: `metalake autotag | autotag-lake | annotate |
 annotate-lake | embed | embed-lake | similar` and `metalake jobs list | show | wait | cancel |
-retry | accept | reject`.
+retry | resume | accept | reject`.
 
 Every command goes through the SDK (METALAKE_URL / METALAKE_API_KEY, else the engine of
 `metalake up`). SDK errors end the command with one `error:` line and exit code 1 here (not only
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from sdk import Client
 
 jobs_app = typer.Typer(
-    help="Analysis jobs: list, show, wait for, cancel, retry failed items, and accept or "
-         "reject a preview job's proposed annotations.", no_args_is_help=True)
+    help="Analysis jobs: list, show, wait for, cancel, retry failed items, resume, and "
+         "accept or reject a preview job's proposed annotations.", no_args_is_help=True)
 
 FAILED_EXIT_STATUSES = ("failed", "cancelled")
 
@@ -154,8 +154,7 @@ def _submitted(client: Client, submitted: Mapping[str, Any], wait: bool,
                timeout: float | None) -> None:
     job_id = submitted["job_id"]
     total = submitted["total"]
-    # total is 0 while the engine is still selecting the files (planning is a job step too).
-    count = f", {total} file{'s' if total != 1 else ''}" if total else ""
+    count = f", {total} file{'s' if total != 1 else ''}"  # counted when the job was submitted
     typer.echo(f"submitted job {job_id} ({submitted['status']}{count})")
     if not wait:
         typer.echo(f"follow it with `metalake jobs wait {job_id}` or `metalake jobs show {job_id}`")
@@ -393,6 +392,14 @@ def retry(job_id: JobIdArg) -> None:
     """Run a finished job's failed items again (only those)."""
     with sdk_client() as client:
         job = client.retry_failed(job_id)
+    typer.echo(job_line(job))
+
+
+@jobs_app.command("resume")
+def resume(job_id: JobIdArg) -> None:
+    """Send again the work an unfinished job still has (after the broker lost its queue)."""
+    with sdk_client() as client:
+        job = client.resume_job(job_id)
     typer.echo(job_line(job))
 
 

@@ -165,6 +165,21 @@ class Settings(BaseSettings):
         default=30, gt=0,
         description="Analysis jobs sample every N-th frame of a video.",
     )
+    chunk_lease_seconds: float = Field(
+        default=60, gt=0,
+        description=(
+            "A running chunk holds a lease in the database, renewed every third of this; when "
+            "its worker dies (killed, lost power) the lease lapses after this many seconds and "
+            "a recovery sweep sends the chunk to another worker."
+        ),
+    )
+    recovery_interval: float = Field(
+        default=15, ge=0,
+        description=(
+            "Seconds between each worker's sweeps for chunks whose lease lapsed (0: this "
+            "worker does not sweep)."
+        ),
+    )
     bundle_cache_dir: Path | None = Field(
         default=None,
         description=(

@@ -1,5 +1,5 @@
 """Analysis calls (sections 7.2-7.5 of the SDK manual) and jobs: autotag, auto-annotate, embed,
-then get / list / wait for / cancel / retry jobs.
+then get / list / wait for / cancel / retry / resume jobs.
 
 Names, positional order and defaults are the manual's; `model_name=` is accepted as a keyword
 alias of `model_id` (the manual's tables and signatures name it both ways). Each analysis call
@@ -156,6 +156,13 @@ class JobCalls(BaseClient):
     def retry_failed(self, job_id: int) -> dict[str, Any]:
         """Run a finished job's failed items again (only those)."""
         return JobPublic.model_validate(self._post(f"/jobs/{int(job_id)}/retry")).model_dump()
+
+    def resume_job(self, job_id: int) -> dict[str, Any]:
+        """Send again the work an unfinished job still has (its planning, or its chunks with
+        pending items that no live worker holds), e.g. after the broker restarted without its
+        queue. Safe to call at any time: no item is processed twice. A finished job is returned
+        as it is (use retry_failed for its failed items)."""
+        return JobPublic.model_validate(self._post(f"/jobs/{int(job_id)}/resume")).model_dump()
 
     def wait_for_job(self, job_id: int, timeout: float | None = None, *,
                      poll_interval: float = 0.5, progress: bool = True) -> dict[str, Any]:

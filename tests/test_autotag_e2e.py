@@ -69,6 +69,7 @@ def test_autotag_selects_subset_and_matches_truth(
         "local")
     assert set(job) == {"job_id", "status", "total"}
     assert job["status"] == "queued"
+    assert job["total"] == len(lake["expected"])  # counted at submission, the subset only
     final = client.wait_for_job(job["job_id"], timeout=240, progress=False)
     assert final["status"] == "succeeded", final
     assert final["total"] == final["done"] == len(lake["expected"])

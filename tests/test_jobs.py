@@ -108,3 +108,26 @@ def test_cancel_stops_chunks_not_started(client: Any, shapes: dict[str, Any], se
     session.expire_all()
     assert not list(session.scalars(select(Tag).where(Tag.job_id == job["job_id"])))
     assert [j["job_id"] for j in client.list_jobs()][:2] == [other["job_id"], job["job_id"]]
+
+
+def test_a_job_whose_planning_fails_is_failed_with_the_reason(
+        client: Any, shapes: dict[str, Any], session: Session, settings: Settings,  # noqa: F811
+        worker: Any) -> None:  # noqa: F811
+    from engine.db.analysis import Job
+    from engine.db.models import ModelVersion
+    from engine.jobs.celery_app import create_celery
+    from engine.jobs.dispatch import CeleryDispatcher
+
+    # a job row whose parameters cannot be planned (as a job written by another engine
+    # version could be): the plan task must not leave it queued forever
+    version_id = session.scalars(select(ModelVersion.id)).one()
+    row = Job(kind="autotagging", platform="local", params={"query": None},
+              model_version_id=version_id, collection_id=shapes["cid"], status="queued")
+    session.add(row)
+    session.commit()
+    CeleryDispatcher(create_celery(settings)).plan(row.id)
+    final = client.wait_for_job(row.id, timeout=60, progress=False)
+    assert final["status"] == "failed"
+    assert final["error"].startswith("planning failed: ")
+    assert "content_type" in final["error"]
+    assert final["total"] == 0

@@ -1,4 +1,5 @@
-"""Analysis tables: jobs and their items, embedding spaces and vectors (migration 0003).
+"""Analysis tables: jobs and their items, embedding spaces and vectors (migration 0003), chunk
+leases (0004).
 
 A job snapshots the files it will process into `job_items` when it is planned; chunks of items
 run on workers and their results land in the lake's `tags` / `annotations` (with `job_id` and
@@ -89,6 +90,25 @@ class JobItem(Base):
     status: Mapped[str] = mapped_column(String(16), server_default=text("'pending'"))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    updated_at: Mapped[datetime] = created_at_column()
+
+
+class JobChunk(Base):
+    """A chunk's lease (migration 0004): the worker running it and until when, renewed while it
+    runs. A lapsed lease on a chunk with pending items means its worker died: the recovery
+    sweep (`engine/jobs/recovery.py`) sends the chunk to the queue again."""
+
+    __tablename__ = "job_chunks"
+    __table_args__ = (Index("ix_job_chunks_lease_expires_at", "lease_expires_at"),)
+
+    job_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # `host:pid:task` of the worker process running the chunk; NULL when none does
+    owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    runs: Mapped[int] = mapped_column(Integer, server_default=text("0"))  # leases taken
+    recoveries: Mapped[int] = mapped_column(Integer, server_default=text("0"))  # re-sent
     updated_at: Mapped[datetime] = created_at_column()
 
 

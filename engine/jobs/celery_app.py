@@ -2,7 +2,11 @@
 
 Queues: `control` (planning, bookkeeping) and `inference` (chunks that run models), so GPU
 machines can consume only `inference`. Tasks are acknowledged late and prefetched one at a
-time, so a worker killed mid-task has its task redelivered to another worker.
+time. A pool process that dies mid-task has its task requeued at once
+(`task_reject_on_worker_lost`); a whole worker killed mid-task leaves its message in Redis's
+`unacked` set until the visibility timeout, kept long (3 h) so that a long chunk is never
+handed to a second worker while it runs. Chunk leases and the recovery sweep
+(`engine/jobs/recovery.py`) send such a chunk again within about a minute instead.
 """
 
 from __future__ import annotations

