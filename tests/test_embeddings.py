@@ -259,3 +259,25 @@ def test_write_embeddings_refuses_output_of_another_declared_dimension(session: 
     write_embeddings(session=session, version=ref, vectors={file_id: _vector(16, 0)}, job_id=5)
     session.commit()
     assert session.scalar(select(Embedding.job_id)) == 5
+
+
+def test_deleting_the_model_drops_its_spaces_hnsw_index(client: Any, session: Session) -> None:
+    names = make_files(session, "c", 2)
+    ids = {n: i for n, i in session.execute(text("SELECT unique_name, id FROM files"))}
+    ref = _register(session, "short_lived", None)
+    write_embeddings(session=session, version=ref,
+                     vectors={ids[n]: _vector(8, i) for i, n in enumerate(names)}, job_id=None)
+    session.commit()
+    index = session.scalars(select(EmbeddingSpace.index_name)).one()
+    assert index is not None
+
+    def indexes() -> set[str]:
+        session.rollback()
+        return set(session.scalars(text(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'")))
+
+    assert index in indexes()
+    client.delete_model("short_lived")
+    assert index not in indexes()
+    assert _count(session) == 0
+    assert not list(session.scalars(select(EmbeddingSpace)))

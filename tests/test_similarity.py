@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.analysis import EmbeddingSpace
 from engine.embeddings.search import index_query, search_conditions, similar_items
+from engine.embeddings.store import HNSW_EF_CONSTRUCTION, HNSW_M
 from sdk.schemas import SimilarityQuery
 from tests.embedding_factory import collection_id, make_files
 
@@ -106,8 +107,8 @@ def test_the_hnsw_index_exists_and_the_unfiltered_search_uses_it(
     assert f"halfvec({DIM})" in definition
     assert "halfvec_cosine_ops" in definition
     assert f"WHERE (space_id = {space.id})" in definition
-    assert "m='16'" in definition
-    assert "ef_construction='64'" in definition
+    assert f"m='{HNSW_M}'" in definition
+    assert f"ef_construction='{HNSW_EF_CONSTRUCTION}'" in definition
 
     plan = _explain(session, index_query(space, lake["points"][0].tolist(), K))
     assert f"Index Scan using {space.index_name}" in plan, plan

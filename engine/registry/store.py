@@ -246,5 +246,13 @@ def delete_model(*, session: Session, name: str) -> None:
     if jobs:
         raise ModelInUse(f"Model {model_name!r} is used by unfinished job(s) {', '.join(jobs)}; "
                          "wait for them or cancel them, then delete it.", jobs=jobs)
-    # ON DELETE CASCADE removes the versions with the model.
+    # ON DELETE CASCADE removes the versions with the model, their embedding spaces and
+    # vectors; the spaces' partial HNSW indexes go explicitly (no cascade reaches an index).
+    from engine.db.analysis import EmbeddingSpace
+    from engine.embeddings.store import drop_index  # here: engine.embeddings imports this module
+
+    for space in session.scalars(select(EmbeddingSpace).join(
+            ModelVersion, ModelVersion.id == EmbeddingSpace.model_version_id)
+            .where(ModelVersion.model_id == model.id)):
+        drop_index(session, space)
     session.execute(delete(Model).where(Model.id == model.id))
