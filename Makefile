@@ -9,6 +9,7 @@ VENV := .venv
 STAMP := $(VENV)/.metalake-installed
 DEMO_HOME ?= $(CURDIR)/.demo-home
 PYTEST_ARGS ?=
+BENCH_ARGS ?=  # e.g. --quick: smaller runs of bench/{ingest,similarity,growth,api_load}.py
 
 .DEFAULT_GOAL := help
 .PHONY: help venv test demo lint bench up down status clean
@@ -31,9 +32,14 @@ demo: venv  ## start the engine, ingest generated images, run queries (state in 
 lint: venv  ## ruff check + mypy (LINT_FORMAT=1 also checks ruff format)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/lint.sh
 
-bench: venv  ## benchmarks: ingest files/s, analysis images/s vs. the bare model (bench/)
-	$(VENV)/bin/python scripts/bench_ingest.py; status=$$?; \
-	YOLO_OFFLINE=1 $(VENV)/bin/python bench/analysis.py && exit $$status
+bench: venv  ## benchmarks (bench/README.md): ingest, similarity, growth, API load, analysis
+	@status=0; for script in ingest similarity growth api_load; do \
+		echo "== bench/$$script.py $(BENCH_ARGS)"; \
+		YOLO_OFFLINE=1 $(VENV)/bin/python bench/$$script.py $(BENCH_ARGS) || status=1; \
+	done; \
+	echo "== bench/analysis.py"; \
+	YOLO_OFFLINE=1 $(VENV)/bin/python bench/analysis.py || status=1; \
+	exit $$status
 
 status:  ## status of the demo engine (METALAKE_HOME, default .demo-home)
 	@if [ -x $(VENV)/bin/metalake ]; then \

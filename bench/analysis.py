@@ -1,26 +1,30 @@
 """Analysis throughput vs. the bare model (issue 5, benchmark 1; issue 4 "Measured").
 
-    YOLO_OFFLINE=1 python bench/analysis.py                 # 300 images of 640x480
-    YOLO_OFFLINE=1 python bench/analysis.py --images 120    # quicker
-    YOLO_OFFLINE=1 python bench/analysis.py --large         # also 4000x3000 JPEGs
+    YOLO_OFFLINE=1 python bench/analysis.py            # full: 1,000 x 640x480, 64 x 4000x3000,
+                                                        # 1 and 2 workers (about 10 minutes)
+    YOLO_OFFLINE=1 python bench/analysis.py --quick    # 120 x 640x480, 1 worker
 
 On the same generated JPEGs, for embeddings (random-weights ResNet50, 224x224) and autotagging
 (the shapes-trained YOLOv8n, 320x320), it measures:
 
-- ENGINE, end to end: an embedded engine (PostgreSQL, Redis, API, one Celery worker, the model
-  host process) started with `engine.runtime.supervisor.up` in a temporary METALAKE_HOME on free
-  ports; the files are uploaded, the bundle registered, the job submitted through the SDK and
-  waited for. images/s = N / (submission -> `wait_for_job` returns). The job's own
-  `created_at -> finished_at` (server clock, no polling granularity) is reported as well.
-  A small warm-up job runs first so the model host is already up (its start is reported apart).
+- ENGINE, end to end: an embedded engine (PostgreSQL, Redis, API, Celery worker(s), a model
+  host process per worker) started with `engine.runtime.supervisor.up` in a temporary
+  METALAKE_HOME on free ports; the files are uploaded, the bundle registered, the job submitted
+  through the SDK and waited for. images/s = N / (submission -> `wait_for_job` returns). The
+  job's own `created_at -> finished_at` (server clock, no polling granularity) is reported as
+  well. A warm-up job runs first so the model host(s) are already up (their start is reported
+  apart). Per-stage seconds come from the worker's own log line per chunk (`fetch`, `decode`,
+  `inference` = waiting for the model host, `checks` = validating its output, `write` = the
+  results transaction); fetch, decode and checks run on helper threads while the model infers.
+  "2 workers" starts a second `metalake worker` process (its own model host) next to the first.
 - BARE: the same bundle's `inference.py` imported in this process, `model_fn` once (not timed),
-  then a plain loop at the engine's chunk size: open/read the file (fetch), decode + EXIF +
-  RGB + resize to the job's input size exactly as `engine/jobs/media.py` does (decode/resize),
-  `encode_batch` -> `input_fn` -> `predict_fn` (inference; the npz round trip is timed apart as
-  "encode"), `output_fn` + parsing the JSON (write-equivalent: there is no database here).
+  then a plain loop at the engine's request batch size: read the file (fetch), decode + EXIF +
+  RGB + bilinear resize to the job's input size, the full-size decode (decode/resize),
+  `encode_batch` -> `input_fn` (encode), `predict_fn` (inference), `output_fn` + parsing its
+  JSON (write: the bundle's own output step; there is no database here).
 
-Both share the machine in turn (the engine is idle while the bare loop runs). Prints a table,
-writes bench/results/analysis.json and draws bench/results/analysis.png (matplotlib).
+Engine and bare take turns on the machine (the engine is idle while the bare loop runs). Prints
+a table, writes bench/results/analysis.json and draws bench/results/analysis.png (matplotlib).
 Generation, upload and registration are not timed. Everything started is stopped at the end.
 """
 
@@ -32,7 +36,8 @@ import json
 import os
 import platform
 import re
-import socket
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +46,8 @@ from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from common import embedded_engine, generate_photos
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -51,64 +58,62 @@ TASKS = {
     "autotagging": ("autotagging", "bench_shapes_yolov8n", (320, 320), "detector_bundle"),
 }
 CONFIDENCE = 0.5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+STAGES = ("fetch", "decode", "inference", "checks", "write")
 
 
 # -- images ---------------------------------------------------------------------------------
 def generate(folder: Path, count: int, size: tuple[int, int], seed: int) -> int:
-    """`count` photo-like JPEGs (smooth colour fields, a few shapes, sensor noise); bytes."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    width, height = size
-    total = 0
-    for i in range(count):
-        base = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
-        image = Image.fromarray(base).resize(size, Image.Resampling.BICUBIC)
-        draw = ImageDraw.Draw(image)
-        for _ in range(3):
-            x, y = int(rng.integers(0, width * 3 // 4)), int(rng.integers(0, height * 3 // 4))
-            s = int(rng.integers(min(size) // 10, min(size) // 3))
-            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-            if rng.random() < 0.5:
-                draw.ellipse((x, y, x + s, y + s), fill=colour)
-            else:
-                draw.rectangle((x, y, x + s, y + s), fill=colour)
-        noisy = np.asarray(image, dtype=np.int16) + rng.integers(-12, 13, (height, width, 3))
-        path = folder / f"img{i:05d}.jpg"
-        Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(path, quality=90)
-        total += path.stat().st_size
-    return total
+    """`count` photo-like JPEGs (bench/common.py `generate_photos`); their bytes in all."""
+    generate_photos(folder, [f"img{i:05d}.jpg" for i in range(count)], size, seed)
+    return sum(path.stat().st_size for path in folder.glob("*.jpg"))
 
 
 # -- the engine -----------------------------------------------------------------------------
 @contextmanager
-def embedded_engine(home: Path) -> Iterator[tuple[Any, str, str]]:
-    """supervisor.up in `home` on free ports; yields (settings, url, admin key); always down."""
-    os.environ.update({
-        "METALAKE_HOME": str(home), "METALAKE_API_PORT": str(free_port()),
-        "METALAKE_PG_PORT": str(free_port()), "METALAKE_REDIS_PORT": str(free_port()),
-        "METALAKE_LOG_LEVEL": "INFO", "METALAKE_INFERENCE_PLATFORM": "local",
-    })
-    from engine.config import Settings
-    from engine.runtime.state import read_client_file
-    from engine.runtime.supervisor import down, up
+def engine_up(home: Path) -> Iterator[tuple[Any, str, str]]:
+    """bench/common.py's embedded engine with INFO logs (the per-chunk stage lines) and a
+    worker of one process: the 2-worker runs add a second (METALAKE_WORKER_CONCURRENCY=2,
+    the default, gives the same two processes in one worker)."""
+    with embedded_engine(home, log_level="INFO",
+                         env={"METALAKE_WORKER_CONCURRENCY": "1"}) as engine:
+        yield engine.settings, engine.url, engine.key
 
-    settings = Settings()
-    started = time.perf_counter()
+
+@contextmanager
+def extra_workers(settings: Any, count: int) -> Iterator[None]:
+    """`count` more `metalake worker` processes on the engine's database and broker (their
+    logs next to the first worker's); stopped (and waited for) on exit."""
+    from engine.runtime.state import load_state
+    from engine.runtime.supervisor import child_environment
+
+    state = load_state(settings)
+    assert state is not None, "the engine is not up"
+    env = child_environment(state.settings(settings))
+    processes = []
     try:
-        result = up(settings, echo=lambda line: print("  " + line, flush=True))
-        print(f"  engine up in {time.perf_counter() - started:.1f} s at {result.url}", flush=True)
-        yield settings, result.url, str(read_client_file(settings).get("api_key"))
+        for n in range(count):
+            log = (settings.logs_dir / f"worker-extra{n + 1}.log").open("ab")
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "engine.cli", "worker", "--concurrency", "1",
+                 "--hostname", f"bench-extra{n + 1}@%h"],
+                env=env, stdout=log, stderr=subprocess.STDOUT))
+            log.close()
+        deadline = time.monotonic() + 60
+        from celery import Celery
+
+        app = Celery(broker=env["REDIS_URL"])
+        while time.monotonic() < deadline:
+            answers = app.control.ping(timeout=1.0) or []
+            if len(answers) >= count + 1:
+                break
+        else:
+            raise SystemExit("the extra workers did not answer a ping within 60 s")
+        yield
     finally:
-        down(settings, echo=lambda line: print("  " + line, flush=True))
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
 
 
 def _stamp(value: str | datetime | None) -> datetime | None:
@@ -131,20 +136,25 @@ def new_log_text(logs_dir: Path, before: dict[Path, int], pattern: str) -> str:
     return "\n".join(text)
 
 
-_TASK = re.compile(r"metalake\.jobs\.chunk\[[^\]]+\] succeeded in ([0-9.]+)s")
+_CHUNK = re.compile(r"job \d+ chunk \d+: .* in ([0-9.]+) s \(fetch ([0-9.]+), decode ([0-9.]+), "
+                    r"inference ([0-9.]+), checks ([0-9.]+), write ([0-9.]+)\)")
 _INVOKE = re.compile(r"invocation: (\d+) bytes in, (\d+) bytes out, ([0-9.]+) s")
 
 
 def engine_stages(logs_dir: Path, before: dict[Path, int]) -> dict[str, float]:
-    """Per-stage seconds of one job from the engine's own INFO logs: Celery's per-task time
-    (`succeeded in`) and the model host's per-request time (`invocation: ... s`)."""
-    tasks = [float(m) for m in _TASK.findall(new_log_text(logs_dir, before, "worker.log"))]
+    """Per-stage seconds of one job from the engine's own INFO logs: the worker's line per
+    chunk and the model host's per-request time (`invocation: ... s`)."""
+    chunks = _CHUNK.findall(new_log_text(logs_dir, before, "worker*.log"))
     calls = _INVOKE.findall(new_log_text(logs_dir, before, "hosts/*.log"))
-    return {"chunk_tasks": float(len(tasks)), "chunk_task_seconds": sum(tasks),
-            "host_requests": float(len(calls)),
-            "host_inference_seconds": sum(float(c[2]) for c in calls),
-            "request_mb": sum(int(c[0]) for c in calls) / 1e6,
-            "response_mb": sum(int(c[1]) for c in calls) / 1e6}
+    stages = {"chunks": float(len(chunks)),
+              "chunk_seconds": sum(float(c[0]) for c in chunks)}
+    for index, name in enumerate(STAGES, start=1):
+        stages[name] = sum(float(c[index]) for c in chunks)
+    stages.update({"host_requests": float(len(calls)),
+                   "host_seconds": sum(float(c[2]) for c in calls),
+                   "request_mb": sum(int(c[0]) for c in calls) / 1e6,
+                   "response_mb": sum(int(c[1]) for c in calls) / 1e6})
+    return stages
 
 
 def run_job(client: Any, task: str, collection_id: int, model: str,
@@ -164,16 +174,37 @@ def run_job(client: Any, task: str, collection_id: int, model: str,
     return dict(final), elapsed
 
 
-def engine_runs(home: Path, sets: dict[str, tuple[Path, int]], warm: Path,
-                bundles_dir: Path, bare: Any) -> dict[str, dict[str, dict[str, Any]]]:
-    """{set label: {task: {"engine": figures, "bare": figures, "ratio"}}}. The bare loop of a
-    task runs right after the engine's job on the same set (the engine idle), so both see the
-    same load from whatever else runs on the machine."""
+def engine_run(client: Any, settings: Any, task: str, collection_id: int, count: int,
+               workers: int) -> dict[str, Any]:
+    _, model, size, _ = TASKS[task]
+    before = log_sizes(settings.logs_dir)
+    final, elapsed = run_job(client, task, collection_id, model, size)
+    created, finished = _stamp(final.get("created_at")), _stamp(final.get("finished_at"))
+    server = (finished - created).total_seconds() if created and finished else None
+    stages = engine_stages(settings.logs_dir, before)
+    figures = {"images": count, "workers": workers, "seconds": elapsed,
+               "images_per_s": count / elapsed, "server_seconds": server,
+               "server_images_per_s": count / server if server else None,
+               "stages_seconds": stages, "chunk_size": settings.chunk_size,
+               "request_batch_size": settings.request_batch_size, "done": final["done"],
+               "loadavg_1min_after": os.getloadavg()[0]}
+    print(f"  ENGINE {task:<11} {count} images, {workers} worker(s): {elapsed:.2f} s = "
+          f"{count / elapsed:.2f} images/s (server {server or float('nan'):.2f} s; "
+          + ", ".join(f"{name} {stages[name]:.1f}" for name in STAGES)
+          + f" s; load {os.getloadavg()[0]:.1f})", flush=True)
+    return figures
+
+
+def runs(home: Path, sets: dict[str, tuple[Path, int]], warm: Path, bundles_dir: Path,
+         worker_counts: list[int]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{set label: {task: {"bare": figures, "engine": {workers: figures}, "ratio": {...}}}}.
+    The bare loop of a task runs right after the engine's 1-worker job on the same set (the
+    engine idle), so both see the same load from whatever else runs on the machine."""
     from sdk import Client
     from tests.fixtures import bundles
 
     out: dict[str, dict[str, dict[str, Any]]] = {label: {} for label in sets}
-    with embedded_engine(home) as (settings, url, key), closing(Client(url, key)) as client:
+    with engine_up(home) as (settings, url, key), closing(Client(url, key)) as client:
         print(f"  chunk size {settings.chunk_size}, request batch "
               f"{settings.request_batch_size}; logs in {settings.logs_dir}", flush=True)
         collections: dict[str, int] = {}
@@ -189,40 +220,24 @@ def engine_runs(home: Path, sets: dict[str, tuple[Path, int]], warm: Path,
             client.register_model(str(bundle), model, application)
             _, cold = run_job(client, task, warm_id, model, size)
             print(f"  {task}: warm-up job (starts the model host) {cold:.1f} s", flush=True)
-            for label, (_, count) in sets.items():
-                before = log_sizes(settings.logs_dir)
-                final, elapsed = run_job(client, task, collections[label], model, size)
-                created = _stamp(final.get("created_at"))
-                finished = _stamp(final.get("finished_at"))
-                server = (finished - created).total_seconds() if created and finished else None
-                stages = engine_stages(settings.logs_dir, before)
-                # everything of the chunk tasks that is not the model host's own request time:
-                # decode/resize, npz encode, HTTP to the host, JSON parse/validate, DB writes
-                stages["chunk_other_seconds"] = (stages["chunk_task_seconds"]
-                                                 - stages["host_inference_seconds"])
-                # what is outside the chunk tasks: API, Celery queueing, SDK polling
-                stages["outside_chunks_seconds"] = elapsed - stages["chunk_task_seconds"]
-                figures = {
-                    "images": count, "seconds": elapsed, "images_per_s": count / elapsed,
-                    "server_seconds": server,
-                    "server_images_per_s": count / server if server else None,
-                    "stages_seconds": stages, "warmup_job_seconds": cold,
-                    "chunk_size": settings.chunk_size,
-                    "request_batch_size": settings.request_batch_size, "done": final["done"],
-                    "loadavg_1min_after": os.getloadavg()[0],
-                }
-                # the bare loop batches as the engine's model requests do
-                bare_figures = bare(task, sets[label][0], settings.request_batch_size,
-                                    bundles_dir)
-                out[label][task] = {"engine": figures, "bare": bare_figures,
-                                    "ratio": figures["images_per_s"]
-                                    / bare_figures["images_per_s"]}
-                print(f"  ENGINE {task:<11} {label}: {count} images in {elapsed:.2f} s = "
-                      f"{count / elapsed:.2f} images/s (server-side {server or float('nan'):.2f} s;"
-                      f" chunks {stages['chunk_task_seconds']:.1f} s of which model host "
-                      f"{stages['host_inference_seconds']:.1f} s;"
-                      f" load {os.getloadavg()[0]:.1f})",
-                      flush=True)
+            for label, (folder, count) in sets.items():
+                engine = {1: engine_run(client, settings, task, collections[label], count, 1)}
+                bare = bare_run(task, folder, settings.request_batch_size, bundles_dir)
+                out[label][task] = {"bare": bare, "engine": engine}
+        for workers in (w for w in worker_counts if w > 1):
+            label = next(iter(sets))  # the main set only
+            with extra_workers(settings, workers - 1):
+                for task, (_, model, size, _) in TASKS.items():
+                    # a warm-up job of 2+ chunks starts the new workers' model hosts
+                    _, cold = run_job(client, task, warm_id, model, size)
+                    print(f"  {task}: warm-up job with {workers} workers {cold:.1f} s",
+                          flush=True)
+                    out[label][task]["engine"][workers] = engine_run(
+                        client, settings, task, collections[label], sets[label][1], workers)
+    for tasks in out.values():
+        for run in tasks.values():
+            run["ratio"] = {workers: figures["images_per_s"] / run["bare"]["images_per_s"]
+                            for workers, figures in run["engine"].items()}
     return out
 
 
@@ -276,7 +291,7 @@ def bare_run(task: str, folder: Path, chunk_size: int, bundles_dir: Path) -> dic
     for start in range(0, len(files), chunk_size):
         one_batch(files[start:start + chunk_size], stages)
     elapsed = time.perf_counter() - started
-    print(f"  BARE   {task:<11}: {len(files)} images in {elapsed:.2f} s = "
+    print(f"  BARE   {task:<11} {len(files)} images: {elapsed:.2f} s = "
           f"{len(files) / elapsed:.2f} images/s, load {os.getloadavg()[0]:.1f}  (" + ", ".join(
               f"{k} {v:.2f} s" for k, v in stages.items()) + f"; model_fn {load_seconds:.1f} s)",
           flush=True)
@@ -288,18 +303,25 @@ def bare_run(task: str, folder: Path, chunk_size: int, bundles_dir: Path) -> dic
 
 # -- report ---------------------------------------------------------------------------------
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'set':<16} {'task':<12} {'engine img/s':>12} {'(server)':>9} {'bare img/s':>11}"
-             f" {'ratio':>6}   bare stages s/image: fetch decode+resize encode inference write"]
+    lines = [f"{'set':<14} {'task':<12} {'workers':>7} {'engine img/s':>12} {'(server)':>9} "
+             f"{'bare img/s':>10} {'ratio':>6}   seconds: fetch / decode / inference / "
+             "checks|encode / write"]
     for label, tasks in results["runs"].items():
         for task, run in tasks.items():
-            engine, bare = run["engine"], run["bare"]
-            per = {k: 1000 * v / bare["images"] for k, v in bare["stages_seconds"].items()}
-            server = engine.get("server_images_per_s")
-            lines.append(
-                f"{label:<16} {task:<12} {engine['images_per_s']:>12.2f} "
-                f"{server if server else float('nan'):>9.2f} {bare['images_per_s']:>11.2f} "
-                f"{run['ratio']:>5.2f}x   ms: {per['fetch']:.1f} / {per['decode_resize']:.1f} / "
-                f"{per['encode']:.1f} / {per['inference']:.1f} / {per['write']:.1f}")
+            bare = run["bare"]
+            b = bare["stages_seconds"]
+            lines.append(f"{label:<14} {task:<12} {'bare':>7} {'':>12} {'':>9} "
+                         f"{bare['images_per_s']:>10.2f} {'':>6}   bare   "
+                         f"{b['fetch']:.1f} / {b['decode_resize']:.1f} / {b['inference']:.1f}"
+                         f" / {b['encode']:.1f} / {b['write']:.1f}")
+            for workers, engine in run["engine"].items():
+                e = engine["stages_seconds"]
+                server = engine.get("server_images_per_s")
+                lines.append(
+                    f"{label:<14} {task:<12} {workers:>7} {engine['images_per_s']:>12.2f} "
+                    f"{server if server else float('nan'):>9.2f} {'':>10} "
+                    f"{run['ratio'][workers]:>5.2f}x   engine "
+                    + " / ".join(f"{e[name]:.1f}" for name in STAGES))
     return "\n".join(lines)
 
 
@@ -312,22 +334,34 @@ def chart(results: dict[str, Any], path: Path) -> None:
     except ImportError:
         print("matplotlib is not installed: no chart")
         return
-    labels, engine, bare, server = [], [], [], []
+    labels: list[str] = []
+    bars: dict[str, list[float]] = {}
+    series = ["bare loop (same bundle, same batch)"]
+    for tasks in results["runs"].values():
+        for run in tasks.values():
+            for workers in run["engine"]:
+                name = f"engine, {workers} worker{'s' if int(workers) > 1 else ''}"
+                if name not in series:
+                    series.append(name)
     for label, tasks in results["runs"].items():
         for task, run in tasks.items():
             labels.append(f"{task}\n{label}")
-            engine.append(run["engine"]["images_per_s"])
-            server.append(run["engine"].get("server_images_per_s") or 0)
-            bare.append(run["bare"]["images_per_s"])
-    fig, ax = plt.subplots(figsize=(2.6 * len(labels) + 2, 4.5))
-    xs = range(len(labels))
-    w = 0.27
-    ax.bar([x - w for x in xs], bare, w, label="bare loop (same bundle, same batch)")
-    ax.bar(list(xs), engine, w, label="engine end to end (SDK submit -> wait returns)")
-    ax.bar([x + w for x in xs], server, w, label="engine, job created -> finished (server)")
-    for x, (e, b) in enumerate(zip(engine, bare, strict=True)):
-        ax.text(x, e, f"{e / b:.2f}x", ha="center", va="bottom", fontsize=9)
-    ax.set_xticks(list(xs), labels)
+            bars.setdefault(series[0], []).append(run["bare"]["images_per_s"])
+            for name in series[1:]:
+                workers = int(name.split(", ")[1].split()[0])
+                engine = run["engine"].get(workers) or run["engine"].get(str(workers))
+                bars.setdefault(name, []).append(engine["images_per_s"] if engine else 0.0)
+    fig, ax = plt.subplots(figsize=(2.8 * len(labels) + 2, 4.8))
+    width = 0.8 / len(series)
+    for n, name in enumerate(series):
+        xs = [x + (n - (len(series) - 1) / 2) * width for x in range(len(labels))]
+        ax.bar(xs, bars[name], width, label=name)
+        if n:
+            for x, value, base in zip(xs, bars[name], bars[series[0]], strict=True):
+                if value:
+                    ax.text(x, value, f"{value / base:.2f}x", ha="center", va="bottom",
+                            fontsize=8)
+    ax.set_xticks(list(range(len(labels))), labels)
     ax.set_ylabel("images / s")
     ax.set_title(f"Analysis throughput vs. the bare model ({results['machine']['cpus']} cores, "
                  "no GPU)")
@@ -339,12 +373,21 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=300, help="how many 640x480 JPEGs")
-    parser.add_argument("--large", action="store_true", help="also a 4000x3000 run")
-    parser.add_argument("--large-images", type=int, default=48,
-                        help="how many 4000x3000 JPEGs with --large")
+    parser.add_argument("--images", type=int, default=1000, help="how many 640x480 JPEGs")
+    parser.add_argument("--large-images", type=int, default=64,
+                        help="how many 4000x3000 JPEGs (0: no large set)")
+    parser.add_argument("--workers", default="1,2",
+                        help="worker process counts to run the 640x480 set with")
     parser.add_argument("--tasks", default="embeddings,autotagging")
+    parser.add_argument("--quick", action="store_true",
+                        help="120 images, no large set, 1 worker (while developing)")
     args = parser.parse_args()
+    # stopped with SIGTERM (or from a background shell, where SIGINT is ignored): unwind, so the
+    # embedded engine and its worker processes are stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.quick:
+        args.images, args.large_images, args.workers = 120, 0, "1"
+    worker_counts = sorted({int(w) for w in args.workers.split(",")} | {1})
     for task in args.tasks.split(","):
         if task not in TASKS:
             parser.error(f"unknown task {task!r}")
@@ -361,24 +404,26 @@ def main() -> int:
     print(f"machine: {machine}; load average {os.getloadavg()} (other programs running "
           "here slow both sides; see loadavg_1min_after in the JSON)")
     RESULTS.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="metalake-bench-analysis-") as tmp:
         work = Path(tmp)
         sets: dict[str, tuple[Path, int]] = {}
         specs = [(f"{args.images}x640x480", args.images, (640, 480))]
-        if args.large:
+        if args.large_images:
             specs.append((f"{args.large_images}x4000x3000", args.large_images, (4000, 3000)))
         for seed, (label, count, size) in enumerate(specs):
-            started = time.perf_counter()
+            began = time.perf_counter()
             nbytes = generate(work / label, count, size, seed)
             sets[label] = (work / label, count)
             print(f"generated {count} {size[0]}x{size[1]} JPEGs ({nbytes / count / 1e3:.0f} kB "
-                  f"each) in {time.perf_counter() - started:.1f} s", flush=True)
-        generate(work / "warmup", 32, (640, 480), 99)
+                  f"each) in {time.perf_counter() - began:.1f} s", flush=True)
+        generate(work / "warmup", 128, (640, 480), 99)  # two chunks: warms two workers
 
-        print("== engine", flush=True)
-        runs = engine_runs(work / "home", sets, work / "warmup", work / "bundles", bare_run)
+        print("== engine and bare, in turns", flush=True)
+        measured = runs(work / "home", sets, work / "warmup", work / "bundles", worker_counts)
     results = {"benchmark": "analysis", "when": datetime.now().isoformat(timespec="seconds"),
-               "machine": machine, "goal_ratio": 1.0, "peer": PEER, "runs": runs}
+               "machine": machine, "goal_ratio": 1.0, "peer": PEER, "runs": measured,
+               "bench_seconds": time.perf_counter() - started}
     (RESULTS / "analysis.json").write_text(json.dumps(results, indent=2))
     print("\n" + table(results))
     print(f"\nresults: {(RESULTS / 'analysis.json').relative_to(ROOT)}")
