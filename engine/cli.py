@@ -86,7 +86,8 @@ def status() -> None:
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = (
         "control,inference"),
-    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, help="Worker processes (default METALAKE_WORKER_CONCURRENCY).")] = None,
     pool: Annotated[str, typer.Option(help="Celery pool (prefork, solo, threads).")] = "prefork",
     hostname: Annotated[str | None, typer.Option(help="Celery node name (name@host).")] = None,
 ) -> None:
@@ -100,7 +101,8 @@ def worker(
         raise InvalidInput("`metalake worker` needs REDIS_URL (and DATABASE_URL); to run the "
                            "whole engine on this machine use `metalake up`.")
     run_worker(settings, queues=[q for q in queues.split(",") if q],
-               concurrency=concurrency, pool=pool, hostname=hostname)
+               concurrency=concurrency or settings.worker_concurrency, pool=pool,
+               hostname=hostname)
 
 
 @app.command("worker-ping")
