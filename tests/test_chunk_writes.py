@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,7 @@ def test_results_written_early_are_committed_only_for_items_still_pending(
         assert not list(session.scalars(select(Tag)))  # not committed yet
         if cancel:
             assert client.cancel_job(job_id)["status"] == "cancelled"
+        released = datetime.now(UTC)
         (gate / "go-2").touch()
         thread.join(timeout=60)
         assert not thread.is_alive()
@@ -140,4 +142,6 @@ def test_results_written_early_are_committed_only_for_items_still_pending(
         assert statuses == ["done"] * 4
         assert sorted(tag.name for tag in tags) == ["circle"] * 4
         assert final["status"] == "succeeded"
+        # finished when the chunk committed, not when its transaction began (the first write)
+        assert datetime.fromisoformat(str(final["finished_at"])) >= released
         assert final["done"] == 4

@@ -272,7 +272,7 @@ def _finish(session: Session, job_id: int, transitions: list[tuple[int, str, str
         changed = session.execute(
             update(JobItem).where(JobItem.id == item_id, JobItem.status == "pending")
             .values(status=status, error=error, attempts=JobItem.attempts + 1,
-                    updated_at=func.now()).returning(JobItem.id)).first()
+                    updated_at=func.clock_timestamp()).returning(JobItem.id)).first()
         if changed is not None:
             moved.add(item_id)
             done += status == "done"
@@ -287,7 +287,9 @@ def _finish(session: Session, job_id: int, transitions: list[tuple[int, str, str
         if job.status == "running":
             job.status = ("failed" if job.failed and not job.done else
                           "partially_failed" if job.failed else "succeeded")
-            job.finished_at = func.now()  # type: ignore[assignment]
+            # the clock, not now(): the chunk's transaction began with its first early
+            # write, seconds before this
+            job.finished_at = func.clock_timestamp()  # type: ignore[assignment]
     return moved
 
 
