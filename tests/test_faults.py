@@ -309,6 +309,19 @@ def test_pool_process_killed_mid_chunk_is_run_again_at_once(
     assert_one_result_per_file(session, job_id, 24)
 
 
+def restart_redis(services: Services, *, wipe: bool) -> None:
+    """kill -9 the module's Redis and start it again, on its data or (`wipe`) empty."""
+    broker = services.redis
+    pid = broker.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not broker.is_running(), timeout=10, what="Redis to die")
+    if wipe:
+        for path in broker.data_dir.iterdir():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    broker.start()
+
+
 def test_redis_restarted_mid_job_loses_nothing(
         client: Any, cluster: Cluster, session: Session, tmp_path: Path,
         faults_services: Services) -> None:
@@ -320,12 +333,7 @@ def test_redis_restarted_mid_job_loses_nothing(
     job_id = autotag(client, cid, "tagger")
     cluster.in_flight(2)
 
-    broker = faults_services.redis
-    pid = broker.pid()
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not broker.is_running(), timeout=10, what="Redis to die")
-    broker.start()
+    restart_redis(faults_services, wipe=False)
     cluster.gate.open()
 
     final = finish(client, job_id)
@@ -352,14 +360,7 @@ def test_redis_restarted_without_its_data_is_resumed_with_one_call(
     job_id = autotag(client, cid, "tagger")
     cluster.in_flight(2)
 
-    broker = faults_services.redis
-    pid = broker.pid()
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not broker.is_running(), timeout=10, what="Redis to die")
-    for path in broker.data_dir.iterdir():
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    broker.start()
+    restart_redis(faults_services, wipe=True)
     cluster.gate.open()
 
     # the two chunks in flight finish; nothing else is left in the broker to run
