@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Literal
@@ -102,7 +103,11 @@ def image_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
 
     allow_pillow_pixels(max_pixels)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings():
+            # Pillow warns above its limit; the limit that counts is checked just below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+        with img:
             width, height = img.size
             orientation = _orientation(img)
     except Image.DecompressionBombError as exc:
