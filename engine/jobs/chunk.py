@@ -41,7 +41,7 @@ from engine.db.session import database_errors, session_scope
 from engine.errors import ModelHostError
 from engine.jobs import results
 from engine.jobs.context import WorkerContext
-from engine.jobs.media import Frame, MediaError, decode_image, load_frames, read_file
+from engine.jobs.media import Frame, MediaError, decode_image, load_video, read_file
 from engine.jobs.platforms.base import InferencePlatform, ModelVersionRef
 from engine.jobs.platforms.sagemaker_naming import DEFAULT_PARAMETERS_CHARS
 from engine.registry.contract import NPZ_CONTENT_TYPE, encode_batch, validate_outputs
@@ -143,14 +143,13 @@ def _decode(context: WorkerContext, plan: _Plan, items: list[_Item], stages: Sta
     settings = context.settings
     width, height = plan.params["input_resolution"]
     for item in items:
+        started = time.perf_counter()
         try:
             if item.content_type == "video":  # OpenCV reads as it decodes: one stage
-                started = time.perf_counter()
-                item.frames = load_frames(context.storage, item.uri, item.content_type,
-                                          (width, height), settings.video_frame_stride)
+                item.frames = load_video(context.storage, item.uri, (width, height),
+                                         settings.video_frame_stride)
                 stages.add("decode", time.perf_counter() - started)
             else:
-                started = time.perf_counter()
                 data = read_file(context.storage, item.uri)
                 fetched = time.perf_counter()
                 stages.add("fetch", fetched - started)

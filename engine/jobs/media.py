@@ -93,10 +93,6 @@ def decode_image(data: bytes, size: tuple[int, int]) -> list[Frame]:
     return [Frame(_resize(image, size), original)]
 
 
-def load_image(storage: Storage, uri: str, size: tuple[int, int]) -> list[Frame]:
-    return decode_image(read_file(storage, uri), size)
-
-
 def load_video(storage: Storage, uri: str, size: tuple[int, int], stride: int) -> list[Frame]:
     import cv2
 
@@ -128,10 +124,3 @@ def _frames(cv2: object, path: str, size: tuple[int, int], stride: int) -> list[
     if not frames:
         raise MediaError("the video has no decodable frames")
     return frames
-
-
-def load_frames(storage: Storage, uri: str, content_type: str, size: tuple[int, int],
-                stride: int) -> list[Frame]:
-    if content_type == "video":
-        return load_video(storage, uri, size, stride)
-    return load_image(storage, uri, size)
