@@ -6,15 +6,11 @@ a bundle that waits at a gate before each batch, so the test decides where the c
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-from PIL import Image
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -25,62 +21,19 @@ from engine.db.session import session_scope
 from engine.jobs.chunk import run_chunk
 from engine.jobs.context import WorkerContext
 from engine.jobs.planning import plan_job
-from tests.bundle_factory import make_bundle
+from tests.faults_cluster import BatchLog, Gate, gated_bundle, tiny_images, wait_for
 from tests.worker import settings, shared_envs_dir  # noqa: F401
-
-GATED = '''\
-import json
-import time
-from pathlib import Path
-
-import numpy as np
-
-GATE = Path({gate!r})
-
-
-def model_fn(model_dir):
-    return {{"calls": 0}}
-
-
-def input_fn(request_body, request_content_type):
-    import io
-    with np.load(io.BytesIO(request_body), allow_pickle=False) as archive:
-        return archive["images"]
-
-
-def predict_fn(images, model):
-    model["calls"] += 1
-    deadline = time.monotonic() + 60
-    while not (GATE / f"go-{{model['calls']}}").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return [{{"boxes": [[1, 1, 10, 10, 0.9, 0]]}} for _ in images]
-
-
-def output_fn(prediction, accept):
-    return json.dumps(prediction)
-'''
-
-
-def _wait(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
 def gated_job(client: Any, tmp_path: Path, settings: Settings  # noqa: F811
               ) -> dict[str, Any]:
-    folder = tmp_path / "imgs"
-    folder.mkdir()
-    for index in range(4):
-        Image.fromarray(np.full((32, 32, 3), index * 40, np.uint8)).save(
-            folder / f"g{index}.png")
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    bundle = make_bundle(tmp_path / "bundle", inference=GATED.format(gate=str(gate)))
-    cid = client.upload_files_to_collection(folder, "image", "gated")
+    gate = Gate(tmp_path / "gate")
+    gate.close()
+    bundle = gated_bundle(tmp_path / "bundle", gate, BatchLog(tmp_path / "batches.jsonl"),
+                          name="gated")
+    cid = client.upload_files_to_collection(tiny_images(tmp_path / "imgs", 4), "image",
+                                            "gated")
     client.register_model(bundle, "gated", "autotagging")
     job = client.auto_tag_collection(cid, "gated", (32, 32), 0.5, None, None, "local")
     return {"job_id": job["job_id"], "gate": gate}
@@ -114,15 +67,16 @@ def test_results_written_early_are_committed_only_for_items_still_pending(
 
         thread = threading.Thread(target=chunk)
         thread.start()
-        (gate / "go-1").touch()  # the first request (2 images) is answered...
+        gate.allow(1)  # the first request (2 images) is answered...
         # ...and its tags are written in the chunk's open transaction while batch 2 waits
-        _wait(lambda: _in_transaction_with_writes(session), "the chunk's early writes")
+        wait_for(lambda: _in_transaction_with_writes(session), timeout=60,
+                 what="the chunk's early writes")
         session.rollback()
         assert not list(session.scalars(select(Tag)))  # not committed yet
         if cancel:
             assert client.cancel_job(job_id)["status"] == "cancelled"
         released = datetime.now(UTC)
-        (gate / "go-2").touch()
+        gate.open()
         thread.join(timeout=60)
         assert not thread.is_alive()
         assert not errors
