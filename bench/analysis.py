@@ -34,7 +34,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
@@ -47,10 +46,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import embedded_engine, generate_photos
+from common import (
+    describe,
+    embedded_engine,
+    generate_photos,
+    machine,
+    pyplot,
+    save_chart,
+    write_results,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 PEER = "FiftyOne compute_embeddings: 1.00x of a bare loop (9.26 vs 9.24 images/s, ResNet50)"
 TASKS = {
     # name: (application, model name, input size, bundle builder)
@@ -265,7 +270,7 @@ def bare_run(task: str, folder: Path, chunk_size: int, bundles_dir: Path) -> dic
         blobs = [p.read_bytes() for p in paths]
         t1 = time.perf_counter()
         arrays, originals = [], []
-        for data in blobs:  # as engine/jobs/media.py load_image + _resize
+        for data in blobs:  # media.decode_image, without its reduced-scale JPEG draft
             with Image.open(io.BytesIO(data)) as opened:
                 image = ImageOps.exif_transpose(opened).convert("RGB")
             originals.append(list(image.size))
@@ -325,50 +330,41 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def chart(results: dict[str, Any], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no chart")
+def chart(results: dict[str, Any]) -> None:
+    plt = pyplot()
+    if plt is None:
         return
+    counts = sorted({int(w) for tasks in results["runs"].values() for run in tasks.values()
+                     for w in run["engine"]})
     labels: list[str] = []
-    bars: dict[str, list[float]] = {}
-    series = ["bare loop (same bundle, same batch)"]
-    for tasks in results["runs"].values():
-        for run in tasks.values():
-            for workers in run["engine"]:
-                name = f"engine, {workers} worker{'s' if int(workers) > 1 else ''}"
-                if name not in series:
-                    series.append(name)
+    bare: list[float] = []
+    engine: dict[int, list[float]] = {workers: [] for workers in counts}
     for label, tasks in results["runs"].items():
         for task, run in tasks.items():
             labels.append(f"{task}\n{label}")
-            bars.setdefault(series[0], []).append(run["bare"]["images_per_s"])
-            for name in series[1:]:
-                workers = int(name.split(", ")[1].split()[0])
-                engine = run["engine"].get(workers) or run["engine"].get(str(workers))
-                bars.setdefault(name, []).append(engine["images_per_s"] if engine else 0.0)
+            bare.append(run["bare"]["images_per_s"])
+            by_workers = {int(w): figures for w, figures in run["engine"].items()}
+            for workers in counts:
+                figures = by_workers.get(workers)
+                engine[workers].append(figures["images_per_s"] if figures else 0.0)
+    series = [("bare loop (same bundle, same batch)", bare)] + [
+        (f"engine, {w} worker{'s' if w > 1 else ''}", engine[w]) for w in counts]
     fig, ax = plt.subplots(figsize=(2.8 * len(labels) + 2, 4.8))
     width = 0.8 / len(series)
-    for n, name in enumerate(series):
+    for n, (name, values) in enumerate(series):
         xs = [x + (n - (len(series) - 1) / 2) * width for x in range(len(labels))]
-        ax.bar(xs, bars[name], width, label=name)
+        ax.bar(xs, values, width, label=name)
         if n:
-            for x, value, base in zip(xs, bars[name], bars[series[0]], strict=True):
+            for x, value, base in zip(xs, values, bare, strict=True):
                 if value:
                     ax.text(x, value, f"{value / base:.2f}x", ha="center", va="bottom",
                             fontsize=8)
     ax.set_xticks(list(range(len(labels))), labels)
     ax.set_ylabel("images / s")
-    ax.set_title(f"Analysis throughput vs. the bare model ({results['machine']['cpus']} cores, "
-                 "no GPU)")
+    ax.set_title(f"Analysis throughput vs. the bare model ({results['machine']['cores']} "
+                 "cores, no GPU)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    print(f"chart: {path.relative_to(ROOT)}")
+    save_chart(fig, "analysis")
 
 
 def main() -> int:
@@ -391,19 +387,16 @@ def main() -> int:
     for task in args.tasks.split(","):
         if task not in TASKS:
             parser.error(f"unknown task {task!r}")
-    sys.path.insert(0, str(ROOT))
     os.environ.setdefault("YOLO_OFFLINE", "1")
     selected = {t: TASKS[t] for t in args.tasks.split(",")}
     TASKS.clear()
     TASKS.update(selected)
     import torch
 
-    machine = {"cpus": os.cpu_count(), "gpu": torch.cuda.is_available(),
-               "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-               "python": platform.python_version(), "platform": platform.platform()}
-    print(f"machine: {machine}; load average {os.getloadavg()} (other programs running "
-          "here slow both sides; see loadavg_1min_after in the JSON)")
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    model_runtime = {"gpu": torch.cuda.is_available(), "torch": torch.__version__,
+                     "torch_threads": torch.get_num_threads()}
+    print(f"machine: {describe(machine())}; {model_runtime} (other programs running here slow "
+          "both sides; see loadavg_1min_after in the JSON)")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="metalake-bench-analysis-") as tmp:
         work = Path(tmp)
@@ -421,13 +414,11 @@ def main() -> int:
 
         print("== engine and bare, in turns", flush=True)
         measured = runs(work / "home", sets, work / "warmup", work / "bundles", worker_counts)
-    results = {"benchmark": "analysis", "when": datetime.now().isoformat(timespec="seconds"),
-               "machine": machine, "goal_ratio": 1.0, "peer": PEER, "runs": measured,
-               "bench_seconds": time.perf_counter() - started}
-    (RESULTS / "analysis.json").write_text(json.dumps(results, indent=2))
+    results = write_results("analysis", {
+        "model_runtime": model_runtime, "goal_ratio": 1.0, "peer": PEER, "runs": measured,
+        "bench_seconds": time.perf_counter() - started})
     print("\n" + table(results))
-    print(f"\nresults: {(RESULTS / 'analysis.json').relative_to(ROOT)}")
-    chart(results, RESULTS / "analysis.png")
+    chart(results)
     return 0
 
 
