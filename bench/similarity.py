@@ -55,8 +55,8 @@ from common import (
     write_results,
 )
 
+from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M
 from engine.embeddings.search import EF_SEARCH
-from engine.embeddings.store import HNSW_EF_CONSTRUCTION, HNSW_M
 
 SPACE = "bench_pooled_2048"
 COLLECTION = "sim"

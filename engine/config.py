@@ -190,6 +190,36 @@ class Settings(BaseSettings):
             "worker does not sweep)."
         ),
     )
+    index_quiet_seconds: float = Field(
+        default=10, ge=0,
+        description=(
+            "A space's HNSW index is built in bulk once no vectors have been written to it for "
+            "this many seconds (by a worker's sweep; until then searches scan exactly). Bulk "
+            "builds are ~4x faster than indexing vector by vector and find more true neighbours."
+        ),
+    )
+    index_rebuild_growth: float = Field(
+        default=0.5, gt=0,
+        description=(
+            "A space's index is rebuilt in bulk (REINDEX CONCURRENTLY, searches go on) once the "
+            "space has this much more vectors than the last build covered (0.5: 50% more). "
+            "Vectors written in between are added to the index one by one."
+        ),
+    )
+    index_build_memory: str = Field(
+        default="1GB", pattern=r"^[0-9]+ ?(kB|MB|GB|TB)$",
+        description=(
+            "PostgreSQL maintenance_work_mem for index builds. The graph should fit: about "
+            "5 KB per 2048-d vector (100,000 vectors: ~500 MB); beyond it the build is slower."
+        ),
+    )
+    index_build_workers: int = Field(
+        default=1, ge=0, le=16,
+        description=(
+            "PostgreSQL parallel workers per index build (max_parallel_maintenance_workers; "
+            "0: the build runs in one process). Parallel builds share the graph in /dev/shm."
+        ),
+    )
     bundle_cache_dir: Path | None = Field(
         default=None,
         description=(

@@ -20,6 +20,7 @@ from sdk.errors import BadRequest
 from sdk.schemas import (
     MAX_EMBEDDING_BATCH,
     EmbeddingBatchResult,
+    EmbeddingSpaceInfo,
     EmbeddingVectors,
     SimilarItems,
 )
@@ -142,6 +143,13 @@ class EmbeddingCalls(BaseClient):
         body = {"unique_names": names, "model_name": _model(model_name, model_id)}
         result = EmbeddingVectors.model_validate(self._post("/embeddings/vectors", json=body))
         return [item.model_dump(by_alias=True) for item in result.items]
+
+    def list_embedding_spaces(self) -> list[dict[str, Any]]:
+        """Every embedding space: `name`, `dimension`, `vectors`, and its HNSW `index`
+        (`none` until a worker builds it once writes go quiet, `building`, `rebuilding` or
+        `ready`) with `indexed_vectors` and `index_built_at`."""
+        return [EmbeddingSpaceInfo.model_validate(space).model_dump()
+                for space in self._get("/embeddings/spaces")]
 
     def get_similar_items(self, unique_name: str | None = None,
                           vector: Sequence[float] | None = None, model_name: str = "default",

@@ -493,6 +493,19 @@ class SimilarItem(Schema):
     score: float
 
 
+class EmbeddingSpaceInfo(Schema):
+    """An embedding space and the state of its HNSW index."""
+
+    name: str
+    dimension: int
+    vectors: int
+    # none: not built yet (a worker builds it once writes go quiet; searches scan exactly);
+    # building / rebuilding: a bulk build runs now; ready: searches use it.
+    index: Literal["none", "building", "rebuilding", "ready"]
+    indexed_vectors: int  # what the last bulk build covered (later vectors were added one by one)
+    index_built_at: datetime | None = None
+
+
 class SimilarItems(Schema):
     space: str
     # How the neighbours were found: the HNSW index, the index scanned iteratively under a

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.analysis import Embedding, EmbeddingSpace, Job
 from engine.db.models import Model, ModelVersion
+from engine.embeddings.indexing import build_due
 from engine.embeddings.store import write_embeddings
 from engine.errors import EmbeddingDimensionMismatch
 from engine.jobs.platforms.base import ModelVersionRef
@@ -222,7 +223,7 @@ def test_write_embeddings_fills_the_versions_space_and_records_its_dimension(
     session.commit()
     space = session.scalars(select(EmbeddingSpace)).one()
     assert (space.name, space.dim, space.model_version_id) == ("tiny_embed@1", 8, ref.id)
-    assert space.index_name is not None
+    assert space.index_name is None  # writes never build it: a worker does, in bulk
     assert session.get(ModelVersion, ref.id).embedding_dim == 8  # type: ignore[union-attr]
     # A redelivered chunk upserts: no duplicates.
     write_embeddings(session=session, version=ref, vectors=vectors, job_id=None)
@@ -268,6 +269,7 @@ def test_deleting_the_model_drops_its_spaces_hnsw_index(client: Any, session: Se
     write_embeddings(session=session, version=ref,
                      vectors={ids[n]: _vector(8, i) for i, n in enumerate(names)}, job_id=None)
     session.commit()
+    assert [b.rows for b in build_due(session.get_bind())] == [2]
     index = session.scalars(select(EmbeddingSpace.index_name)).one()
     assert index is not None
 

@@ -12,8 +12,8 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from engine.db.analysis import EmbeddingSpace
+from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M, build_due
 from engine.embeddings.search import index_query, search_conditions, similar_items
-from engine.embeddings.store import HNSW_EF_CONSTRUCTION, HNSW_M
 from sdk.schemas import SimilarityQuery
 from tests.embedding_factory import collection_id, make_files
 
@@ -64,6 +64,8 @@ def lake(client: Any, session: Session) -> dict[str, Any]:
         "WHERE c.name = 'even' AND f.unique_name ~ '_img[0-9]*[02468][.]jpg$'"))
     session.commit()
     _insert(client, names, points, "clustered")
+    # What a worker's sweep does once the writes go quiet (tests/test_indexing.py).
+    assert [build.rows for build in build_due(session.get_bind())] == [N]
     return {"names": names, "points": points, "centers": centers, "rng": rng}
 
 
@@ -196,6 +198,11 @@ def test_random_vectors_recall_and_a_2048_d_space(client: Any, session: Session)
     points = rng.normal(size=(1000, DIM))
     names = make_files(session, "random", len(points))
     _insert(client, names, points, "random64")
+    # 2048-d (ResNet50's size) needs the halfvec index: 20 clusters of 10.
+    centers, wide = _clustered(rng, 20, 2048)
+    wide_names = make_files(session, "wide", len(wide))
+    _insert(client, wide_names, wide, "Resnet50")
+    assert sorted(build.rows for build in build_due(session.get_bind())) == [200, 1000]
     recalls = []
     for q in rng.normal(size=(30, DIM)):
         found = client.get_similar_items(vector=q, model_name="random64", k=K)
@@ -204,10 +211,6 @@ def test_random_vectors_recall_and_a_2048_d_space(client: Any, session: Session)
     print(f"\nrandom 1000x64: recall@10 {np.mean(recalls):.3f}")
     assert np.mean(recalls) >= 0.95
 
-    # 2048-d (ResNet50's size) needs the halfvec index: 20 clusters of 10.
-    centers, wide = _clustered(rng, 20, 2048)
-    wide_names = make_files(session, "wide", len(wide))
-    _insert(client, wide_names, wide, "Resnet50")
     recalls = []
     for c in range(20):
         query = centers[c] + 0.01 * rng.normal(size=2048)

@@ -59,6 +59,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "METALAKE_CHUNK_SIZE": str(settings.chunk_size),
         "METALAKE_VIDEO_FRAME_STRIDE": str(settings.video_frame_stride),
         "METALAKE_INFERENCE_PLATFORM": settings.inference_platform,
+        "METALAKE_RECOVERY_INTERVAL": str(settings.recovery_interval),
+        "METALAKE_INDEX_QUIET_SECONDS": str(settings.index_quiet_seconds),
         "YOLO_OFFLINE": "1",
     })
     return env

@@ -121,15 +121,22 @@ class EmbeddingSpace(Base):
     dim: Mapped[int] = mapped_column(Integer)
     model_version_id: Mapped[int | None] = mapped_column(
         BigInteger, ForeignKey("model_versions.id", ondelete="CASCADE"), unique=True)
-    # Name of the partial HNSW index, once created (when the space's first vectors arrive).
+    # Name of the partial HNSW index, once built in bulk (engine/embeddings/indexing.py).
     index_name: Mapped[str | None] = mapped_column(String(63))
+    # The rows the last bulk build covered, and when it ended; when a build was last sent to a
+    # worker (cleared when it ends).
+    indexed_rows: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    index_built_at: Mapped[datetime | None] = mapped_column()
+    index_requested_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = created_at_column()
 
 
 class Embedding(Base):
     __tablename__ = "embeddings"
     __table_args__ = (UniqueConstraint("space_id", "file_id"),
-                      Index("ix_embeddings_file_id", "file_id"))
+                      Index("ix_embeddings_file_id", "file_id"),
+                      # a space's last write, for the index sweep (engine/embeddings/indexing.py)
+                      Index("ix_embeddings_space_id_created_at", "space_id", "created_at"))
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     space_id: Mapped[int] = mapped_column(

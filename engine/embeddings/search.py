@@ -8,6 +8,8 @@
   MATERIALIZED CTE; a larger one uses pgvector 0.8's iterative index scan
   (`hnsw.iterative_scan = relaxed_order`), which keeps walking the graph until k rows pass the
   filter (or `hnsw.max_scan_tuples` is reached).
+- A space whose index is not built yet (it is built in bulk once writes go quiet,
+  engine/embeddings/indexing.py) is always scanned exactly.
 - Whenever the index returns fewer rows than match (a filter so selective that the scan limit
   is reached first), the exact scan is run instead: k results whenever k files match.
 
@@ -181,6 +183,7 @@ def similar_items(*, session: Session, request: SimilarityQuery,
     method: Method
     matching: int | None = None
     few_files = False
+    indexed = space.index_name is not None  # built yet? (engine/embeddings/indexing.py)
     if conditions:
         cap = max(exact_threshold, limit)
         # Files first (cheap): when few files match, so do few vectors, and no vector is read.
@@ -188,9 +191,9 @@ def similar_items(*, session: Session, request: SimilarityQuery,
         few_files = matching <= exact_threshold
         if not few_files:
             matching = _count(session, space, conditions, cap)
-        method = "exact" if matching <= exact_threshold else "iterative_index"
+        method = "exact" if matching <= exact_threshold or not indexed else "iterative_index"
     else:
-        method = "index"
+        method = "index" if indexed else "exact"
     rows: list[Any] = []
     if method != "exact":
         settings: dict[str, int | str] = {

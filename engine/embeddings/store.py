@@ -1,20 +1,8 @@
-"""Writing and reading vectors: validated upserts, the per-space HNSW index, lookups by name.
+"""Writing and reading vectors: validated upserts, lookups by name.
 
 One vector per (space, file): a rewrite replaces it (`INSERT ... ON CONFLICT DO UPDATE`), so a
-redelivered job chunk or a repeated import leaves no duplicates.
-
-Each space gets its own partial HNSW index when its first vectors arrive:
-
-    CREATE INDEX ix_embeddings_hnsw_<space> ON embeddings
-        USING hnsw ((vector::halfvec(<dim>)) halfvec_cosine_ops) WITH (m = 24, ef_construction = 64)
-        WHERE space_id = <space>
-
-pgvector's documented way to index vectors of several dimensions in one column (an expression
-cast to the space's dimension, partial on the space); halfvec because `vector` HNSW indexes stop
-at 2,000 dimensions. It is created inside the writing transaction, on an empty (or tiny) set of
-rows, so it costs milliseconds; `CREATE INDEX CONCURRENTLY` cannot run in a transaction and
-would let the first vectors commit before their index exists. The space row is locked while the
-index is made, so concurrent first writers create it once.
+redelivered job chunk or a repeated import leaves no duplicates. Writes never build the space's
+HNSW index: a worker builds it in bulk once the writes go quiet (engine/embeddings/indexing.py).
 """
 
 from __future__ import annotations
@@ -25,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from pydantic_core import to_json
-from sqlalchemy import bindparam, func, select, text
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.types import UserDefinedType
@@ -37,13 +25,6 @@ from engine.errors import FileNotFoundInLake, InvalidEmbeddings
 from engine.jobs.platforms.base import ModelVersionRef
 from sdk.schemas import EmbeddingVector, EmbeddingVectors
 
-# m = 24, not pgvector's default 16: on 100,000 clustered 2048-d vectors (bench/similarity.py),
-# graphs of m = 16 leave parts unreachable from the entry point, so now and then a search finds
-# none of its true neighbours: recall@10 0.97 at ef_search 100 on bulk-built indexes, against
-# 0.997 for m = 24 (m = 32: 1.0). Graphs built insert by insert vary more (0.96-0.99 at m = 24
-# over three builds). The price is the insert: ~1.6x the time of m = 16. See bench/README.md.
-HNSW_M = 24
-HNSW_EF_CONSTRUCTION = 64
 HALFVEC_MAX = 65504.0  # the largest finite float16: vectors are indexed as halfvec
 MAX_PROBLEMS = 10
 _PLAIN_NUMBERS = frozenset({float, int})
@@ -107,43 +88,11 @@ def check_vectors(vectors: Iterable[tuple[str, Sequence[float]]], dim: int) -> N
                                 problems=problems[:100], dimension=dim)
 
 
-def index_name(space: EmbeddingSpace) -> str:
-    return f"ix_embeddings_hnsw_{space.id}"
-
-
-def drop_index(session: Session, space: EmbeddingSpace) -> None:
-    """Drop the space's partial HNSW index (before the space is deleted), in this transaction."""
-    if space.index_name is not None:
-        # the name is ours (`index_name`): ix_embeddings_hnsw_<space id>
-        session.execute(text(f"DROP INDEX IF EXISTS {index_name(space)}"))
-
-
-def ensure_index(session: Session, space: EmbeddingSpace) -> None:
-    """Create the space's partial HNSW index if it has none yet (in this transaction)."""
-    if space.index_name is not None:
-        return
-    locked = session.scalars(select(EmbeddingSpace).where(EmbeddingSpace.id == space.id)
-                             .with_for_update()
-                             .execution_options(populate_existing=True)).one()
-    if locked.index_name is not None:
-        return
-    name = index_name(locked)
-    # Identifiers and numbers below are ints from the database, never user text.
-    session.execute(text(
-        f"CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw "
-        f"((vector::halfvec({int(locked.dim)})) halfvec_cosine_ops) "
-        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
-        f"WHERE space_id = {int(locked.id)}"))
-    locked.index_name = name
-    session.flush()
-
-
 def upsert(session: Session, space: EmbeddingSpace, vectors: Mapping[int, Sequence[float]],
            *, job_id: int | None) -> int:
     """Store `vectors` (file id -> checked vector of the space's dimension); return how many."""
     if not vectors:
         return 0
-    ensure_index(session, space)
     # One Core statement executed for all rows (batched into multi-row VALUES); the vector
     # goes as text, cast in SQL.
     statement = insert(Embedding).values(

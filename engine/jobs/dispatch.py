@@ -11,6 +11,7 @@ from engine.jobs.celery_app import CONTROL_QUEUE, INFERENCE_QUEUE
 
 PLAN_TASK = "metalake.jobs.plan"
 CHUNK_TASK = "metalake.jobs.chunk"
+INDEX_TASK = "metalake.embeddings.index"
 
 
 class Dispatcher(Protocol):
@@ -18,9 +19,11 @@ class Dispatcher(Protocol):
 
     def chunks(self, job_id: int, chunks: Iterable[int]) -> None: ...
 
+    def index(self, space_id: int) -> None: ...
+
 
 class CeleryDispatcher:
-    """Sends `plan` to the control queue and chunks to the inference queue."""
+    """Sends `plan` and index builds to the control queue, chunks to the inference queue."""
 
     def __init__(self, app: Celery) -> None:
         self._app = app
@@ -31,3 +34,6 @@ class CeleryDispatcher:
     def chunks(self, job_id: int, chunks: Iterable[int]) -> None:
         for chunk in chunks:
             self._app.send_task(CHUNK_TASK, args=[job_id, chunk], queue=INFERENCE_QUEUE)
+
+    def index(self, space_id: int) -> None:
+        self._app.send_task(INDEX_TASK, args=[space_id], queue=CONTROL_QUEUE)

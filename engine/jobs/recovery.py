@@ -47,6 +47,7 @@ from sqlalchemy.pool import NullPool
 from engine.config import Settings
 from engine.db.analysis import Job, JobChunk, JobItem
 from engine.db.session import make_session_factory, session_scope, sqlalchemy_url
+from engine.embeddings.indexing import request_builds
 from engine.jobs.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,8 @@ def resumable_chunks(session: Session, job_id: int) -> list[int]:
 
 
 class RecoverySweeper:
-    """Runs `recover_lapsed` on a daemon thread of a worker's main process: at start, then
+    """Runs `recover_lapsed`, then `indexing.request_builds` (spaces whose HNSW index is due),
+    on a daemon thread of a worker's main process: at start, then
     every `settings.recovery_interval` seconds, on its own connections (none kept between
     sweeps, so nothing is shared with pool processes forked later)."""
 
@@ -224,6 +226,7 @@ class RecoverySweeper:
         if not settings.database_url:
             raise ValueError("the recovery sweep needs DATABASE_URL")
         self._url = settings.database_url
+        self._settings = settings
         self._interval = settings.recovery_interval
         self._dispatcher = dispatcher
         self._stop = threading.Event()
@@ -247,6 +250,13 @@ class RecoverySweeper:
                         recover_lapsed(session, self._dispatcher)
                 except Exception as exc:  # the sweep must survive; the next one retries
                     log.warning("chunk recovery sweep failed: %s", exc)
+                try:
+                    with session_scope(sessions) as session:
+                        request_builds(session, self._dispatcher,
+                                       quiet_seconds=self._settings.index_quiet_seconds,
+                                       growth=self._settings.index_rebuild_growth)
+                except Exception as exc:
+                    log.warning("index build sweep failed: %s", exc)
                 if self._stop.wait(self._interval):
                     return
         finally:

@@ -1,5 +1,6 @@
-"""The job tasks registered on the Celery app: `plan` (control queue) and `chunk` (inference),
-and the recovery sweep each worker runs beside them.
+"""The tasks registered on the Celery app: `plan` and `index` (control queue), `chunk`
+(inference), and the recovery sweep each worker runs beside them (which also sends `index`, the
+bulk build of an embedding space's HNSW index, engine/embeddings/indexing.py).
 
 Each worker process makes its `WorkerContext` on its first task and closes it when the
 process shuts down. A chunk runs under a lease (`engine/jobs/recovery.py`), so the chunk of a
@@ -26,7 +27,7 @@ from celery import Celery, signals
 
 from engine.config import Settings
 from engine.errors import ServiceUnavailable
-from engine.jobs.dispatch import CHUNK_TASK, PLAN_TASK, CeleryDispatcher
+from engine.jobs.dispatch import CHUNK_TASK, INDEX_TASK, PLAN_TASK, CeleryDispatcher
 from engine.jobs.recovery import ChunkLease, RecoverySweeper
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,18 @@ def register_tasks(app: Celery) -> None:
             fail_chunk(context, job_id, number, f"the chunk failed: {exc}")
         finally:
             lease.release()
+
+    @app.task(name=INDEX_TASK)  # type: ignore[untyped-decorator, misc]
+    def index(space_id: int) -> None:
+        from engine.embeddings.indexing import build_index
+
+        context = _context(app)
+        settings: Settings = context.settings
+        build = build_index(context.db_engine, space_id, memory=settings.index_build_memory,
+                            workers=settings.index_build_workers)
+        if build is None:
+            log.info("space %d: no index build (another one runs, or the space is gone)",
+                     space_id)
 
     def start_recovery(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", app) is not app:  # another app's worker in this process

@@ -249,7 +249,7 @@ def delete_model(*, session: Session, name: str) -> None:
     # ON DELETE CASCADE removes the versions with the model, their embedding spaces and
     # vectors; the spaces' partial HNSW indexes go explicitly (no cascade reaches an index).
     from engine.db.analysis import EmbeddingSpace
-    from engine.embeddings.store import drop_index  # here: engine.embeddings imports this module
+    from engine.embeddings.indexing import drop_index  # here: engine.embeddings imports this
 
     for space in session.scalars(select(EmbeddingSpace).join(
             ModelVersion, ModelVersion.id == EmbeddingSpace.model_version_id)

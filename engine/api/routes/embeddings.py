@@ -10,12 +10,13 @@ from engine.api.deps import ReadKey, SessionDep, WriteKey
 from engine.api.schemas import (
     EmbeddingBatch,
     EmbeddingBatchResult,
+    EmbeddingSpaceInfo,
     EmbeddingVectors,
     EmbeddingVectorsRequest,
     SimilarItems,
     SimilarityQuery,
 )
-from engine.embeddings import imports, search, store
+from engine.embeddings import imports, indexing, search, store
 
 router = APIRouter(tags=["embeddings"])
 
@@ -41,6 +42,12 @@ def post_vectors(body: EmbeddingVectorsRequest, session: SessionDep,
     """The same as GET, with the names in a JSON body."""
     return store.get_vectors(session=session, unique_names=body.unique_names,
                              model_name=body.model_name)
+
+
+@router.get("/embeddings/spaces", response_model=list[EmbeddingSpaceInfo])
+def list_spaces(session: SessionDep, _: ReadKey) -> list[EmbeddingSpaceInfo]:
+    """Every embedding space: its dimension, vectors and the state of its HNSW index."""
+    return indexing.space_info(session)
 
 
 @router.post("/search/similar", response_model=SimilarItems)
