@@ -61,9 +61,11 @@ def create_key(*, session: Session, name: str, scopes: Sequence[str]) -> tuple[s
 def authenticate(*, session: Session, key: str | None) -> Principal:
     if not key:
         raise Unauthorized()
-    row = session.scalar(
-        select(ApiKey).where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
-    )
+    # The columns it needs, not the ORM entity: this runs on every request.
+    row = session.execute(
+        select(ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.last_used_at)
+        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+    ).one_or_none()
     if row is None:
         raise Unauthorized("The API key is not valid (unknown or revoked).")
     now = datetime.now(UTC)

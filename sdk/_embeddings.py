@@ -147,7 +147,7 @@ class EmbeddingCalls(BaseClient):
     def list_embedding_spaces(self) -> list[dict[str, Any]]:
         """Every embedding space: `name`, `dimension`, `vectors`, and its HNSW `index`
         (`none` until a worker builds it once writes go quiet, `building`, `rebuilding` or
-        `ready`) with `indexed_vectors` and `index_built_at`."""
+        `ready`) with `indexed_vectors`, `index_built_at` and `index_build_seconds`."""
         return [EmbeddingSpaceInfo.model_validate(space).model_dump()
                 for space in self._get("/embeddings/spaces")]
 

@@ -504,6 +504,7 @@ class EmbeddingSpaceInfo(Schema):
     index: Literal["none", "building", "rebuilding", "ready"]
     indexed_vectors: int  # what the last bulk build covered (later vectors were added one by one)
     index_built_at: datetime | None = None
+    index_build_seconds: float | None = None  # how long the last bulk build took
 
 
 class SimilarItems(Schema):

@@ -87,6 +87,7 @@ def test_the_index_is_built_in_bulk_once_writes_go_quiet_and_rebuilt_as_the_spac
     info = _info(client)
     assert (info["index"], info["vectors"], info["indexed_vectors"]) == ("ready", 100, 100)
     assert info["index_built_at"] is not None
+    assert info["index_build_seconds"] > 0
     assert _method(client, vectors[7]) == "index"
     assert due_spaces(session, quiet_seconds=0, growth=0.5) == []  # nothing new
 
@@ -127,7 +128,8 @@ def test_one_build_per_space_at_a_time_and_no_drop_during_a_build(
     space_id = space.id
     session.rollback()  # (which expires `space`: reading space.id now would begin another)
     build = build_index(engine, space_id)
-    assert build is not None and build.rows == 20
+    assert build is not None
+    assert build.rows == 20
 
 
 def test_deleting_a_model_whose_index_is_being_built_is_refused_then_works(
@@ -168,7 +170,8 @@ def test_leftovers_of_an_interrupted_build_are_replaced(client: Any, session: Se
     session.commit()
     assert _valid(session, name) is False
     build = build_index(session.get_bind(), space_id)  # (_valid ended its transaction)
-    assert build is not None and not build.rebuilt
+    assert build is not None
+    assert not build.rebuilt
     assert _valid(session, name) is True
     assert _valid(session, f"{name}_ccnew") is None
 

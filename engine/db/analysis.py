@@ -22,6 +22,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -123,10 +124,11 @@ class EmbeddingSpace(Base):
         BigInteger, ForeignKey("model_versions.id", ondelete="CASCADE"), unique=True)
     # Name of the partial HNSW index, once built in bulk (engine/embeddings/indexing.py).
     index_name: Mapped[str | None] = mapped_column(String(63))
-    # The rows the last bulk build covered, and when it ended; when a build was last sent to a
-    # worker (cleared when it ends).
+    # The rows the last bulk build covered, when it ended and how long it took; when a build
+    # was last sent to a worker (cleared when it ends).
     indexed_rows: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     index_built_at: Mapped[datetime | None] = mapped_column()
+    index_build_seconds: Mapped[float | None] = mapped_column(Float)
     index_requested_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = created_at_column()
 

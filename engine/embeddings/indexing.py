@@ -185,7 +185,8 @@ def _build(connection: Connection, space_id: int, *, memory: str, workers: int
     connection.execute(text("ANALYZE embeddings"))
     seconds = time.perf_counter() - started
     connection.execute(update(EmbeddingSpace).where(EmbeddingSpace.id == space_id).values(
-        index_name=name, indexed_rows=rows, index_built_at=func.now(), index_requested_at=None))
+        index_name=name, indexed_rows=rows, index_built_at=func.now(),
+        index_build_seconds=seconds, index_requested_at=None))
     log.info("space %d: HNSW index %s over %d vectors in %.1f s", space_id,
              "rebuilt" if valid else "built", rows, seconds)
     return Build(space_id=space_id, index_name=name, rows=rows, seconds=seconds,
@@ -224,5 +225,6 @@ def space_info(session: Session) -> list[EmbeddingSpaceInfo]:
             state = "none" if space.index_name is None else "ready"
         infos.append(EmbeddingSpaceInfo(
             name=space.name, dimension=space.dim, vectors=int(count), index=state,
-            indexed_vectors=space.indexed_rows, index_built_at=space.index_built_at))
+            indexed_vectors=space.indexed_rows, index_built_at=space.index_built_at,
+            index_build_seconds=space.index_build_seconds))
     return infos

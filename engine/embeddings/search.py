@@ -39,13 +39,13 @@ from sqlalchemy.orm import Session
 
 from engine.db.analysis import Embedding, EmbeddingSpace
 from engine.db.models import Collection, File, collection_files
+from engine.db.session import HNSW_EF_SEARCH as EF_SEARCH
 from engine.embeddings import spaces, store
 from engine.errors import CollectionNotFound, EmbeddingNotFound, InvalidInput
 from engine.query import file_conditions
 from sdk.schemas import SimilarItem, SimilarItems, SimilarityQuery
 
 EXACT_THRESHOLD = 5_000
-EF_SEARCH = 100
 MAX_EF_SEARCH = 1_000
 MAX_SCAN_TUPLES = 100_000
 
@@ -196,12 +196,14 @@ def similar_items(*, session: Session, request: SimilarityQuery,
         method = "index" if indexed else "exact"
     rows: list[Any] = []
     if method != "exact":
-        settings: dict[str, int | str] = {
-            "hnsw.ef_search": min(max(EF_SEARCH, limit), MAX_EF_SEARCH)}
+        settings: dict[str, int | str] = {}
+        if limit > EF_SEARCH:  # EF_SEARCH itself is set as each connection opens
+            settings["hnsw.ef_search"] = min(limit, MAX_EF_SEARCH)
         if method == "iterative_index":
             settings.update({"hnsw.iterative_scan": "relaxed_order",
                              "hnsw.max_scan_tuples": MAX_SCAN_TUPLES})
-        _set_local(session, settings)
+        if settings:
+            _set_local(session, settings)
         rows = list(session.execute(index_query(space, vector, limit, conditions)))
         if len(rows) < limit:
             if matching is None:

@@ -12,7 +12,7 @@ A later write of another dimension is refused naming both dimensions.
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -125,9 +125,24 @@ def space_for_write(session: Session, model_name: str, dim: int) -> EmbeddingSpa
     return space
 
 
+def _named(session: Session, model_name: str) -> EmbeddingSpace | None:
+    """The space whose name is `model_name` itself, in one query, when that is the space it
+    names: a version's space (`name@N`), or an external space no registered model shadows.
+    None sends the caller down the full resolution (`default`, a model's name alone)."""
+    if model_name == DEFAULT:
+        return None
+    return session.scalars(select(EmbeddingSpace).where(
+        EmbeddingSpace.name == model_name,
+        or_(EmbeddingSpace.model_version_id.is_not(None),
+            ~exists().where(Model.name == model_name)))).one_or_none()
+
+
 def space_for_read(session: Session, model_name: str) -> EmbeddingSpace:
     """The existing space `model_name` names; `EmbeddingSpaceNotFound` listing the spaces
     that have vectors otherwise."""
+    named = _named(session, model_name)  # the common case, in one query (search latency)
+    if named is not None:
+        return named
     registered = _registered(session, model_name)
     if registered is not None:
         version, name = registered

@@ -21,6 +21,8 @@ def upgrade() -> None:
                                                 server_default=sa.text('0'), nullable=False))
     op.add_column('embedding_spaces', sa.Column('index_built_at', sa.DateTime(timezone=True),
                                                 nullable=True))
+    op.add_column('embedding_spaces', sa.Column('index_build_seconds', sa.Float(),
+                                                nullable=True))
     op.add_column('embedding_spaces', sa.Column('index_requested_at',
                                                 sa.DateTime(timezone=True), nullable=True))
     # When a space was last written (its newest vector) is what the index sweep looks up.
@@ -35,6 +37,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column('embedding_spaces', 'index_requested_at')
+    op.drop_column('embedding_spaces', 'index_build_seconds')
     op.drop_column('embedding_spaces', 'index_built_at')
     op.drop_column('embedding_spaces', 'indexed_rows')
     op.drop_index('ix_embeddings_space_id_created_at', table_name='embeddings')

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from engine.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
+from engine.api.routing import JSONRoute
 from engine.api.schemas import (
     AnnotationCreate,
     AnnotationExportPage,
@@ -23,7 +24,7 @@ from engine.lake import annotations as service
 from engine.lake import tags as tag_service
 from engine.lake.items import annotation_public
 
-router = APIRouter(tags=["annotations"])
+router = APIRouter(tags=["annotations"], route_class=JSONRoute)
 
 # Unique names, collection names and tags may hold "/" (sent as %2F, decoded before routing),
 # hence the `:path` converters.

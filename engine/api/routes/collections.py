@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Query, UploadFile, status
 
 from engine.api.deps import ReadKey, SessionDep, SettingsDep, StorageDep, WriteKey
+from engine.api.routing import JSONRoute
 from engine.api.schemas import (
     CollectionCreate,
     CollectionPublic,
@@ -24,7 +25,7 @@ from engine.lake.ingest import ingest
 from engine.lake.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from engine.lake.upload import Upload, ingest_uploads
 
-router = APIRouter(tags=["collections"])
+router = APIRouter(tags=["collections"], route_class=JSONRoute)
 
 PageIndex = Annotated[int, Query(ge=0)]
 PageSize = Annotated[int, Query(ge=1, le=1000)]

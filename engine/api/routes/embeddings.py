@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
-from engine.api.deps import ReadKey, SessionDep, WriteKey
+from engine.api.deps import KeyGiven, ReadKey, SessionDep, WriteKey, in_one_transaction
+from engine.api.routing import JSONRoute
 from engine.api.schemas import (
     EmbeddingBatch,
     EmbeddingBatchResult,
@@ -18,7 +20,7 @@ from engine.api.schemas import (
 )
 from engine.embeddings import imports, indexing, search, store
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(tags=["embeddings"], route_class=JSONRoute)
 
 
 @router.post("/embeddings/batch", response_model=EmbeddingBatchResult)
@@ -51,6 +53,9 @@ def list_spaces(session: SessionDep, _: ReadKey) -> list[EmbeddingSpaceInfo]:
 
 
 @router.post("/search/similar", response_model=SimilarItems)
-def similar(body: SimilarityQuery, session: SessionDep, _: ReadKey) -> SimilarItems:
+async def similar(body: SimilarityQuery, request: Request, key: KeyGiven) -> SimilarItems:
     """The k files most similar (cosine) to a file's vector or to a given vector."""
-    return search.similar_items(session=session, request=body)
+    # The key check, the search and the commit in one thread-pool call (latency, bench/README).
+    return await run_in_threadpool(
+        in_one_transaction, request, key, "read",
+        lambda session: search.similar_items(session=session, request=body))

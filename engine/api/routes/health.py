@@ -5,9 +5,10 @@ from sqlalchemy import text
 
 from engine import __version__
 from engine.api.deps import SessionDep
+from engine.api.routing import JSONRoute
 from engine.api.schemas import Health
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=JSONRoute)
 
 
 @router.get("/health", response_model=Health)

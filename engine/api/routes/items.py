@@ -10,10 +10,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from engine.api.deps import ReadKey, SessionDep, StorageDep, WriteKey
+from engine.api.routing import JSONRoute
 from engine.api.schemas import ContentType, ItemPublic, ItemQuery, MetadataUpdate, Page
 from engine.lake import items as service
 
-router = APIRouter(tags=["items"])
+router = APIRouter(tags=["items"], route_class=JSONRoute)
 
 _CHUNK = 1 << 16
 

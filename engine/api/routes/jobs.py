@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 
 from engine.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
+from engine.api.routing import JSONRoute
 from engine.api.schemas import (
     AutoAnnotateRequest,
     AutotagRequest,
@@ -20,7 +21,7 @@ from engine.api.schemas import (
 from engine.jobs import requests, service
 from engine.jobs.dispatch import CeleryDispatcher, Dispatcher
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=JSONRoute)
 
 
 def _dispatcher(request: Request) -> Dispatcher:

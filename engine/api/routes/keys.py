@@ -4,9 +4,10 @@ from fastapi import APIRouter, status
 
 from engine import auth
 from engine.api.deps import AdminKey, SessionDep
+from engine.api.routing import JSONRoute
 from engine.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 
-router = APIRouter(prefix="/keys", tags=["keys"])
+router = APIRouter(prefix="/keys", tags=["keys"], route_class=JSONRoute)
 
 
 @router.post("", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from engine.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
+from engine.api.routing import JSONRoute
 from engine.api.schemas import ModelDetails, ModelPublic, ModelVersionPublic
 from engine.config import Settings
 from engine.errors import BundleTooLarge, InvalidInput
@@ -19,7 +20,7 @@ from engine.registry.archive import ARCHIVE
 from engine.registry.bundle import normalize_application
 from engine.storage import Storage
 
-router = APIRouter(tags=["models"])
+router = APIRouter(tags=["models"], route_class=JSONRoute)
 
 
 def _registry_storage(request: Request) -> Storage:

@@ -1,0 +1,38 @@
+"""The API's route class: request bodies parsed by pydantic-core instead of the json module.
+
+A 2048-d query vector is ~40 KB of JSON: `json.loads` takes ~0.6 ms for it, pydantic-core's
+`from_json` ~0.1 ms (the similarity benchmark's p95 goal is 10 ms, bench/README.md). Anything
+`from_json` refuses (malformed JSON, a lone surrogate escape such as "\\ud800") is parsed again
+by `json.loads`, so errors and results stay exactly what FastAPI gives by default.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from pydantic_core import from_json
+
+
+class FastJSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = from_json(body)
+            except ValueError:
+                self._json = json.loads(body)  # the json module's own error and position
+        return self._json
+
+
+class JSONRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            return await handler(FastJSONRequest(request.scope, request.receive))
+
+        return route_handler
