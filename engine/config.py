@@ -214,10 +214,11 @@ class Settings(BaseSettings):
         ),
     )
     index_build_workers: int = Field(
-        default=1, ge=0, le=16,
+        default=0, ge=0, le=16,
         description=(
-            "PostgreSQL parallel workers per index build (max_parallel_maintenance_workers; "
-            "0: the build runs in one process). Parallel builds share the graph in /dev/shm."
+            "PostgreSQL parallel workers per index build (max_parallel_maintenance_workers). "
+            "0, one process: on 100,000 clustered 2048-d vectors a parallel build (1 worker) "
+            "gave recall@10 0.966 against 0.9995, in the same time on 2 cores."
         ),
     )
     bundle_cache_dir: Path | None = Field(

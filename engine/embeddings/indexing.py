@@ -146,7 +146,7 @@ def _index_valid(connection: Connection, name: str) -> bool | None:
 
 
 def build_index(engine: Engine, space_id: int, *, memory: str = "1GB",
-                workers: int = 1) -> Build | None:
+                workers: int = 0) -> Build | None:
     """Build (or rebuild) the space's HNSW index in bulk; None when another build of it runs
     or the space is gone. Searches and writes go on meanwhile; vectors written during the build
     are in the index when it ends."""
@@ -217,7 +217,7 @@ def space_info(session: Session) -> list[EmbeddingSpaceInfo]:
     building = _building(session)
     infos = []
     for space, count in session.execute(select(EmbeddingSpace, vectors)
-                                        .order_by(EmbeddingSpace.name)).tuples():
+                                        .order_by(EmbeddingSpace.name)):
         state: Literal["none", "building", "rebuilding", "ready"]
         if space.id in building:
             state = "building" if space.index_name is None else "rebuilding"
