@@ -21,6 +21,7 @@ from engine.errors import EmbeddingDimensionMismatch
 from engine.jobs.platforms.base import ModelVersionRef
 from sdk.errors import BadRequest, Conflict, NotFound
 from tests.embedding_factory import make_files
+from tests.test_indexing import building
 
 
 def _vector(dim: int, seed: int) -> list[float]:
@@ -279,6 +280,10 @@ def test_deleting_the_model_drops_its_spaces_hnsw_index(client: Any, session: Se
             "SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'")))
 
     assert index in indexes()
+    space_id = session.scalars(select(EmbeddingSpace.id)).one()
+    session.rollback()
+    with building(session.get_bind(), space_id), pytest.raises(Conflict, match="being built"):
+        client.delete_model("short_lived")  # the drop would wait for the build
     client.delete_model("short_lived")
     assert index not in indexes()
     assert _count(session) == 0

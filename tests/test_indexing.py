@@ -1,24 +1,27 @@
 """Bulk-built HNSW indexes (engine/embeddings/indexing.py) on real PostgreSQL + pgvector: writes
 never build one; a space is due once its writes go quiet, and again once it outgrows its last
-build; one build at a time per space; leftovers of an interrupted build are replaced; a real
+build; one build at a time per space, and no drop during one (deleting the model:
+tests/test_embeddings.py); leftovers of an interrupted build are replaced; a real
 worker's sweep builds it; searches are exact until then and use the index after."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import select, text, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from engine.config import Settings
 from engine.db.analysis import EmbeddingSpace
 from engine.embeddings import indexing
 from engine.embeddings.indexing import build_due, build_index, due_spaces, index_name
-from sdk.errors import Conflict
 from tests.embedding_factory import make_files
 from tests.worker import running_worker, settings, shared_envs_dir  # noqa: F401
 
@@ -46,6 +49,17 @@ def _method(client: Any, query: np.ndarray, space: str = "ext") -> str:
 
 def _info(client: Any, space: str = "ext") -> dict[str, Any]:
     return next(s for s in client.list_embedding_spaces() if s["name"] == space)
+
+
+@contextmanager
+def building(engine: Engine, space_id: int) -> Iterator[None]:
+    """Hold the space's build lock from another connection, as a running build does."""
+    with engine.connect() as other:
+        assert other.scalar(text("SELECT pg_try_advisory_lock(:c, :s)"),
+                            {"c": indexing.LOCK_CLASS, "s": space_id})
+        yield
+        other.scalar(text("SELECT pg_advisory_unlock(:c, :s)"),
+                     {"c": indexing.LOCK_CLASS, "s": space_id})
 
 
 def _valid(session: Session, name: str) -> bool | None:
@@ -114,46 +128,18 @@ def test_one_build_per_space_at_a_time_and_no_drop_during_a_build(
     _insert(client, names, np.random.default_rng(4).random((20, DIM)))
     space = _space(session)
     engine = session.get_bind()
-    with engine.connect() as other:  # another builder holds the space's lock
-        assert other.scalar(text("SELECT pg_try_advisory_lock(:c, :s)"),
-                            {"c": indexing.LOCK_CLASS, "s": space.id})
+    with building(engine, space.id):
         assert build_index(engine, space.id) is None
         assert _info(client)["index"] == "building"
         with pytest.raises(Exception, match="being built"):
             indexing.drop_index(session, space)
         session.rollback()
-        other.scalar(text("SELECT pg_advisory_unlock(:c, :s)"),
-                     {"c": indexing.LOCK_CLASS, "s": space.id})
     assert _space(session).index_name is None
     space_id = space.id
     session.rollback()  # (which expires `space`: reading space.id now would begin another)
     build = build_index(engine, space_id)
     assert build is not None
     assert build.rows == 20
-
-
-def test_deleting_a_model_whose_index_is_being_built_is_refused_then_works(
-        client: Any, session: Session) -> None:
-    from tests.test_embeddings import _register, _vector
-
-    names = make_files(session, "c", 2)
-    ids = {n: i for n, i in session.execute(text("SELECT unique_name, id FROM files"))}
-    ref = _register(session, "busy", None)
-    from engine.embeddings.store import write_embeddings
-
-    write_embeddings(session=session, version=ref,
-                     vectors={ids[n]: _vector(8, i) for i, n in enumerate(names)}, job_id=None)
-    session.commit()
-    space = _space(session, "busy@1")
-    with session.get_bind().connect() as other:
-        other.scalar(text("SELECT pg_try_advisory_lock(:c, :s)"),
-                     {"c": indexing.LOCK_CLASS, "s": space.id})
-        with pytest.raises(Conflict, match="being built"):
-            client.delete_model("busy")
-        other.scalar(text("SELECT pg_advisory_unlock(:c, :s)"),
-                     {"c": indexing.LOCK_CLASS, "s": space.id})
-    client.delete_model("busy")
-    assert session.scalars(select(EmbeddingSpace)).all() == []
 
 
 def test_leftovers_of_an_interrupted_build_are_replaced(client: Any, session: Session) -> None:
