@@ -44,11 +44,14 @@ from sdk.schemas import EmbeddingSpaceInfo
 
 log = logging.getLogger(__name__)
 
-# m = 24, not pgvector's default 16: on 100,000 clustered 2048-d vectors (bench/similarity.py),
-# graphs of m = 16 leave parts unreachable from the entry point, so now and then a search finds
-# none of its true neighbours: recall@10 0.97 at ef_search 100 on bulk-built indexes, against
-# 0.997 for m = 24 (m = 32: 1.0). See bench/README.md.
-HNSW_M = 24
+# m = 32, not pgvector's default 16: on 100,000 clustered 2048-d vectors (bench/similarity.py)
+# HNSW graphs leave parts unreachable from the entry point, so now and then a search finds none
+# of its true neighbours. Single-process bulk builds, recall@10 at ef_search 100 (one build
+# each unless said): m = 16 (ef_construction 128) 0.990; m = 24 0.9995 and, rebuilt
+# concurrently in the bench, 0.9875; m = 24 (ef_construction 128) 0.9905; m = 32 0.998 and
+# 1.000 (two builds). m = 32 costs ~1 ms more per search and ~20% more build time.
+# bench/README.md has the figures.
+HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64
 LOCK_CLASS = 0x4D4C  # the first key of the (int, int) advisory locks of index builds
 REQUEST_RETRY = timedelta(minutes=10)
