@@ -9,11 +9,14 @@ plus noise, through a ReLU), go into an external embedding space with the SDK's
 `insert_image_embeddings`, from 2 callers at once (`--insert-clients`; one per core). The
 unique names it takes must be files of the lake, so tiny placeholder JPEGs are ingested first
 (not timed with the vectors), uploaded per shard with metadata `{"shard": "s37",
-"decile": "d3"}` (shard = i % 100). Inserts do not touch the HNSW index: the engine's worker
-builds it in bulk once the space's writes go quiet, and rebuilds it (REINDEX CONCURRENTLY) once
-the space has grown by half (engine/embeddings/indexing.py; each stage here grows it 10x). The
-bench shortens the quiet period to 2 s and the sweep interval to 1 s
-(METALAKE_INDEX_QUIET_SECONDS, METALAKE_RECOVERY_INTERVAL) and waits for the index to be
+"decile": "d3"}` (shard = i % 100). Each stage is a space of its own
+(`bench_pooled_2048_<vectors>`, the first <vectors> vectors), filled from empty as an import
+is: inserts do not touch the HNSW index, and the engine's worker builds it in bulk once the
+space's writes go quiet (engine/embeddings/indexing.py; the rebuild as a space grows is tested
+in tests/test_indexing.py rather than timed here: at m = 32 it inserted 90,000 vectors one by
+one into the 10k graph in ~800 s). The bench shortens the quiet period to 2 s and the sweep
+interval to 1 s (METALAKE_INDEX_QUIET_SECONDS, METALAKE_RECOVERY_INTERVAL) and waits for the
+index to be
 `ready` over all the stage's vectors before measuring (the build's own seconds are the
 space's `index_build_seconds`). Inserts are reported as vectors/s per stage, the build apart.
 
@@ -62,7 +65,7 @@ from common import (
 from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M
 from engine.embeddings.search import EF_SEARCH
 
-SPACE = "bench_pooled_2048"
+SPACE = "bench_pooled_2048"  # one space per stage: SPACE_<vectors>
 COLLECTION = "sim"
 SHARDS = 100
 SUPER_CLASSES = 10
@@ -174,7 +177,11 @@ def ingest_placeholders(client: Any, folder: Path, start: int, stop: int) -> flo
     return time.perf_counter() - started
 
 
-def insert(clients: list[Any], vectors: np.ndarray, start: int, stop: int) -> float:
+def space_name(count: int) -> str:
+    return f"{SPACE}_{count}"
+
+
+def insert(clients: list[Any], vectors: np.ndarray, start: int, stop: int, space: str) -> float:
     """`insert_image_embeddings` of vectors start..stop-1, split into one contiguous slice per
     client, the clients calling at the same time (threads); seconds until all returned."""
     bounds = np.linspace(start, stop, len(clients) + 1).astype(int)
@@ -186,7 +193,7 @@ def insert(clients: list[Any], vectors: np.ndarray, start: int, stop: int) -> fl
     def call(client: Any, entries: list[dict[str, Any]]) -> None:
         try:
             written.append(int(client.insert_image_embeddings(
-                entries, SPACE, [vectors.shape[1]])["written"]))
+                entries, space, [vectors.shape[1]])["written"]))
         except BaseException as exc:  # reported below, in the main thread
             failures.append(exc)
 
@@ -205,12 +212,13 @@ def insert(clients: list[Any], vectors: np.ndarray, start: int, stop: int) -> fl
     return elapsed
 
 
-def wait_for_index(engine: Engine, client: Any, count: int) -> tuple[float, float | None]:
+def wait_for_index(client: Any, space_name: str, count: int) -> tuple[float, float | None]:
     """Wait until the space's index is `ready` over `count` vectors: (seconds waited from
     the end of the inserts, the build's own seconds)."""
     started = time.perf_counter()
     while True:
-        space = next((s for s in client.list_embedding_spaces() if s["name"] == SPACE), None)
+        space = next((s for s in client.list_embedding_spaces() if s["name"] == space_name),
+                     None)
         if space and space["index"] == "ready" and space["indexed_vectors"] >= count:
             break
         if time.perf_counter() - started > 1800:
@@ -220,20 +228,20 @@ def wait_for_index(engine: Engine, client: Any, count: int) -> tuple[float, floa
     return waited, space["index_build_seconds"]
 
 
-def method_of(engine: Engine, query: np.ndarray, text: str | None, k: int) -> str:
+def method_of(engine: Engine, space: str, query: np.ndarray, text: str | None, k: int) -> str:
     """How the engine found the neighbours (the API's `method`; the SDK returns items only)."""
     import httpx
 
     response = httpx.post(f"{engine.url}/api/v1/search/similar", timeout=60,
                           headers={"Authorization": f"Bearer {engine.key}"},
-                          json={"vector": query.tolist(), "model_name": SPACE, "k": k,
+                          json={"vector": query.tolist(), "model_name": space, "k": k,
                                 "query": text})
     response.raise_for_status()
     return str(response.json()["method"])
 
 
-def pgvector_alone(engine: Engine, queries: np.ndarray, truth: list[set[int]], k: int,
-                   ef_search: int, exact_queries: int) -> dict[str, Any]:
+def pgvector_alone(engine: Engine, space_name: str, queries: np.ndarray, truth: list[set[int]],
+                   k: int, ef_search: int, exact_queries: int) -> dict[str, Any]:
     """The same unfiltered search by SQL on the engine's database, no API: the index query
     alone (file ids only) at `ef_search`, and a few exact scans, for comparison."""
     import psycopg
@@ -241,7 +249,7 @@ def pgvector_alone(engine: Engine, queries: np.ndarray, truth: list[set[int]], k
     url = engine.database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(url) as connection:
         space, dim = connection.execute("SELECT id, dim FROM embedding_spaces WHERE name = %s",
-                                        (SPACE,)).fetchone() or (0, 0)
+                                        (space_name,)).fetchone() or (0, 0)
         names: dict[int, str] = dict(connection.execute(
             "SELECT e.file_id, f.unique_name FROM embeddings e JOIN files f ON f.id = e.file_id "
             "WHERE e.space_id = %s", (space,)).fetchall())
@@ -269,18 +277,18 @@ def pgvector_alone(engine: Engine, queries: np.ndarray, truth: list[set[int]], k
             "exact_scan_ms": percentile(exact, 50) if exact else None, "ef_search": ef_search}
 
 
-def measure(engine: Engine, client: Any, queries: np.ndarray, truth: dict[str, list[set[int]]],
-            count: int, k: int) -> dict[str, dict[str, Any]]:
+def measure(engine: Engine, client: Any, space: str, queries: np.ndarray,
+            truth: dict[str, list[set[int]]], count: int, k: int) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for mode in MODES:
         for number in range(min(WARMUP, len(queries))):
-            client.get_similar_items(vector=queries[-1 - number], model_name=SPACE, k=k,
+            client.get_similar_items(vector=queries[-1 - number], model_name=space, k=k,
                                      query=query_text(mode, number + 7))
         latencies, recalls, short = [], [], 0
         for number, query in enumerate(queries):
             text = query_text(mode, number)
             started = time.perf_counter()
-            items = client.get_similar_items(vector=query, model_name=SPACE, k=k, query=text)
+            items = client.get_similar_items(vector=query, model_name=space, k=k, query=text)
             latencies.append((time.perf_counter() - started) * 1000)
             found = {int(item["unique_name"].rsplit("v", 1)[1].split(".")[0]) for item in items}
             expected = truth[mode][number]
@@ -290,7 +298,7 @@ def measure(engine: Engine, client: Any, queries: np.ndarray, truth: dict[str, l
                      "recall_min": float(np.min(recalls)),
                      "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
                      "mean_ms": float(np.mean(latencies)), "max_ms": max(latencies),
-                     "short_results": short, "method": method_of(engine, queries[0],
+                     "short_results": short, "method": method_of(engine, space, queries[0],
                                                                  query_text(mode, 0), k),
                      "matching_items": int(count * MODES[mode][0]), "loadavg_1min": load()}
         print(f"    {mode:<13} recall@{k} {out[mode]['recall_at_10']:.4f}  p50 "
@@ -319,20 +327,21 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             print(f"== {count:,} vectors", flush=True)
             ingest = ingest_placeholders(client, work / f"files{stage}", done, count)
             print(f"  ingested {count - done:,} placeholder files in {ingest:.1f} s", flush=True)
-            seconds = insert(inserters, vectors, done, count)
-            rate = (count - done) / seconds
-            print(f"  inserted {count - done:,} vectors in {seconds:.1f} s = {rate:,.0f} "
+            space = space_name(count)
+            seconds = insert(inserters, vectors, 0, count, space)
+            rate = count / seconds
+            print(f"  inserted {count:,} vectors into {space} in {seconds:.1f} s = {rate:,.0f} "
                   f"vectors/s ({args.insert_clients} concurrent callers; load {load():.1f})",
                   flush=True)
-            waited, build = wait_for_index(engine, client, count)
+            waited, build = wait_for_index(client, space, count)
             print(f"  HNSW index ready {waited:.1f} s after the inserts (the build itself: "
                   f"{'?' if build is None else f'{build:.1f}'} s)", flush=True)
             truth = {mode: exact_top(vectors, queries, mode, count, args.k) for mode in MODES}
             exact = time.perf_counter()
             exact_top(vectors, queries[:20], "unfiltered", count, args.k)
             numpy_ms = (time.perf_counter() - exact) / 20 * 1000
-            modes = measure(engine, client, queries, truth, count, args.k)
-            alone = [pgvector_alone(engine, queries, truth["unfiltered"], args.k, ef,
+            modes = measure(engine, client, space, queries, truth, count, args.k)
+            alone = [pgvector_alone(engine, space, queries, truth["unfiltered"], args.k, ef,
                                     5 if ef == REFERENCE_EF_SEARCH else 0)
                      for ef in sorted({REFERENCE_EF_SEARCH, EF_SEARCH})]
             for figures in alone:
@@ -340,16 +349,15 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                       f"{args.k} {figures['recall_at_10']:.4f}  p50 {figures['p50_ms']:.1f} ms "
                       f" p95 {figures['p95_ms']:.1f} ms", flush=True)
             results.append({
-                "vectors": count, "inserted": count - done, "insert_seconds": seconds,
-                "insert_vectors_per_s": rate, "cumulative_insert_seconds":
-                    sum(r["insert_seconds"] for r in results) + seconds,
+                "vectors": count, "space": space, "inserted": count, "insert_seconds": seconds,
+                "insert_vectors_per_s": rate,
                 "index_ready_after_s": waited, "index_build_seconds": build,
                 "ingest_placeholder_seconds": ingest, "numpy_exact_ms_per_query": numpy_ms,
                 "index_mb": sql_scalar(engine.database_url,
-                                       "SELECT sum(pg_relation_size(indexrelid)) / 1e6 "
-                                       "FROM pg_index JOIN pg_class c ON c.oid = indexrelid "
-                                       "WHERE c.relname LIKE 'ix_embeddings_hnsw_%'"),
-                "table_mb": sql_scalar(engine.database_url,
+                                       "SELECT pg_relation_size(('ix_embeddings_hnsw_' || id)"
+                                       f"::regclass) / 1e6 FROM embedding_spaces "
+                                       f"WHERE name = '{space}'"),
+                "table_mb": sql_scalar(engine.database_url,  # every stage's space
                                        "SELECT pg_total_relation_size('embeddings') / 1e6"),
                 "modes": modes, "pgvector_alone": alone, "loadavg_1min": load()})
             done = count
