@@ -194,8 +194,9 @@ class Settings(BaseSettings):
         default=10, ge=0,
         description=(
             "A space's HNSW index is built in bulk once no vectors have been written to it for "
-            "this many seconds (by a worker's sweep; until then searches scan exactly). Bulk "
-            "builds are ~4x faster than indexing vector by vector and find more true neighbours."
+            "this many seconds (by a worker's sweep; until then searches scan exactly). A bulk "
+            "build finds more true neighbours than a graph kept vector by vector, and takes "
+            "less time in all (bench/README.md)."
         ),
     )
     index_rebuild_growth: float = Field(

@@ -3,7 +3,7 @@
 Writing vectors never builds an index. Each space gets one partial HNSW index:
 
     CREATE INDEX CONCURRENTLY ix_embeddings_hnsw_<space> ON embeddings
-        USING hnsw ((vector::halfvec(<dim>)) halfvec_cosine_ops) WITH (m = 24, ef_construction = 64)
+        USING hnsw ((vector::halfvec(<dim>)) halfvec_cosine_ops) WITH (m = 32, ef_construction = 64)
         WHERE space_id = <space>
 
 (pgvector's documented way to index vectors of several dimensions in one column: an
@@ -13,10 +13,11 @@ the space for METALAKE_INDEX_QUIET_SECONDS, and rebuilt (`REINDEX INDEX CONCURRE
 the space holds METALAKE_INDEX_REBUILD_GROWTH more vectors than the last build covered. Between
 builds, new vectors go into the index one by one, as PostgreSQL does for any index.
 
-Why in bulk: on 100,000 clustered 2048-d vectors (bench/similarity.py) a graph built insert by
-insert found recall@10 0.96-0.99 over three builds, a bulk-built one 0.997, and the bulk build
-takes ~1/4 of the time the inserts spend maintaining the graph. Until a space's first build,
-its searches scan its vectors exactly (always correct; ~1 s at 100,000 2048-d vectors).
+Why in bulk: on 100,000 clustered 2048-d vectors (bench/similarity.py) graphs built insert by
+insert found recall@10 0.96-0.99 over three builds, bulk-built ones (m = 32) 0.998-1.000; and
+importing them took 89 s of inserts + a 134 s build, against 373 s of inserts keeping an m = 24
+graph. Until a space's first build, its searches scan its vectors exactly (always correct;
+~0.7 s at 100,000 2048-d vectors).
 
 - `due_spaces` (each worker's sweep, engine/jobs/recovery.py): spaces that need a build now.
 - `request_builds`: marks them requested and sends one build task each to the control queue; a
@@ -96,18 +97,17 @@ def due_spaces(session: Session, *, quiet_seconds: float, growth: float) -> list
     last_write = (select(func.max(Embedding.created_at))
                   .where(Embedding.space_id == EmbeddingSpace.id).scalar_subquery())
     candidates = session.execute(
-        select(EmbeddingSpace.id, EmbeddingSpace.index_name, EmbeddingSpace.indexed_rows,
-               EmbeddingSpace.index_built_at, last_write.label("last_write"))
+        select(EmbeddingSpace.id, EmbeddingSpace.index_name, EmbeddingSpace.indexed_rows)
         .where(or_(EmbeddingSpace.index_requested_at.is_(None),
-                   EmbeddingSpace.index_requested_at < func.now() - REQUEST_RETRY))
+                   EmbeddingSpace.index_requested_at < func.now() - REQUEST_RETRY),
+               # written (an empty space has no last write), and quiet since
+               last_write < func.clock_timestamp() - timedelta(seconds=quiet_seconds),
+               # and, when indexed, written since the last build
+               or_(EmbeddingSpace.index_name.is_(None), EmbeddingSpace.index_built_at.is_(None),
+                   last_write > EmbeddingSpace.index_built_at))
         .order_by(EmbeddingSpace.id)).all()
-    quiet_before = session.scalar(select(func.clock_timestamp() - timedelta(seconds=quiet_seconds)))
     due = []
-    for space_id, name, indexed, built_at, written in candidates:
-        if written is None or quiet_before is None or written > quiet_before:
-            continue  # empty, or still being written
-        if name is not None and built_at is not None and written <= built_at:
-            continue  # nothing written since the last build
+    for space_id, name, indexed in candidates:
         if name is None or _rows(session, space_id) >= (1 + growth) * max(indexed, 1):
             due.append(space_id)
     return due
@@ -198,8 +198,8 @@ def _build(connection: Connection, space_id: int, *, memory: str, workers: int
 
 def build_due(engine: Engine, *, quiet_seconds: float = 0, growth: float = 0.5,
               **options: Any) -> list[Build]:
-    """Build every due space's index now, in this process (the CLI and tests; workers get
-    theirs from the sweep)."""
+    """Build every due space's index now, in this process (tests; workers get theirs from the
+    sweep)."""
     with Session(engine) as session:
         due = due_spaces(session, quiet_seconds=quiet_seconds, growth=growth)
     return [build for space_id in due
