@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8470, description="Port the API listens on.")
     pg_port: int = Field(default=8471, description="Port of the embedded PostgreSQL (loopback).")
     redis_port: int = Field(default=8472, description="Port of the embedded Redis (loopback).")
+    pg_shared_buffers: str = Field(
+        default="auto", pattern=r"^(auto|[0-9]+ ?(kB|MB|GB|TB))$",
+        description=(
+            "shared_buffers of the embedded PostgreSQL. auto: a quarter of the memory this "
+            "machine (or its container limit) has, between 128MB and 8GB. Similarity indexes "
+            "should fit: ~8 KB per 2048-d vector (100,000 vectors: 781 MB); searching one that "
+            "does not takes about twice as long (bench/README.md)."
+        ),
+    )
     s3_endpoint_url: str | None = Field(
         default=None,
         description="S3 API endpoint (MinIO, moto, ...). Unset: AWS. Credentials: the AWS_* vars.",

@@ -41,7 +41,8 @@ class Engine:
                                  "METALAKE_REDIS_URL", "METALAKE_URL", "METALAKE_API_KEY"}}
         self.env.update(METALAKE_HOME=str(home), METALAKE_API_PORT=str(self.api_port),
                         METALAKE_PG_PORT=str(self.pg_port),
-                        METALAKE_REDIS_PORT=str(self.redis_port))
+                        METALAKE_REDIS_PORT=str(self.redis_port),
+                        METALAKE_PG_SHARED_BUFFERS="192MB")
 
     @property
     def url(self) -> str:
@@ -92,6 +93,19 @@ def test_up_starts_four_healthy_processes_and_says_where(engine: Engine) -> None
         assert row[2:4] == ["running", "healthy"], f"{name}: {row}"
     assert (engine.home / "logs" / "api.log").exists()
     assert (engine.home / "logs" / "worker.log").exists()
+
+
+def test_the_embedded_postgres_runs_with_the_configured_buffers_and_autoprewarm(
+        engine: Engine) -> None:
+    import psycopg
+
+    url = f"postgresql://postgres@127.0.0.1:{engine.pg_port}/metalake"
+    with psycopg.connect(url) as connection:
+        settings = dict(connection.execute(
+            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
+            "('shared_buffers', 'shared_preload_libraries')").fetchall())
+    assert int(settings["shared_buffers"].removesuffix("8kB")) * 8 == 192 * 1024
+    assert "pg_prewarm" in settings["shared_preload_libraries"]
 
 
 def test_the_sdk_finds_the_local_engine_and_its_admin_key(

@@ -130,3 +130,24 @@ def test_status_and_down_handle_stale_pid_files_of_a_stopped_engine(tmp_path: Pa
     assert supervisor.down(settings, timeout=1) == []
     assert not managed_process(settings, "api").pid_file.exists()
     assert not managed_process(settings, "worker").pid_file.exists()
+
+
+def test_auto_shared_buffers_are_a_quarter_of_memory_within_bounds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.runtime import postgres
+
+    gib = 1 << 30
+    assert postgres.shared_buffers("auto", memory=8 * gib) == "2048MB"
+    assert postgres.shared_buffers("auto", memory=256 << 20) == "128MB"  # at least 128MB
+    assert postgres.shared_buffers("auto", memory=256 * gib) == "8192MB"  # at most 8GB
+    assert postgres.shared_buffers("3 GB") == "3GB"  # given: as given
+    # A container's limit counts, not the machine's memory; "max" means no limit.
+    limit, unlimited = tmp_path / "memory.max", tmp_path / "v1.limit"
+    limit.write_text(f"{2 * gib}\n")
+    unlimited.write_text("max\n")
+    monkeypatch.setattr(postgres, "CGROUP_LIMITS", (unlimited, limit))
+    assert postgres.available_memory() == 2 * gib
+    assert postgres.shared_buffers("auto") == "512MB"
+    monkeypatch.setattr(postgres, "CGROUP_LIMITS", (unlimited,))
+    assert postgres.available_memory() == os.sysconf("SC_PAGE_SIZE") * os.sysconf(
+        "SC_PHYS_PAGES")

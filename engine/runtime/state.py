@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from engine.config import Settings
-from engine.runtime.postgres import EmbeddedPostgres
+from engine.runtime.postgres import EmbeddedPostgres, shared_buffers
 from engine.runtime.processes import ManagedProcess, write_private
 from engine.runtime.redis import EmbeddedRedis
 
@@ -97,6 +97,7 @@ def embedded_postgres(settings: Settings, port: int | None = None) -> EmbeddedPo
         settings.home / "postgres" / "data",
         port=port or settings.pg_port,
         log_path=settings.logs_dir / "postgres.log",
+        shared_buffers=shared_buffers(settings.pg_shared_buffers),
     )
 
 
