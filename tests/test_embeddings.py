@@ -160,6 +160,27 @@ def test_reinserting_replaces_the_vector(client: Any, session: Session) -> None:
     assert np.allclose(got[1]["embeddings"], _vector(8, 1), atol=1e-6)
 
 
+def test_vectors_are_stored_and_searched_as_float32_exactly(client: Any, session: Session) -> None:
+    # Vectors travel to PostgreSQL in pgvector's binary form (store.PackedVector): what comes
+    # back is the float32 nearest to each number sent, over the whole range a space accepts.
+    names = make_files(session, "f32", 3)
+    vectors = [[0.1, -2.5e-7, 65504.0, 1 / 3, -1e-30, 123456.789e-3],
+               [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+               [-0.7, 0.0, 0.0, 0.0, 0.0, 1e-3]]
+    client.insert_image_embeddings_batch(
+        [{"uniqueName": n, "embeddings": v} for n, v in zip(names, vectors, strict=True)],
+        "ext", [6])
+    got = client.get_embedding_vector(names, "ext")
+    for item, vector in zip(got, vectors, strict=True):
+        assert np.array_equal(np.asarray(item["embeddings"], np.float32),
+                              np.asarray(vector, np.float32))
+    # A search by a stored vector finds it first, at a score of 1 (the same float32 numbers).
+    first = client.get_similar_items(vector=vectors[0], model_name="ext", k=3)
+    assert first[0]["unique_name"] == names[0]
+    assert first[0]["score"] == pytest.approx(1.0, abs=1e-6)
+    assert [item["unique_name"] for item in first] == [names[0], names[1], names[2]]
+
+
 def test_batches_of_one_session_are_one_job_with_progress(client: Any, session: Session) -> None:
     names = make_files(session, "c", 5)
     entries = [{"uniqueName": n, "embeddings": _vector(4, i)} for i, n in enumerate(names)]

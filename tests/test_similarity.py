@@ -13,7 +13,13 @@ from sqlalchemy.orm import Session
 
 from engine.db.analysis import EmbeddingSpace
 from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M, build_due
-from engine.embeddings.search import index_query, search_conditions, similar_items
+from engine.embeddings.search import (
+    QUERY_VECTOR,
+    index_query,
+    search_conditions,
+    similar_items,
+)
+from engine.embeddings.store import PackedVector
 from sdk.schemas import SimilarityQuery
 from tests.embedding_factory import collection_id, make_files
 
@@ -117,7 +123,7 @@ def test_the_hnsw_index_exists_and_the_unfiltered_search_uses_it(
     # may rightly prefer to sort them all.)
     assert session.scalar(text("SHOW hnsw.ef_search")) == "100"  # set as connections open
     session.execute(text("SET LOCAL enable_sort = off"))
-    plan = _explain(session, index_query(space, lake["points"][0].tolist(), K))
+    plan = _explain(session, index_query(space, K), lake["points"][0])
     assert f"Index Scan using {space.index_name}" in plan, plan
 
     # Filtered by a collection holding half the files, with statistics: the iterative index
@@ -127,14 +133,13 @@ def test_the_hnsw_index_exists_and_the_unfiltered_search_uses_it(
     request = SimilarityQuery(vector=[1.0] * DIM, model_name="clustered",
                               collection_id=collection_id(session, "even"))
     conditions = search_conditions(session, request)
-    plan = _explain(session, index_query(space, lake["points"][0].tolist(), K, conditions))
+    plan = _explain(session, index_query(space, K, conditions), lake["points"][0])
     assert f"Index Scan using {space.index_name}" in plan, plan
 
 
-def _explain(session: Session, statement: Any) -> str:
+def _explain(session: Session, statement: Any, vector: Any) -> str:
     compiled = statement.compile(dialect=session.get_bind().dialect)
-    params = {k: "[" + ",".join(map(str, v)) + "]" if isinstance(v, list) else v
-              for k, v in compiled.params.items()}
+    params = {**compiled.params, QUERY_VECTOR: PackedVector(vector)}
     cursor = session.connection().connection.cursor()
     cursor.execute("EXPLAIN " + str(compiled), params)
     return "\n".join(row[0] for row in cursor.fetchall())
