@@ -3,7 +3,7 @@
 Writing vectors never builds an index. Each space gets one partial HNSW index:
 
     CREATE INDEX CONCURRENTLY ix_embeddings_hnsw_<space> ON embeddings
-        USING hnsw ((vector::halfvec(<dim>)) halfvec_cosine_ops) WITH (m = 32, ef_construction = 64)
+        USING hnsw ((vector::halfvec(<dim>)) halfvec_cosine_ops) WITH (m = 32, ef_construction = 128)
         WHERE space_id = <space>
 
 (pgvector's documented way to index vectors of several dimensions in one column: an
@@ -45,15 +45,15 @@ from sdk.schemas import EmbeddingSpaceInfo
 
 log = logging.getLogger(__name__)
 
-# m = 32, not pgvector's default 16: on 100,000 clustered 2048-d vectors (bench/similarity.py)
-# HNSW graphs leave parts unreachable from the entry point, so now and then a search finds none
-# of its true neighbours. Single-process bulk builds, recall@10 at ef_search 100 (one build
-# each unless said): m = 16 (ef_construction 128) 0.990; m = 24 0.9995 and, rebuilt
-# concurrently in the bench, 0.9875; m = 24 (ef_construction 128) 0.9905; m = 32 0.998 and
-# 1.000 (two builds). m = 32 costs ~1 ms more per search and ~20% more build time.
+# m = 32 and ef_construction = 128, not pgvector's defaults (16, 64): on 100,000 clustered
+# 2048-d vectors (bench/similarity.py) HNSW graphs leave parts unreachable from the entry point,
+# so now and then a search finds none of its true neighbours, whatever ef_search. Single-process
+# bulk builds of one table, recall@10 at ef_search 100: m = 32, ef_construction 64 gave 0.994,
+# 0.9825, 0.994 (one or two of 200 queries finding none in each build); ef_construction 128 gave
+# 0.9995, 0.9945, 0.9985, 0.998 in ~25% more build time; m = 48 0.9995 in twice the time.
 # bench/README.md has the figures.
 HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_CONSTRUCTION = 128
 LOCK_CLASS = 0x4D4C  # the first key of the (int, int) advisory locks of index builds
 REQUEST_RETRY = timedelta(minutes=10)
 
