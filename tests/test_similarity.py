@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+import engine.embeddings.search as search_module
 from engine.db.analysis import EmbeddingSpace
 from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M, build_due
 from engine.embeddings.search import (
@@ -143,6 +144,28 @@ def _explain(session: Session, statement: Any, vector: Any) -> str:
     cursor = session.connection().connection.cursor()
     cursor.execute("EXPLAIN " + str(compiled), params)
     return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_a_small_indexed_space_is_searched_through_its_graph_not_sorted(
+        session: Session, lake: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # At 2,000 vectors the planner would sort them all; the unfiltered search rules sorting out
+    # for its transaction (with sorting ruled out the plan is the index scan, above), and only
+    # for spaces that small.
+    session.rollback()
+    request = SimilarityQuery(vector=lake["points"][0].tolist(), model_name="clustered", k=K)
+    assert similar_items(session=session, request=request).method == "index"
+    assert session.scalar(text("SELECT current_setting('enable_sort')")) == "off"
+    session.rollback()
+    assert session.scalar(text("SELECT current_setting('enable_sort')")) == "on"  # LOCAL
+    filtered = request.model_copy(update={"query": "metadata.bucket = 'common'"})
+    assert similar_items(session=session, request=filtered, exact_threshold=0).method in (
+        "iterative_index", "exact")
+    assert session.scalar(text("SELECT current_setting('enable_sort')")) == "on"
+    session.rollback()
+    monkeypatch.setattr(search_module, "SMALL_INDEX", N)  # a space this big: the planner's way
+    similar_items(session=session, request=request)
+    assert session.scalar(text("SELECT current_setting('enable_sort')")) == "on"
+    session.rollback()
 
 
 def test_a_collection_filter_returns_k_results_from_the_collection(

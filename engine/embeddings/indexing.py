@@ -3,8 +3,8 @@
 Writing vectors never builds an index. Each space gets one partial HNSW index:
 
     CREATE INDEX CONCURRENTLY ix_embeddings_hnsw_<space> ON embeddings
-        USING hnsw ((vector::halfvec(<dim>)) halfvec_cosine_ops) WITH (m = 32, ef_construction = 128)
-        WHERE space_id = <space>
+        USING hnsw ((vector::halfvec(<dim>)) halfvec_cosine_ops)
+        WITH (m = 32, ef_construction = 128) WHERE space_id = <space>
 
 (pgvector's documented way to index vectors of several dimensions in one column: an
 expression cast to the space's dimension, partial on the space; halfvec because `vector` HNSW
