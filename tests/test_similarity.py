@@ -182,24 +182,6 @@ def test_a_collection_filter_returns_k_results_from_the_collection(
     assert {f["unique_name"] for f in found} == truth
 
 
-def test_few_matches_are_scored_exactly_and_a_large_share_through_the_graph(
-        session: Session, lake: dict[str, Any]) -> None:
-    # 20 of 2,000 (1%): exact. Half the files (1,000, under EXACT_THRESHOLD but 50% of the
-    # space): exact scoring would cost ~40 us each, so the iterative index scan.
-    session.rollback()
-    query = lake["centers"][17].tolist()
-    rare = SimilarityQuery(vector=query, model_name="clustered", k=K,
-                           query='metadata.bucket="rare"')
-    assert similar_items(session=session, request=rare).method == "exact"
-    session.rollback()
-    even = SimilarityQuery(vector=query, model_name="clustered", k=K,
-                           collection_id=collection_id(session, "even"))
-    result = similar_items(session=session, request=even)
-    session.rollback()
-    assert result.method == "iterative_index"
-    assert len(result.items) == K
-
-
 def test_a_query_selecting_1_percent_still_returns_k_results(
         client: Any, lake: dict[str, Any]) -> None:
     names, points = lake["names"], lake["points"]

@@ -4,10 +4,10 @@
   expression and partial predicate the index was built with, so the planner uses it).
 - Filtered (a collection and/or a query + filter): the matching set is counted first, capped
   (the matching files, then, only if there are many, those with a vector in the space).
-  A small set (<= `EXACT_THRESHOLD` vectors and under `EXACT_SHARE` of the space) is scanned
-  exactly, bypassing the index through a MATERIALIZED CTE; a larger one uses pgvector 0.8's
-  iterative index scan (`hnsw.iterative_scan = relaxed_order`), which keeps walking the graph
-  until k rows pass the filter (or `hnsw.max_scan_tuples` is reached).
+  A small set (<= `EXACT_THRESHOLD` vectors) is scanned exactly, bypassing the index through a
+  MATERIALIZED CTE; a larger one uses pgvector 0.8's iterative index scan
+  (`hnsw.iterative_scan = relaxed_order`), which keeps walking the graph until k rows pass the
+  filter (or `hnsw.max_scan_tuples` is reached).
 - A space whose index is not built yet (it is built in bulk once writes go quiet,
   engine/embeddings/indexing.py) is always scanned exactly.
 - Whenever the index returns fewer rows than match (a filter so selective that the scan limit
@@ -46,7 +46,6 @@ from engine.query import file_conditions
 from sdk.schemas import SimilarItem, SimilarItems, SimilarityQuery
 
 EXACT_THRESHOLD = 5_000
-EXACT_SHARE = 0.05  # and under this share of the space's vectors (`similar_items`)
 SMALL_INDEX = 10_000  # below, the unfiltered search rules sorting out (`similar_items`)
 MAX_EF_SEARCH = 1_000
 MAX_SCAN_TUPLES = 100_000
@@ -214,11 +213,7 @@ def similar_items(*, session: Session, request: SimilarityQuery,
         few_files = matching <= exact_threshold
         if not few_files:
             matching = _count(session, space, conditions, cap)
-        # Exact when few match, in number and in share: scoring a 2048-d vector exactly costs
-        # ~40 us, so 1,000 of 10,000 (10%) took ~45 ms exactly, while at that share one in
-        # ten of the tuples the graph walk reads passes the filter.
-        few = matching <= exact_threshold and matching < EXACT_SHARE * space.indexed_rows
-        method = "exact" if few or not indexed else "iterative_index"
+        method = "exact" if matching <= exact_threshold or not indexed else "iterative_index"
     else:
         method = "index" if indexed else "exact"
     rows: list[Any] = []
