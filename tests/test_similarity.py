@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 import engine.embeddings.search as search_module
 from engine.db.analysis import EmbeddingSpace
+from engine.db.vectors import PackedVector
 from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M, build_due
 from engine.embeddings.search import (
     QUERY_VECTOR,
@@ -20,7 +21,6 @@ from engine.embeddings.search import (
     search_conditions,
     similar_items,
 )
-from engine.embeddings.store import PackedVector
 from sdk.schemas import SimilarityQuery
 from tests.embedding_factory import collection_id, make_files
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from engine.db.vectors import register_vector_dumper
 from engine.errors import Conflict, InvalidInput, ServiceUnavailable
 
 
@@ -28,10 +30,16 @@ HNSW_EF_SEARCH = 100
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
-    return create_engine(
+    engine = create_engine(
         sqlalchemy_url(url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
         connect_args={"options": f"-c hnsw.ef_search={HNSW_EF_SEARCH}"},
     )
+    event.listen(engine, "connect", _on_connect)
+    return engine
+
+
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    register_vector_dumper(dbapi_connection)  # vectors are bound in binary (engine/db/vectors)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

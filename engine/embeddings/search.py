@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from engine.db.analysis import Embedding, EmbeddingSpace
 from engine.db.models import Collection, File, collection_files
 from engine.db.session import HNSW_EF_SEARCH as EF_SEARCH
+from engine.db.vectors import PackedVector, VectorParam
 from engine.embeddings import spaces, store
 from engine.errors import CollectionNotFound, EmbeddingNotFound, InvalidInput
 from engine.query import file_conditions
@@ -65,12 +66,12 @@ QUERY_VECTOR = "query_vector"  # the bind parameter holding the query vector (`_
 def _query_vector(dim: int) -> ColumnElement[Any]:
     """The query vector as vector(dim). Its value is bound at execution (`_bind_vector`),
     so that statements can be built once and reused."""
-    return cast(bindparam(QUERY_VECTOR, type_=store.VectorParam()), VECTOR(dim))
+    return cast(bindparam(QUERY_VECTOR, type_=VectorParam()), VECTOR(dim))
 
 
 def _bind_vector(vector: Sequence[float]) -> dict[str, Any]:
-    """Execution parameters binding the query vector: once, in binary (`store.PackedVector`)."""
-    return {QUERY_VECTOR: store.PackedVector(vector)}
+    """Execution parameters binding the query vector: once, in binary (`PackedVector`)."""
+    return {QUERY_VECTOR: PackedVector(vector)}
 
 
 def _score(query: ColumnElement[Any], vector: Any = Embedding.vector) -> ColumnElement[Any]:

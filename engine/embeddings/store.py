@@ -8,21 +8,16 @@ HNSW index: a worker builds it in bulk once the writes go quiet (engine/embeddin
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import numpy as np
-import psycopg
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
-from sqlalchemy.types import UserDefinedType
 
 from engine.db.analysis import Embedding, EmbeddingSpace
 from engine.db.models import File
+from engine.db.vectors import PackedVector, VectorParam
 from engine.embeddings import spaces
 from engine.errors import FileNotFoundInLake, InvalidEmbeddings
 from engine.jobs.platforms.base import ModelVersionRef
@@ -59,46 +54,6 @@ def vector_problem(values: Sequence[float], dim: int) -> str | None:
     if not nonzero:
         return _ALL_ZEROS
     return None
-
-
-class PackedVector:
-    """A checked vector (`vector_problem`) as bound to SQL: float32, sent in pgvector's binary
-    form (`_PackedVectorDumper`). 8 KB for 2048 numbers instead of ~40 KB of text: on loopback
-    TCP the text did not fit the default 16 KB send buffer, so every search and insert waited
-    for the server to drain it, and the server parsed 2048 decimals (bench/README.md)."""
-
-    __slots__ = ("values",)
-
-    def __init__(self, values: Sequence[float]) -> None:
-        self.values = np.asarray(values, dtype=">f4")  # pgvector stores float4, big-endian
-
-
-class _PackedVectorDumper(Dumper):
-    """pgvector's binary input (`vector_recv`): dimension, a reserved 0, then the numbers.
-    With no type OID of its own (the extension's varies by database), PostgreSQL takes the
-    parameter's type from its context: the `vector` column written or the CAST around it."""
-
-    format = Format.BINARY
-    oid = 0
-
-    def dump(self, obj: PackedVector) -> bytes:
-        return _VECTOR_HEADER.pack(len(obj.values), 0) + obj.values.tobytes()
-
-
-_VECTOR_HEADER = struct.Struct(">HH")
-# On psycopg's global adapters, which every connection copies: wherever a PackedVector is
-# bound, this module (and so its dumper) is loaded.
-psycopg.adapters.register_dumper(PackedVector, _PackedVectorDumper)
-
-
-class VectorParam(UserDefinedType[PackedVector]):
-    """A bind parameter holding a `PackedVector`, passed to psycopg as is (no Python bind
-    processor, no bind cast): PostgreSQL types it from its context."""
-
-    cache_ok = True
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return "VECTOR"
 
 
 def check_vectors(vectors: Iterable[tuple[str, Sequence[float]]], dim: int) -> None:
