@@ -62,6 +62,7 @@ from common import (
     write_results,
 )
 
+from engine.db.session import libpq_url
 from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M
 from engine.embeddings.search import EF_SEARCH
 
@@ -246,9 +247,8 @@ def settle(engine: Engine) -> None:
     pages just built and analyses the new rows."""
     import psycopg
 
-    url = engine.database_url.replace("postgresql+psycopg://", "postgresql://")
     started = time.perf_counter()
-    with psycopg.connect(url, autocommit=True) as connection:
+    with psycopg.connect(libpq_url(engine.database_url), autocommit=True) as connection:
         connection.execute("CHECKPOINT")
         while connection.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
                                  "'autovacuum worker'").fetchone()[0] and \
@@ -264,8 +264,7 @@ def pgvector_alone(engine: Engine, space_name: str, queries: np.ndarray, truth: 
     alone (file ids only) at `ef_search`, and a few exact scans, for comparison."""
     import psycopg
 
-    url = engine.database_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(url) as connection:
+    with psycopg.connect(libpq_url(engine.database_url)) as connection:
         space, dim = connection.execute("SELECT id, dim FROM embedding_spaces WHERE name = %s",
                                         (space_name,)).fetchone() or (0, 0)
         names: dict[int, str] = dict(connection.execute(

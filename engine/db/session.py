@@ -23,6 +23,11 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
+def libpq_url(url: str) -> str:
+    """The same URL for psycopg / libpq directly (no SQLAlchemy driver prefix)."""
+    return sqlalchemy_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 # pgvector's HNSW search width, set for every connection when it opens (no statement per
 # search): recall@10 0.997 at 100,000 2048-d vectors (bench/README.md). Searches that need more
 # (k > 100, filtered iterative scans) raise it for their transaction.

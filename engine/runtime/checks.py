@@ -8,11 +8,10 @@ from engine.config import Settings
 def postgres_problem(database_url: str, *, timeout: float = 3) -> str | None:
     import psycopg
 
-    from engine.db.session import sqlalchemy_url
+    from engine.db.session import libpq_url
 
-    url = sqlalchemy_url(database_url).replace("postgresql+psycopg://", "postgresql://", 1)
     try:
-        with psycopg.connect(url, connect_timeout=max(1, int(timeout))) as conn:
+        with psycopg.connect(libpq_url(database_url), connect_timeout=max(1, int(timeout))) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
         return f"SQL ping failed: {first_line(exc)}"
