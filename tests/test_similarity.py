@@ -13,10 +13,9 @@ from sqlalchemy.orm import Session
 
 import engine.embeddings.search as search_module
 from engine.db.analysis import EmbeddingSpace
-from engine.db.vectors import PackedVector
 from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M, build_due
 from engine.embeddings.search import (
-    QUERY_VECTOR,
+    bind_vector,
     index_query,
     search_conditions,
     similar_items,
@@ -140,7 +139,7 @@ def test_the_hnsw_index_exists_and_the_unfiltered_search_uses_it(
 
 def _explain(session: Session, statement: Any, vector: Any) -> str:
     compiled = statement.compile(dialect=session.get_bind().dialect)
-    params = {**compiled.params, QUERY_VECTOR: PackedVector(vector)}
+    params = {**compiled.params, **bind_vector(vector)}
     cursor = session.connection().connection.cursor()
     cursor.execute("EXPLAIN " + str(compiled), params)
     return "\n".join(row[0] for row in cursor.fetchall())

@@ -60,16 +60,16 @@ def _space_condition(space_id: int) -> ColumnElement[bool]:
     return Embedding.space_id == literal_column(str(int(space_id)))
 
 
-QUERY_VECTOR = "query_vector"  # the bind parameter holding the query vector (`_bind_vector`)
+QUERY_VECTOR = "query_vector"  # the bind parameter holding the query vector (`bind_vector`)
 
 
 def _query_vector(dim: int) -> ColumnElement[Any]:
-    """The query vector as vector(dim). Its value is bound at execution (`_bind_vector`),
+    """The query vector as vector(dim). Its value is bound at execution (`bind_vector`),
     so that statements can be built once and reused."""
     return cast(bindparam(QUERY_VECTOR, type_=VectorParam()), VECTOR(dim))
 
 
-def _bind_vector(vector: Sequence[float]) -> dict[str, Any]:
+def bind_vector(vector: Sequence[float]) -> dict[str, Any]:
     """Execution parameters binding the query vector: once, in binary (`PackedVector`)."""
     return {QUERY_VECTOR: PackedVector(vector)}
 
@@ -82,7 +82,7 @@ def _score(query: ColumnElement[Any], vector: Any = Embedding.vector) -> ColumnE
 def index_query(space: EmbeddingSpace, limit: int,
                 conditions: Sequence[ColumnElement[bool]] = ()) -> Select[Any]:
     """Nearest `limit` files by the space's HNSW index: (unique_name, file_id, score); the
-    query vector is bound at execution (`_bind_vector`)."""
+    query vector is bound at execution (`bind_vector`)."""
     if not conditions:
         return _plain_index_query(int(space.id), int(space.dim), limit)
     return _build_index_query(space.id, space.dim, limit, conditions)
@@ -167,8 +167,9 @@ def search_conditions(session: Session,
 
 
 def _target(session: Session, space: EmbeddingSpace,
-            request: SimilarityQuery) -> tuple[list[float], int | None]:
-    """The query vector, and the file to leave out of the results (when searching by file)."""
+            request: SimilarityQuery) -> tuple[Sequence[float], int | None]:
+    """The query vector (as given, or the stored array: `bind_vector` packs either), and the
+    file to leave out of the results (when searching by file)."""
     if (request.unique_name is None) == (request.vector is None):
         raise InvalidInput("Pass either unique_name (a file whose neighbours to find) or "
                            "vector (a query vector), not both and not neither.")
@@ -177,7 +178,7 @@ def _target(session: Session, space: EmbeddingSpace,
         if problem:
             raise InvalidInput(f"The query vector {problem} (space {space.name!r} is "
                                f"{space.dim}-d).", space=space.name, dimension=space.dim)
-        return list(request.vector), None
+        return request.vector, None
     name = request.unique_name or ""
     file_id = store.file_ids(session, [name])[name]
     stored = session.scalar(select(Embedding.vector)
@@ -186,7 +187,7 @@ def _target(session: Session, space: EmbeddingSpace,
         raise EmbeddingNotFound(f"{name!r} has no embedding in {space.name!r}: generate or insert "
                                 "one first, or search by vector.", unique_name=name,
                                 space=space.name)
-    return [float(x) for x in stored], file_id
+    return stored, file_id
 
 
 def _set_local(session: Session, settings: dict[str, int | str]) -> None:
@@ -234,7 +235,7 @@ def similar_items(*, session: Session, request: SimilarityQuery,
             _set_local(session, settings)
         # On the session's connection: a Core statement needs none of the ORM's handling.
         rows = list(session.connection().execute(index_query(space, limit, conditions),
-                                                 _bind_vector(vector)))
+                                                 bind_vector(vector)))
         if len(rows) < limit:
             if matching is None:
                 matching = _count(session, space, conditions, limit)
@@ -242,7 +243,7 @@ def similar_items(*, session: Session, request: SimilarityQuery,
                 method = "exact"
     if method == "exact":
         rows = list(session.connection().execute(
-            exact_query(space, limit, conditions, few_files=few_files), _bind_vector(vector)))
+            exact_query(space, limit, conditions, few_files=few_files), bind_vector(vector)))
     items = sorted((SimilarItem(unique_name=row.unique_name, score=float(row.score))
                     for row in rows if row.file_id != leave_out),
                    key=lambda item: -item.score)
