@@ -14,10 +14,10 @@ the space holds METALAKE_INDEX_REBUILD_GROWTH more vectors than the last build c
 builds, new vectors go into the index one by one, as PostgreSQL does for any index.
 
 Why in bulk: on 100,000 clustered 2048-d vectors (bench/similarity.py) graphs built insert by
-insert found recall@10 0.96-0.99 over three builds, bulk-built ones (m = 32) 0.998-1.000; and
-importing them took 89 s of inserts + a 134 s build, against 373 s of inserts keeping an m = 24
-graph. Until a space's first build, its searches scan its vectors exactly (always correct;
-~0.7 s at 100,000 2048-d vectors).
+insert found recall@10 0.96-0.99 over three builds, bulk-built ones (m = 32, ef_construction
+128) 0.989-0.9995; and importing them took 75-100 s of inserts + a ~3 min build, against 373 s
+of inserts keeping an m = 24 graph. Until a space's first build, its searches scan its vectors
+exactly (always correct; ~0.7 s at 100,000 2048-d vectors).
 
 - `due_spaces` (each worker's sweep, engine/jobs/recovery.py): spaces that need a build now.
 - `request_builds`: marks them requested and sends one build task each to the control queue; a
