@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -53,7 +54,8 @@ def _info(client: Any, space: str = "ext") -> dict[str, Any]:
 
 @contextmanager
 def building(engine: Engine, space_id: int) -> Iterator[None]:
-    """Hold the space's build lock from another connection, as a running build does."""
+    """Hold the space's build lock from another connection, as a running build does (with
+    `indexing.TABLE_LOCK`: the lock every build takes while it runs)."""
     with engine.connect() as other:
         assert other.scalar(text("SELECT pg_try_advisory_lock(:c, :s)"),
                             {"c": indexing.LOCK_CLASS, "s": space_id})
@@ -140,6 +142,30 @@ def test_one_build_per_space_at_a_time_and_no_drop_during_a_build(
     build = build_index(engine, space_id)
     assert build is not None
     assert build.rows == 20
+
+
+def test_builds_of_two_spaces_queue_one_behind_the_other(
+        client: Any, session: Session) -> None:
+    # Run at once, CREATE INDEX CONCURRENTLY of one space and the ANALYZE closing another's
+    # build deadlocked, failing one build (seen with two spaces written together).
+    rng = np.random.default_rng(5)
+    for space in ("first", "second"):
+        names = make_files(session, f"queued_{space}", 30)
+        _insert(client, names, rng.random((30, DIM)), space)
+    first, second = _space(session, "first").id, _space(session, "second").id
+    session.rollback()
+    engine = session.get_bind()
+    with ThreadPoolExecutor(2) as pool:
+        with building(engine, indexing.TABLE_LOCK):
+            builds = [pool.submit(build_index, engine, space_id) for space_id in (first, second)]
+            time.sleep(1.5)
+            assert not any(build.done() for build in builds)  # both wait their turn
+            assert {s["name"]: s["index"] for s in client.list_embedding_spaces()} == {
+                "first": "building", "second": "building"}
+        results = [build.result(timeout=60) for build in builds]
+    assert [(r.space_id, r.rows) for r in results if r is not None] == [(first, 30), (second, 30)]
+    assert _valid(session, index_name(first))
+    assert _valid(session, index_name(second))
 
 
 def test_leftovers_of_an_interrupted_build_are_replaced(client: Any, session: Session) -> None:

@@ -23,8 +23,10 @@ exactly (always correct; ~0.7 s at 100,000 2048-d vectors).
 - `request_builds`: marks them requested and sends one build task each to the control queue; a
   request lost with the broker is sent again after `REQUEST_RETRY`.
 - `build_index` (the task): on its own autocommit connection, under a session advisory lock per
-  space (one build at a time; released by PostgreSQL if the builder dies). Searches and writes
-  go on while it runs.
+  space (one build per space; released by PostgreSQL if the builder dies), then queued on one
+  lock for the table: builds of two spaces at once deadlocked (one's CREATE INDEX CONCURRENTLY
+  waits for the other's transaction, whose ANALYZE waits for the first's lock on the table).
+  Searches and writes go on while it runs.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ log = logging.getLogger(__name__)
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 128
 LOCK_CLASS = 0x4D4C  # the first key of the (int, int) advisory locks of index builds
+TABLE_LOCK = 0  # the second key of the lock all builds queue on (no space has id 0)
+TABLE_LOCK_POLL = 0.5  # seconds between tries for it
 REQUEST_RETRY = timedelta(minutes=10)
 
 
@@ -158,9 +162,23 @@ def build_index(engine: Engine, space_id: int, *, memory: str = "1GB",
         if not connection.scalar(select(func.pg_try_advisory_lock(LOCK_CLASS, space_id))):
             return None
         try:
-            return _build(connection, space_id, memory=memory, workers=workers)
+            _wait_for_the_table(connection)
+            try:
+                return _build(connection, space_id, memory=memory, workers=workers)
+            finally:
+                connection.scalar(select(func.pg_advisory_unlock(LOCK_CLASS, TABLE_LOCK)))
         finally:
             connection.scalar(select(func.pg_advisory_unlock(LOCK_CLASS, space_id)))
+
+
+def _wait_for_the_table(connection: Connection) -> None:
+    """Take the table's build lock once no other build holds it. PostgreSQL runs builds one at
+    a time anyway (each locks the table), and overlapping ones deadlocked (module docstring).
+    Polled with a try-lock, not waited for in the database: CREATE INDEX CONCURRENTLY waits
+    for every transaction, and a statement waiting for the lock is one, so a build would wait
+    for its waiter (a deadlock as well)."""
+    while not connection.scalar(select(func.pg_try_advisory_lock(LOCK_CLASS, TABLE_LOCK))):
+        time.sleep(TABLE_LOCK_POLL)
 
 
 def _build(connection: Connection, space_id: int, *, memory: str, workers: int
