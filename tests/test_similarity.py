@@ -16,6 +16,7 @@ from engine.db.analysis import EmbeddingSpace
 from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M, build_due
 from engine.embeddings.search import (
     bind_vector,
+    exact_limit,
     index_query,
     search_conditions,
     similar_items,
@@ -156,14 +157,45 @@ def test_a_small_indexed_space_is_searched_through_its_graph_not_sorted(
     assert session.scalar(text("SELECT current_setting('enable_sort')")) == "off"
     session.rollback()
     assert session.scalar(text("SELECT current_setting('enable_sort')")) == "on"  # LOCAL
+    # A filtered search that goes through the graph rules sorting out too, whatever the size.
     filtered = request.model_copy(update={"query": "metadata.bucket = 'common'"})
-    assert similar_items(session=session, request=filtered, exact_threshold=0).method in (
-        "iterative_index", "exact")
+    assert similar_items(session=session, request=filtered,
+                         exact_threshold=0).method == "iterative_index"
+    assert session.scalar(text("SELECT current_setting('enable_sort')")) == "off"
+    session.rollback()
+    rare = request.model_copy(update={"query": "metadata.bucket = 'rare'"})
+    assert similar_items(session=session, request=rare).method == "exact"  # 20 of 2,000 match
     assert session.scalar(text("SELECT current_setting('enable_sort')")) == "on"
     session.rollback()
     monkeypatch.setattr(search_module, "SMALL_INDEX", N)  # a space this big: the planner's way
     similar_items(session=session, request=request)
     assert session.scalar(text("SELECT current_setting('enable_sort')")) == "on"
+    session.rollback()
+
+
+def test_filtered_searches_scan_exactly_only_while_few_vectors_match(
+        session: Session, lake: dict[str, Any]) -> None:
+    # The limit grows as the square root of the space (exact scans cost per match, the graph
+    # walk per vector passed over): 161 of these 2,000, 1,140 of 100,000.
+    assert [exact_limit(n) for n in (2_000, 10_000, 100_000)] == [161, 360, 1_140]
+    session.rollback()
+    points, names = lake["points"], lake["names"]
+    request = SimilarityQuery(vector=points[0].tolist(), model_name="clustered", k=K)
+    common = request.model_copy(update={"query": "metadata.bucket = 'common'"})  # 1,980
+    assert similar_items(session=session, request=common).method == "iterative_index"
+    session.rollback()
+    # What is counted is vectors in the space: 300 more `rare` files without one are not.
+    make_files(session, "vectorless", 300, metadata=[{"bucket": "rare"}] * 300)
+    rare = request.model_copy(update={"query": "metadata.bucket = 'rare'"})
+    space = session.scalars(select(EmbeddingSpace).where(EmbeddingSpace.name == "clustered")).one()
+    conditions = search_conditions(session, rare)
+    assert search_module._count(session, space, conditions, 1_000) == 20
+    assert search_module._count(session, space, conditions, 5) == 6  # stops past the cap
+    result = similar_items(session=session, request=rare)
+    assert result.method == "exact"
+    among = np.array([i for i in range(N) if i % 100 == 3])
+    assert {item.unique_name for item in result.items} == {
+        names[i] for i in _top(points, points[0], K, among)}
     session.rollback()
 
 

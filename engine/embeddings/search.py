@@ -2,12 +2,13 @@
 
 - Unfiltered: the space's HNSW index (`ORDER BY (vector::halfvec(dim)) <=> q LIMIT k`, the exact
   expression and partial predicate the index was built with, so the planner uses it).
-- Filtered (a collection and/or a query + filter): the matching set is counted first, capped
-  (the matching files, then, only if there are many, those with a vector in the space).
-  A small set (<= `EXACT_THRESHOLD` vectors) is scanned exactly, bypassing the index through a
-  MATERIALIZED CTE; a larger one uses pgvector 0.8's iterative index scan
+- Filtered (a collection and/or a query + filter): the matching vectors are counted first,
+  from the matching files, no further than a limit that grows with the space (`exact_limit`:
+  ~1,140 at 100,000 vectors). At most that many are scanned exactly, bypassing the index
+  through a MATERIALIZED CTE; more use pgvector 0.8's iterative index scan
   (`hnsw.iterative_scan = relaxed_order`), which keeps walking the graph until k rows pass the
-  filter (or `hnsw.max_scan_tuples` is reached).
+  filter (or `hnsw.max_scan_tuples` is reached). An exact scan costs per matching vector, the
+  iterative scan per vector it walks past, about k / (the share of the space that matches).
 - A space whose index is not built yet (it is built in bulk once writes go quiet,
   engine/embeddings/indexing.py) is always scanned exactly.
 - Whenever the index returns fewer rows than match (a filter so selective that the scan limit
@@ -20,6 +21,7 @@ by the halfvec distance, so results are re-sorted by score.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -46,7 +48,11 @@ from engine.errors import CollectionNotFound, EmbeddingNotFound, InvalidInput
 from engine.query import file_conditions
 from sdk.schemas import SimilarItem, SimilarItems, SimilarityQuery
 
-EXACT_THRESHOLD = 5_000
+EXACT_THRESHOLD = 5_000  # a space without an index: up to this many matches, driven from the files
+# Measured at 10k and 100k 2048-d vectors (bench/README.md): an exact scan takes ~14 µs per
+# matching vector, the iterative index scan ~0.18 ms divided by the share of the space that
+# matches. They cost the same at m matching of n vectors when m * m = EXACT_COST_RATIO * n.
+EXACT_COST_RATIO = 13
 SMALL_INDEX = 10_000  # below, the unfiltered search rules sorting out (`similar_items`)
 MAX_EF_SEARCH = 1_000
 MAX_SCAN_TUPLES = 100_000
@@ -136,19 +142,21 @@ def exact_query(space: EmbeddingSpace, limit: int,
     return select(materialized).order_by(materialized.c.score.desc()).limit(limit)
 
 
-def _count_files(session: Session, conditions: Sequence[ColumnElement[bool]], cap: int) -> int:
-    """How many files match, counting no further than `cap` + 1: a bound on the matching
-    vectors (a file has at most one per space) that needs no look at the vectors."""
-    matching = select(File.id).where(*conditions).limit(cap + 1).subquery()
-    return int(session.scalar(select(func.count()).select_from(matching)) or 0)
+def exact_limit(vectors: int) -> int:
+    """Up to how many matching vectors an exact scan is cheaper than the iterative index scan,
+    in an indexed space of `vectors` (1,140 at 100,000, 360 at 10,000)."""
+    return math.isqrt(EXACT_COST_RATIO * vectors)
 
 
 def _count(session: Session, space: EmbeddingSpace, conditions: Sequence[ColumnElement[bool]],
            cap: int) -> int:
-    """How many vectors match, counting no further than `cap` + 1."""
-    matching = (select(Embedding.id).select_from(Embedding)
-                .join(File, File.id == Embedding.file_id)
-                .where(_space_condition(space.id), *conditions).limit(cap + 1).subquery())
+    """How many vectors match, counting no further than `cap` + 1. Driven from the matching
+    files, each probed for its vector (`_vector_of_file`): when most files have one, that is
+    about `cap` probes, where a join would read the space's vectors first (at 100,000 vectors
+    and a 10% filter, 14 ms against 2)."""
+    row = _vector_of_file(space, Embedding.file_id)
+    matching = (select(row.c.file_id).select_from(File).join(row, true())
+                .where(*conditions).limit(cap + 1).subquery())
     return int(session.scalar(select(func.count()).select_from(matching)) or 0)
 
 
@@ -197,8 +205,10 @@ def _set_local(session: Session, settings: dict[str, int | str]) -> None:
 
 
 def similar_items(*, session: Session, request: SimilarityQuery,
-                  exact_threshold: int = EXACT_THRESHOLD) -> SimilarItems:
-    """The `request.k` files most similar to a file's vector or a given vector, best first."""
+                  exact_threshold: int | None = None) -> SimilarItems:
+    """The `request.k` files most similar to a file's vector or a given vector, best first.
+    `exact_threshold`: scan exactly up to this many matching vectors, instead of
+    `exact_limit` (tests set 0 to force the index)."""
     space = spaces.space_for_read(session, request.model_name)
     vector, leave_out = _target(session, space, request)
     conditions = search_conditions(session, request)
@@ -206,17 +216,18 @@ def similar_items(*, session: Session, request: SimilarityQuery,
 
     method: Method
     matching: int | None = None
-    few_files = False
     indexed = space.index_name is not None  # built yet? (engine/embeddings/indexing.py)
     if conditions:
+        if exact_threshold is None:
+            exact_threshold = exact_limit(space.indexed_rows) if indexed else EXACT_THRESHOLD
         cap = max(exact_threshold, limit)
-        # Files first (cheap): when few files match, so do few vectors, and no vector is read.
-        matching = _count_files(session, conditions, cap)
-        few_files = matching <= exact_threshold
-        if not few_files:
-            matching = _count(session, space, conditions, cap)
-        method = "exact" if matching <= exact_threshold or not indexed else "iterative_index"
+        matching = _count(session, space, conditions, cap)
+        # Counted to the end, the matching files are no more than the count has just read:
+        # driving the exact scan from them costs the same again, plus their vectors.
+        few_files = matching <= cap
+        method = "exact" if few_files or not indexed else "iterative_index"
     else:
+        few_files = False
         method = "index" if indexed else "exact"
     rows: list[Any] = []
     if method != "exact":
@@ -224,8 +235,10 @@ def similar_items(*, session: Session, request: SimilarityQuery,
         if limit > EF_SEARCH:  # EF_SEARCH itself is set as each connection opens
             settings["hnsw.ef_search"] = min(limit, MAX_EF_SEARCH)
         if method == "iterative_index":
+            # enable_sort off: the index is wanted (many match); a planner that underrates
+            # the filter's share could sort the space's vectors instead (at 10,000: ~50 ms).
             settings.update({"hnsw.iterative_scan": "relaxed_order",
-                             "hnsw.max_scan_tuples": MAX_SCAN_TUPLES})
+                             "hnsw.max_scan_tuples": MAX_SCAN_TUPLES, "enable_sort": "off"})
         elif space.indexed_rows < SMALL_INDEX:
             # A few thousand vectors: PostgreSQL's planner would rather sort them all (it does
             # not count reading each one from TOAST) than walk the graph, and the scores of all
