@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, UploadFile, status
+from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, UploadFile, status
 
 from engine.api.deps import ReadKey, SessionDep, SettingsDep, StorageDep, WriteKey
 from engine.api.routing import JSONRoute
@@ -23,6 +23,7 @@ from engine.errors import InvalidInput
 from engine.lake import collections as service
 from engine.lake.ingest import ingest
 from engine.lake.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from engine.lake.statistics import analyze_if_stale
 from engine.lake.upload import Upload, ingest_uploads
 
 router = APIRouter(tags=["collections"], route_class=JSONRoute)
@@ -64,9 +65,12 @@ def list_failures(collection_id: int, session: SessionDep, _: ReadKey,
 
 @router.post("/collections/ingest", response_model=IngestReport)
 def ingest_files(body: IngestRequest, session: SessionDep, settings: SettingsDep,
-                 storage: StorageDep, _: WriteKey) -> IngestReport:
+                 storage: StorageDep, _: WriteKey, request: Request,
+                 background: BackgroundTasks) -> IngestReport:
     """Register files in place: absolute paths the engine can read, or an s3:// prefix."""
-    return ingest(body, session=session, settings=settings, storage=storage)
+    report = ingest(body, session=session, settings=settings, storage=storage)
+    _analyze_after(request, background, report)
+    return report
 
 
 @router.post("/collections/{collection_name}/upload", response_model=IngestReport)
@@ -76,18 +80,30 @@ def upload_files(
     files: Annotated[list[UploadFile], File(description="The files' bytes.")],
     relative_paths: Annotated[list[str], Form(description="One per file, in order.")],
     session: SessionDep, settings: SettingsDep, storage: StorageDep, _: WriteKey,
+    request: Request, background: BackgroundTasks,
     metadata: Annotated[str, Form(description="A JSON object applied to every file.")] = "{}",
 ) -> IngestReport:
     """Copy files into managed storage and register them (needs METALAKE_MANAGED_STORAGE_URL)."""
     if len(files) != len(relative_paths):
         raise InvalidInput(f"Send one relative_paths field per file: got {len(files)} files "
                            f"and {len(relative_paths)} relative paths.")
-    return ingest_uploads(
+    report = ingest_uploads(
         session=session, settings=settings, storage=storage, collection_name=collection_name,
         content_type=content_type, metadata=_json_object(metadata, "metadata"),
         uploads=[Upload(relative_path=p, stream=f.file) for f, p in zip(files, relative_paths,
                                                                          strict=True)],
     )
+    _analyze_after(request, background, report)
+    return report
+
+
+def _analyze_after(request: Request, background: BackgroundTasks, report: IngestReport) -> None:
+    """Once the response is sent (the ingest committed), bring the planner's statistics of
+    `files` up to date if this and earlier ingests changed enough of it
+    (engine/lake/statistics.py)."""
+    if report.added or report.updated:
+        background.add_task(analyze_if_stale, request.app.state.db_engine,
+                            just_written=report.added + report.updated)
 
 
 @router.get("/storage", response_model=StorageInfo)

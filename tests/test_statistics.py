@@ -1,0 +1,67 @@
+"""The planner's statistics of `files` are brought up to date after large ingests
+(engine/lake/statistics.py), not a minute later by autovacuum: the ingest route analyzes the
+table after its response once a tenth of it changed, and leaves it alone after small ones."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from engine.config import Settings
+from engine.lake import statistics
+from engine.storage import file_uri
+
+
+@pytest.fixture
+def api_settings(settings: Settings, tmp_path: Path) -> Settings:
+    return settings.model_copy(update={"managed_storage_url": file_uri(tmp_path / "managed")})
+
+
+def _placeholders(folder: Path, count: int, start: int = 0) -> Path:
+    """`count` tiny distinct JPEGs (one image, a different trailing byte string each)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (90, 120, 150)).save(buffer, "JPEG")
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + count):
+        (folder / f"f{i:05d}.jpg").write_bytes(buffer.getvalue() + str(i).encode())
+    return folder
+
+
+def _analyzed(session: Session) -> tuple[Any, float]:
+    """When `files` was last analyzed by a statement (not autovacuum), and its planner rows."""
+    session.rollback()
+    row = session.execute(text(
+        "SELECT s.last_analyze, c.reltuples FROM pg_stat_user_tables s "
+        "JOIN pg_class c ON c.oid = s.relid WHERE s.relid = 'files'::regclass")).one()
+    session.rollback()
+    return row[0], float(row[1])
+
+
+def test_a_large_ingest_analyzes_files_and_a_small_one_does_not(
+        client: Any, session: Session, tmp_path: Path) -> None:
+    assert _analyzed(session)[0] is None
+    client.upload_files_to_collection(_placeholders(tmp_path / "big", 600), "image", "big",
+                                      {"shard": "s1"})
+    deadline = time.monotonic() + 20
+    while (analyzed := _analyzed(session))[0] is None and time.monotonic() < deadline:
+        time.sleep(0.2)  # after the response: a background task
+    last, rows = analyzed
+    assert last is not None, "files was not analyzed after 600 files were ingested"
+    # The SDK uploads 200 at a time: the planner is at most one batch (under the floor) behind.
+    assert 600 - statistics.STALE_ROWS < rows <= 600
+
+    client.upload_files_to_collection(_placeholders(tmp_path / "small", 20, start=600),
+                                      "image", "small")
+    time.sleep(1)
+    assert _analyzed(session)[0] == last  # few changed since, under the 500-row floor
+    assert statistics.analyze_if_stale(session.get_bind()) is False
+    # with as many rows again as the caller says it wrote, and not yet counted: analyzed
+    assert statistics.analyze_if_stale(session.get_bind(), just_written=500) is True
+    assert _analyzed(session)[1] == 620
