@@ -1,6 +1,7 @@
-"""The planner's statistics of `files` are brought up to date after large ingests
-(engine/lake/statistics.py), not a minute later by autovacuum: the ingest route analyzes the
-table after its response once a tenth of it changed, and leaves it alone after small ones."""
+"""The planner's statistics of `files` and `collection_files` are brought up to date after
+large ingests (engine/lake/statistics.py), not a minute later by autovacuum: the ingest route
+analyzes each table after its response once a tenth of it changed, and leaves them alone after
+small ones."""
 
 from __future__ import annotations
 
@@ -34,12 +35,12 @@ def _placeholders(folder: Path, count: int, start: int = 0) -> Path:
     return folder
 
 
-def _analyzed(session: Session) -> tuple[Any, float]:
-    """When `files` was last analyzed by a statement (not autovacuum), and its planner rows."""
+def _analyzed(session: Session, table: str = "files") -> tuple[Any, float]:
+    """When `table` was last analyzed by a statement (not autovacuum), and its planner rows."""
     session.rollback()
     row = session.execute(text(
         "SELECT s.last_analyze, c.reltuples FROM pg_stat_user_tables s "
-        "JOIN pg_class c ON c.oid = s.relid WHERE s.relid = 'files'::regclass")).one()
+        "JOIN pg_class c ON c.oid = s.relid WHERE s.relid = to_regclass(:t)"), {"t": table}).one()
     session.rollback()
     return row[0], float(row[1])
 
@@ -47,6 +48,7 @@ def _analyzed(session: Session) -> tuple[Any, float]:
 def test_a_large_ingest_analyzes_files_and_a_small_one_does_not(
         client: Any, session: Session, tmp_path: Path) -> None:
     assert _analyzed(session)[0] is None
+    assert _analyzed(session, "collection_files")[0] is None
     client.upload_files_to_collection(_placeholders(tmp_path / "big", 600), "image", "big",
                                       {"shard": "s1"})
     deadline = time.monotonic() + 20
@@ -56,12 +58,17 @@ def test_a_large_ingest_analyzes_files_and_a_small_one_does_not(
     assert last is not None, "files was not analyzed after 600 files were ingested"
     # The SDK uploads 200 at a time: the planner is at most one batch (under the floor) behind.
     assert 600 - statistics.STALE_ROWS < rows <= 600
+    links_analyzed, links = _analyzed(session, "collection_files")  # a link per file
+    assert links_analyzed is not None
+    assert 600 - statistics.STALE_ROWS < links <= 600
 
     client.upload_files_to_collection(_placeholders(tmp_path / "small", 20, start=600),
                                       "image", "small")
     time.sleep(1)
     assert _analyzed(session)[0] == last  # few changed since, under the 500-row floor
-    assert statistics.analyze_if_stale(session.get_bind()) is False
+    assert statistics.analyze_if_stale(session.get_bind()) == []
     # with as many rows again as the caller says it wrote, and not yet counted: analyzed
-    assert statistics.analyze_if_stale(session.get_bind(), just_written=500) is True
+    assert statistics.analyze_if_stale(session.get_bind(), just_written=500) == [
+        "files", "collection_files"]
     assert _analyzed(session)[1] == 620
+    assert _analyzed(session, "collection_files")[1] == 620

@@ -99,8 +99,8 @@ def upload_files(
 
 def _analyze_after(request: Request, background: BackgroundTasks, report: IngestReport) -> None:
     """Once the response is sent (the ingest committed), bring the planner's statistics of
-    `files` up to date if this and earlier ingests changed enough of it
-    (engine/lake/statistics.py)."""
+    `files` and `collection_files` up to date if this and earlier ingests changed enough of
+    them (engine/lake/statistics.py)."""
     if report.added or report.updated:
         background.add_task(analyze_if_stale, request.app.state.db_engine,
                             just_written=report.added + report.updated)
