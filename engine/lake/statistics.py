@@ -29,17 +29,17 @@ LOCK = (0x4D53, 0)  # the (int, int) advisory lock one analysis at a time holds
 TABLES = ("files", "collection_files")  # what an ingest writes (and IngestFailure, rarely read)
 
 
-def changed_rows(engine: Engine, table: str) -> tuple[int, float]:
-    """Rows of `table` inserted, updated or deleted since its last analysis (as far as the
-    statistics collector has heard: a backend reports within about a second), and the rows the
-    planner believes it holds (-1: never analyzed)."""
+def changed_rows(engine: Engine) -> dict[str, tuple[int, float]]:
+    """For each of `TABLES`: its rows inserted, updated or deleted since its last analysis (as
+    far as the statistics collector has heard: a backend reports within about a second), and
+    the rows the planner believes it holds (-1: never analyzed)."""
     with engine.connect() as connection:
-        changed, rows = connection.execute(text(
-            "SELECT s.n_mod_since_analyze, c.reltuples FROM pg_stat_user_tables s "
-            "JOIN pg_class c ON c.oid = s.relid WHERE s.relid = to_regclass(:table)"),
-            {"table": table}).one()
+        rows = connection.execute(text(
+            "SELECT s.relname, s.n_mod_since_analyze, c.reltuples FROM pg_stat_user_tables s "
+            "JOIN pg_class c ON c.oid = s.relid WHERE s.relname = ANY(:tables) "
+            "AND s.schemaname = current_schema()"), {"tables": list(TABLES)}).all()
         connection.rollback()
-    return int(changed), float(rows)
+    return {name: (int(changed), float(planned)) for name, changed, planned in rows}
 
 
 def analyze_if_stale(engine: Engine, *, just_written: int = 0) -> list[str]:
@@ -50,8 +50,9 @@ def analyze_if_stale(engine: Engine, *, just_written: int = 0) -> list[str]:
     a minute)."""
     analyzed: list[str] = []
     try:
+        changed = changed_rows(engine)
         stale = [table for table in TABLES
-                 if _stale(*changed_rows(engine, table), just_written=just_written)]
+                 if table in changed and _stale(*changed[table], just_written=just_written)]
         if not stale:
             return analyzed
         with engine.connect() as raw:
