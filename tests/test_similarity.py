@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 import engine.embeddings.search as search_module
+from engine.api import fast_search
 from engine.db.analysis import EmbeddingSpace
 from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M, build_due
 from engine.embeddings.search import (
@@ -21,6 +22,7 @@ from engine.embeddings.search import (
     search_conditions,
     similar_items,
 )
+from sdk import Client
 from sdk.schemas import SimilarityQuery
 from tests.embedding_factory import collection_id, make_files
 
@@ -304,3 +306,61 @@ def test_searching_needs_one_target_of_the_right_dimension(
     with pytest.raises(BadRequest):
         client.get_similar_items(vector=lake["centers"][0], model_name="clustered",
                                  query="metadata.bucket=")
+
+
+def test_plain_searches_are_answered_before_routing_exactly_as_the_route_would(
+        client: Any, session: Session, lake: dict[str, Any], make_key: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # engine/api/fast_search.py: the same statements on the raw connection; anything it does
+    # not answer goes to the route, errors included.
+    answered: list[str] = []
+    search_fast = fast_search._search
+
+    def counted(*args: Any) -> Any:
+        result = search_fast(*args)
+        answered.append("fast" if result is not None else "route")
+        return result
+
+    monkeypatch.setattr(fast_search, "_search", counted)
+    points, names = lake["points"], lake["names"]
+    client.get_similar_items(vector=points[1], model_name="clustered", k=K)  # records the key
+    answered.clear()
+    for row in (0, 777, 1999):
+        found = client.get_similar_items(vector=points[row], model_name="clustered", k=K)
+        session.rollback()
+        route = similar_items(session=session, request=SimilarityQuery(
+            vector=points[row].tolist(), model_name="clustered", k=K))
+        session.rollback()
+        assert found == [item.model_dump() for item in route.items]
+        assert names[row] in {f["unique_name"] for f in found}
+    assert answered == ["fast"] * 3
+    response = client._http.post("/search/similar", json={
+        "vector": points[0].tolist(), "model_name": "clustered", "k": K})
+    assert response.json()["method"] == "index"
+    assert response.json()["space"] == "clustered"
+
+    answered.clear()
+    # Filters, searches by file and k above ef_search go to the route without a try.
+    assert len(client.get_similar_items(vector=points[0], model_name="clustered", k=K,
+                                        query="metadata.bucket = 'rare'")) == K
+    assert len(client.get_similar_items(names[0], None, "clustered", K)) == K
+    assert len(client.get_similar_items(vector=points[0], model_name="clustered", k=150)) == 150
+    assert answered == []
+    # Unknown keys and spaces, wrong dimensions: the route's own errors.
+    for body, status, code in (
+            ({"model_name": "nope"}, 404, "embedding_space_not_found"),
+            ({"vector": [1.0, 2.0]}, 400, "invalid_input")):
+        response = client._http.post("/search/similar", json={
+            "vector": points[0].tolist(), "model_name": "clustered", "k": K, **body})
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["code"] == code
+    stranger = client._http.post("/search/similar", headers={"Authorization": "Bearer mlk_x"},
+                                 json={"vector": points[0].tolist(), "model_name": "clustered"})
+    assert stranger.status_code == 401
+    # A key not used within the minute is recorded by the route, then answered here.
+    fresh = make_key("read", name="fresh")
+    answered.clear()
+    with Client(client.url, fresh) as reader:
+        for _ in range(2):
+            reader.get_similar_items(vector=points[0], model_name="clustered", k=K)
+    assert answered == ["route", "fast"]

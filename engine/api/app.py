@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from engine import __version__
 from engine.api.errors import install_error_handlers
+from engine.api.fast_search import FastSearch
 from engine.api.routes import annotations as annotation_routes
 from engine.api.routes import collections, embeddings, health, items, jobs, keys, models
 from engine.config import Settings
@@ -43,6 +44,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.session_factory = make_session_factory(db_engine)
     app.state.storage = Storage.from_settings(settings)
     install_error_handlers(app)
+    # The common search, answered before routing (engine/api/fast_search.py).
+    app.add_middleware(FastSearch, db_engine=db_engine)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(keys.router, prefix=API_PREFIX)
     app.include_router(collections.router, prefix=API_PREFIX)
