@@ -2,9 +2,10 @@
 vector of an indexed space, with a valid key.
 
 Measured at 100,000 2048-d vectors through the SDK, alternating with the regular route on the
-same database: p50 5.8 / p95 7.2 ms against 8.8 / 10.9 ms (bench/README.md). The regular route
-spends ~3 ms around pgvector's own ~2.7 ms: matching ~50 routes, solving dependencies, and the
-key lookup, space lookup, search and commit each going through SQLAlchemy's execution layer.
+same database: p50 6.0-6.3 / p95 8.0-8.3 ms against 7.7-8.2 / 10.4-10.6 ms (bench/README.md).
+The regular route spends ~3 ms around pgvector's own ~2.7 ms: matching ~50 routes, solving
+dependencies, and the key lookup, space lookup, search and commit each going through
+SQLAlchemy's execution layer.
 
 This path runs the same prebuilt statements (`auth._KEY_LOOKUP`, `spaces._NAMED`,
 `search.index_query`) on the pooled connection's psycopg cursor, as prepared statements, in one
