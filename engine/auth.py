@@ -64,6 +64,12 @@ _KEY_LOOKUP = (select(ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.last_used_at
                .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)))
 
 
+def use_to_record(last_used_at: datetime | None, now: datetime) -> bool:
+    """Whether a key's use now is to be written: at most once a minute, since a write on every
+    request would make all requests made with one key queue on that row's lock."""
+    return last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION
+
+
 def authenticate(*, session: Session, key: str | None) -> Principal:
     if not key:
         raise Unauthorized()
@@ -71,9 +77,7 @@ def authenticate(*, session: Session, key: str | None) -> Principal:
     if row is None:
         raise Unauthorized("The API key is not valid (unknown or revoked).")
     now = datetime.now(UTC)
-    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
-        # Recorded at most once a minute: a write on every request would make all requests
-        # made with one key queue on that row's lock.
+    if use_to_record(row.last_used_at, now):
         session.execute(
             update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now)
         )

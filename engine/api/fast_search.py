@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from engine import auth
 from engine.db.session import HNSW_EF_SEARCH
 from engine.embeddings import search, spaces, store
-from sdk.schemas import SimilarItem, SimilarItems, SimilarityQuery
+from sdk.schemas import SimilarItems, SimilarityQuery
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -39,7 +39,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-PATH = "/api/v1/search/similar"
 MAX_BODY = 1 << 20  # a 4,000-d vector is ~80 KB of JSON; larger bodies go to the route unread
 _DIALECT = postgresql.psycopg.dialect()  # type: ignore[attr-defined,no-untyped-call]
 
@@ -61,10 +60,9 @@ def _search(db: Engine, key: str, request: SimilarityQuery) -> SimilarItems | No
                                  prepare=True).fetchone()
         if key_row is None:
             return None  # the route answers 401
-        _, name, scopes, last_used = key_row
-        principal = auth.Principal(key_id=key_row[0], name=name, scopes=frozenset(scopes))
-        if not principal.has("read") or last_used is None or \
-                datetime.now(UTC) - last_used > auth.LAST_USED_RESOLUTION:
+        key_id, name, scopes, last_used = key_row
+        principal = auth.Principal(key_id=key_id, name=name, scopes=frozenset(scopes))
+        if not principal.has("read") or auth.use_to_record(last_used, datetime.now(UTC)):
             return None  # a 403, or a use to record: the route does both
         sql, params = _sql(spaces._NAMED)
         cursor.execute(sql, {**params, "model_name": request.model_name}, prepare=True)
@@ -75,8 +73,10 @@ def _search(db: Engine, key: str, request: SimilarityQuery) -> SimilarItems | No
                          strict=True))
         if space["index_name"] is None or len(request.vector or ()) != space["dim"]:
             return None
-        if space["indexed_rows"] < search.SMALL_INDEX:  # as search.similar_items does
-            cursor.execute("SELECT set_config('enable_sort', 'off', true)", prepare=True)
+        settings = search.index_settings("index", request.k, space["indexed_rows"])
+        if settings:
+            sql, params = _sql(search.set_local_statement(settings))
+            cursor.execute(sql, params, prepare=True)
         sql, params = _sql(search._plain_index_query(int(space["id"]), int(space["dim"]),
                                                      request.k))
         rows = cursor.execute(sql, {**params, **search.bind_vector(request.vector or [])},
@@ -84,9 +84,8 @@ def _search(db: Engine, key: str, request: SimilarityQuery) -> SimilarItems | No
         connection.commit()
     finally:
         connection.close()  # back to the pool, rolled back if still open
-    items = sorted((SimilarItem(unique_name=row[0], score=float(row[2])) for row in rows),
-                   key=lambda item: -item.score)
-    return SimilarItems(space=space["name"], method="index", items=items)
+    return SimilarItems(space=space["name"], method="index",
+                        items=search.ranked_items(rows, None, request.k))
 
 
 def _plain(request: SimilarityQuery) -> bool:
@@ -100,12 +99,13 @@ def _plain(request: SimilarityQuery) -> bool:
 class FastSearch:
     """ASGI middleware answering plain searches (module docstring); everything else passes."""
 
-    def __init__(self, app: ASGIApp, db_engine: Engine) -> None:
+    def __init__(self, app: ASGIApp, db_engine: Engine, path: str) -> None:
         self.app = app
         self.db = db_engine
+        self.path = path  # the search route's
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
             await self.app(scope, receive, send)
             return
         body, messages = await _read_body(receive)

@@ -198,10 +198,42 @@ def _target(session: Session, space: EmbeddingSpace,
     return stored, file_id
 
 
-def _set_local(session: Session, settings: dict[str, int | str]) -> None:
-    """SET LOCAL each setting (for this transaction), in one round trip."""
-    session.execute(select(*(func.set_config(name, str(value), literal(True))
-                             for name, value in settings.items())))
+def index_settings(method: Method, limit: int, indexed_rows: int) -> dict[str, int | str]:
+    """What a search through the index sets for its transaction (`set_local_statement`)."""
+    settings: dict[str, int | str] = {}
+    if limit > EF_SEARCH:  # EF_SEARCH itself is set as each connection opens
+        settings["hnsw.ef_search"] = min(limit, MAX_EF_SEARCH)
+    if method == "iterative_index":
+        # enable_sort off: the index is wanted (many match); a planner that underrates
+        # the filter's share could sort the space's vectors instead (at 10,000: ~50 ms).
+        settings.update({"hnsw.iterative_scan": "relaxed_order",
+                         "hnsw.max_scan_tuples": MAX_SCAN_TUPLES, "enable_sort": "off"})
+    elif indexed_rows < SMALL_INDEX:
+        # A few thousand vectors: PostgreSQL's planner would rather sort them all (it does
+        # not count reading each one from TOAST) than walk the graph, and the scores of all
+        # are computed before the sort. At 1,000 2048-d vectors that took ~21 ms a search.
+        settings["enable_sort"] = "off"
+    return settings
+
+
+def set_local_statement(settings: dict[str, int | str]) -> Select[Any]:
+    """SET LOCAL each setting (for this transaction), in one statement."""
+    return _set_local_statement(tuple(settings.items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _set_local_statement(settings: tuple[tuple[str, int | str], ...]) -> Select[Any]:
+    return select(*(func.set_config(name, str(value), literal(True))
+                    for name, value in settings))
+
+
+def ranked_items(rows: Sequence[Any], leave_out: int | None, k: int) -> list[SimilarItem]:
+    """The best `k` of rows (unique_name, file_id, score) from `index_query` or `exact_query`,
+    best first, without the file `leave_out`."""
+    items = sorted((SimilarItem(unique_name=row[0], score=float(row[2]))
+                    for row in rows if row[1] != leave_out),
+                   key=lambda item: -item.score)
+    return items[:k]
 
 
 def similar_items(*, session: Session, request: SimilarityQuery,
@@ -231,21 +263,9 @@ def similar_items(*, session: Session, request: SimilarityQuery,
         method = "index" if indexed else "exact"
     rows: list[Any] = []
     if method != "exact":
-        settings: dict[str, int | str] = {}
-        if limit > EF_SEARCH:  # EF_SEARCH itself is set as each connection opens
-            settings["hnsw.ef_search"] = min(limit, MAX_EF_SEARCH)
-        if method == "iterative_index":
-            # enable_sort off: the index is wanted (many match); a planner that underrates
-            # the filter's share could sort the space's vectors instead (at 10,000: ~50 ms).
-            settings.update({"hnsw.iterative_scan": "relaxed_order",
-                             "hnsw.max_scan_tuples": MAX_SCAN_TUPLES, "enable_sort": "off"})
-        elif space.indexed_rows < SMALL_INDEX:
-            # A few thousand vectors: PostgreSQL's planner would rather sort them all (it does
-            # not count reading each one from TOAST) than walk the graph, and the scores of all
-            # are computed before the sort. At 1,000 2048-d vectors that took ~21 ms a search.
-            settings["enable_sort"] = "off"
+        settings = index_settings(method, limit, space.indexed_rows)
         if settings:
-            _set_local(session, settings)
+            session.execute(set_local_statement(settings))
         # On the session's connection: a Core statement needs none of the ORM's handling.
         rows = list(session.connection().execute(index_query(space, limit, conditions),
                                                  bind_vector(vector)))
@@ -257,7 +277,5 @@ def similar_items(*, session: Session, request: SimilarityQuery,
     if method == "exact":
         rows = list(session.connection().execute(
             exact_query(space, limit, conditions, few_files=few_files), bind_vector(vector)))
-    items = sorted((SimilarItem(unique_name=row.unique_name, score=float(row.score))
-                    for row in rows if row.file_id != leave_out),
-                   key=lambda item: -item.score)
-    return SimilarItems(space=space.name, method=method, items=items[:request.k])
+    return SimilarItems(space=space.name, method=method,
+                        items=ranked_items(rows, leave_out, request.k))

@@ -52,7 +52,10 @@ def list_spaces(session: SessionDep, _: ReadKey) -> list[EmbeddingSpaceInfo]:
     return indexing.space_info(session)
 
 
-@router.post("/search/similar", response_model=SimilarItems)
+SIMILAR_PATH = "/search/similar"  # also answered before routing (engine/api/fast_search.py)
+
+
+@router.post(SIMILAR_PATH, response_model=SimilarItems)
 async def similar(body: SimilarityQuery, request: Request, key: KeyGiven) -> SimilarItems:
     """The k files most similar (cosine) to a file's vector or to a given vector."""
     # The key check, the search and the commit in one thread-pool call (latency, bench/README).
