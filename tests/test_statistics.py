@@ -5,19 +5,18 @@ small ones."""
 
 from __future__ import annotations
 
-import io
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from engine.config import Settings
 from engine.lake import statistics
 from engine.storage import file_uri
+from tests import imagegen
 
 
 @pytest.fixture
@@ -26,12 +25,9 @@ def api_settings(settings: Settings, tmp_path: Path) -> Settings:
 
 
 def _placeholders(folder: Path, count: int, start: int = 0) -> Path:
-    """`count` tiny distinct JPEGs (one image, a different trailing byte string each)."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), (90, 120, 150)).save(buffer, "JPEG")
-    folder.mkdir(parents=True, exist_ok=True)
+    """`count` small distinct JPEGs."""
     for i in range(start, start + count):
-        (folder / f"f{i:05d}.jpg").write_bytes(buffer.getvalue() + str(i).encode())
+        imagegen.image(folder / f"f{i:05d}.jpg", (8, 8), seed=i)
     return folder
 
 
