@@ -60,8 +60,8 @@ def create_key(*, session: Session, name: str, scopes: Sequence[str]) -> tuple[s
 
 # Runs on every request: the columns it needs (not the ORM entity), in a statement built once
 # and executed on the session's connection (Core, no ORM layer): ~0.3 ms less per request.
-_KEY_LOOKUP = (select(ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.last_used_at)
-               .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)))
+KEY_LOOKUP = (select(ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.last_used_at)
+              .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)))
 
 
 def use_to_record(last_used_at: datetime | None, now: datetime) -> bool:
@@ -73,7 +73,7 @@ def use_to_record(last_used_at: datetime | None, now: datetime) -> bool:
 def authenticate(*, session: Session, key: str | None) -> Principal:
     if not key:
         raise Unauthorized()
-    row = session.connection().execute(_KEY_LOOKUP, {"key_hash": hash_key(key)}).one_or_none()
+    row = session.connection().execute(KEY_LOOKUP, {"key_hash": hash_key(key)}).one_or_none()
     if row is None:
         raise Unauthorized("The API key is not valid (unknown or revoked).")
     now = datetime.now(UTC)

@@ -345,6 +345,10 @@ def test_plain_searches_are_answered_before_routing_exactly_as_the_route_would(
                                         query="metadata.bucket = 'rare'")) == K
     assert len(client.get_similar_items(names[0], None, "clustered", K)) == K
     assert len(client.get_similar_items(vector=points[0], model_name="clustered", k=150)) == 150
+    # So does "default", which only the route resolves (to the default model's space).
+    default = client._http.post("/search/similar", json={
+        "vector": points[0].tolist(), "model_name": "default", "k": K})
+    assert default.status_code == 404, default.text
     assert answered == []
     # Unknown keys and spaces, wrong dimensions: the route's own errors.
     for body, status, code in (

@@ -7,9 +7,9 @@ The regular route spends ~3 ms around pgvector's own ~2.7 ms: matching ~50 route
 dependencies, and the key lookup, space lookup, search and commit each going through
 SQLAlchemy's execution layer.
 
-This path runs the same prebuilt statements (`auth._KEY_LOOKUP`, `spaces._NAMED`,
-`search.index_query`) on the pooled connection's psycopg cursor, as prepared statements, in one
-transaction. It answers only what it can answer exactly as the route would; anything else (a
+This path runs the same prebuilt statements (`auth.KEY_LOOKUP`, `spaces.NAMED_SPACE`,
+`search.plain_index_query`) on the pooled connection's psycopg cursor, as prepared statements,
+in one transaction. It answers only what it can answer exactly as the route would; anything else (a
 filter, a search by file, k above ef_search, a space without an index, a key to record as used,
 any invalid or unknown input) is handed to the route untouched, with its body, so every answer
 and every error keeps one definition.
@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from engine import auth
 from engine.db.session import HNSW_EF_SEARCH
 from engine.embeddings import search, spaces, store
+from engine.registry.store import DEFAULT
 from sdk.schemas import SimilarItems, SimilarityQuery
 
 Scope = MutableMapping[str, Any]
@@ -55,7 +56,7 @@ def _search(db: Engine, key: str, request: SimilarityQuery) -> SimilarItems | No
     connection = db.raw_connection()  # pooled, pinged, binary vectors registered
     try:
         cursor = connection.driver_connection.cursor()  # type: ignore[union-attr]
-        sql, params = _sql(auth._KEY_LOOKUP)
+        sql, params = _sql(auth.KEY_LOOKUP)
         key_row = cursor.execute(sql, {**params, "key_hash": auth.hash_key(key)},
                                  prepare=True).fetchone()
         if key_row is None:
@@ -64,7 +65,7 @@ def _search(db: Engine, key: str, request: SimilarityQuery) -> SimilarItems | No
         principal = auth.Principal(key_id=key_id, name=name, scopes=frozenset(scopes))
         if not principal.has("read") or auth.use_to_record(last_used, datetime.now(UTC)):
             return None  # a 403, or a use to record: the route does both
-        sql, params = _sql(spaces._NAMED)
+        sql, params = _sql(spaces.NAMED_SPACE)
         cursor.execute(sql, {**params, "model_name": request.model_name}, prepare=True)
         space_row = cursor.fetchone()
         if space_row is None:
@@ -77,8 +78,8 @@ def _search(db: Engine, key: str, request: SimilarityQuery) -> SimilarItems | No
         if settings:
             sql, params = _sql(search.set_local_statement(settings))
             cursor.execute(sql, params, prepare=True)
-        sql, params = _sql(search._plain_index_query(int(space["id"]), int(space["dim"]),
-                                                     request.k))
+        sql, params = _sql(search.plain_index_query(int(space["id"]), int(space["dim"]),
+                                                    request.k))
         rows = cursor.execute(sql, {**params, **search.bind_vector(request.vector or [])},
                               prepare=True).fetchall()
         connection.commit()
@@ -91,6 +92,7 @@ def _search(db: Engine, key: str, request: SimilarityQuery) -> SimilarItems | No
 def _plain(request: SimilarityQuery) -> bool:
     """A search this path may answer: by vector, unfiltered, within ef_search, a valid vector."""
     return (request.vector is not None and request.unique_name is None
+            and request.model_name != DEFAULT  # resolved by the route (spaces.space_for_read)
             and request.collection_id is None and not request.query and not request.filter
             and request.k <= HNSW_EF_SEARCH
             and not store.vector_problem(request.vector, len(request.vector)))

@@ -131,11 +131,12 @@ def _named(session: Session, model_name: str) -> EmbeddingSpace | None:
     None sends the caller down the full resolution (`default`, a model's name alone)."""
     if model_name == DEFAULT:
         return None
-    return session.scalars(_NAMED, {"model_name": model_name}).one_or_none()
+    return session.scalars(NAMED_SPACE, {"model_name": model_name}).one_or_none()
 
 
-# Built once (every search resolves its space): ~0.2 ms less per search.
-_NAMED = select(EmbeddingSpace).where(
+# Built once (every search resolves its space): ~0.2 ms less per search. Also run by
+# engine/api/fast_search.py.
+NAMED_SPACE = select(EmbeddingSpace).where(
     EmbeddingSpace.name == bindparam("model_name"),
     or_(EmbeddingSpace.model_version_id.is_not(None),
         ~exists().where(Model.name == bindparam("model_name"))))
