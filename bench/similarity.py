@@ -294,6 +294,48 @@ def pgvector_alone(engine: Engine, space_name: str, queries: np.ndarray, truth: 
             "exact_scan_ms": percentile(exact, 50) if exact else None, "ef_search": ef_search}
 
 
+class Background:
+    """What else the database does while a way is measured: samples pg_stat_activity every
+    0.2 s on its own connection for maintenance at work (autovacuum workers; VACUUM, ANALYZE,
+    index builds, checkpoints), so that a figure taken meanwhile says so."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.url = libpq_url(engine.database_url)
+        self.samples = 0
+        self.busy = 0
+        self.seen: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Background:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            while not self._stop.wait(0.2):
+                rows = connection.execute(
+                    "SELECT backend_type, left(query, 60) FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND state = 'active' AND (backend_type "
+                    "= 'autovacuum worker' OR query ~* '^\\s*(VACUUM|ANALYZE|CREATE INDEX|"
+                    "REINDEX|CHECKPOINT)')").fetchall()
+                self.samples += 1
+                self.busy += bool(rows)
+                for kind, query in rows:
+                    label = f"{kind}: {query}"
+                    self.seen[label] = self.seen.get(label, 0) + 1
+
+    def figures(self) -> dict[str, Any]:
+        return {"busy_share": self.busy / max(self.samples, 1), "samples": self.samples,
+                "seen": dict(sorted(self.seen.items(), key=lambda kv: -kv[1])[:5])}
+
+
 def measure(engine: Engine, client: Any, space: str, queries: np.ndarray,
             truth: dict[str, list[set[int]]], count: int, k: int) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
@@ -302,22 +344,29 @@ def measure(engine: Engine, client: Any, space: str, queries: np.ndarray,
             client.get_similar_items(vector=queries[-1 - number], model_name=space, k=k,
                                      query=query_text(mode, number + 7))
         latencies, recalls, short = [], [], 0
-        for number, query in enumerate(queries):
-            text = query_text(mode, number)
-            started = time.perf_counter()
-            items = client.get_similar_items(vector=query, model_name=space, k=k, query=text)
-            latencies.append((time.perf_counter() - started) * 1000)
-            found = {int(item["unique_name"].rsplit("v", 1)[1].split(".")[0]) for item in items}
-            expected = truth[mode][number]
-            short += len(items) < min(k, len(kept(mode, number, count)))
-            recalls.append(len(found & expected) / len(expected))
+        with Background(engine) as background:
+            for number, query in enumerate(queries):
+                text = query_text(mode, number)
+                started = time.perf_counter()
+                items = client.get_similar_items(vector=query, model_name=space, k=k,
+                                                 query=text)
+                latencies.append((time.perf_counter() - started) * 1000)
+                found = {int(item["unique_name"].rsplit("v", 1)[1].split(".")[0])
+                         for item in items}
+                expected = truth[mode][number]
+                short += len(items) < min(k, len(kept(mode, number, count)))
+                recalls.append(len(found & expected) / len(expected))
         out[mode] = {"queries": len(queries), "recall_at_10": float(np.mean(recalls)),
                      "recall_min": float(np.min(recalls)),
                      "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
                      "mean_ms": float(np.mean(latencies)), "max_ms": max(latencies),
                      "short_results": short, "method": method_of(engine, space, queries[0],
                                                                  query_text(mode, 0), k),
-                     "matching_items": int(count * MODES[mode][0]), "loadavg_1min": load()}
+                     "matching_items": int(count * MODES[mode][0]), "loadavg_1min": load(),
+                     "background": background.figures()}
+        if background.busy:
+            print(f"    (meanwhile, in {background.busy} of {background.samples} samples: "
+                  f"{'; '.join(background.seen)})", flush=True)
         print(f"    {mode:<13} recall@{k} {out[mode]['recall_at_10']:.4f}  p50 "
               f"{out[mode]['p50_ms']:.1f} ms  p95 {out[mode]['p95_ms']:.1f} ms  "
               f"({out[mode]['method']}, {short} short, load {load():.1f})", flush=True)
