@@ -3,6 +3,7 @@ index in the plan, filtered searches (collection, a 1% query) that still return 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 import engine.embeddings.search as search_module
 from engine.api import fast_search
 from engine.db.analysis import EmbeddingSpace
+from engine.db.session import HNSW_EF_SEARCH
 from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M, build_due
 from engine.embeddings.search import (
     bind_vector,
@@ -316,8 +318,8 @@ def test_plain_searches_are_answered_before_routing_exactly_as_the_route_would(
     answered: list[str] = []
     search_fast = fast_search._search
 
-    def counted(*args: Any) -> Any:
-        result = search_fast(*args)
+    async def counted(*args: Any) -> Any:
+        result = await search_fast(*args)
         answered.append("fast" if result is not None else "route")
         return result
 
@@ -368,3 +370,64 @@ def test_plain_searches_are_answered_before_routing_exactly_as_the_route_would(
         for _ in range(2):
             reader.get_similar_items(vector=points[0], model_name="clustered", k=K)
     assert answered == ["route", "fast"]
+
+
+def test_the_fast_path_survives_its_connections_being_dropped(
+        client: Any, session: Session, lake: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its own connections are not pinged before use: one PostgreSQL dropped (a restart, an
+    # idle timeout) fails that search over to the route, and is replaced.
+    outcomes: list[str] = []
+    search_fast = fast_search._search
+
+    async def counted(*args: Any) -> Any:
+        try:
+            result = await search_fast(*args)
+        except Exception:
+            outcomes.append("failed")
+            raise
+        outcomes.append("fast" if result is not None else "route")
+        return result
+
+    monkeypatch.setattr(fast_search, "_search", counted)
+    points = lake["points"]
+    client.get_similar_items(vector=points[1], model_name="clustered", k=K)  # records the key
+    expected = client.get_similar_items(vector=points[5], model_name="clustered", k=K)
+    dropped = session.execute(text(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name = :name"), {"name": fast_search.APPLICATION_NAME}).scalar()
+    session.commit()
+    assert dropped == 1
+    outcomes.clear()
+    for _ in range(2):
+        assert client.get_similar_items(vector=points[5], model_name="clustered", k=K) \
+            == expected
+    assert outcomes == ["failed", "fast"]
+
+
+def test_fast_path_connections_are_reused_bounded_and_closed(database_url: str) -> None:
+    async def scenario() -> None:
+        connections = fast_search.Connections(database_url, size=2)
+        first, second = await connections.take(), await connections.take()
+        assert first is not None
+        assert second is not None
+        assert first is not second
+        assert await connections.take() is None  # all busy: the route answers
+        await connections.give(first, healthy=True)
+        assert await connections.take() is first  # reused, no new connection
+        await connections.give(second, healthy=False)  # failed: closed, a slot freed
+        assert second.closed
+        assert connections.open == 1
+        third = await connections.take()
+        assert third is not None
+        assert not third.closed
+        assert (await (await third.execute("SHOW hnsw.ef_search")).fetchone()) == (
+            str(HNSW_EF_SEARCH),)
+        await connections.give(first, healthy=True)
+        await connections.give(third, healthy=True)
+        await connections.close_idle()
+        assert first.closed
+        assert third.closed
+        assert connections.open == 0
+
+    asyncio.run(scenario())

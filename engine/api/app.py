@@ -45,7 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.storage = Storage.from_settings(settings)
     install_error_handlers(app)
     # The common search, answered before routing (engine/api/fast_search.py).
-    app.add_middleware(FastSearch, db_engine=db_engine,
+    app.add_middleware(FastSearch, database_url=settings.database_url,
                        path=API_PREFIX + embeddings.SIMILAR_PATH)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(keys.router, prefix=API_PREFIX)

@@ -34,10 +34,15 @@ def libpq_url(url: str) -> str:
 HNSW_EF_SEARCH = 100
 
 
+def connect_options() -> str:
+    """libpq `options` of every engine connection: the settings each opens with."""
+    return f"-c hnsw.ef_search={HNSW_EF_SEARCH}"
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     engine = create_engine(
         sqlalchemy_url(url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
-        connect_args={"options": f"-c hnsw.ef_search={HNSW_EF_SEARCH}"},
+        connect_args={"options": connect_options()},
     )
     event.listen(engine, "connect", _on_connect)
     return engine
