@@ -64,7 +64,7 @@ from common import (
 
 from engine.db.session import libpq_url
 from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M
-from engine.embeddings.search import EF_SEARCH
+from engine.embeddings.search import EF_SEARCH, index_settings
 
 SPACE = "bench_pooled_2048"  # one space per stage: SPACE_<vectors>
 COLLECTION = "sim"
@@ -261,7 +261,8 @@ def settle(engine: Engine) -> None:
 def pgvector_alone(engine: Engine, space_name: str, queries: np.ndarray, truth: list[set[int]],
                    k: int, ef_search: int, exact_queries: int) -> dict[str, Any]:
     """The same unfiltered search by SQL on the engine's database, no API: the index query
-    alone (file ids only) at `ef_search`, and a few exact scans, for comparison."""
+    alone (file ids only) at `ef_search`, with the engine's other settings for the space, and a
+    few exact scans, for comparison."""
     import psycopg
 
     with psycopg.connect(libpq_url(engine.database_url)) as connection:
@@ -271,6 +272,11 @@ def pgvector_alone(engine: Engine, space_name: str, queries: np.ndarray, truth: 
             "SELECT e.file_id, f.unique_name FROM embeddings e JOIN files f ON f.id = e.file_id "
             "WHERE e.space_id = %s", (space,)).fetchall())
         connection.execute(f"SET hnsw.ef_search = {int(ef_search)}")
+        # and what the engine sets for a search of this space (a small one turns sorting off:
+        # the planner would sort all its vectors instead)
+        for name, value in index_settings("index", k, len(names)).items():
+            if name != "hnsw.ef_search":
+                connection.execute(f"SET {name} = {value}")
         # the engine's index expression and partial predicate (engine/embeddings/store.py)
         index_sql = (f"SELECT file_id FROM embeddings WHERE space_id = {int(space)} ORDER BY "
                      f"vector::halfvec({int(dim)}) <=> %s::halfvec({int(dim)}) LIMIT {int(k)}")
