@@ -177,6 +177,32 @@ def test_a_small_indexed_space_is_searched_through_its_graph_not_sorted(
     session.rollback()
 
 
+def test_the_count_finds_matching_files_by_index_not_by_a_scan_it_hopes_to_stop_early(
+        session: Session, lake: dict[str, Any]) -> None:
+    # With its LIMIT, a sequential scan of `files` looked cheap to the planner, as if the
+    # matches were spread evenly; files uploaded together sit together, and at 100,000 files
+    # the count for the last upload read the whole table. The GIN index serves `metadata`.
+    session.rollback()
+    late = [{"bucket": "late"}] * 40
+    make_files(session, "late", 40, metadata=late)  # the table's last rows
+    session.execute(text("ANALYZE files"))
+    session.commit()
+    space = session.scalars(select(EmbeddingSpace).where(EmbeddingSpace.name == "clustered")).one()
+    scans = text("SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables "
+                 "WHERE relname = 'files'")
+    for query, matching in (("metadata.bucket = 'late'", 0), ("metadata.bucket = 'rare'", 20)):
+        conditions = search_conditions(session, SimilarityQuery(
+            vector=lake["points"][0].tolist(), model_name="clustered", k=K, query=query))
+        before = session.execute(scans).one()
+        assert search_module._count(session, space, conditions, exact_limit(N)) == matching
+        after = session.execute(scans).one()
+        assert after[0] == before[0], "files read by a sequential scan"
+        assert after[1] > before[1]
+        # and only for the count: the statements after it plan as usual
+        assert session.scalar(text("SELECT current_setting('enable_seqscan')")) == "on"
+        session.rollback()
+
+
 def test_filtered_searches_scan_exactly_only_while_few_vectors_match(
         session: Session, lake: dict[str, Any]) -> None:
     # The limit grows as the square root of the space (exact scans cost per match, the graph
