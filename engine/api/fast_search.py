@@ -107,39 +107,43 @@ class Connections:
 
 async def _search(connections: Connections, key: str,
                   request: SimilarityQuery) -> SimilarItems | None:
-    """The search, or None when the regular route must answer."""
+    """The search, or None when the regular route must answer. A connection that raised is
+    closed, not kept."""
     connection = await connections.take()
     if connection is None:
         return None
-    healthy = False
     try:
-        key_cursor, space_cursor = connection.cursor(), connection.cursor()
-        async with connection.pipeline():  # both lookups in one round trip
-            sql, params = _sql(auth.KEY_LOOKUP)
-            await key_cursor.execute(sql, {**params, "key_hash": auth.hash_key(key)},
-                                     prepare=True)
-            sql, params = _sql(spaces.NAMED_SPACE)
-            await space_cursor.execute(sql, {**params, "model_name": request.model_name},
-                                       prepare=True)
-        key_row, space_row = await key_cursor.fetchone(), await space_cursor.fetchone()
-        healthy = True
-        if key_row is None:
-            return None  # the route answers 401
-        key_id, name, scopes, last_used = key_row
-        principal = auth.Principal(key_id=key_id, name=name, scopes=frozenset(scopes))
-        if not principal.has("read") or auth.use_to_record(last_used, datetime.now(UTC)):
-            return None  # a 403, or a use to record: the route does both
-        if space_row is None:
-            return None
-        space = dict(zip((column.name for column in space_cursor.description or ()),
-                         space_row, strict=True))
-        if space["index_name"] is None or len(request.vector or ()) != space["dim"]:
-            return None
-        healthy = False
-        rows = await _index_search(connection, space, request)
-        healthy = True
-    finally:
-        await connections.give(connection, healthy)
+        result = await _search_on(connection, key, request)
+    except BaseException:
+        await connections.give(connection, healthy=False)
+        raise
+    await connections.give(connection, healthy=True)
+    return result
+
+
+async def _search_on(connection: psycopg.AsyncConnection[Any], key: str,
+                     request: SimilarityQuery) -> SimilarItems | None:
+    key_cursor, space_cursor = connection.cursor(), connection.cursor()
+    async with connection.pipeline():  # both lookups in one round trip
+        sql, params = _sql(auth.KEY_LOOKUP)
+        await key_cursor.execute(sql, {**params, "key_hash": auth.hash_key(key)}, prepare=True)
+        sql, params = _sql(spaces.NAMED_SPACE)
+        await space_cursor.execute(sql, {**params, "model_name": request.model_name},
+                                   prepare=True)
+    key_row, space_row = await key_cursor.fetchone(), await space_cursor.fetchone()
+    if key_row is None:
+        return None  # the route answers 401
+    key_id, name, scopes, last_used = key_row
+    principal = auth.Principal(key_id=key_id, name=name, scopes=frozenset(scopes))
+    if not principal.has("read") or auth.use_to_record(last_used, datetime.now(UTC)):
+        return None  # a 403, or a use to record: the route does both
+    if space_row is None:
+        return None
+    space = dict(zip((column.name for column in space_cursor.description or ()), space_row,
+                     strict=True))
+    if space["index_name"] is None or len(request.vector or ()) != space["dim"]:
+        return None
+    rows = await _index_search(connection, space, request)
     return SimilarItems(space=space["name"], method="index",
                         items=search.ranked_items(rows, None, request.k))
 
