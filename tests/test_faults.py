@@ -277,6 +277,93 @@ def test_worker_killed_mid_job_another_worker_finishes_it(
     assert set(vectors.values()) == {1}
 
 
+def test_worker_killed_while_planning_the_job_is_planned_again(
+        client: Any, cluster: Cluster, session: Session, tmp_path: Path,
+        database_url: str) -> None:
+    """kill -9 of the worker that is planning a job (its items half inserted, held up by a
+    lock the test takes on `job_items`): its transaction rolls back, its plan lease lapses, the
+    other worker's sweep sends the plan again, and the job runs, each item once."""
+    from engine.jobs.recovery import PLAN_CHUNK
+
+    cid = make_lake(client, tmp_path, 24)
+    register(client, cluster, tmp_path, "tagger")
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE job_items IN SHARE MODE")  # reads go on; inserts wait
+        job_id = autotag(client, cid, "tagger")
+
+        def planning() -> JobChunk | None:
+            return next((lease for lease in cluster.live_leases()
+                         if (lease.job_id, lease.chunk) == (job_id, PLAN_CHUNK)), None)
+
+        lease = wait_for(planning, timeout=30, what="a worker to start planning the job")
+        victim = cluster.holder(lease)
+        survivor = next(w for w in cluster.workers if w is not victim)
+        victim.kill()
+        wait_for(lambda: not any(alive(pid) for pid in victim.pids()), timeout=10,
+                 what="the killed worker's processes to be gone")
+        assert client.get_job(job_id)["status"] == "queued"
+        blocker.rollback()  # the killed plan's insert ends, and its transaction rolls back
+
+    final = finish(client, job_id, timeout=90)
+    assert (final["status"], final["done"], final["failed"]) == ("succeeded", 24, 0)
+    assert "planned again" in survivor.log()
+    session.expire_all()
+    row = session.get(JobChunk, (job_id, PLAN_CHUNK))
+    assert row is not None
+    assert (row.owner, row.runs, row.recoveries) == (None, 2, 1)
+    assert_each_item_done_once(session, job_id, 24)
+    assert_one_result_per_file(session, job_id, 24)
+
+
+def test_a_plan_that_cannot_send_its_chunks_is_planned_again(
+        client: Any, cluster: Cluster, session: Session, tmp_path: Path, database_url: str,
+        faults_services: Services) -> None:
+    """Redis dies, and comes back empty, while a job is planned: the plan commits its items
+    but cannot send the chunks, lets its lease lapse at once, and once the broker is back the
+    sweep plans the job again (its messages, the plan's included, were lost with Redis)."""
+    from engine.jobs.recovery import PLAN_CHUNK
+
+    cid = make_lake(client, tmp_path, 16)
+    register(client, cluster, tmp_path, "tagger")
+    broker = faults_services.redis
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute("LOCK TABLE job_items IN SHARE MODE")
+        job_id = autotag(client, cid, "tagger")
+        wait_for(lambda: any((lease.job_id, lease.chunk) == (job_id, PLAN_CHUNK)
+                             for lease in cluster.live_leases()),
+                 timeout=30, what="a worker to start planning the job")
+        pid = broker.pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not broker.is_running(), timeout=10, what="Redis to die")
+        for path in broker.data_dir.iterdir():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        blocker.rollback()
+
+    def plan_lease() -> JobChunk | None:
+        with session_scope(cluster.sessions) as s:
+            row = s.get(JobChunk, (job_id, PLAN_CHUNK))
+            s.expunge_all()
+            return row
+
+    # planned (items committed), and the lease left to lapse rather than released
+    lapsing = wait_for(lambda: (row := plan_lease()) is not None
+                       and (row.owner or "").startswith("retry:") and row,
+                       timeout=60, what="the plan to give up sending its chunks")
+    assert client.get_job(job_id)["status"] == "running"
+    assert lapsing.runs == 1
+    broker.start()
+
+    final = finish(client, job_id, timeout=120)
+    assert (final["status"], final["done"], final["failed"]) == ("succeeded", 16, 0)
+    assert any("planned again" in w.log() for w in cluster.workers)
+    row = plan_lease()
+    assert row is not None
+    assert (row.owner, row.recoveries) == (None, 1)
+    assert_each_item_done_once(session, job_id, 16)
+    assert_one_result_per_file(session, job_id, 16)
+
+
 @pytest.mark.parametrize("lease_seconds", [30.0])  # no lease lapses during this test
 def test_pool_process_killed_mid_chunk_is_run_again_at_once(
         client: Any, cluster: Cluster, session: Session, tmp_path: Path) -> None:
@@ -470,7 +557,8 @@ def test_cancel_mid_job_starts_no_new_chunk_and_keeps_results(
 
     def drained() -> bool:  # every chunk delivered and let go
         with session_scope(cluster.sessions) as s:
-            rows = list(s.scalars(select(JobChunk).where(JobChunk.job_id == job_id)))
+            rows = list(s.scalars(select(JobChunk).where(  # (not the plan's lease, chunk -1)
+                JobChunk.job_id == job_id, JobChunk.chunk >= 0)))
         return len(rows) == chunks and all(r.owner is None for r in rows)
 
     wait_for(drained, timeout=60, what="the queued chunks to be delivered")
@@ -536,7 +624,13 @@ def test_lease_rules_sweep_and_resume(settings: Settings, session: Session,
     `resume_job` would send."""
     from engine.jobs.celery_app import create_celery
     from engine.jobs.dispatch import CeleryDispatcher
-    from engine.jobs.recovery import ChunkLease, owner_id, recover_lapsed, resumable_chunks
+    from engine.jobs.recovery import (
+        PLAN_CHUNK,
+        ChunkLease,
+        owner_id,
+        recover_lapsed,
+        resumable_chunks,
+    )
     from tests.embedding_factory import make_files
 
     make_files(session, "leases", 8)
@@ -590,16 +684,38 @@ def test_lease_rules_sweep_and_resume(settings: Settings, session: Session,
         s.execute(update(JobChunk).where(JobChunk.chunk == 1)
                   .values(lease_expires_at=func.now() - timedelta(seconds=1)))
 
+    # Plans: lapsed plan leases of a queued job (killed before its plan committed) and of the
+    # running job (killed before it sent every chunk) are planned again; those of a finished
+    # or cancelled job are only cleared.
+    queued, done = (Job(kind="autotagging", platform="local", status=status)
+                    for status in ("queued", "succeeded"))
+    with session_scope(session_factory) as s:
+        s.add_all([queued, done])
+        s.flush()
+        queued_id, done_id = queued.id, done.id
+        s.add_all([JobChunk(job_id=job, chunk=PLAN_CHUNK, owner=f"gone:1:p{job}",
+                            lease_expires_at=func.now() - timedelta(seconds=1))
+                   for job in (queued_id, running, cancelled, done_id)])
+
     app = create_celery(settings)
     broker = redis.Redis.from_url(settings.redis_url or "")
     with session_scope(session_factory) as s:
         assert resumable_chunks(s, running) == [0, 1]  # pending, and not under a live lease
-        assert recover_lapsed(s, CeleryDispatcher(app)) == {running: [1]}
+        assert recover_lapsed(s, CeleryDispatcher(app)) == {
+            running: [PLAN_CHUNK, 1], queued_id: [PLAN_CHUNK]}
     with session_scope(session_factory) as s:  # a second sweep finds nothing left to do
         assert recover_lapsed(s, CeleryDispatcher(app)) == {}
     sent = [json.loads(m)["headers"]["argsrepr"] for m in broker.lrange("inference", 0, -1)]
     assert sent == [f"[{running}, 1]"]
+    plans = sorted(json.loads(m)["headers"]["argsrepr"] for m in broker.lrange("control", 0, -1))
+    assert plans == sorted([f"[{running}]", f"[{queued_id}]"])
     with session_scope(session_factory) as s:
         rows = {(r.job_id, r.chunk): (r.owner, r.recoveries) for r in s.scalars(select(JobChunk))}
     assert rows == {(running, 0): (None, 0), (running, 1): (None, 1), (running, 2): (None, 0),
-                    (running, 3): ("alive:1:t7", 0), (cancelled, 0): (None, 0)}
+                    (running, 3): ("alive:1:t7", 0), (cancelled, 0): (None, 0),
+                    (running, PLAN_CHUNK): (None, 1), (queued_id, PLAN_CHUNK): (None, 1),
+                    (cancelled, PLAN_CHUNK): (None, 0), (done_id, PLAN_CHUNK): (None, 0)}
+    resent = lease(PLAN_CHUNK, "p-resent", job=queued_id)
+    assert resent.acquire()  # the plan the sweep sent takes the lease
+    assert not lease(PLAN_CHUNK, "p-copy", job=queued_id).acquire()  # and a copy of it waits
+    resent.release()

@@ -97,7 +97,8 @@ class JobItem(Base):
 class JobChunk(Base):
     """A chunk's lease (migration 0004): the worker running it and until when, renewed while it
     runs. A lapsed lease on a chunk with pending items means its worker died: the recovery
-    sweep (`engine/jobs/recovery.py`) sends the chunk to the queue again."""
+    sweep (`engine/jobs/recovery.py`) sends the chunk to the queue again. Chunk -1
+    (`PLAN_CHUNK`) is the lease of the job's planning: lapsed, the job is planned again."""
 
     __tablename__ = "job_chunks"
     __table_args__ = (Index("ix_job_chunks_lease_expires_at", "lease_expires_at"),)

@@ -16,11 +16,18 @@ that gap:
   holding that retry is noticed too; a retry in the same process takes its own lease back)
   and Celery's requeue of a task whose pool process died,
   taken over at once when that process is gone from this host.
+- **Planning.** The `plan` task holds a lease too, on the job's row `PLAN_CHUNK` (-1), from
+  before it selects the job's items until it has sent the chunks. A worker killed while
+  planning (before its transaction committed, or after it and before every chunk was sent)
+  leaves that lease to lapse, and a plan that could not send its chunks (the broker away) lets
+  it lapse at once.
 - **Sweep.** Each worker's main process runs `recover_lapsed` every METALAKE_RECOVERY_INTERVAL
   seconds (`RecoverySweeper`): chunks of running jobs whose lease lapsed, and that still have
-  pending items, are sent to the queue again. Rows are locked `FOR UPDATE SKIP LOCKED` and the
-  chunks sent inside that transaction, so concurrent sweeps send each chunk once, and a sweep
-  that cannot reach the broker leaves the rows for the next one.
+  pending items, are sent to the queue again; so is the plan of an unfinished job whose plan
+  lease lapsed (planning again is idempotent: a planned job's plan sends its pending
+  chunks). Rows are locked `FOR UPDATE SKIP LOCKED` and the chunks sent inside that
+  transaction, so concurrent sweeps send each chunk once, and a sweep that cannot reach the
+  broker leaves the rows for the next one.
 - **Resume.** `resumable_chunks` is what `resume_job` (API, SDK, `metalake jobs resume`) sends
   again: every chunk with pending items and no live lease. It is the one call for work the
   broker lost (a Redis restarted without its data) rather than a worker.
@@ -52,6 +59,7 @@ from engine.jobs.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 SWEEP_LIMIT = 500  # lapsed leases handled per sweep (the next sweep takes the rest)
+PLAN_CHUNK = -1  # the `job_chunks` row of a job's planning (chunks count from 0)
 
 
 def owner_id(pid: int, task_id: str) -> str:
@@ -172,8 +180,9 @@ class ChunkLease:
 
 def recover_lapsed(session: Session, dispatcher: Dispatcher, *, limit: int = SWEEP_LIMIT
                    ) -> dict[int, list[int]]:
-    """Send again the chunks of running jobs whose lease lapsed and that have pending items;
-    clear every lapsed lease it looks at. The chunks sent, by job."""
+    """Send again the chunks of running jobs whose lease lapsed and that have pending items,
+    and the plan of unfinished jobs whose plan lease lapsed (as chunk `PLAN_CHUNK`); clear
+    every lapsed lease it looks at. What was sent, by job."""
     lapsed = session.execute(
         select(JobChunk.job_id, JobChunk.chunk)
         .where(JobChunk.owner.is_not(None), JobChunk.lease_expires_at < func.now())
@@ -182,6 +191,10 @@ def recover_lapsed(session: Session, dispatcher: Dispatcher, *, limit: int = SWE
     if not lapsed:
         return {}
     keys = [(row.job_id, row.chunk) for row in lapsed]
+    plans = list(session.scalars(
+        select(Job.id).where(Job.id.in_([job for job, chunk in keys if chunk == PLAN_CHUNK]),
+                             Job.status.in_(("queued", "running")),
+                             Job.cancel_requested.is_(False)).order_by(Job.id)))
     pending = session.execute(
         select(JobItem.job_id, JobItem.chunk).distinct()
         .join(Job, Job.id == JobItem.job_id)
@@ -192,16 +205,23 @@ def recover_lapsed(session: Session, dispatcher: Dispatcher, *, limit: int = SWE
         resend.setdefault(job_id, []).append(chunk)
     session.execute(update(JobChunk).where(tuple_(JobChunk.job_id, JobChunk.chunk).in_(keys))
                     .values(owner=None, lease_expires_at=None, updated_at=func.now()))
-    if pending:
+    recovered = [(row.job_id, row.chunk) for row in pending] + [(job, PLAN_CHUNK)
+                                                                 for job in plans]
+    if recovered:
         session.execute(update(JobChunk)
-                        .where(tuple_(JobChunk.job_id, JobChunk.chunk).in_(
-                            [(row.job_id, row.chunk) for row in pending]))
+                        .where(tuple_(JobChunk.job_id, JobChunk.chunk).in_(recovered))
                         .values(recoveries=JobChunk.recoveries + 1))
-    for job_id, chunks in resend.items():  # inside the transaction: no broker, no commit
+    sent = {job_id: [PLAN_CHUNK] for job_id in plans}
+    for job_id in plans:  # inside the transaction: no broker, no commit
+        dispatcher.plan(job_id)
+        log.warning("job %d: the lease of its planning lapsed (its worker died, or it could "
+                    "not send the chunks); planned again", job_id)
+    for job_id, chunks in resend.items():
         dispatcher.chunks(job_id, chunks)
         log.warning("job %d: the lease of chunk(s) %s lapsed (their worker died or lost the "
                     "database); sent again", job_id, chunks)
-    return resend
+        sent.setdefault(job_id, []).extend(chunks)
+    return dict(sorted(sent.items()))
 
 
 def resumable_chunks(session: Session, job_id: int) -> list[int]:

@@ -5,7 +5,8 @@ bulk build of an embedding space's HNSW index, engine/embeddings/indexing.py).
 Each worker process makes its `WorkerContext` on its first task and closes it when the
 process shuts down. A chunk runs under a lease (`engine/jobs/recovery.py`), so the chunk of a
 worker killed mid-run is sent to another worker once the lease lapses, by the sweep the
-worker's main process runs every METALAKE_RECOVERY_INTERVAL seconds.
+worker's main process runs every METALAKE_RECOVERY_INTERVAL seconds; a job's planning runs
+under a lease of its own, so a worker killed while planning has the job planned again.
 
 Retries: an unavailable database or object store (`ServiceUnavailable`: a restart, a
 failover) is retried with exponential backoff capped at 30 s for about three minutes; any
@@ -28,7 +29,7 @@ from celery import Celery, signals
 from engine.config import Settings
 from engine.errors import ServiceUnavailable
 from engine.jobs.dispatch import CHUNK_TASK, INDEX_TASK, PLAN_TASK, CeleryDispatcher
-from engine.jobs.recovery import ChunkLease, RecoverySweeper
+from engine.jobs.recovery import PLAN_CHUNK, ChunkLease, RecoverySweeper
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 3  # an unexpected error: 1, 2, 4 s
@@ -93,7 +94,14 @@ def register_tasks(app: Celery) -> None:
         from engine.jobs.planning import plan_job
 
         context = _context(app)
+        seconds = context.settings.chunk_lease_seconds
+        lease = ChunkLease(context.sessions, job_id=job_id, chunk=PLAN_CHUNK, pid=os.getpid(),
+                           task_id=self.request.id or "", seconds=seconds)
         try:
+            if not _acquire(lease):
+                log.info("job %d: another worker is planning it (or the job is gone); this "
+                         "delivery does nothing", job_id)
+                return
             with session_scope(context.sessions) as session:
                 chunks = plan_job(session=session, job_id=job_id,
                                   chunk_size=context.settings.chunk_size)
@@ -101,12 +109,20 @@ def register_tasks(app: Celery) -> None:
             countdown = retry_countdown(exc, self.request.retries)
             if countdown is None:
                 _fail_plan(context, job_id, exc)
+                lease.release()
                 raise
+            lease.keep(countdown + seconds)  # a lapse now means the retry was lost
             raise self.retry(exc=exc, countdown=countdown) from exc
         except Exception as exc:  # the selection cannot be planned: say so on the job
             _fail_plan(context, job_id, exc)
+            lease.release()
             raise
-        CeleryDispatcher(app).chunks(job_id, chunks)
+        try:
+            CeleryDispatcher(app).chunks(job_id, chunks)
+        except Exception:  # the broker is away: the lease lapses now, and a sweep plans again
+            lease.keep(0)
+            raise
+        lease.release()
         log.info("job %d planned: %d chunk(s)", job_id, len(chunks))
 
     @app.task(name=CHUNK_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator, misc]
