@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 # bulk builds of one table, recall@10 at ef_search 100: m = 32, ef_construction 64 gave 0.994,
 # 0.9825, 0.994 (one or two of 200 queries finding none in each build); ef_construction 128 gave
 # 0.9995, 0.9945, 0.9985, 0.998 in ~25% more build time; m = 48 0.9995 in twice the time.
-# bench/README.md has the figures.
+# ef_construction 256 took 1.5-2.5x the build time and left as many such queries (0-1.5 per
+# 1,000 in every kind of build). bench/README.md has the figures.
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 128
 LOCK_CLASS = 0x4D4C  # the first key of the (int, int) advisory locks of index builds
