@@ -364,6 +364,8 @@ def measure(engine: Engine, client: Any, space: str, queries: np.ndarray,
                 recalls.append(len(found & expected) / len(expected))
         out[mode] = {"queries": len(queries), "recall_at_10": float(np.mean(recalls)),
                      "recall_min": float(np.min(recalls)),
+                     # queries whose true neighbours the graph did not reach (bench/README.md)
+                     "queries_finding_none": [n for n, r in enumerate(recalls) if r == 0],
                      "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
                      "mean_ms": float(np.mean(latencies)), "max_ms": max(latencies),
                      "short_results": short, "method": method_of(engine, space, queries[0],
