@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, UploadFile, status
+from sqlalchemy.orm import Session
 
 from engine.api.deps import ReadKey, SessionDep, SettingsDep, StorageDep, WriteKey
 from engine.api.routing import JSONRoute
@@ -23,7 +24,7 @@ from engine.errors import InvalidInput
 from engine.lake import collections as service
 from engine.lake.ingest import ingest
 from engine.lake.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from engine.lake.statistics import analyze_if_stale
+from engine.lake.statistics import analyze_if_stale, report_writes_at_commit
 from engine.lake.upload import Upload, ingest_uploads
 
 router = APIRouter(tags=["collections"], route_class=JSONRoute)
@@ -69,7 +70,7 @@ def ingest_files(body: IngestRequest, session: SessionDep, settings: SettingsDep
                  background: BackgroundTasks) -> IngestReport:
     """Register files in place: absolute paths the engine can read, or an s3:// prefix."""
     report = ingest(body, session=session, settings=settings, storage=storage)
-    _analyze_after(request, background, report)
+    _analyze_after(request, background, report, session)
     return report
 
 
@@ -93,15 +94,17 @@ def upload_files(
         uploads=[Upload(relative_path=p, stream=f.file) for f, p in zip(files, relative_paths,
                                                                          strict=True)],
     )
-    _analyze_after(request, background, report)
+    _analyze_after(request, background, report, session)
     return report
 
 
-def _analyze_after(request: Request, background: BackgroundTasks, report: IngestReport) -> None:
+def _analyze_after(request: Request, background: BackgroundTasks, report: IngestReport,
+                   session: Session) -> None:
     """Once the response is sent (the ingest committed), bring the planner's statistics of
     `files` and `collection_files` up to date if this and earlier ingests changed enough of
     them (engine/lake/statistics.py)."""
     if report.added or report.updated:
+        report_writes_at_commit(session)
         background.add_task(analyze_if_stale, request.app.state.db_engine,
                             just_written=report.added + report.updated)
 
