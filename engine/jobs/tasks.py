@@ -98,32 +98,32 @@ def register_tasks(app: Celery) -> None:
         lease = ChunkLease(context.sessions, job_id=job_id, chunk=PLAN_CHUNK, pid=os.getpid(),
                            task_id=self.request.id or "", seconds=seconds)
         try:
-            if not _acquire(lease):
-                log.info("job %d: another worker is planning it (or the job is gone); this "
-                         "delivery does nothing", job_id)
-                return
-            with session_scope(context.sessions) as session:
-                chunks = plan_job(session=session, job_id=job_id,
-                                  chunk_size=context.settings.chunk_size)
-        except ServiceUnavailable as exc:
-            countdown = retry_countdown(exc, self.request.retries)
-            if countdown is None:
+            try:
+                if not _acquire(lease):
+                    log.info("job %d: another worker is planning it (or the job is gone); "
+                             "this delivery does nothing", job_id)
+                    return
+                with session_scope(context.sessions) as session:
+                    chunks = plan_job(session=session, job_id=job_id,
+                                      chunk_size=context.settings.chunk_size)
+            except ServiceUnavailable as exc:
+                countdown = retry_countdown(exc, self.request.retries)
+                if countdown is None:
+                    _fail_plan(context, job_id, exc)
+                    raise
+                lease.keep(countdown + seconds)  # a lapse now means the retry was lost
+                raise self.retry(exc=exc, countdown=countdown) from exc
+            except Exception as exc:  # the selection cannot be planned: say so on the job
                 _fail_plan(context, job_id, exc)
-                lease.release()
                 raise
-            lease.keep(countdown + seconds)  # a lapse now means the retry was lost
-            raise self.retry(exc=exc, countdown=countdown) from exc
-        except Exception as exc:  # the selection cannot be planned: say so on the job
-            _fail_plan(context, job_id, exc)
-            lease.release()
-            raise
-        try:
-            CeleryDispatcher(app).chunks(job_id, chunks)
-        except Exception:  # the broker is away: the lease lapses now, and a sweep plans again
-            lease.keep(0)
-            raise
-        lease.release()
-        log.info("job %d planned: %d chunk(s)", job_id, len(chunks))
+            try:
+                CeleryDispatcher(app).chunks(job_id, chunks)
+            except Exception:  # the broker is away: the lease lapses now, a sweep plans again
+                lease.keep(0)
+                raise
+            log.info("job %d planned: %d chunk(s)", job_id, len(chunks))
+        finally:
+            lease.release()  # (after `keep`, nothing: the lease is left to lapse)
 
     @app.task(name=CHUNK_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator, misc]
     def chunk(self: Any, job_id: int, number: int) -> None:
