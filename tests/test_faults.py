@@ -127,6 +127,13 @@ class Cluster:
             return list(session.scalars(select(JobChunk).where(
                 JobChunk.owner.is_not(None), JobChunk.lease_expires_at > func.now())))
 
+    def planning(self, job_id: int) -> JobChunk | None:
+        """The live lease of the job's planning, if a worker is planning it."""
+        from engine.jobs.recovery import PLAN_CHUNK
+
+        return next((lease for lease in self.live_leases()
+                     if (lease.job_id, lease.chunk) == (job_id, PLAN_CHUNK)), None)
+
     def in_flight(self, count: int, *, timeout: float = 60) -> None:
         """Wait until `count` batches in all have reached the (closed) gate."""
         wait_for(lambda: len(self.batches.events("start")) >= count,
@@ -290,12 +297,8 @@ def test_worker_killed_while_planning_the_job_is_planned_again(
     with psycopg.connect(database_url) as blocker:
         blocker.execute("LOCK TABLE job_items IN SHARE MODE")  # reads go on; inserts wait
         job_id = autotag(client, cid, "tagger")
-
-        def planning() -> JobChunk | None:
-            return next((lease for lease in cluster.live_leases()
-                         if (lease.job_id, lease.chunk) == (job_id, PLAN_CHUNK)), None)
-
-        lease = wait_for(planning, timeout=30, what="a worker to start planning the job")
+        lease = wait_for(lambda: cluster.planning(job_id), timeout=30,
+                         what="a worker to start planning the job")
         victim = cluster.holder(lease)
         survivor = next(w for w in cluster.workers if w is not victim)
         victim.kill()
@@ -329,15 +332,9 @@ def test_a_plan_that_cannot_send_its_chunks_is_planned_again(
     with psycopg.connect(database_url) as blocker:
         blocker.execute("LOCK TABLE job_items IN SHARE MODE")
         job_id = autotag(client, cid, "tagger")
-        wait_for(lambda: any((lease.job_id, lease.chunk) == (job_id, PLAN_CHUNK)
-                             for lease in cluster.live_leases()),
-                 timeout=30, what="a worker to start planning the job")
-        pid = broker.pid()
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not broker.is_running(), timeout=10, what="Redis to die")
-        for path in broker.data_dir.iterdir():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        wait_for(lambda: cluster.planning(job_id), timeout=30,
+                 what="a worker to start planning the job")
+        kill_redis(faults_services, wipe=True)
         blocker.rollback()
 
     def plan_lease() -> JobChunk | None:
@@ -396,8 +393,8 @@ def test_pool_process_killed_mid_chunk_is_run_again_at_once(
     assert_one_result_per_file(session, job_id, 24)
 
 
-def restart_redis(services: Services, *, wipe: bool) -> None:
-    """kill -9 the module's Redis and start it again, on its data or (`wipe`) empty."""
+def kill_redis(services: Services, *, wipe: bool) -> None:
+    """kill -9 the module's Redis, and (`wipe`) delete its data."""
     broker = services.redis
     pid = broker.pid()
     assert pid is not None
@@ -406,7 +403,12 @@ def restart_redis(services: Services, *, wipe: bool) -> None:
     if wipe:
         for path in broker.data_dir.iterdir():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
-    broker.start()
+
+
+def restart_redis(services: Services, *, wipe: bool) -> None:
+    """kill -9 the module's Redis and start it again, on its data or (`wipe`) empty."""
+    kill_redis(services, wipe=wipe)
+    services.redis.start()
 
 
 def test_redis_restarted_mid_job_loses_nothing(

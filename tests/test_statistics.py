@@ -17,6 +17,7 @@ from engine.config import Settings
 from engine.lake import statistics
 from engine.storage import file_uri
 from tests import imagegen
+from tests.embedding_factory import make_files
 
 
 @pytest.fixture
@@ -79,17 +80,13 @@ def test_an_ingest_reports_its_writes_as_it_commits(session: Session) -> None:
     """A backend reports its writes at most once a second and holds the rest back until it has
     been idle 10 s; an ingest's transaction asks for its report as it commits, so the check
     after its response counts it (three batches of one upload within a second did not)."""
-    from sqlalchemy.orm import Session as SessionType
-
-    from tests.embedding_factory import make_files
-
     engine = session.get_bind()
 
     def changed() -> int:
         return statistics.changed_rows(engine)["files"][0]
 
     before = changed()
-    with engine.connect() as connection, SessionType(bind=connection) as writer:
+    with engine.connect() as connection, Session(bind=connection) as writer:
         make_files(writer, "first", 10)  # this backend's first report goes out as it commits
         statistics.report_writes_at_commit(writer)
         make_files(writer, "second", 10)  # within the second: held back, but for the request
