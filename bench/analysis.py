@@ -171,7 +171,7 @@ def run_job(client: Any, task: str, collection_id: int, model: str,
     else:
         job = client.auto_tag_collection(collection_id, model, size, CONFIDENCE, None, None,
                                          "local")
-    final = client.wait_for_job(job["job_id"], timeout=3600, poll_interval=0.1, progress=False)
+    final = client.wait_for_job(job["job_id"], timeout=3600, poll_interval=5, progress=False)
     elapsed = time.perf_counter() - started
     if final["status"] != "succeeded":
         raise SystemExit(f"{task} job {final['job_id']} ended {final['status']}: "

@@ -98,7 +98,7 @@ def register_model(client: Any, work: Path, collection_id: int) -> float:
     job = client.generate_embeddings_for_collection(collection_id, MODEL,
                                                     query="name ~ photo000",
                                                     inference_platform="local")
-    final = client.wait_for_job(job["job_id"], timeout=600, poll_interval=0.2, progress=False)
+    final = client.wait_for_job(job["job_id"], timeout=600, poll_interval=1, progress=False)
     if final["status"] != "succeeded":
         raise SystemExit(f"warm-up job ended {final['status']}: {final.get('error')}")
     return time.perf_counter() - started

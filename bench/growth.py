@@ -67,7 +67,7 @@ def job_run(client: Any, collection_id: int) -> dict[str, Any]:
     started = time.perf_counter()
     job = client.generate_embeddings_for_collection(collection_id, MODEL, query=PROBE_QUERY,
                                                     inference_platform="local")
-    final = client.wait_for_job(job["job_id"], timeout=1800, poll_interval=0.1, progress=False)
+    final = client.wait_for_job(job["job_id"], timeout=1800, poll_interval=5, progress=False)
     wall = time.perf_counter() - started
     if final["status"] != "succeeded" or final["done"] != PROBES:
         raise SystemExit(f"job {final['job_id']} ended {final['status']} with {final['done']} "

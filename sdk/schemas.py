@@ -329,6 +329,7 @@ JobKind = Literal["autotagging", "auto_annotation", "embedding", "embedding_impo
 JobStatus = Literal["queued", "running", "succeeded", "partially_failed", "failed", "cancelled"]
 FINISHED_JOB_STATUSES: tuple[JobStatus, ...] = ("succeeded", "partially_failed", "failed",
                                                 "cancelled")
+MAX_JOB_WAIT = 60.0  # seconds GET /jobs/{id}?wait= may hold an answer (`wait_for_job`)
 
 
 class PromptEntry(Schema):

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from engine.config import Settings
 from engine.db.analysis import JobItem
 from engine.db.models import File, Tag
-from sdk.errors import BadRequest, NotFound
+from sdk.errors import BadRequest, NotFound, ValidationFailed
 from tests.fixtures.plugin import shapes_detector, shapes_detector_bundle  # noqa: F401
 from tests.fixtures.shapes import scene
 from tests.worker import running_worker, settings, shared_envs_dir, worker  # noqa: F401
@@ -131,3 +131,60 @@ def test_a_job_whose_planning_fails_is_failed_with_the_reason(
     assert final["error"].startswith("planning failed: ")
     assert "content_type" in final["error"]
     assert final["total"] == 0
+
+
+def test_a_held_get_job_answers_as_the_job_finishes(client: Any, shapes: dict[str, Any],
+                                                    api_url: str, admin_key: str) -> None:
+    """GET /jobs/{id}?wait= holds an unfinished job's answer until it finishes, or until the
+    wait is over; wait_for_job relies on it to see the end at once, whatever poll_interval."""
+    import threading
+    import time
+
+    from sdk import Client
+
+    def submit() -> int:
+        return int(client.auto_tag_collection(shapes["cid"], "yolo", (160, 160), 0.5, None,
+                                              None, "local")["job_id"])
+
+    def cancel_after(job_id: int, seconds: float) -> threading.Thread:
+        def run() -> None:
+            time.sleep(seconds)
+            with Client(api_url, admin_key) as other:
+                other.cancel_job(job_id)
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    # no worker runs: the jobs stay queued until cancelled
+    held = submit()
+    started = time.monotonic()
+    job = client._get(f"/jobs/{held}", params={"wait": 1.0})
+    assert job["status"] == "queued"
+    assert time.monotonic() - started >= 1.0  # held for the whole wait
+
+    canceller = cancel_after(held, 1.0)
+    started = time.monotonic()
+    job = client._get(f"/jobs/{held}", params={"wait": 30})
+    answered = time.monotonic() - started
+    canceller.join()
+    assert job["status"] == "cancelled"
+    assert 0.9 <= answered < 10  # as it finished, not after the 30 s
+
+    started = time.monotonic()
+    assert client._get(f"/jobs/{held}", params={"wait": 30})["status"] == "cancelled"
+    assert time.monotonic() - started < 5  # a finished job is answered at once
+
+    waited = submit()
+    canceller = cancel_after(waited, 1.0)
+    started = time.monotonic()
+    final = client.wait_for_job(waited, timeout=60, poll_interval=30, progress=False)
+    canceller.join()
+    assert final["status"] == "cancelled"
+    assert time.monotonic() - started < 10
+
+    with pytest.raises(ValidationFailed) as too_long:
+        client._get(f"/jobs/{waited}", params={"wait": 61})
+    assert "query.wait" in str(too_long.value)
+    assert "less than or equal to 60" in str(too_long.value)
+    with pytest.raises(NotFound):
+        client._get("/jobs/424242", params={"wait": 5})

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from engine import __version__
+from engine.api import job_wait
 from engine.api.errors import install_error_handlers
 from engine.api.fast_search import FastSearch
 from engine.api.routes import annotations as annotation_routes
@@ -31,6 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        await app.state.status_connections.close_idle()
         db_engine.dispose()
 
     app = FastAPI(
@@ -43,6 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.db_engine = db_engine
     app.state.session_factory = make_session_factory(db_engine)
     app.state.storage = Storage.from_settings(settings)
+    app.state.status_connections = job_wait.status_connections(settings.database_url)
     install_error_handlers(app)
     # The common search, answered before routing (engine/api/fast_search.py).
     app.add_middleware(FastSearch, database_url=settings.database_url,

@@ -6,8 +6,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from engine.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
+from engine.api import job_wait
+from engine.api.deps import KeyGiven, ReadKey, SessionDep, SettingsDep, WriteKey, in_one_transaction
 from engine.api.routing import JSONRoute
 from engine.api.schemas import (
     AutoAnnotateRequest,
@@ -18,8 +21,10 @@ from engine.api.schemas import (
     ProposalDecision,
     ProposalReport,
 )
+from engine.db.session import session_scope
 from engine.jobs import requests, service
 from engine.jobs.dispatch import CeleryDispatcher, Dispatcher
+from sdk.schemas import FINISHED_JOB_STATUSES, MAX_JOB_WAIT
 
 router = APIRouter(tags=["jobs"], route_class=JSONRoute)
 
@@ -73,9 +78,29 @@ def list_jobs(session: SessionDep, _: ReadKey,
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)
-def get_job(job_id: int, session: SessionDep, _: ReadKey) -> JobPublic:
-    """A job's status, counters and failed items with their reasons."""
-    return service.get_job(session=session, job_id=job_id)
+async def get_job(job_id: int, request: Request, key: KeyGiven,
+                  wait: Annotated[float, Query(
+                      ge=0, le=MAX_JOB_WAIT,
+                      description="Hold the answer up to this many seconds, until the job "
+                                  "has finished (long polling)")] = 0) -> JobPublic:
+    """A job's status, counters and failed items with their reasons.
+
+    With `wait`, an unfinished job is answered once it finishes (within ~0.1 s) or once `wait`
+    seconds have passed, whichever comes first (engine/api/job_wait.py): `wait_for_job` sees
+    the end at once without asking again and again."""
+    def read(session: Session) -> JobPublic:
+        return service.get_job(session=session, job_id=job_id)
+
+    job = await run_in_threadpool(in_one_transaction, request, key, "read", read)
+    if job.status in FINISHED_JOB_STATUSES or wait <= 0:
+        return job
+    await job_wait.hold(request, job_id, wait)
+
+    def reread() -> JobPublic:
+        with session_scope(request.app.state.session_factory) as session:
+            return read(session)
+
+    return await run_in_threadpool(reread)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
