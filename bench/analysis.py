@@ -179,6 +179,26 @@ def run_job(client: Any, task: str, collection_id: int, model: str,
     return dict(final), elapsed
 
 
+def settle_indexes(client: Any, settings: Any, timeout: float = 300) -> None:
+    """Wait for the HNSW index builds a job's vectors made due (a worker starts one once the
+    space has been quiet for index_quiet_seconds, engine/embeddings/indexing.py), so that none
+    runs beside the bare loop that follows."""
+    deadline = time.monotonic() + timeout
+
+    def due(space: dict[str, Any]) -> bool:
+        if space["index"] in ("building", "rebuilding"):
+            return True
+        if space["index"] == "none":
+            return bool(space["vectors"] >= settings.index_min_vectors)
+        grown = (1 + settings.index_rebuild_growth) * max(space["indexed_vectors"], 1)
+        return bool(space["vectors"] >= grown)
+
+    while waiting := [s["name"] for s in client.list_embedding_spaces() if due(s)]:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the index builds of {waiting} did not finish in {timeout:g} s")
+        time.sleep(1)
+
+
 def engine_run(client: Any, settings: Any, task: str, collection_id: int, count: int,
                workers: int) -> dict[str, Any]:
     _, model, size, _ = TASKS[task]
@@ -227,6 +247,7 @@ def runs(home: Path, sets: dict[str, tuple[Path, int]], warm: Path, bundles_dir:
             print(f"  {task}: warm-up job (starts the model host) {cold:.1f} s", flush=True)
             for label, (folder, count) in sets.items():
                 engine = {1: engine_run(client, settings, task, collections[label], count, 1)}
+                settle_indexes(client, settings)
                 bare = bare_run(task, folder, settings.request_batch_size, bundles_dir)
                 out[label][task] = {"bare": bare, "engine": engine}
         for workers in (w for w in worker_counts if w > 1):

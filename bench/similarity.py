@@ -391,7 +391,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     print(f"generated {args.vectors:,} + {args.queries} {args.dim}-d vectors in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     results: list[dict[str, Any]] = []
-    quick_index = {"METALAKE_INDEX_QUIET_SECONDS": "2", "METALAKE_RECOVERY_INTERVAL": "1"}
+    # every stage searched through its index, whatever its size (`--stages` below 1,000 too)
+    quick_index = {"METALAKE_INDEX_QUIET_SECONDS": "2", "METALAKE_RECOVERY_INTERVAL": "1",
+                   "METALAKE_INDEX_MIN_VECTORS": "0"}
     with embedded_engine(work / "home", env=quick_index) as engine, ExitStack() as stack:
         client = stack.enter_context(closing(Client(engine.url, engine.key, timeout=600)))
         inserters = [stack.enter_context(closing(Client(engine.url, engine.key, timeout=600)))

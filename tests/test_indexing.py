@@ -96,6 +96,9 @@ def test_the_index_is_built_in_bulk_once_writes_go_quiet_and_rebuilt_as_the_spac
     # Not quiet for an hour: not due; quiet for 0 s: due.
     assert due_spaces(session, quiet_seconds=3600, growth=0.5) == []
     assert due_spaces(session, quiet_seconds=0, growth=0.5) == [space.id]
+    # A first build waits for the space to hold min_vectors.
+    assert due_spaces(session, quiet_seconds=0, growth=0.5, min_vectors=101) == []
+    assert due_spaces(session, quiet_seconds=0, growth=0.5, min_vectors=100) == [space.id]
 
     [build] = _build(session)
     assert (build.rows, build.rebuilt, build.index_name) == (100, False, index_name(space.id))
@@ -227,7 +230,13 @@ def test_a_workers_sweep_builds_the_index_of_a_quiet_space(
     names = make_files(session, "swept", 200)
     _insert(client, names, vectors)
     assert _method(client, vectors[3]) == "exact"
-    quick = settings.model_copy(update={"recovery_interval": 0.5, "index_quiet_seconds": 0.5})
+    quick = settings.model_copy(update={"recovery_interval": 0.5, "index_quiet_seconds": 0.5,
+                                        "index_min_vectors": 200})
+    with running_worker(quick.model_copy(update={"index_min_vectors": 201}),
+                        tmp_path / "small.log"):
+        time.sleep(4)  # quiet, swept ~8 times, and one vector short of index_min_vectors
+        assert _info(client)["index"] == "none"
+    assert "HNSW index" not in (tmp_path / "small.log").read_text()
     with running_worker(quick, tmp_path / "worker.log"):
         deadline = time.monotonic() + 60
         while _info(client)["index"] != "ready":

@@ -61,6 +61,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "METALAKE_INFERENCE_PLATFORM": settings.inference_platform,
         "METALAKE_RECOVERY_INTERVAL": str(settings.recovery_interval),
         "METALAKE_INDEX_QUIET_SECONDS": str(settings.index_quiet_seconds),
+        "METALAKE_INDEX_MIN_VECTORS": str(settings.index_min_vectors),
         "YOLO_OFFLINE": "1",
     })
     return env

@@ -9,7 +9,8 @@ Writing vectors never builds an index. Each space gets one partial HNSW index:
 (pgvector's documented way to index vectors of several dimensions in one column: an
 expression cast to the space's dimension, partial on the space; halfvec because `vector` HNSW
 indexes stop at 2,000 dimensions.) It is built by a worker once no vector has been written to
-the space for METALAKE_INDEX_QUIET_SECONDS, and rebuilt (`REINDEX INDEX CONCURRENTLY`) once
+the space for METALAKE_INDEX_QUIET_SECONDS and the space holds METALAKE_INDEX_MIN_VECTORS
+(1,000) or more, and rebuilt (`REINDEX INDEX CONCURRENTLY`) once
 the space holds METALAKE_INDEX_REBUILD_GROWTH more vectors than the last build covered. Between
 builds, new vectors go into the index one by one, as PostgreSQL does for any index.
 
@@ -17,7 +18,13 @@ Why in bulk: on 100,000 clustered 2048-d vectors (bench/similarity.py) graphs bu
 insert found recall@10 0.96-0.99 over three builds, bulk-built ones (m = 32, ef_construction
 128) 0.989-0.9995; and importing them took 75-100 s of inserts + a ~3 min build, against 373 s
 of inserts keeping an m = 24 graph. Until a space's first build, its searches scan its vectors
-exactly (always correct; ~0.7 s at 100,000 2048-d vectors).
+exactly (always correct; ~0.7 s at 100,000 2048-d vectors, ~15 ms at 1,000).
+
+Why not below 1,000 vectors: each vector written into an indexed space joins its graph, ~7.5 ms
+of PostgreSQL's CPU per 2048-d vector at m = 32 / ef_construction 128 even in a graph of a few
+hundred, taken from the model beside it on a small machine (a 400-image ResNet50 job after a
+128-image one on 2 cores: 3.0 s of inserts against 0.03 s into the space without an index,
+bench/README.md); a first build waits until exact scans would be slow.
 
 - `due_spaces` (each worker's sweep, engine/jobs/recovery.py): spaces that need a build now.
 - `request_builds`: marks them requested and sends one build task each to the control queue; a
@@ -95,10 +102,11 @@ def _rows(session_or_connection: Session | Connection, space_id: int) -> int:
         select(func.count()).select_from(Embedding).where(Embedding.space_id == space_id)) or 0)
 
 
-def due_spaces(session: Session, *, quiet_seconds: float, growth: float) -> list[int]:
+def due_spaces(session: Session, *, quiet_seconds: float, growth: float,
+               min_vectors: int = 0) -> list[int]:
     """Spaces whose index should be built now: written since their last build, quiet for
-    `quiet_seconds`, and without an index or grown by `growth` beyond what it covered; not
-    requested within `REQUEST_RETRY`."""
+    `quiet_seconds`, and without an index (holding `min_vectors` or more) or grown by `growth`
+    beyond what it covered; not requested within `REQUEST_RETRY`."""
     last_write = (select(func.max(Embedding.created_at))
                   .where(Embedding.space_id == EmbeddingSpace.id).scalar_subquery())
     candidates = session.execute(
@@ -113,16 +121,18 @@ def due_spaces(session: Session, *, quiet_seconds: float, growth: float) -> list
         .order_by(EmbeddingSpace.id)).all()
     due = []
     for space_id, name, indexed in candidates:
-        if name is None or _rows(session, space_id) >= (1 + growth) * max(indexed, 1):
+        needed = min_vectors if name is None else (1 + growth) * max(indexed, 1)
+        if _rows(session, space_id) >= needed:
             due.append(space_id)
     return due
 
 
 def request_builds(session: Session, dispatcher: IndexDispatcher, *, quiet_seconds: float,
-                   growth: float) -> list[int]:
+                   growth: float, min_vectors: int = 0) -> list[int]:
     """Send a build task for each due space (marking it requested, in this transaction, so
     concurrent sweeps send each once). The spaces sent."""
-    due = due_spaces(session, quiet_seconds=quiet_seconds, growth=growth)
+    due = due_spaces(session, quiet_seconds=quiet_seconds, growth=growth,
+                     min_vectors=min_vectors)
     if not due:
         return []
     sent = list(session.scalars(

@@ -274,7 +274,8 @@ class RecoverySweeper:
                     with session_scope(sessions) as session:
                         request_builds(session, self._dispatcher,
                                        quiet_seconds=self._settings.index_quiet_seconds,
-                                       growth=self._settings.index_rebuild_growth)
+                                       growth=self._settings.index_rebuild_growth,
+                                       min_vectors=self._settings.index_min_vectors)
                 except Exception as exc:
                     log.warning("index build sweep failed: %s", exc)
                 if self._stop.wait(self._interval):
