@@ -210,6 +210,15 @@ def test_a_host_over_the_memory_limit_is_killed(make_manager: MakeManager) -> No
     assert _tags(_invoke(manager, "echo", _body(1)), 1)[0]["pid"] != old.pid
 
 
+def test_memory_of_the_hosts_child_processes_counts(make_manager: MakeManager) -> None:
+    # The child starts after the host's processes were first listed: found at a later look.
+    manager = make_manager(host_memory_limit_mb=250)
+    old = manager.ensure_started("echo@1", BUNDLES / "echo", "")
+    with pytest.raises(ModelHostOutOfMemory, match="exceeded the memory limit of 250 MB"):
+        _invoke(manager, "echo", _body(1, mode="child_hog"))
+    assert _reaped(old.pid)
+
+
 def test_a_slow_model_fn_hits_the_start_timeout(make_manager: MakeManager) -> None:
     manager = make_manager(host_start_timeout=0.3)
     with pytest.raises(ModelHostTimeout, match=r"was not ready within 0.3 s"):

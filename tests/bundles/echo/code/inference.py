@@ -49,6 +49,12 @@ def predict_fn(input_data, model):
         for _ in range(160):
             hog.append(np.ones(25 << 20, dtype=np.uint8))
             time.sleep(0.02)
+    if mode == "child_hog":  # a child process taking 5 MB more every 20 ms, up to 2 GB
+        subprocess.Popen([sys.executable, "-c", (
+            "import time\nhog = []\nfor _ in range(400):\n"
+            "    hog.append(bytearray(b'x') * (5 << 20))\n    time.sleep(0.02)\n"
+            "time.sleep(60)")])
+        time.sleep(60)
     if mode == "environ":
         return [{"boxes": [], "environ": sorted(os.environ),
                  "PYTHONPATH": os.environ.get("PYTHONPATH")} for _ in images]
