@@ -23,8 +23,9 @@ _STATUS = "SELECT status FROM jobs WHERE id = %s"
 
 
 async def _finished(connections: Connections, job_id: int) -> bool | None:
-    """Has the job finished (or gone)? None: no connection free now, or it failed (closed;
-    the caller stops holding and reads the job the regular way, which reports errors)."""
+    """Has the job finished (or gone)? Also True when the look failed (its connection is
+    closed): the caller stops holding and reads the job the regular way, which reports the
+    database's error as every route does. None: no connection free now; look at the next tick."""
     try:
         connection = await connections.take()
     except psycopg.Error:
