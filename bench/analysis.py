@@ -183,15 +183,16 @@ def settle_indexes(client: Any, settings: Any, timeout: float = 300) -> None:
     """Wait for the HNSW index builds a job's vectors made due (a worker starts one once the
     space has been quiet for index_quiet_seconds, engine/embeddings/indexing.py), so that none
     runs beside the bare loop that follows."""
+    from engine.embeddings.indexing import build_threshold
+
     deadline = time.monotonic() + timeout
 
     def due(space: dict[str, Any]) -> bool:
         if space["index"] in ("building", "rebuilding"):
             return True
-        if space["index"] == "none":
-            return bool(space["vectors"] >= settings.index_min_vectors)
-        grown = (1 + settings.index_rebuild_growth) * max(space["indexed_vectors"], 1)
-        return bool(space["vectors"] >= grown)
+        return bool(space["vectors"] >= build_threshold(
+            space["index"] != "none", space["indexed_vectors"],
+            min_vectors=settings.index_min_vectors, growth=settings.index_rebuild_growth))
 
     while waiting := [s["name"] for s in client.list_embedding_spaces() if due(s)]:
         if time.monotonic() > deadline:

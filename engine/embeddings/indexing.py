@@ -119,12 +119,16 @@ def due_spaces(session: Session, *, quiet_seconds: float, growth: float,
                or_(EmbeddingSpace.index_name.is_(None), EmbeddingSpace.index_built_at.is_(None),
                    last_write > EmbeddingSpace.index_built_at))
         .order_by(EmbeddingSpace.id)).all()
-    due = []
-    for space_id, name, indexed in candidates:
-        needed = min_vectors if name is None else (1 + growth) * max(indexed, 1)
-        if _rows(session, space_id) >= needed:
-            due.append(space_id)
-    return due
+    return [space_id for space_id, name, indexed in candidates
+            if _rows(session, space_id) >= build_threshold(
+                name is not None, indexed, min_vectors=min_vectors, growth=growth)]
+
+
+def build_threshold(indexed: bool, indexed_rows: int, *, min_vectors: int,
+                    growth: float) -> float:
+    """How many vectors a space must hold for a build to be due: `min_vectors` for its first,
+    `growth` beyond what the last build covered (`indexed_rows`) for a rebuild."""
+    return (1 + growth) * max(indexed_rows, 1) if indexed else min_vectors
 
 
 def request_builds(session: Session, dispatcher: IndexDispatcher, *, quiet_seconds: float,
