@@ -191,10 +191,10 @@ def recover_lapsed(session: Session, dispatcher: Dispatcher, *, limit: int = SWE
     if not lapsed:
         return {}
     keys = [(row.job_id, row.chunk) for row in lapsed]
+    planning = [job for job, chunk in keys if chunk == PLAN_CHUNK]
     plans = list(session.scalars(
-        select(Job.id).where(Job.id.in_([job for job, chunk in keys if chunk == PLAN_CHUNK]),
-                             Job.status.in_(("queued", "running")),
-                             Job.cancel_requested.is_(False)).order_by(Job.id)))
+        select(Job.id).where(Job.id.in_(planning), Job.status.in_(("queued", "running")),
+                             Job.cancel_requested.is_(False)).order_by(Job.id))) if planning else []
     pending = session.execute(
         select(JobItem.job_id, JobItem.chunk).distinct()
         .join(Job, Job.id == JobItem.job_id)
