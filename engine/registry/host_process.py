@@ -52,7 +52,7 @@ class HostProcess:
         """Resident memory of the host and its child processes (found again every
         `CHILDREN_REFRESH` seconds; one started since is counted from the next search)."""
         now = time.monotonic()
-        if now - self._tree_at >= CHILDREN_REFRESH or not self._tree:
+        if now - self._tree_at >= CHILDREN_REFRESH:
             try:
                 root = psutil.Process(self.process.pid)
                 self._tree = [root, *root.children(recursive=True)]
