@@ -403,6 +403,10 @@ class JobPublic(Schema):
     error: str | None = None
     errors: list[JobItemError] = Field(default_factory=list,
                                        description="Failed items (the first 100) and why.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What to know about how the job ran, e.g. that its model code was not "
+                    "sandboxed and why.")
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -71,6 +71,7 @@ def _public(session: Session, job: Job, *, errors: bool) -> JobPublic:
                      model=model, collection_id=job.collection_id, params=job.params,
                      total=job.total, done=job.done, failed=job.failed,
                      cancel_requested=job.cancel_requested, error=job.error, errors=failed,
+                     warnings=list(job.warnings or []),
                      created_at=job.created_at, started_at=job.started_at,
                      finished_at=job.finished_at)
 
