@@ -34,11 +34,13 @@ class Principal:
         need = SCOPE_RANK[scope]
         return any(SCOPE_RANK[s] >= need for s in self.scopes)
 
-    def require(self, scope: str) -> None:
+    def require(self, scope: str, because: str | None = None) -> None:
+        """Refuse (403) unless the key has `scope`; `because` says why the action needs it."""
         if not self.has(scope):
+            why = f"{because}, so it needs" if because else "this action needs"
             raise Forbidden(
-                f"This API key ({self.name!r}) has scopes {sorted(self.scopes)}; this action "
-                f"needs {scope!r}. Create one with `metalake keys create --scope {scope}`.",
+                f"This API key ({self.name!r}) has scopes {sorted(self.scopes)}; {why} "
+                f"{scope!r}. Create one with `metalake keys create --scope {scope}`.",
                 required_scope=scope,
             )
 

@@ -121,14 +121,19 @@ def describe(model: dict[str, Any]) -> list[str]:
 
 
 @models_app.command("delete")
-def delete(name: Annotated[str, typer.Argument(help="The model (all its versions).")]) -> None:
-    """Delete a model and all its versions (refused while a job uses it)."""
+def delete(
+    name: Annotated[str, typer.Argument(help="The model (all its versions).")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Delete it even if it is a system model (install-defaults).")] = False,
+) -> None:
+    """Delete a model and all its versions (needs an admin key; refused while a job uses it,
+    and for a system model without --force)."""
     from contextlib import closing
 
     from sdk import Client
 
     with closing(Client()) as client:
-        client.delete_model(name)
+        client.delete_model(name, force=force)
     typer.echo(f"deleted model {name!r}")
 
 

@@ -266,6 +266,13 @@ class ModelInUse(Conflict):
     code = "model_in_use"
 
 
+class SystemModelProtected(Conflict):
+    """The model is one the engine installed itself (`metalake models install-defaults`); an
+    admin deletes it only by forcing (`force=true`)."""
+
+    code = "system_model"
+
+
 # -- 5xx: the engine's own dependencies ----------------------------------------------------
 class ServiceUnavailable(EngineError):
     """A service the engine depends on is unavailable; retry shortly."""

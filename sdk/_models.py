@@ -67,10 +67,11 @@ class ModelCalls(BaseClient):
         as model `model_id` (alias `model_name`) for `application`: `autotagging` (or
         `auto_tagging`), `auto_annotation` or `embedding`.
 
-        Registering an existing name adds its next version. The engine checks the bundle
-        before storing anything and refuses it naming the file and the rule broken (see
-        docs/bundles.md). Returns the new version: `name`, `version`, `reference` (`name@N`),
-        `sha256`, `label_list`, `embedding_dim`, `files`, ...
+        Needs an admin key: the engine runs the bundle's code. Registering an existing name
+        adds its next version. The engine checks the bundle before storing anything and
+        refuses it naming the file and the rule broken (see docs/bundles.md). Returns the new
+        version: `name`, `version`, `reference` (`name@N`), `sha256`, `label_list`,
+        `embedding_dim`, `files`, ...
         """
         name = _model_name(model_id, model_name)
         kind = _application(application)
@@ -114,6 +115,8 @@ class ModelCalls(BaseClient):
         body = self._get(f"/models/{quote(name, safe='@')}")
         return ModelDetails.model_validate(body).model_dump(mode="json")
 
-    def delete_model(self, name: str) -> None:
-        """Delete a model and all its versions (refused with Conflict while a job uses it)."""
-        self._delete(f"/models/{quote(name, safe='')}")
+    def delete_model(self, name: str, *, force: bool = False) -> None:
+        """Delete a model and all its versions (needs an admin key; refused with Conflict
+        while a job uses it, and for a system model of `install-defaults` unless `force`)."""
+        self._delete(f"/models/{quote(name, safe='')}",
+                     params={"force": "true"} if force else None)

@@ -313,6 +313,8 @@ class ModelPublic(Schema):
     name: str
     application: Application
     is_system_default: bool
+    # Installed by the engine (`install-defaults`): deleting it needs force.
+    is_system: bool = False
     created_at: datetime
     latest_version: int
     versions: list[ModelVersionSummary] = Field(default_factory=list)

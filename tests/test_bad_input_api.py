@@ -42,6 +42,8 @@ WRITE_METHODS = ("post", "put", "patch", "delete")
 # POST routes that only read (a query in a JSON body): a read key may call them.
 READ_ONLY_POSTS = {f"{API}/items/search", f"{API}/embeddings/vectors", f"{API}/search/similar"}
 ADMIN_PREFIX = f"{API}/keys"
+# Admin too: a registered bundle is code the engine runs; a deletion takes a model from everyone.
+ADMIN_OPERATIONS = {f"post {API}/models/{{name}}/versions", f"delete {API}/models/{{name}}"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,8 @@ class Operation:
 
     @property
     def scope(self) -> str:
-        if self.template.startswith(ADMIN_PREFIX):
+        if self.template.startswith(ADMIN_PREFIX) or \
+                f"{self.method} {self.template}" in ADMIN_OPERATIONS:
             return "admin"
         return "read" if self.template in READ_ONLY_POSTS else "write"
 

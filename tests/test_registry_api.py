@@ -18,6 +18,8 @@ from engine.config import Settings
 from engine.db.models import Model, ModelVersion
 from engine.db.session import session_scope
 from engine.errors import Conflict as EngineConflict
+from engine.registry.defaults import install_defaults
+from engine.registry.store import registry_storage
 from engine.storage import Storage, file_uri, local_path, split_s3
 from sdk import BadRequest, Client, Conflict, Forbidden, NotFound
 from tests.bundle_factory import (
@@ -322,19 +324,61 @@ def test_delete_removes_the_model_and_keeps_shared_blobs(
         client.get_model("two")
 
 
-def test_scopes(api_url: str, make_key: Callable[..., str], tmp_path: Path) -> None:
+def test_scopes(api_url: str, make_key: Callable[..., str], tmp_path: Path,
+                api_settings: Settings) -> None:
+    """Registering and deleting models is an admin's: a bundle is code the engine runs."""
     bundle = make_bundle(tmp_path / "b")
-    with Client(api_url, make_key("write")) as writer:
-        writer.register_model(bundle, "shapes", "autotagging")
-    with Client(api_url, make_key("read")) as reader:
-        with pytest.raises(Forbidden):
-            reader.register_model(bundle, "other", "autotagging")
-        with pytest.raises(Forbidden):
-            reader.delete_model("shapes")
-        assert [m["name"] for m in reader.list_models()] == ["shapes"]
-        assert reader.get_model("shapes@1")["version"]["version"] == 1
+    with Client(api_url, make_key("write", name="writer")) as writer:
+        with pytest.raises(Forbidden) as refused:
+            writer.register_model(bundle, "shapes", "autotagging")
+        assert "registering a model makes the engine run the bundle's code, so it needs " \
+               "'admin'" in refused.value.message
+        assert refused.value.status == 403
+        assert writer.list_models() == []
+        assert stored_blobs(api_settings) == []
+    with Client(api_url, make_key("admin", name="admin")) as admin:
+        assert admin.register_model(bundle, "shapes", "autotagging")["version"] == 1
+    for scope in ("read", "write"):
+        with Client(api_url, make_key(scope, name=scope)) as weaker:
+            with pytest.raises(Forbidden):
+                weaker.register_model(bundle, "other", "autotagging")
+            for force in (False, True):
+                with pytest.raises(Forbidden) as refused:
+                    weaker.delete_model("shapes", force=force)
+                assert "'admin'" in refused.value.message
+            assert [m["name"] for m in weaker.list_models()] == ["shapes"]
+            assert weaker.get_model("shapes@1")["version"]["version"] == 1
     response = httpx.get(f"{api_url}/api/v1/models")
     assert response.status_code == 401
+    with Client(api_url, make_key("admin", name="admin")) as admin:
+        admin.delete_model("shapes")
+        assert admin.list_models() == []
+
+
+def test_a_system_model_survives_deleting_every_other_model(
+        client: Client, api_settings: Settings, session_factory: sessionmaker[Session],
+        tmp_path: Path) -> None:
+    templates = tmp_path / "model_templates"
+    make_bundle(templates / "resnet50_embedding", "embedding",
+                config={"weights": "resnet50-*.pth"})
+    with session_scope(session_factory) as session:
+        install_defaults(session=session, storage=registry_storage(api_settings),
+                         settings=api_settings, templates=templates, applications=["embedding"])
+    client.register_model(make_bundle(tmp_path / "b"), "mine", "autotagging")
+    models = client.list_models()
+    assert {m["name"]: m["is_system"] for m in models} == {"default-embedding": True,
+                                                          "mine": False}
+    refusals = []
+    for model in models:  # "delete everything"
+        try:
+            client.delete_model(model["name"])
+        except Conflict as refused:
+            refusals.append(refused)
+    assert [(r.code, r.status) for r in refusals] == [("system_model", 409)]
+    assert "force" in refusals[0].message
+    assert [m["name"] for m in client.list_models()] == ["default-embedding"]
+    client.delete_model("default-embedding", force=True)  # an admin, forcing it
+    assert client.list_models() == []
 
 
 @pytest.mark.parametrize("name", ["default", "default-autotagging", "has space", "a@1", "-x"])

@@ -71,10 +71,11 @@ def in_one_transaction(request: Request, credentials: HTTPAuthorizationCredentia
         return work(session)
 
 
-def require(scope: str):  # type: ignore[no-untyped-def]
+def require(scope: str, because: str | None = None):  # type: ignore[no-untyped-def]
+    """A dependency refusing keys without `scope` (403, saying `because` when given)."""
     # async: no I/O, so FastAPI runs it on the event loop instead of a thread-pool round trip
     async def dependency(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
-        principal.require(scope)
+        principal.require(scope, because)
         return principal
 
     return Depends(dependency)

@@ -203,6 +203,9 @@ class Model(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     application: Mapped[str] = mapped_column(String(32))
     is_system_default: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Installed by the engine itself (`metalake models install-defaults`): deleted only when
+    # forced (`store.delete_model`).
+    is_system: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = created_at_column()
 
     versions: Mapped[list[ModelVersion]] = relationship(

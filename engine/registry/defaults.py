@@ -159,7 +159,7 @@ def _install(session: Session, storage: Storage, settings: Settings, template: D
                                         Model.name != template.name)
                     .values(is_system_default=False))
     session.execute(update(Model).where(Model.name == template.name)
-                    .values(is_system_default=True))
+                    .values(is_system_default=True, is_system=True))
     return InstalledDefault(name=template.name, application=template.application,
                             version=version, installed=installed, weights=prepared.weights,
                             missing_weights=prepared.missing)

@@ -23,6 +23,7 @@ from engine.errors import (
     ModelApplicationConflict,
     ModelInUse,
     ModelNotFound,
+    SystemModelProtected,
 )
 from engine.registry.archive import Limits, extract_bundle, pack_bundle
 from engine.registry.bundle import normalize_application, validate_bundle
@@ -93,7 +94,7 @@ def register_bundle(*, session: Session, storage: Storage, settings: Settings, n
         if root != extracted:  # the layout was wrapped in one folder: store it unwrapped
             archive = Path(work) / "bundle.tar.gz"
             pack_bundle(root, archive)
-        model = _lock_or_create(session, name, kind)
+        model = _lock_or_create(session, name, kind, system=system)
         with archive.open("rb") as stream:
             uri, sha256, size = storage.put_content_addressed(stream, namespace=NAMESPACE,
                                                               suffix=".tar.gz")
@@ -110,9 +111,10 @@ def register_bundle(*, session: Session, storage: Storage, settings: Settings, n
     return version_public(model, version)
 
 
-def _lock_or_create(session: Session, name: str, application: Application) -> Model:
+def _lock_or_create(session: Session, name: str, application: Application, *,
+                    system: bool = False) -> Model:
     """The model row, created if new, locked so concurrent registrations number in turn."""
-    session.execute(insert(Model).values(name=name, application=application)
+    session.execute(insert(Model).values(name=name, application=application, is_system=system)
                     .on_conflict_do_nothing(index_elements=[Model.name]))
     model = session.scalars(select(Model).where(Model.name == name).with_for_update()).one()
     if model.application != application:
@@ -138,7 +140,8 @@ def version_public(model: Model, version: ModelVersion) -> ModelVersionPublic:
 def _public(model: Model) -> ModelPublic:
     return ModelPublic(
         id=model.id, name=model.name, application=normalize_application(model.application),
-        is_system_default=model.is_system_default, created_at=model.created_at,
+        is_system_default=model.is_system_default, is_system=model.is_system,
+        created_at=model.created_at,
         latest_version=max((v.version for v in model.versions), default=0),
         versions=[ModelVersionSummary(version=v.version, sha256=v.sha256,
                                       size_bytes=v.size_bytes, created_at=v.created_at)
@@ -232,16 +235,25 @@ def _in_use(session: Session, model_id: int) -> list[str]:
     return [str(job_id) for job_id in rows]
 
 
-def delete_model(*, session: Session, name: str) -> None:
+def delete_model(*, session: Session, name: str, force: bool = False) -> None:
     """Delete a model and all its versions (refused while a job uses it).
 
-    The stored bundles stay: they are content-addressed and may be shared with other versions.
+    A system model (`install-defaults`) is deleted only with `force`: deleting every model
+    one by one leaves the defaults the engine falls back on. The stored bundles stay: they
+    are content-addressed and may be shared with other versions.
     """
     model_name, number = parse_reference(name)
     if number is not None:
         raise InvalidInput(f"Versions are immutable and deleted with their model: delete "
                            f"{model_name!r} (all its versions), not {name!r}.")
     model = _model(session, model_name)
+    if model.is_system and not force:
+        raise SystemModelProtected(
+            f"{model_name!r} is a system model (installed by `metalake models "
+            "install-defaults`); it is kept unless deletion is forced: "
+            f"DELETE /models/{model_name}?force=true, client.delete_model({model_name!r}, "
+            f"force=True) or `metalake models delete {model_name} --force`, with an admin key.",
+            name=model_name)
     jobs = _in_use(session, model.id)
     if jobs:
         raise ModelInUse(f"Model {model_name!r} is used by unfinished job(s) {', '.join(jobs)}; "

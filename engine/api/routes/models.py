@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from engine.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
+from engine.api.deps import ReadKey, SessionDep, SettingsDep, require
 from engine.api.routing import JSONRoute
 from engine.api.schemas import ModelDetails, ModelPublic, ModelVersionPublic
+from engine.auth import Principal
 from engine.config import Settings
 from engine.errors import BundleTooLarge, InvalidInput
 from engine.registry import store
@@ -33,6 +34,12 @@ def _registry_storage(request: Request) -> Storage:
 
 
 RegistryStorageDep = Annotated[Storage, Depends(_registry_storage)]
+# Admin only: a registered bundle is code the engine runs (in its model host, with the
+# engine's data in reach), and a model's deletion takes its versions and vectors from every key.
+RegisterKey = Annotated[Principal, require(
+    "admin", because="registering a model makes the engine run the bundle's code")]
+DeleteKey = Annotated[Principal, require(
+    "admin", because="deleting a model removes its versions and embeddings for every key")]
 
 
 def upload_limit(settings: Settings) -> int:
@@ -71,7 +78,7 @@ async def _spool(request: Request, target: Path, limit: int) -> None:
 )
 async def register_version(
     name: str, request: Request, session: SessionDep, settings: SettingsDep,
-    storage: RegistryStorageDep, _: WriteKey,
+    storage: RegistryStorageDep, _: RegisterKey,
     application: Annotated[str, Query(description="autotagging (or auto_tagging), "
                                                   "auto_annotation or embedding.")],
 ) -> ModelVersionPublic:
@@ -105,6 +112,10 @@ def get_model(reference: str, session: SessionDep, _: ReadKey) -> ModelDetails:
 
 
 @router.delete("/models/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_model(name: str, session: SessionDep, _: WriteKey) -> None:
-    """Delete a model and its versions (409 while a job uses it)."""
-    store.delete_model(session=session, name=name)
+def delete_model(name: str, session: SessionDep, _: DeleteKey,
+                 force: Annotated[bool, Query(description="Delete a system model too (one "
+                                                          "`install-defaults` installed).")]
+                 = False) -> None:
+    """Delete a model and its versions (409 while a job uses it, or for a system model
+    without `force`)."""
+    store.delete_model(session=session, name=name, force=force)
