@@ -66,8 +66,9 @@ class Settings(BaseSettings):
     ingest_roots: str = Field(
         default="",
         description=(
-            "os.pathsep-separated directories the engine may register files from in place. "
-            "Empty: any path the engine can read (single-user local engine)."
+            "os.pathsep-separated directories write keys may register files from in place "
+            "(symlinks and '..' resolved first). Set, it bounds admin keys too. Empty: only "
+            "admin keys may register files from the engine's disk."
         ),
     )
     max_page_size: int = Field(default=1000, description="Largest page a list call may ask for.")
@@ -93,6 +94,16 @@ class Settings(BaseSettings):
     )
     bundle_max_files: int = Field(
         default=10_000, gt=0, description="Most files and folders a model bundle may hold."
+    ingest_max_file_bytes: int = Field(
+        default=16 << 30, gt=0,
+        description="Largest file an ingest or upload registers; a larger one is recorded as "
+                    "a failure without being read.",
+    )
+    ingest_max_listing: int = Field(
+        default=10_000, gt=0,
+        description="Most objects one ingest request lists under an s3:// prefix; a larger "
+                    "prefix is refused (ingest its sub-prefixes).",
+    )
     )
     weights_dir: Path | None = Field(
         default=None,

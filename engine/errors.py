@@ -84,6 +84,13 @@ class NoImagesMatched(InvalidAnnotations):
 
     code = "no_images_matched"
 
+class IngestListingTooLarge(InvalidInput):
+    """The S3 prefix holds more objects than one ingest request may list
+    (METALAKE_INGEST_MAX_LISTING); ingest its sub-prefixes one by one."""
+
+    code = "ingest_listing_too_large"
+
+
 
 class UnknownApplication(InvalidInput):
     """Unknown application: use autotagging (or auto_tagging), auto_annotation or embedding."""
@@ -191,6 +198,13 @@ class AnnotationNotFound(NotFound):
     """No such annotation on this file."""
 
     code = "annotation_not_found"
+
+
+class ServerPathForbidden(Forbidden):
+    """Registering files in place from the engine's own disk needs an admin key, or a path
+    under METALAKE_INGEST_ROOTS for a write key."""
+
+    code = "server_path_forbidden"
 
 
 class TagNotFound(NotFound):

@@ -65,10 +65,12 @@ def _png_header(width: int, height: int) -> bytes:
 
 
 def test_a_limit_raised_above_pillows_own_is_the_one_that_counts() -> None:
+    import io
+
     from engine.errors import UnreadableFile
     from engine.lake.probe import image_size
 
     big = _png_header(20_000, 10_000)  # 200 M pixels: over Pillow's default 2 x 89.5 M
-    assert image_size(big, max_pixels=250_000_000) == (20_000, 10_000)
+    assert image_size(io.BytesIO(big), max_pixels=250_000_000) == (20_000, 10_000)
     with pytest.raises(UnreadableFile, match="METALAKE_MAX_IMAGE_PIXELS=150000000"):
-        image_size(big, max_pixels=150_000_000)
+        image_size(io.BytesIO(big), max_pixels=150_000_000)

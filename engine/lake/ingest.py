@@ -17,9 +17,23 @@ from typing import IO, TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
-from engine.errors import EngineError, InvalidInput, InvalidPath, UnreadableFile
+from engine.errors import (
+    EngineError,
+    IngestListingTooLarge,
+    InvalidInput,
+    InvalidPath,
+    ServerPathForbidden,
+    UnreadableFile,
+)
 from engine.lake.collections import ensure_collection
-from engine.lake.probe import Kind, is_ignored, probe_local, probe_stream, skip_reason
+from engine.lake.probe import (
+    Kind,
+    check_size,
+    is_ignored,
+    probe_local,
+    probe_stream,
+    skip_reason,
+)
 from engine.lake.register import Probed, register
 from engine.storage import Storage, file_uri, split_s3
 from sdk.schemas import IngestEntry, IngestFailurePublic, IngestReport, IngestRequest
@@ -41,6 +55,7 @@ class Candidate:
     storage_uri: str  # empty for an upload: known once stored
     local: Path | None = None  # on the engine's disk, else read through Storage
     stream: IO[bytes] | None = None  # an uploaded file's bytes
+    size: int | None = None  # when listed (S3): a file over the cap is refused unread
 
 
 def clean_relative_path(relative_path: str) -> str:
@@ -59,9 +74,33 @@ def _within(path: Path, roots: Sequence[Path]) -> bool:
     return not roots or any(path == root or path.is_relative_to(root) for root in roots)
 
 
-def local_candidates(entries: Sequence[IngestEntry], roots: Sequence[Path]) -> list[Candidate]:
-    """Check every entry's path; any bad one refuses the request with the fix in the message."""
+def _forbidden(paths: list[str], roots: Sequence[Path]) -> ServerPathForbidden:
+    where = (f"this engine's are {os.pathsep.join(map(str, roots))}" if roots
+             else "this engine sets none")
+    shown = ", ".join(repr(p) for p in paths[:_SHOW_BAD_PATHS])
+    more = len(paths) - _SHOW_BAD_PATHS
+    return ServerPathForbidden(
+        f"Registering files in place from the engine's own disk needs an admin key, or paths "
+        f"under METALAKE_INGEST_ROOTS for a write key ({where}); {shown}"
+        + (f" and {more} more" if more > 0 else "")
+        + (" are" if len(paths) > 1 else " is") + " outside them. Use an admin key, have the "
+        "engine's operator add the folder to METALAKE_INGEST_ROOTS, or upload copies (an engine "
+        "with METALAKE_MANAGED_STORAGE_URL).",
+        paths=paths[:100], count=len(paths), required_scope="admin",
+    )
+
+
+def local_candidates(entries: Sequence[IngestEntry], roots: Sequence[Path], *,
+                     admin: bool) -> list[Candidate]:
+    """Check every entry's path; any bad one refuses the request with the fix in the message.
+
+    Paths are resolved (symlinks, `..`) before they are compared with `roots`. A write key may
+    register only paths under `roots`; an admin key any path, or only those under `roots` when
+    there are roots. Nothing about a path the key may not register (whether it exists, what it
+    is) is told.
+    """
     problems: list[str] = []
+    forbidden: list[str] = []
     candidates: list[Candidate] = []
     for entry in entries:
         given = Path(entry.path)
@@ -73,7 +112,11 @@ def local_candidates(entries: Sequence[IngestEntry], roots: Sequence[Path]) -> l
             problems.append(f"{entry.path!r} is relative; send the absolute path")
             continue
         resolved = given.resolve()
-        if not _within(resolved, roots):
+        inside = bool(roots) and _within(resolved, roots)
+        if not inside and not admin:
+            forbidden.append(entry.path)
+            continue
+        if not inside and roots:
             problems.append(f"{entry.path!r} is outside the folders this engine may ingest "
                             f"from ({os.pathsep.join(map(str, roots))}); move the files there "
                             "or add the folder to METALAKE_INGEST_ROOTS")
@@ -90,6 +133,8 @@ def local_candidates(entries: Sequence[IngestEntry], roots: Sequence[Path]) -> l
             relative_path=clean_relative_path(entry.relative_path), source=entry.path,
             storage_uri=file_uri(resolved), local=resolved,
         ))
+    if forbidden:
+        raise _forbidden(forbidden, roots)
     if problems:
         more = len(problems) - _SHOW_BAD_PATHS
         raise InvalidPath(
@@ -101,22 +146,29 @@ def local_candidates(entries: Sequence[IngestEntry], roots: Sequence[Path]) -> l
     return candidates
 
 
-def s3_candidates(storage: Storage, uri: str) -> list[Candidate]:
-    """The objects under `s3://bucket/prefix` (a folder), or the one object at that key."""
+def s3_candidates(storage: Storage, uri: str, *, max_listing: int) -> list[Candidate]:
+    """The objects under `s3://bucket/prefix` (a folder), or the one object at that key; a
+    prefix of more than `max_listing` objects is refused before any is read."""
     bucket, prefix = split_s3(uri)
     prefix = prefix.strip("/")
     folder = f"{prefix}/" if prefix else ""
     members: list[Candidate] = []
     single: list[Candidate] = []
-    for obj in storage.list_s3(f"s3://{bucket}/{prefix}"):
+    for listed, obj in enumerate(storage.list_s3(f"s3://{bucket}/{prefix}"), start=1):
+        if listed > max_listing:
+            raise IngestListingTooLarge(
+                f"{uri} holds more than {max_listing} objects, the most one ingest request "
+                "lists (METALAKE_INGEST_MAX_LISTING); ingest its sub-prefixes one by one, or "
+                "raise that limit on the engine.", uri=uri, limit=max_listing,
+            )
         if obj.key.endswith("/") or is_ignored(obj.key[len(folder):]):
             continue  # a "directory" marker, or hidden / OS files (skipped as in a folder)
         if obj.key.startswith(folder):
             members.append(Candidate(relative_path=obj.key[len(folder):], source=obj.uri,
-                                     storage_uri=obj.uri, local=None))
+                                     storage_uri=obj.uri, local=None, size=obj.size))
         elif obj.key == prefix:
             single.append(Candidate(relative_path=PurePosixPath(obj.key).name, source=obj.uri,
-                                    storage_uri=obj.uri, local=None))
+                                    storage_uri=obj.uri, local=None, size=obj.size))
     found = members or single
     if not found:
         raise InvalidPath(
@@ -126,14 +178,17 @@ def s3_candidates(storage: Storage, uri: str) -> list[Candidate]:
     return found
 
 
-def _probe_in_place(candidate: Candidate, kind: Kind, storage: Storage,
-                    max_pixels: int) -> Probed:
+def _probe_in_place(candidate: Candidate, kind: Kind, storage: Storage, *, max_pixels: int,
+                    max_bytes: int) -> Probed:
     if candidate.local is not None:
-        probe = probe_local(candidate.local, kind, max_pixels=max_pixels)
+        probe = probe_local(candidate.local, kind, max_pixels=max_pixels, max_bytes=max_bytes)
     else:
+        if candidate.size is not None:
+            check_size(candidate.size, max_bytes)  # refused before it is opened
         with storage.open(candidate.storage_uri) as stream:
-            probe = probe_stream(stream, kind, max_pixels=max_pixels,
-                                 suffix=PurePosixPath(candidate.relative_path).suffix)
+            probe = probe_stream(stream, kind, max_pixels=max_pixels, max_bytes=max_bytes,
+                                 suffix=PurePosixPath(candidate.relative_path).suffix,
+                                 size=candidate.size)
     return Probed(relative_path=candidate.relative_path, source=candidate.source,
                   storage_uri=candidate.storage_uri, probe=probe)
 
@@ -168,26 +223,31 @@ def probe_all(candidates: Iterable[Candidate], kind: Kind, probe: Callable[[Cand
     return probed, failures
 
 
-def ingest(request: IngestRequest, *, session: Session, settings: Settings,
-           storage: Storage) -> IngestReport:
-    """Register `request.entries` (local paths) or everything under `request.s3_uri`."""
+def ingest(request: IngestRequest, *, session: Session, settings: Settings, storage: Storage,
+           admin: bool) -> IngestReport:
+    """Register `request.entries` (local paths) or everything under `request.s3_uri`.
+
+    `admin`: the caller's key has the admin scope, so it may register local paths outside
+    METALAKE_INGEST_ROOTS (when that is empty)."""
     if bool(request.entries) == bool(request.s3_uri):
         raise InvalidInput(
             "Send either `entries` (absolute paths the engine can read) or `s3_uri` "
             "(s3://bucket/prefix), not both and not neither."
         )
     if request.s3_uri:
-        candidates = s3_candidates(storage, request.s3_uri)
+        candidates = s3_candidates(storage, request.s3_uri,
+                                   max_listing=settings.ingest_max_listing)
         threads = REMOTE_PROBE_THREADS
     else:
-        candidates = local_candidates(request.entries, settings.ingest_root_paths)
+        candidates = local_candidates(request.entries, settings.ingest_root_paths, admin=admin)
         threads = LOCAL_PROBE_THREADS
     collection = ensure_collection(session=session, name=request.collection_name,
                                    content_type=request.content_type)
     kind: Kind = request.content_type
 
     def probe(candidate: Candidate) -> Probed:
-        return _probe_in_place(candidate, kind, storage, settings.max_image_pixels)
+        return _probe_in_place(candidate, kind, storage, max_pixels=settings.max_image_pixels,
+                               max_bytes=settings.ingest_max_file_bytes)
 
     probed, failures = probe_all(candidates, kind, probe, threads=threads)
     return register(session=session, collection=collection, probed=probed, failures=failures,

@@ -1,5 +1,7 @@
 """What a file is: its kind (by extension), SHA-256, size, pixel size and, for videos, timing.
 
+Files are read in chunks: the SHA-256 is computed streaming and no file is held in memory, and
+a file larger than METALAKE_INGEST_MAX_FILE_BYTES is refused from its size alone, unread.
 Images are opened header-only with Pillow: no pixel data is decoded, so probing a 64x48 JPEG
 and a 40-megapixel TIFF cost about the same. The reported width/height are the size *as the user
 sees it*: an EXIF orientation of 5-8 (rotated 90 or 270 degrees) swaps them, so boxes drawn on
@@ -14,16 +16,15 @@ recorded in `ingest_failures`.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from engine.errors import UnreadableFile
-from engine.storage import hash_stream
+from engine.lake.localfile import NotRegularFile, SymlinkInPath, open_no_follow
 
 Kind = Literal["image", "video"]
 
@@ -97,16 +98,17 @@ def allow_pillow_pixels(max_pixels: int) -> None:
     Image.MAX_IMAGE_PIXELS = max(PILLOW_DEFAULT_MAX_PIXELS, max_pixels)
 
 
-def image_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
-    """(width, height) as displayed, from the header alone."""
+def image_size(handle: IO[bytes], *, max_pixels: int) -> tuple[int, int]:
+    """(width, height) as displayed, from the header alone (`handle` is read from its start)."""
     from PIL import Image, UnidentifiedImageError
 
     allow_pillow_pixels(max_pixels)
+    handle.seek(0)
     try:
         with warnings.catch_warnings():
             # Pillow warns above its limit; the limit that counts is checked just below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(handle)
         with img:
             width, height = img.size
             orientation = _orientation(img)
@@ -137,19 +139,48 @@ def image_size(data: bytes, *, max_pixels: int) -> tuple[int, int]:
     return width, height
 
 
-def _orientation(img: object) -> int:
+def _orientation(img: Any) -> int:
+    if img.format == "PNG" and "exif" not in img.info:
+        # Pillow's PNG getexif() decodes every pixel to look for an eXIf chunk after the image
+        # data; an orientation there is rare enough to leave unread.
+        return 1
     try:
-        value = img.getexif().get(_EXIF_ORIENTATION)  # type: ignore[attr-defined]
+        value = img.getexif().get(_EXIF_ORIENTATION)
     except Exception:  # a broken EXIF block does not make the image unusable
         return 1
     return value if isinstance(value, int) else 1
 
 
-def probe_image_bytes(data: bytes, *, max_pixels: int) -> Probe:
-    if not data:
+def check_size(size: int, max_bytes: int) -> None:
+    if size == 0:
         raise UnreadableFile("empty file (0 bytes)")
-    width, height = image_size(data, max_pixels=max_pixels)
-    return Probe(hashlib.sha256(data).hexdigest(), len(data), width, height)
+    if size > max_bytes:
+        raise UnreadableFile(
+            f"too large: {size} bytes is more than METALAKE_INGEST_MAX_FILE_BYTES={max_bytes}; "
+            "split or compress the file, or raise that limit on the engine"
+        )
+
+
+def _hash(handle: IO[bytes], max_bytes: int) -> tuple[str, int]:
+    """(sha256, size) of `handle` read in 1 MiB chunks, refused once past `max_bytes` (a file
+    that grew after its size was checked)."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        size += len(chunk)
+        if size > max_bytes:
+            check_size(size, max_bytes)
+        digest.update(chunk)
+    check_size(size, max_bytes)
+    return digest.hexdigest(), size
+
+
+def probe_image_handle(handle: IO[bytes], *, max_pixels: int, max_bytes: int) -> Probe:
+    """Probe a seekable image: hash it in chunks, then read its header from the start."""
+    handle.seek(0)
+    sha, size = _hash(handle, max_bytes)
+    width, height = image_size(handle, max_pixels=max_pixels)
+    return Probe(sha, size, width, height)
 
 
 # -- videos ----------------------------------------------------------------------------------
@@ -173,42 +204,64 @@ def video_info(path: Path) -> tuple[int, int, float | None, int | None]:
     return width, height, (fps if fps > 0 else None), (frames if frames > 0 else None)
 
 
-def probe_video_path(path: Path) -> Probe:
-    with path.open("rb") as handle:
-        sha, size = hash_stream(handle)
-    if size == 0:
-        raise UnreadableFile("empty file (0 bytes)")
+def probe_video_path(path: Path, handle: IO[bytes], *, max_bytes: int) -> Probe:
+    """Hash the open `handle` and read the video's timing from `path` (the same file)."""
+    sha, size = _hash(handle, max_bytes)
     width, height, fps, frames = video_info(path)
     return Probe(sha, size, width, height, fps, frames)
 
 
 # -- entry points ------------------------------------------------------------------------------
-def probe_local(path: Path, kind: Kind, *, max_pixels: int) -> Probe:
-    """Probe a file on the engine's disk."""
+def probe_local(path: Path, kind: Kind, *, max_pixels: int, max_bytes: int) -> Probe:
+    """Probe a file on the engine's disk by its real path (a symlink in it is refused)."""
     try:
-        if kind == "video":
-            return probe_video_path(path)
-        return probe_image_bytes(path.read_bytes(), max_pixels=max_pixels)
+        with open_no_follow(path) as handle:
+            check_size(os.fstat(handle.fileno()).st_size, max_bytes)
+            if kind == "video":
+                return probe_video_path(path, handle, max_bytes=max_bytes)
+            return probe_image_handle(handle, max_pixels=max_pixels, max_bytes=max_bytes)
     except FileNotFoundError as exc:
         raise UnreadableFile("the file disappeared before it could be read") from exc
-    except IsADirectoryError as exc:
-        raise UnreadableFile("a directory, not a file") from exc
+    except SymlinkInPath as exc:
+        raise UnreadableFile("the path was changed into a symlink while being ingested; "
+                             "ingest the file by its real path") from exc
+    except NotRegularFile as exc:
+        raise UnreadableFile("not a regular file (a directory, device or FIFO)") from exc
     except OSError as exc:
         raise UnreadableFile(f"cannot read the file: {exc.strerror or exc}") from exc
 
 
-def probe_stream(stream: IO[bytes], kind: Kind, *, suffix: str, max_pixels: int) -> Probe:
-    """Probe bytes that are not on the engine's disk (S3, an upload). Images are read into
-    memory; videos are spooled to a temporary file for OpenCV."""
-    if kind == "image":
-        return probe_image_bytes(stream.read(), max_pixels=max_pixels)
+def _spool(stream: IO[bytes], sink: IO[bytes], max_bytes: int) -> None:
+    """Copy `stream` into `sink`, refusing it once it passes `max_bytes`."""
+    copied = 0
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
+        copied += len(chunk)
+        if copied > max_bytes:
+            check_size(copied, max_bytes)
+        sink.write(chunk)
+    sink.flush()
+
+
+def probe_stream(stream: IO[bytes], kind: Kind, *, suffix: str, max_pixels: int,
+                 max_bytes: int, size: int | None = None) -> Probe:
+    """Probe bytes that are not on the engine's disk (S3, an upload), never holding them in
+    memory: a seekable stream (an upload's spooled file) is read in place, any other is spooled
+    to a temporary file first. `size`, when known, refuses a file over the cap unread."""
+    if size is not None:
+        check_size(size, max_bytes)
+    if kind == "image" and stream.seekable():
+        stream.seek(0, os.SEEK_END)
+        check_size(stream.tell(), max_bytes)
+        return probe_image_handle(stream, max_pixels=max_pixels, max_bytes=max_bytes)
     fd, name = tempfile.mkstemp(suffix=suffix, prefix="metalake-probe-")
     try:
-        with os.fdopen(fd, "wb") as sink:
-            sha, size = hash_stream(stream, sink)
-        if size == 0:
-            raise UnreadableFile("empty file (0 bytes)")
-        width, height, fps, frames = video_info(Path(name))
-        return Probe(sha, size, width, height, fps, frames)
+        with os.fdopen(fd, "w+b") as spooled:
+            _spool(stream, spooled, max_bytes)
+            check_size(spooled.tell(), max_bytes)
+            spooled.seek(0)
+            if kind == "image":
+                return probe_image_handle(spooled, max_pixels=max_pixels,
+                                          max_bytes=max_bytes)
+            return probe_video_path(Path(name), spooled, max_bytes=max_bytes)
     finally:
         Path(name).unlink(missing_ok=True)

@@ -59,7 +59,8 @@ def ingest_uploads(*, session: Session, settings: Settings, storage: Storage,
         assert candidate.stream is not None
         suffix = PurePosixPath(candidate.relative_path).suffix.lower()
         probe = probe_stream(candidate.stream, content_type, suffix=suffix,
-                             max_pixels=settings.max_image_pixels)
+                             max_pixels=settings.max_image_pixels,
+                             max_bytes=settings.ingest_max_file_bytes)
         candidate.stream.seek(0)
         with guard:
             lock = locks.setdefault(probe.sha256 + suffix, threading.Lock())

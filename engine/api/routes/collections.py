@@ -66,10 +66,12 @@ def list_failures(collection_id: int, session: SessionDep, _: ReadKey,
 
 @router.post("/collections/ingest", response_model=IngestReport)
 def ingest_files(body: IngestRequest, session: SessionDep, settings: SettingsDep,
-                 storage: StorageDep, _: WriteKey, request: Request,
+                 storage: StorageDep, key: WriteKey, request: Request,
                  background: BackgroundTasks) -> IngestReport:
-    """Register files in place: absolute paths the engine can read, or an s3:// prefix."""
-    report = ingest(body, session=session, settings=settings, storage=storage)
+    """Register files in place: absolute paths the engine can read (an admin key, or a write
+    key for paths under METALAKE_INGEST_ROOTS), or an s3:// prefix."""
+    report = ingest(body, session=session, settings=settings, storage=storage,
+                    admin=key.has("admin"))
     _analyze_after(request, background, report, session)
     return report
 
