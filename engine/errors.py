@@ -313,6 +313,13 @@ class ModelHostError(EngineError):
         message: str | None = None,
         *,
         version_key: str | None = None,
+class FileChangedSinceIngest(Conflict):
+    """The file's bytes are no longer those the lake registered (its size, SHA-256 or the path
+    itself changed since ingest); re-ingest it to register the new bytes."""
+
+    code = "file_changed_since_ingest"
+
+
         log_file: str | None = None,
         **details: Any,
     ) -> None:

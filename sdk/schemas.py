@@ -243,7 +243,9 @@ class ItemPublic(Schema):
     unique_name: str = Field(serialization_alias="uniqueName", validation_alias="uniqueName")
     url: str
     content_type: ContentType
-    storage_uri: str
+    # Where the engine reads the bytes (a path on its disk, a bucket key); shown to write and
+    # admin keys only, None for read keys, which get the bytes through `url`.
+    storage_uri: str | None = None
     sha256: str
     size_bytes: int
     width: int | None = None

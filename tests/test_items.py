@@ -92,7 +92,8 @@ def test_a_page_costs_a_fixed_number_of_queries(client: Client, lake: int,
     listener = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(bind, "before_cursor_execute", listener)
     try:
-        page = list_items(session=session, search=ItemQuery(page_size=25), base_url="http://x")
+        page = list_items(session=session, search=ItemQuery(page_size=25), base_url="http://x",
+                          show_storage=True)
     finally:
         event.remove(bind, "before_cursor_execute", listener)
     assert len(page.items) == 25

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -135,9 +137,12 @@ def list_collections(*, session: Session, page_index: int, page_size: int) -> \
                                   page_size=page_size)
 
 
-def list_failures(*, session: Session, collection_id: int, page_index: int, page_size: int) -> \
-        Page[IngestFailureRecord]:
-    """The files uploads into this collection could not register, newest first."""
+def list_failures(*, session: Session, collection_id: int, page_index: int, page_size: int,
+                  show_paths: bool) -> Page[IngestFailureRecord]:
+    """The files uploads into this collection could not register, newest first.
+
+    `show_paths`: the path as given (on the engine's disk, or an S3 key); else its last part.
+    """
     get_collection(session=session, collection_id=collection_id)
     where = IngestFailure.collection_id == collection_id
     total = session.scalar(select(func.count()).select_from(IngestFailure).where(where)) or 0
@@ -146,6 +151,13 @@ def list_failures(*, session: Session, collection_id: int, page_index: int, page
         .offset(page_index * page_size).limit(page_size)
     )
     return Page[IngestFailureRecord](
-        items=[IngestFailureRecord.model_validate(r) for r in rows],
+        items=[_failure(r, show_paths) for r in rows],
         total=total, page_index=page_index, page_size=page_size,
     )
+
+
+def _failure(row: IngestFailure, show_path: bool) -> IngestFailureRecord:
+    record = IngestFailureRecord.model_validate(row)
+    if show_path:
+        return record
+    return record.model_copy(update={"path": PurePosixPath(record.path).name or record.path})

@@ -26,6 +26,7 @@ from sdk.schemas import AnnotationPublic, ItemPublic, ItemQuery, Page, TagPublic
 
 CONTENT_PATH = "/api/v1/files/{id}/content"
 
+from engine.lake.content import StoredFile
 
 def content_url(base_url: str, file_id: int) -> str:
     return base_url.rstrip("/") + CONTENT_PATH.format(id=file_id)
@@ -98,7 +99,9 @@ def annotation_public(row: Annotation) -> AnnotationPublic:
 
 
 def _items(session: Session, rows: Sequence[tuple[File, list[str]]],
-           base_url: str) -> list[ItemPublic]:
+           base_url: str, show_storage: bool) -> list[ItemPublic]:
+    """`show_storage`: include `storage_uri` (a path on the engine's disk or a bucket's key),
+    for write and admin keys only; read keys get the bytes through `url`."""
     ids = [f.id for f, _ in rows]
     tags: dict[int, list[TagPublic]] = defaultdict(list)
     annotations: dict[int, list[AnnotationPublic]] = defaultdict(list)
@@ -115,7 +118,8 @@ def _items(session: Session, rows: Sequence[tuple[File, list[str]]],
         ItemPublic.model_validate({
             "id": f.id, "name": display_name(f.unique_name, names),
             "unique_name": f.unique_name, "url": content_url(base_url, f.id),
-            "content_type": f.content_type, "storage_uri": f.storage_uri, "sha256": f.sha256,
+            "content_type": f.content_type, "sha256": f.sha256,
+            "storage_uri": f.storage_uri if show_storage else None,
             "size_bytes": f.size_bytes, "width": f.width, "height": f.height, "fps": f.fps,
             "frame_count": f.frame_count, "uploaded_at": f.uploaded_at,
             "metadata": f.metadata_, "collections": list(names),
@@ -125,7 +129,8 @@ def _items(session: Session, rows: Sequence[tuple[File, list[str]]],
     ]
 
 
-def list_items(*, session: Session, search: ItemQuery, base_url: str) -> Page[ItemPublic]:
+def list_items(*, session: Session, search: ItemQuery, base_url: str,
+               show_storage: bool) -> Page[ItemPublic]:
     """One page of the files `search` selects, in id order, with the total count."""
     conditions = item_conditions(session=session, search=search)
     total = session.scalar(select(func.count()).select_from(File).where(*conditions)) or 0
@@ -133,7 +138,7 @@ def list_items(*, session: Session, search: ItemQuery, base_url: str) -> Page[It
         select(File, _collection_names()).where(*conditions).order_by(File.id)
         .offset(search.page_index * search.page_size).limit(search.page_size)
     ).all()
-    return Page[ItemPublic](items=_items(session, rows, base_url), total=total,
+    return Page[ItemPublic](items=_items(session, rows, base_url, show_storage), total=total,
                             page_index=search.page_index, page_size=search.page_size)
 
 
@@ -151,10 +156,11 @@ def _file_row(session: Session, where: ColumnElement[bool], what: str) -> tuple[
     return row
 
 
-def get_file_details(*, session: Session, unique_name: str, base_url: str) -> ItemPublic:
+def get_file_details(*, session: Session, unique_name: str, base_url: str,
+                     show_storage: bool) -> ItemPublic:
     row = _file_row(session, File.unique_name == unique_name, f"has the unique name "
                     f"{unique_name!r}")
-    return _items(session, [row], base_url)[0]
+    return _items(session, [row], base_url, show_storage)[0]
 
 
 def update_file_metadata(*, session: Session, unique_name: str, metadata: dict[str, Any],
@@ -174,12 +180,15 @@ def update_file_metadata(*, session: Session, unique_name: str, metadata: dict[s
     if updated is None:
         _file_row(session, File.unique_name == unique_name,
                   f"has the unique name {unique_name!r}")  # raises FileNotFoundInLake
-    return get_file_details(session=session, unique_name=unique_name, base_url=base_url)
+    return get_file_details(session=session, unique_name=unique_name, base_url=base_url,
+                            show_storage=True)  # a write key's call
 
 
-def file_content(*, session: Session, file_id: int) -> tuple[str, str, str]:
-    """(storage_uri, media type, file name) of the file `file_id`, to stream its bytes."""
+def file_content(*, session: Session, file_id: int) -> StoredFile:
+    """Where the file `file_id` is and what was ingested there, to stream its bytes."""
     file, names = _file_row(session, File.id == file_id, f"has id {file_id}")
-    name = display_name(file.unique_name, names)
     media_type = mimetypes.guess_type(PurePosixPath(urlparse(file.storage_uri).path).name)[0]
-    return file.storage_uri, media_type or "application/octet-stream", name
+    return StoredFile(file_id=file.id, storage_uri=file.storage_uri, sha256=file.sha256,
+                      size_bytes=file.size_bytes,
+                      media_type=media_type or "application/octet-stream",
+                      name=display_name(file.unique_name, names))

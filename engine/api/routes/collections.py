@@ -56,12 +56,14 @@ def get_collection(collection_id: int, session: SessionDep, _: ReadKey) -> Colle
 
 
 @router.get("/collections/{collection_id}/failures", response_model=Page[IngestFailureRecord])
-def list_failures(collection_id: int, session: SessionDep, _: ReadKey,
+def list_failures(collection_id: int, session: SessionDep, key: ReadKey,
                   page_index: PageIndex = 0,
                   page_size: PageSize = 100) -> Page[IngestFailureRecord]:
-    """Files that uploads into this collection could not register, with the reason."""
+    """Files that uploads into this collection could not register, with the reason (the
+    full path given for write and admin keys, its file name for read keys)."""
     return service.list_failures(session=session, collection_id=collection_id,
-                                 page_index=page_index, page_size=page_size)
+                                 page_index=page_index, page_size=page_size,
+                                 show_paths=key.has("write"))
 
 
 @router.post("/collections/ingest", response_model=IngestReport)

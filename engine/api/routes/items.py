@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import IO, Annotated
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
@@ -14,9 +13,8 @@ from engine.api.routing import JSONRoute
 from engine.api.schemas import ContentType, ItemPublic, ItemQuery, MetadataUpdate, Page
 from engine.lake import items as service
 
+from engine.lake.content import open_content
 router = APIRouter(tags=["items"], route_class=JSONRoute)
-
-_CHUNK = 1 << 16
 
 
 def _base(request: Request) -> str:
@@ -25,7 +23,7 @@ def _base(request: Request) -> str:
 
 @router.get("/items", response_model=Page[ItemPublic])
 def list_items(
-    request: Request, session: SessionDep, _: ReadKey,
+    request: Request, session: SessionDep, key: ReadKey,
     content_type: ContentType | None = None,
     collection_id: int | None = None,
     query: Annotated[str | None, Query(description="e.g. annotation.label=Bird")] = None,
@@ -37,21 +35,24 @@ def list_items(
     search = ItemQuery(query=query, filter=service.parse_filter(filter),
                        content_type=content_type, collection_id=collection_id,
                        page_index=page_index, page_size=page_size)
-    return service.list_items(session=session, search=search, base_url=_base(request))
+    return service.list_items(session=session, search=search, base_url=_base(request),
+                              show_storage=key.has("write"))
 
 
 @router.post("/items/search", response_model=Page[ItemPublic])
 def search_items(body: ItemQuery, request: Request, session: SessionDep,
-                 _: ReadKey) -> Page[ItemPublic]:
+                 key: ReadKey) -> Page[ItemPublic]:
     """The same as GET /items, with the query and filter in a JSON body."""
-    return service.list_items(session=session, search=body, base_url=_base(request))
+    return service.list_items(session=session, search=body, base_url=_base(request),
+                              show_storage=key.has("write"))
 
 
 @router.get("/files/{unique_name}", response_model=ItemPublic)
 def get_file(unique_name: str, request: Request, session: SessionDep,
-             _: ReadKey) -> ItemPublic:
+             key: ReadKey) -> ItemPublic:
+    """A file's details; `storage_uri` (a server path) only for write and admin keys."""
     return service.get_file_details(session=session, unique_name=unique_name,
-                                    base_url=_base(request))
+                                    base_url=_base(request), show_storage=key.has("write"))
 
 
 @router.patch("/files/{unique_name}/metadata", response_model=ItemPublic)
@@ -65,15 +66,12 @@ def update_metadata(unique_name: str, body: MetadataUpdate, request: Request,
 @router.get("/files/{file_id}/content", response_class=StreamingResponse)
 def file_content(file_id: int, session: SessionDep, storage: StorageDep,
                  _: ReadKey) -> StreamingResponse:
-    """The file's bytes, streamed from where the lake keeps them."""
-    uri, media_type, name = service.file_content(session=session, file_id=file_id)
-    handle = storage.open(uri)
+    """The file's bytes, streamed from where the lake keeps them; 409 if they are no longer
+    the bytes ingested (size or SHA-256 differ, or the path was swapped for a symlink)."""
+    found = service.file_content(session=session, file_id=file_id)
     return StreamingResponse(
-        _chunks(handle), media_type=media_type,
-        headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}"},
+        open_content(found, storage=storage), media_type=found.media_type,
+        headers={"Content-Disposition": f"inline; filename*=UTF-8''{quote(found.name)}",
+                 "Content-Length": str(found.size_bytes),
+                 "X-Content-Type-Options": "nosniff"},
     )
-
-
-def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
-    with handle:
-        yield from iter(lambda: handle.read(_CHUNK), b"")
