@@ -2,7 +2,12 @@
 
 Everything here runs in the caller's transaction (one per ingest request). Rows are written with
 `INSERT .. ON CONFLICT (unique_name) DO UPDATE`, so a retried or concurrent identical request
-produces the same rows and no duplicates.
+produces the same rows and no duplicates. The update is conditional: it changes a file only if
+the file belongs to the collection being ingested into, or is the same bytes at the same place.
+Two requests whose unique names collide (collection `a` + `b_c.png` and collection `a_b` +
+`c.png` both give `a_b_c.png`) are serialised by the unique index: the second waits for the
+first to commit, then its update matches nothing and that file is recorded as a failure naming
+the unique name; a file is never repointed to another request's bytes.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, and_, case, exists, func, select
+from sqlalchemy import Table, and_, case, exists, func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -104,7 +109,23 @@ def register(*, session: Session, collection: Collection, probed: Sequence[Probe
             "frame_count": probe.frame_count, "metadata": metadata,
         })
 
-    file_ids = _upsert(session, rows)
+    written = _upsert(session, rows, collection.id)
+    for row in rows:
+        name = row["unique_name"]
+        if name in written:
+            continue
+        if name in existing:
+            updated -= 1
+        else:
+            added -= 1
+        failed.append(IngestFailurePublic(
+            path=by_name[name].source,
+            reason=f"the unique name {name!r} was taken by a file of another collection (or "
+                   "other bytes of another request) while this request ran; the lake keeps "
+                   "that file. Use another collection name or rename the file, or retry if "
+                   "the other request was an ingest into this same collection",
+        ))
+    file_ids = list(written.values())
     for ids in _chunks(file_ids, _ROWS_PER_STATEMENT * 5):
         session.execute(
             insert(collection_files)
@@ -119,30 +140,36 @@ def register(*, session: Session, collection: Collection, probed: Sequence[Probe
                         unchanged=unchanged, failed=failed)
 
 
-def _upsert(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert or update `rows` by unique name; returns the file ids.
+def _upsert(session: Session, rows: list[dict[str, Any]], collection_id: int) -> dict[str, int]:
+    """Insert or update `rows` by unique name; returns {unique name: file id} of those written.
 
     On conflict the bytes' facts are replaced, the upload's metadata is merged over the file's
-    (`||`: its keys win, other keys stay), and `uploaded_at` moves only if the bytes changed.
+    (`||`: its keys win, other keys stay), and `uploaded_at` moves only if the bytes changed;
+    but only for a file already in `collection_id`, or one at the same place with the same
+    bytes (a concurrent identical ingest). Any other conflict (a colliding unique name written
+    by another request since `_existing` looked) writes nothing and is missing from the result.
     """
     table = cast(Table, File.__table__)
-    ids: list[int] = []
+    written: dict[str, int] = {}
+    # `files.id` of the conflicting row, written out: SQLAlchemy does not correlate a subquery
+    # of ON CONFLICT's WHERE with the insert's table and would add its own `FROM files`.
+    in_collection = exists().where(collection_files.c.file_id == literal_column("files.id"),
+                                   collection_files.c.collection_id == collection_id)
     for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
         values = insert(table).values(list(chunk))
         new = values.excluded
+        same_bytes = and_(table.c.sha256 == new.sha256, table.c.size_bytes == new.size_bytes)
         stmt = values.on_conflict_do_update(
             index_elements=[table.c.unique_name],
             set_={
                 "storage_uri": new.storage_uri, "sha256": new.sha256,
                 "size_bytes": new.size_bytes, "width": new.width, "height": new.height,
                 "fps": new.fps, "frame_count": new.frame_count,
-                "uploaded_at": case(
-                    (and_(table.c.sha256 == new.sha256, table.c.size_bytes == new.size_bytes),
-                     table.c.uploaded_at),
-                    else_=func.now(),
-                ),
+                "uploaded_at": case((same_bytes, table.c.uploaded_at), else_=func.now()),
                 "metadata": table.c.metadata.op("||")(new.metadata),
             },
-        ).returning(table.c.id)
-        ids.extend(session.scalars(stmt))
-    return ids
+            where=or_(in_collection,
+                      and_(same_bytes, table.c.storage_uri == new.storage_uri)),
+        ).returning(table.c.unique_name, table.c.id)
+        written.update({name: fid for name, fid in session.execute(stmt).all()})
+    return written
