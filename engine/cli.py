@@ -68,6 +68,7 @@ def down(
 def status() -> None:
     """Show each process of the local engine and its health; exit 1 if any is down."""
     from engine.config import Settings
+    from engine.registry.sandbox import Sandbox
     from engine.runtime.supervisor import status as statuses
 
     settings = Settings()
@@ -77,6 +78,7 @@ def status() -> None:
         running = "running" if entry.running else "stopped"
         healthy = "healthy" if entry.healthy else ("unhealthy" if entry.running else "-")
         typer.echo(f"{entry.name:<9} {pid:>8}  {running:<8} {healthy:<9}  {entry.detail}")
+    typer.echo(f"sandbox   {Sandbox.probe(settings).describe()}")
     typer.echo(f"home: {settings.home}")
     if not all(entry.ok for entry in entries):
         raise typer.Exit(1)

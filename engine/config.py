@@ -152,6 +152,28 @@ class Settings(BaseSettings):
         ),
     )
 
+    sandbox: Literal["auto", "off"] = Field(
+        default="auto",
+        description="How model hosts run bundle code. auto: boxed in with bubblewrap (own "
+                    "uid, PID/network/mount namespaces, a read-only view of the bundle) where "
+                    "the machine allows it, else unboxed with a warning on `metalake status` "
+                    "and every job. off: never boxed (development only).",
+    )
+    require_sandbox: bool = Field(
+        default=False,
+        description="Refuse to run model code that cannot be boxed in (jobs fail with the "
+                    "reason) instead of running it unboxed with a warning.",
+    )
+    sandbox_uid: int = Field(
+        default=62000, ge=1, le=2**31 - 2,
+        description="Unprivileged uid (and gid) model hosts run as when the engine runs as "
+                    "root. Give it no other use on the machine.",
+    )
+    sandbox_tmp_mb: int = Field(
+        default=1024, ge=16,
+        description="Size (MB) of a boxed model host's private writable /tmp, its only "
+                    "writable place besides the socket it answers on.",
+    )
     inference_platform: Literal["local", "aws"] = Field(
         default="local",
         description=(

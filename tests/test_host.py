@@ -90,6 +90,22 @@ def _dead(pid: int) -> bool:
         return True
 
 
+def _marked(marker: str) -> bool:
+    """Whether a live process has `marker` on its command line."""
+    for process in psutil.process_iter(["cmdline"]):
+        if marker in (process.info["cmdline"] or []) and not _dead(process.pid):
+            return True
+    return False
+
+
+def _serving_pid(host_pid: int) -> int:
+    """The process running serve.py: the host itself, or the deepest process of its box."""
+    tree = [psutil.Process(host_pid), *psutil.Process(host_pid).children(recursive=True)]
+    (serving,) = [p for p in tree if any(part.endswith("serve.py") for part in p.cmdline())
+                  and not p.children()]
+    return serving.pid
+
+
 def _wait(condition: Callable[[], bool], timeout: float = 10) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -106,12 +122,13 @@ def test_a_host_is_started_invoked_with_a_batch_and_reused(make_manager: MakeMan
     assert [o["boxes"][0][5] for o in first] == [1, 0, 0, 0]
     (info,) = manager.running()
     assert info.version_key == "echo@1"
-    assert info.pid == first[0]["pid"] != os.getpid()
+    assert info.pid != os.getpid()
+    assert info.sandboxed and info.pid != first[0]["pid"]  # its own PID namespace
     assert info.log_file == tmp_path / "home" / "logs" / "hosts" / "echo@1.log"
     assert "model ready" in info.log_file.read_text()
 
     second = _tags(_invoke(manager, "echo", _body(2)), 2)
-    assert second[0]["pid"] == info.pid  # the same host, model_fn ran once
+    assert second[0]["host_id"] == first[0]["host_id"]  # the same host, model_fn ran once
     assert second[0]["calls"] == 2
 
     encoded = []
@@ -133,19 +150,19 @@ def test_an_exception_in_predict_fn_fails_the_call_and_the_host_lives_on(
         "predict_fn of echo@1 raised RuntimeError: predict_fn was told to fail")
     assert caught.value.details["stage"] == "predict_fn"
     assert "inference.py" in caught.value.details["traceback"]
-    (info,) = manager.running()
-    assert _tags(_invoke(manager, "echo", _body(1)), 1)[0]["pid"] == info.pid
+    assert len(manager.running()) == 1
+    assert _tags(_invoke(manager, "echo", _body(1)), 1)[0]["calls"] == 2  # the same host
 
 
 def test_a_failing_model_fn_is_reported(make_manager: MakeManager) -> None:
     manager = make_manager()
     with pytest.raises(ModelLoadFailed,
                        match=re.escape("model_fn failed for broken@1: FileNotFoundError: "
-                                       "weights.pt is missing from broken")):
+                                       "weights.pt is missing from model")):  # /opt/ml/model
         _invoke(manager, "broken", b"")
     assert manager.running() == []
     # the version is immutable: the next batch gets the same error at once, without a new host
-    with pytest.raises(ModelLoadFailed, match=r"weights\.pt is missing from broken") as again:
+    with pytest.raises(ModelLoadFailed, match=r"weights\.pt is missing from model") as again:
         _invoke(manager, "broken", b"")
     assert "remembered from" in again.value.message
     log_file = again.value.details["log_file"]
@@ -167,7 +184,7 @@ def test_a_host_killed_mid_request_fails_the_batch_and_is_replaced(
     thread = threading.Thread(target=call)
     thread.start()
     time.sleep(0.5)  # the request is in predict_fn
-    os.kill(old.pid, signal.SIGKILL)
+    os.kill(_serving_pid(old.pid), signal.SIGKILL)  # as the kernel's OOM killer would
     thread.join(10)
     (error,) = errors
     assert isinstance(error, ModelHostCrashed)
@@ -178,7 +195,7 @@ def test_a_host_killed_mid_request_fails_the_batch_and_is_replaced(
     assert _reaped(old.pid)
 
     again = _tags(_invoke(manager, "echo", _body(1)), 1)  # transparently a new host
-    assert again[0]["pid"] != old.pid
+    assert again[0]["calls"] == 1 and manager.running()[0].pid != old.pid
     with pytest.raises(ModelHostCrashed, match="exited with code 3 while running the batch"):
         _invoke(manager, "echo", _body(1, mode="exit"))
 
@@ -187,17 +204,16 @@ def test_a_hung_host_times_out_and_its_process_group_is_killed(
         make_manager: MakeManager, tmp_path: Path) -> None:
     manager = make_manager()
     old = manager.ensure_started("echo@1", BUNDLES / "echo", "")
-    child_pid_file = tmp_path / "child.pid"
+    marker = f"child-of-{tmp_path.name}"
     started = time.monotonic()
     with pytest.raises(ModelHostTimeout,
                        match=r"the model host of echo@1 did not answer within 1 s"):
-        _invoke(manager, "echo", _body(1, mode="sleep", child_pid_file=str(child_pid_file)),
-                timeout=1)
+        _invoke(manager, "echo", _body(1, mode="sleep", child_marker=marker), timeout=1)
     assert time.monotonic() - started < 5
     assert _reaped(old.pid)  # killed and waited for: no zombie
-    assert _wait(lambda: _dead(int(child_pid_file.read_text())))  # its child went too
+    assert _wait(lambda: not _marked(marker))  # its child went too
     assert manager.running() == []
-    assert _tags(_invoke(manager, "echo", _body(1)), 1)[0]["pid"] != old.pid
+    assert _tags(_invoke(manager, "echo", _body(1)), 1)[0]["calls"] == 1  # a new host
 
 
 def test_a_host_over_the_memory_limit_is_killed(make_manager: MakeManager) -> None:
@@ -207,7 +223,7 @@ def test_a_host_over_the_memory_limit_is_killed(make_manager: MakeManager) -> No
                        match="the model host of echo@1 exceeded the memory limit of 250 MB"):
         _invoke(manager, "echo", _body(1, mode="hog"))
     assert _reaped(old.pid)
-    assert _tags(_invoke(manager, "echo", _body(1)), 1)[0]["pid"] != old.pid
+    assert _tags(_invoke(manager, "echo", _body(1)), 1)[0]["calls"] == 1  # a new host
 
 
 def test_memory_of_the_hosts_child_processes_counts(make_manager: MakeManager) -> None:
@@ -247,22 +263,24 @@ def test_the_host_environment_carries_no_secrets(make_manager: MakeManager,
     assert {"METALAKE_WEIGHTS_DIR", "HF_HUB_OFFLINE", "LC_ALL", "PATH", "SOME_TOKEN"} <= visible
     assert not any(name.startswith(("AWS_", "METALAKE_")) for name in
                    visible - {"METALAKE_WEIGHTS_DIR"})
-    assert output["PYTHONPATH"] == str(BUNDLES / "echo" / "code")
+    assert output["PYTHONPATH"] == "/opt/ml/model/code"  # the bundle, where SageMaker has it
 
 
 def test_idle_hosts_are_stopped(make_manager: MakeManager) -> None:
     manager = make_manager(host_idle_seconds=0.5)
-    first = _tags(_invoke(manager, "echo", _body(1)), 1)[0]["pid"]
-    assert _wait(lambda: manager.running() == [] and _reaped(first), timeout=5)  # the watcher
-    assert _tags(_invoke(manager, "echo", _body(1)), 1)[0]["pid"] != first
+    _invoke(manager, "echo", _body(1))
+    (first,) = manager.running()
+    assert _wait(lambda: manager.running() == [] and _reaped(first.pid), timeout=5)  # the watcher
+    assert _tags(_invoke(manager, "echo", _body(1)), 1)[0]["calls"] == 1  # a new host
 
 
 def test_hosts_of_different_versions_run_side_by_side(make_manager: MakeManager) -> None:
     manager = make_manager()
-    a = _tags(_invoke(manager, "echo", _body(1), key="echo@1"), 1)[0]["pid"]
-    b = _tags(_invoke(manager, "echo", _body(1), key="echo@2"), 1)[0]["pid"]
-    assert a != b
+    first = _tags(_invoke(manager, "echo", _body(1), key="echo@1"), 1)[0]["host_id"]
+    second = _tags(_invoke(manager, "echo", _body(1), key="echo@2"), 1)[0]["host_id"]
+    assert first != second
     assert sorted(i.version_key for i in manager.running()) == ["echo@1", "echo@2"]
+    a, b = (i.pid for i in sorted(manager.running(), key=lambda i: i.version_key))
     assert manager.stop("echo@1")
     assert not manager.stop("echo@1")
     assert _reaped(a)

@@ -62,19 +62,23 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "METALAKE_RECOVERY_INTERVAL": str(settings.recovery_interval),
         "METALAKE_INDEX_QUIET_SECONDS": str(settings.index_quiet_seconds),
         "METALAKE_INDEX_MIN_VECTORS": str(settings.index_min_vectors),
+        "METALAKE_SANDBOX": settings.sandbox,
+        "METALAKE_REQUIRE_SANDBOX": "1" if settings.require_sandbox else "0",
         "YOLO_OFFLINE": "1",
     })
     return env
 
 
 @contextlib.contextmanager
-def running_worker(settings: Settings, log_file: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running_worker(settings: Settings, log_file: Path, extra_env: dict[str, str] | None = None
+                   ) -> Iterator[subprocess.Popen[bytes]]:
     """A worker consuming both queues until the block ends."""
     metalake = Path(sys.executable).parent / "metalake"
     with log_file.open("wb") as log:
         process = subprocess.Popen(
             [str(metalake), "worker", "--pool", "solo", "--hostname", f"test-{os.getpid()}@%h"],
-            env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT,
+            env={**worker_env(settings), **(extra_env or {})}, stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True)
     deadline = time.monotonic() + 60
     while b"ready." not in log_file.read_bytes():

@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from engine.db.analysis import Job, JobItem
@@ -406,6 +406,10 @@ def run_chunk(context: WorkerContext, job_id: int, chunk: int) -> None:
     if plan is None or not items:
         return
     started = time.perf_counter()
+    warning = context.platform(plan.platform).warning
+    if warning:
+        with session_scope(context.sessions) as session:
+            _add_warning(session, job_id, warning)
     stages = Stages()
     writer = _Writer(context, plan, stages)
     try:
@@ -423,6 +427,14 @@ def run_chunk(context: WorkerContext, job_id: int, chunk: int) -> None:
         by_status["failed" if item.error else "done"] += 1
     log.info("job %d chunk %d: %s in %.2f s (%s)", job_id, chunk, dict(by_status),
              time.perf_counter() - started, stages.describe())
+
+
+def _add_warning(session: Session, job_id: int, warning: str) -> None:
+    """Add `warning` to the job's warnings once, whichever of its chunks ran first."""
+    session.execute(text(
+        "UPDATE jobs SET warnings = warnings || jsonb_build_array(CAST(:w AS text)) "
+        "WHERE id = :id AND NOT warnings @> jsonb_build_array(CAST(:w AS text))"),
+        {"w": warning, "id": job_id})
 
 
 def fail_chunk(context: WorkerContext, job_id: int, chunk: int, reason: str) -> None:

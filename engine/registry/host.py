@@ -2,16 +2,17 @@
 
 A `HostManager` (one per worker process) starts `engine/registry/serve.py` for a model version
 on first use, in the environment of the bundle's requirements (`environments.py`), with an
-allow-listed set of environment variables (`hostenv.py`), in its own process group, output
-to `<home>/logs/hosts/<version>.log`. It talks to the host over loopback HTTP with the SageMaker
-contract and keeps it for the next chunks.
+allow-listed set of environment variables (`hostenv.py`), boxed in by `sandbox.py` where the
+machine allows it, in its own process group, output to `<home>/logs/hosts/<version>.log`. It
+talks to the host with the SageMaker contract over a Unix socket in a directory only the two
+share, and keeps it for the next chunks.
 
 What can go wrong is contained: a host that crashes, does not answer within the request
 timeout or grows past the memory limit (the RSS summed over its process tree, polled by a
 watcher thread; pages shared between its processes count more than once) is
-killed with its whole process group and forgotten; the call raises a `ModelHostError` saying
+killed with every process below it and forgotten; the call raises a `ModelHostError` saying
 why and the next call starts a fresh host. Hosts idle longer than the idle time are stopped,
-and a host whose worker died exits by itself (`serve.py --parent-pid`).
+and a host whose worker died exits by itself (`serve.py --parent-fd`: an inherited pipe).
 
 Create the manager inside each worker process (after a prefork pool has forked: its watcher
 thread does not survive a fork) and `close()` it when the process shuts down.
@@ -19,11 +20,11 @@ thread does not survive a fork) and `close()` it when the process shuts down.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import logging
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -43,6 +44,7 @@ from engine.registry import serve
 from engine.registry.environments import EnvironmentCache
 from engine.registry.host_process import HostProcess, ping, post, response_error
 from engine.registry.hostenv import host_environ, install_environ, parse_names
+from engine.registry.sandbox import ENV_DIR, MODEL_DIR, SERVE_FILE, SOCKET_DIR, Sandbox
 
 log = logging.getLogger(__name__)
 MAX_LOG_BYTES = 10 << 20
@@ -62,17 +64,20 @@ class HostLimits:
 class HostInfo:
     version_key: str
     pid: int
-    port: int
+    socket_path: Path
     log_file: Path
     idle_seconds: float
     rss_mb: float
+    sandboxed: bool
 
 
 class HostManager:
     """Starts, reuses, watches and stops the model hosts of one worker process."""
 
     def __init__(self, *, environments: EnvironmentCache, logs_dir: Path, run_dir: Path,
-                 limits: HostLimits, environ: Mapping[str, str]) -> None:
+                 limits: HostLimits, environ: Mapping[str, str],
+                 sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox or Sandbox(boxed=False, reason="no sandbox was set up")
         self._environments = environments
         self._logs_dir = logs_dir
         self._limits = limits
@@ -82,7 +87,8 @@ class HostManager:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._watcher: threading.Thread | None = None
-        self._run_dir = run_dir  # port files of starting hosts
+        self._run_dir = run_dir  # the hosts' socket directories
+        self._started = 0
         # version key -> (when, error) of its last failed model_fn: a version is immutable,
         # so the next chunks fail at once with that error instead of starting a host again
         self._load_failures: dict[str, tuple[float, ModelLoadFailed]] = {}
@@ -101,9 +107,12 @@ class HostManager:
                             request_timeout=settings.host_request_timeout,
                             memory_limit_mb=settings.host_memory_limit_mb,
                             idle_seconds=settings.host_idle_seconds)
+        sandbox = Sandbox.probe(settings, source)
+        if not sandbox.boxed:
+            log.warning("%s", sandbox.warning)
         return cls(environments=environments, logs_dir=settings.host_logs_dir,
                    run_dir=settings.run_dir / "hosts", limits=limits,
-                   environ=host_environ(source, extra=extra))
+                   environ=host_environ(source, extra=extra), sandbox=sandbox)
 
     # -- public -------------------------------------------------------------------------------
     def invoke(self, version_key: str, bundle_dir: Path, requirements: str, body: bytes,
@@ -123,7 +132,8 @@ class HostManager:
                 if host.retired or not host.alive():
                     continue
                 try:
-                    status, payload = post(host.port, body, content_type, accept, timeout)
+                    status, payload = post(host.socket_path, body, content_type, accept,
+                                           timeout)
                 except TimeoutError as exc:
                     host.kill(ModelHostTimeout(
                         f"the model host of {version_key} did not answer within {timeout:g} s "
@@ -245,51 +255,85 @@ class HostManager:
             return host
 
     def _start(self, version_key: str, bundle_dir: Path, requirements: str) -> HostProcess:
+        sandbox = self.sandbox
+        if not sandbox.boxed and sandbox.required:
+            raise ModelHostError(
+                f"refusing to run the model code of {version_key}: {sandbox.warning} "
+                f"(METALAKE_REQUIRE_SANDBOX is set; fix the reason or unset it)",
+                version_key=version_key)
+        bundle_dir = bundle_dir.resolve()
         code_dir = bundle_dir / "code"
         python = self._environments.python_for(requirements, workdir=code_dir)
         name = re.sub(r"[^A-Za-z0-9_.@-]+", "_", version_key)
         log_file = self._logs_dir / f"{name}.log"
-        port_file = self._run_dir / f"{name}-{os.getpid()}-{time.monotonic_ns()}.port"
-        argv = [str(python), "-P", serve.__file__, "--model-dir", str(bundle_dir),
-                "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
-                "--parent-pid", str(os.getpid())]
-        env = {**self._environ, "PYTHONPATH": str(code_dir), "PYTHONUNBUFFERED": "1"}
         self._logs_dir.mkdir(parents=True, exist_ok=True)
-        self._run_dir.mkdir(parents=True, exist_ok=True)
+        self._run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._started += 1
+        socket_dir = self._run_dir / f"{os.getpid()}-{self._started}-{time.monotonic_ns() % 10**6}"
+        sandbox.prepare_socket_dir(socket_dir)
+        serve_file = Path(serve.__file__).resolve()
+        environment = self._environments.environment_dir(requirements)
+        # (path here, path in the box): a boxed host sees its bundle where SageMaker puts it
+        model_dir, script, inner_dir = bundle_dir, serve_file, socket_dir
+        read_only = [(bundle_dir, bundle_dir), (serve_file, serve_file)]
+        if sandbox.boxed:
+            model_dir, script, inner_dir = (Path(MODEL_DIR), Path(SERVE_FILE),
+                                            Path(SOCKET_DIR))
+            read_only = [(bundle_dir, model_dir), (serve_file, script)]
+            if environment is not None:
+                read_only.append((environment, Path(ENV_DIR)))
+                python = Path(ENV_DIR) / python.relative_to(environment)
+                sandbox.make_readable(environment)
+            sandbox.make_readable(bundle_dir)
+        reader, writer = os.pipe()  # the host exits when the worker (holding `writer`) is gone
+        argv = [str(python), "-P", str(script), "--model-dir", str(model_dir),
+                "--unix-socket", str(inner_dir / "serve.sock"), "--parent-fd", str(reader)]
+        env = {**self._environ, "PYTHONPATH": str(model_dir / "code"), "PYTHONUNBUFFERED": "1"}
+        command = sandbox.command(argv, read_only=read_only, writable=[], environ=env,
+                                  socket_dir=socket_dir)
         if log_file.exists() and log_file.stat().st_size > MAX_LOG_BYTES:
             log_file.replace(log_file.with_name(log_file.name + ".1"))
-        with log_file.open("ab") as output:
-            output.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting the model host "
-                         f"of {version_key}: {' '.join(argv)}\n".encode())
-            output.flush()
-            offset = output.tell()
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output,
-                                       stderr=subprocess.STDOUT, env=env, cwd=bundle_dir,
-                                       start_new_session=True, close_fds=True)
-        host = HostProcess(version_key, process, log_file, offset)
         try:
-            self._wait_ready(host, port_file)
+            with log_file.open("ab") as output:
+                output.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting the model "
+                             f"host of {version_key} ({sandbox.describe()}): "
+                             f"{' '.join(argv)}\n".encode())
+                output.flush()
+                offset = output.tell()
+                process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output,
+                                           stderr=subprocess.STDOUT, env=env, cwd=bundle_dir,
+                                           start_new_session=True, close_fds=True,
+                                           pass_fds=(reader,))
+        except BaseException:
+            os.close(writer)
+            shutil.rmtree(socket_dir, ignore_errors=True)
+            raise
+        finally:
+            os.close(reader)
+        host = HostProcess(version_key, process, log_file, offset,
+                           socket_path=socket_dir / "serve.sock", parent_pipe=writer,
+                           boxed=sandbox.boxed)
+        try:
+            self._wait_ready(host)
         except BaseException:
             if host.alive():
                 host.kill(ModelHostError("start aborted", version_key=version_key))
+            else:
+                host.stop()
             raise
-        finally:
-            port_file.unlink(missing_ok=True)
-        log.info("model host of %s ready: pid %d, port %d", version_key, process.pid, host.port)
+        log.info("model host of %s ready: pid %d, %s", version_key, process.pid,
+                 sandbox.describe())
         return host
 
-    def _wait_ready(self, host: HostProcess, port_file: Path) -> None:
+    def _wait_ready(self, host: HostProcess) -> None:
         key, limit = host.version_key, self._limits.start_timeout
         deadline = time.monotonic() + limit
         while True:
             self._check_memory(host)
             if not host.alive():
                 raise self._death(host, "while starting")
-            if not host.port and port_file.exists():
-                with contextlib.suppress(ValueError):
-                    host.port = int(port_file.read_text().strip() or 0)
-            if host.port:
-                status, document = ping(host.port)
+            if host.socket_path.exists():
+                status, document = ping(host.socket_path)
                 if status == 200:
                     return
                 if document.get("status") == "failed":
@@ -360,5 +404,6 @@ class HostManager:
             log_file=str(host.log_file), exit_code=host.process.returncode)
 
     def _info(self, host: HostProcess) -> HostInfo:
-        return HostInfo(host.version_key, host.process.pid, host.port, host.log_file,
-                        time.monotonic() - host.last_used, host.tree_rss() / (1 << 20))
+        return HostInfo(host.version_key, host.process.pid, host.socket_path, host.log_file,
+                        time.monotonic() - host.last_used, host.tree_rss() / (1 << 20),
+                        self.sandbox.boxed)

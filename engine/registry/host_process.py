@@ -1,7 +1,9 @@
 """One model host process, as the manager sees it, and the HTTP calls it answers.
 
-The host runs `engine/registry/serve.py` in its own process group; killing it means killing the
-group, so processes the bundle's code started go too, and waiting for it, so no zombie stays.
+The host runs `engine/registry/serve.py` (boxed in by `sandbox.py` where it can be) in its own
+process group and answers on a Unix socket. Killing it kills the group and every process
+below it, so processes the bundle's code started go too (a boxed host's children live in
+their own session, inside its PID namespace), and waits for it, so no zombie stays.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -32,12 +36,15 @@ class HostProcess:
     """One running host process."""
 
     def __init__(self, version_key: str, process: subprocess.Popen[bytes], log_file: Path,
-                 log_offset: int) -> None:
+                 log_offset: int, socket_path: Path, parent_pipe: int | None = None,
+                 boxed: bool = False) -> None:
         self.version_key = version_key
         self.process = process
         self.log_file = log_file
         self.log_offset = log_offset
-        self.port = 0
+        self.socket_path = socket_path  # in a directory only the worker and the host share
+        self._parent_pipe = parent_pipe  # our end: the host exits when it closes
+        self.boxed = boxed  # run by bubblewrap, which exits with 128 + N for a signal N
         self.last_used = time.monotonic()
         self.lock = threading.Lock()  # one request at a time
         self.retired = False  # stopped or killed: callers holding it must get a new one
@@ -66,29 +73,59 @@ class HostProcess:
         return total
 
     def kill(self, error: ModelHostError) -> None:
-        """SIGKILL the whole process group and reap the host; `error` explains it later."""
+        """SIGKILL the host and every process below it, and reap it; `error` explains it
+        later."""
         if self.killed is None:
             self.killed = error
         self.retired = True
-        self._signal_group(signal.SIGKILL)
+        self._kill_all()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(10)
+        self._release()
 
     def stop(self, timeout: float = 5) -> None:
-        """SIGTERM, then SIGKILL after `timeout`; the group's other processes too."""
+        """SIGTERM the serving program, then SIGKILL everything after `timeout`."""
         self.retired = True
-        self._signal_group(signal.SIGTERM)
+        self._signal_tree(signal.SIGTERM)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self._signal_group(signal.SIGKILL)
+            self._kill_all()
             self.process.wait(10)
-        self._signal_group(signal.SIGKILL)  # children the bundle left behind
+        self._kill_all()  # children the bundle left behind
+        self._release()
 
-    def _signal_group(self, signum: int) -> None:
-        # start_new_session made the host the leader of a group with its own pid
+    def _signal_tree(self, signum: int) -> None:
+        # start_new_session made the host the leader of a group with its own pid; a boxed
+        # host's program runs in a session of its own below it, so it is signalled by pid
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signum)
+        for process in self._descendants():
+            with contextlib.suppress(psutil.Error):
+                process.send_signal(signum)
+
+    def _kill_all(self) -> None:
+        # the descendants first: once the outer process is gone they are no longer below it
+        # (killing a boxed host's PID-namespace init also ends every process inside)
+        descendants = self._descendants()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for process in descendants:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+
+    def _descendants(self) -> list[psutil.Process]:
+        try:
+            return list(psutil.Process(self.process.pid).children(recursive=True))
+        except psutil.Error:
+            return []
+
+    def _release(self) -> None:
+        if self._parent_pipe is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._parent_pipe)
+            self._parent_pipe = None
+        shutil.rmtree(self.socket_path.parent, ignore_errors=True)
 
     def exit_description(self) -> str:
         code = self.process.returncode
@@ -97,6 +134,9 @@ class HostProcess:
         if code < 0:
             with contextlib.suppress(ValueError):
                 return f"was killed by signal {signal.Signals(-code).name}"
+        if self.boxed and code > 128:
+            with contextlib.suppress(ValueError):
+                return f"was killed by signal {signal.Signals(code - 128).name}"
         return f"exited with code {code}"
 
     def log_tail(self) -> str:
@@ -109,9 +149,27 @@ class HostProcess:
         return "\n".join(text.splitlines()[-LOG_TAIL_LINES:]) or "(the log is empty)"
 
 
-def post(port: int, body: bytes, content_type: str, accept: str, timeout: float
-          ) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP over the host's Unix socket."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("model-host", timeout=timeout)
+        self._path = str(path)
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def post(path: Path, body: bytes, content_type: str, accept: str, timeout: float
+         ) -> tuple[int, bytes]:
+    connection = UnixConnection(path, timeout)
     try:
         connection.request("POST", "/invocations", body=body,
                            headers={"Content-Type": content_type, "Accept": accept})
@@ -121,8 +179,8 @@ def post(port: int, body: bytes, content_type: str, accept: str, timeout: float
         connection.close()
 
 
-def ping(port: int) -> tuple[int, dict[str, Any]]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+def ping(path: Path) -> tuple[int, dict[str, Any]]:
+    connection = UnixConnection(path, 5)
     try:
         connection.request("GET", "/ping")
         response = connection.getresponse()

@@ -21,11 +21,13 @@ bundle's own imports, with none of the engine's database, broker or storage libr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -176,6 +178,29 @@ class ModelServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
+class UnixModelServer(ModelServer):
+    """The same server on a Unix socket: how the engine talks to a host in a box with no
+    network of its own."""
+
+    address_family = socket.AF_UNIX
+
+    def __init__(self, path: str, bundle: Bundle, default_accept: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self.bundle = bundle
+        self.default_accept = default_accept
+        ThreadingHTTPServer.__init__(self, path, _Handler)  # type: ignore[arg-type]
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind reads a (host, port) pair; a socket path has neither
+        self.socket.bind(self.server_address)
+        self.server_name, self.server_port = "model-host", 0
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        request, _ = self.socket.accept()
+        return request, ("model-host", 0)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "metalake-serve"
@@ -268,8 +293,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="port (default: $SAGEMAKER_BIND_TO_PORT or 8080; 0 = any free)")
     parser.add_argument("--port-file", type=Path,
                         help="write the bound port to this file once listening")
+    parser.add_argument("--unix-socket",
+                        help="answer on this Unix socket instead of --host/--port")
     parser.add_argument("--parent-pid", type=int,
                         help="exit when this process (the engine worker) is gone")
+    parser.add_argument("--parent-fd", type=int,
+                        help="exit when this inherited pipe closes (the engine worker is gone; "
+                             "works where the worker's pid is not visible)")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
@@ -287,14 +317,30 @@ def _watch_parent(parent_pid: int, stop: threading.Event) -> None:
             return
 
 
+def _watch_pipe(fd: int) -> None:
+    try:
+        while os.read(fd, 1):
+            pass
+    except OSError:
+        pass
+    log.warning("the engine process is gone; stopping")
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level,
                         format="%(asctime)s %(levelname)s serve[%(process)d]: %(message)s")
     bundle = Bundle(args.model_dir.resolve())
     default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
-    server = ModelServer((args.host, args.port), bundle, default_accept)
-    port = server.server_address[1]
+    server: ModelServer
+    if args.unix_socket:
+        server = UnixModelServer(args.unix_socket, bundle, default_accept)
+        port, where = 0, args.unix_socket
+    else:
+        server = ModelServer((args.host, args.port), bundle, default_accept)
+        port = server.server_address[1]
+        where = f"{args.host}:{port}"
     if args.port_file:
         tmp = args.port_file.with_name(args.port_file.name + ".tmp")
         tmp.write_text(f"{port}\n")
@@ -305,7 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     threading.Thread(target=server.serve_forever, args=(0.1,), name="http", daemon=True).start()
     if args.parent_pid:
         threading.Thread(target=_watch_parent, args=(args.parent_pid, stop), daemon=True).start()
-    log.info("serving %s on %s:%d", bundle.model_dir, args.host, port)
+    if args.parent_fd is not None:
+        threading.Thread(target=_watch_pipe, args=(args.parent_fd,), daemon=True).start()
+    log.info("serving %s on %s", bundle.model_dir, where)
     try:
         bundle.load()
         stop.wait()

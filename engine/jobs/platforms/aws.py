@@ -86,6 +86,7 @@ class SageMakerPlatform:
     """Runs batches on SageMaker endpoints, one per model version, created on first use."""
 
     name = "aws"
+    warning = None  # the code runs in SageMaker's own container, on AWS
 
     def __init__(self, settings: Settings, storage: Storage, *,
                  poll_seconds: float = 15.0) -> None:

@@ -31,6 +31,11 @@ class ModelVersionRef:
 class InferencePlatform(Protocol):
     name: str
 
+    @property
+    def warning(self) -> str | None:
+        """What every job run here must tell its user (e.g. model code not sandboxed)."""
+        ...
+
     def invoke(self, version: ModelVersionRef, body: bytes, content_type: str,
                accept: str = "application/json") -> bytes:
         """Send one batched request; return the response body. Raises `ModelHostError`

@@ -14,6 +14,10 @@ class LocalPlatform:
         self._hosts = hosts
         self._bundles = bundles
 
+    @property
+    def warning(self) -> str | None:
+        return self._hosts.sandbox.warning
+
     def invoke(self, version: ModelVersionRef, body: bytes, content_type: str,
                accept: str = "application/json") -> bytes:
         bundle_dir = self._bundles.path_for(version)

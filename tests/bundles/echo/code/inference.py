@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import numpy as np
 
 
 def model_fn(model_dir):
-    return {"model_dir": model_dir, "calls": 0}
+    # host_id tells hosts apart where pids cannot (a boxed host's pid is its namespace's own)
+    return {"model_dir": model_dir, "calls": 0, "host_id": uuid.uuid4().hex}
 
 
 def input_fn(request_body, request_content_type):
@@ -37,10 +39,9 @@ def predict_fn(input_data, model):
     if mode == "raise":
         raise RuntimeError("predict_fn was told to fail")
     if mode == "sleep":
-        if "child_pid_file" in parameters:  # a child process that must die with the host
-            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-            with open(parameters["child_pid_file"], "w") as handle:
-                handle.write(str(child.pid))
+        if "child_marker" in parameters:  # a child process that must die with the host
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                              parameters["child_marker"]])
         time.sleep(float(parameters.get("seconds", 60)))
     if mode == "exit":
         os._exit(3)
@@ -69,6 +70,7 @@ def predict_fn(input_data, model):
             "masks": None,
             "probs": None,
             "pid": os.getpid(),
+            "host_id": model["host_id"],
             "calls": model["calls"],
             "parameters": parameters,
         })
