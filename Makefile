@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=  # e.g. --quick: smaller runs of bench/{ingest,similarity,growth,api_load}.py
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test demo lint bench up down status clean
+.PHONY: help venv system test demo lint bench up down status clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
@@ -23,10 +23,13 @@ $(STAMP): pyproject.toml scripts/bootstrap_venv.sh
 
 venv: $(STAMP)  ## create .venv with python3.11 and install the engine + dev tools (once)
 
-test: venv  ## run the test suite (starts its own embedded services)
+system:  ## install the Debian packages the engine uses when missing (bubblewrap; as root)
+	scripts/system_packages.sh
+
+test: venv system  ## run the test suite (starts its own embedded services)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-demo: venv  ## start the engine, ingest generated images, run queries (state in .demo-home)
+demo: venv system  ## start the engine, ingest generated images, run queries (state in .demo-home)
 	METALAKE_HOME="$${METALAKE_HOME:-$(DEMO_HOME)}" $(VENV)/bin/python scripts/demo.py
 
 lint: venv  ## ruff check + mypy (LINT_FORMAT=1 also checks ruff format)
