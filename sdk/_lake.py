@@ -10,6 +10,7 @@ import json
 import logging
 import mimetypes
 import os
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -27,6 +28,7 @@ from sdk.schemas import (
     CollectionPublic,
     ContentType,
     IngestEntry,
+    IngestJobPublic,
     IngestReport,
     IngestRequest,
     ItemPublic,
@@ -44,6 +46,7 @@ SYSTEM_DIR_NAMES = frozenset({"__macosx", "$recycle.bin"})
 MAX_BATCH_FILES = 5000  # IngestRequest.entries' limit
 MAX_UPLOAD_BYTES = 64 << 20  # per multipart request (a larger single file goes alone)
 INGEST_TIMEOUT = httpx.Timeout(30.0, read=3600.0)  # the engine hashes and probes every file
+INGEST_JOB_POLL_SECONDS = 1.0
 
 
 def _query(**fields: Any) -> ItemQuery:
@@ -164,9 +167,11 @@ class LakeCalls(BaseClient):
 
         The collection is created if new; an existing one (same content type) is added to.
         Files are registered where they are (the engine must be able to read them), or copied
-        when the engine has managed storage. Re-uploading the same files adds nothing. Files
-        that could not be registered are summarised in a warning and listed on
-        `client.last_upload_report.failed`. Returns the collection id.
+        when the engine has managed storage. An S3 prefix holding more objects than the engine
+        lists in one request is ingested by a background job, followed here until it ends.
+        Re-uploading the same files adds nothing. Files that could not be registered are
+        summarised in a warning and listed on `client.last_upload_report.failed`. Returns the
+        collection id.
         """
         kind = _content_type(content_type, "content_type")
         metadata = dict(meta_data_object or {})
@@ -174,9 +179,13 @@ class LakeCalls(BaseClient):
         if str(path).startswith("s3://"):
             request = IngestRequest(collection_name=collection_name, content_type=kind,
                                     s3_uri=str(path), metadata=metadata)
-            report = IngestReport.model_validate(self._post(
-                "/collections/ingest", json=request.model_dump(mode="json"),
-                timeout=httpx.Timeout(30.0, read=None)))
+            body = self._post("/collections/ingest", json=request.model_dump(mode="json"),
+                              timeout=httpx.Timeout(30.0, read=None))
+            if "status" in body:  # 202: a prefix too large for one request, ingested by a job
+                report = self._follow_ingest_job(IngestJobPublic.model_validate(body),
+                                                 collection_name)
+            else:
+                report = IngestReport.model_validate(body)
             total = report.added + report.updated + report.unchanged + len(report.failed)
         else:
             scan = _scan(path, content_type, info)
@@ -193,6 +202,24 @@ class LakeCalls(BaseClient):
                 f"{collection_name!r} (e.g. {examples}). All are listed on "
                 "client.last_upload_report.failed.", stacklevel=2)
         return report.collection_id
+
+    def _follow_ingest_job(self, job: IngestJobPublic, collection_name: str) -> IngestReport:
+        """Wait for a background ingest, showing its progress; its report once it succeeded."""
+        from tqdm.auto import tqdm
+
+        with tqdm(unit="file", desc=f"Ingesting {job.s3_uri} into {collection_name}") as bar:
+            while job.status in ("queued", "running"):
+                time.sleep(INGEST_JOB_POLL_SECONDS)
+                job = IngestJobPublic.model_validate(
+                    self._get(f"/collections/ingest-jobs/{_segment(job.id)}"))
+                bar.total = job.listed
+                bar.update(job.done - bar.n)
+        if job.status == "failed":
+            raise MetaLakeError(
+                f"The background ingest of {job.s3_uri} failed after {job.done} file(s): "
+                f"{job.error}", code="ingest_job_failed",
+                details={"job_id": job.id})
+        return job.report
 
     def _upload_local(self, files: list[tuple[str, str]], content_type: ContentType,
                       collection_name: str, metadata: dict[str, Any],

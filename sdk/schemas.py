@@ -97,6 +97,23 @@ class IngestReport(Schema):
     failed: list[IngestFailurePublic] = Field(default_factory=list)
 
 
+IngestJobStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
+class IngestJobPublic(Schema):
+    """A background ingest of an S3 prefix holding more objects than one request lists
+    (POST /collections/ingest answers 202 with it); GET /collections/ingest-jobs/{id} follows
+    it. `report` holds the totals so far (its `failed` list keeps the first 1,000)."""
+
+    id: str
+    status: IngestJobStatus
+    s3_uri: str
+    listed: int = 0
+    done: int = 0
+    report: IngestReport
+    error: str | None = None
+
+
 class IngestFailureRecord(IngestFailurePublic):
     """A recorded ingest failure of a collection (`GET /collections/{id}/failures`)."""
 

@@ -48,12 +48,18 @@ def max_file_bytes() -> int:
 
 
 @pytest.fixture
+def broker() -> bool:
+    return True
+
+
+@pytest.fixture
 def api_settings(settings: Settings, allowed: Path, with_roots: bool,
-                 max_file_bytes: int) -> Settings:
+                 max_file_bytes: int, broker: bool) -> Settings:
     return settings.model_copy(update={
         "ingest_roots": str(allowed) if with_roots else "",
         "ingest_max_file_bytes": max_file_bytes,
         "ingest_max_listing": 3,
+        "redis_url": settings.redis_url if broker else None,
     })
 
 
@@ -257,6 +263,7 @@ def test_a_big_file_under_the_cap_is_hashed_streaming(api_url: str, admin_key: s
     assert grew < 64 << 20, f"RSS grew by {grew / 2**20:.0f} MiB"
 
 
+@pytest.mark.parametrize("broker", [False])  # with one, a background job (test_ingest_jobs)
 def test_a_prefix_over_the_listing_limit_is_refused(api_url: str, admin_key: str, s3: Any,
                                                     bucket: str) -> None:
     for i in range(4):

@@ -30,6 +30,7 @@ from engine.config import Settings
 from engine.errors import ServiceUnavailable
 from engine.jobs.dispatch import CHUNK_TASK, INDEX_TASK, PLAN_TASK, CeleryDispatcher
 from engine.jobs.recovery import PLAN_CHUNK, ChunkLease, RecoverySweeper
+from engine.lake.ingest_jobs import register_ingest_task
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 3  # an unexpected error: 1, 2, 4 s
@@ -162,6 +163,8 @@ def register_tasks(app: Celery) -> None:
         if build is None:
             log.info("space %d: no index build (another one runs, or the space is gone)",
                      space_id)
+
+    register_ingest_task(app, _context)  # a large S3 prefix, ingested in the background
 
     def start_recovery(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", app) is not app:  # another app's worker in this process

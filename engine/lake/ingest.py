@@ -9,7 +9,7 @@ be read or parsed is recorded with its reason and the rest of the request goes o
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -146,29 +146,37 @@ def local_candidates(entries: Sequence[IngestEntry], roots: Sequence[Path], *,
     return candidates
 
 
-def s3_candidates(storage: Storage, uri: str, *, max_listing: int) -> list[Candidate]:
-    """The objects under `s3://bucket/prefix` (a folder), or the one object at that key; a
-    prefix of more than `max_listing` objects is refused before any is read."""
+def s3_listing(storage: Storage, uri: str) -> Iterator[tuple[bool, Candidate]]:
+    """(is in the folder `prefix/`, candidate) for each object under `s3://bucket/prefix`, as
+    it is listed; folder markers and hidden or OS files (skipped as in a folder) left out."""
     bucket, prefix = split_s3(uri)
     prefix = prefix.strip("/")
     folder = f"{prefix}/" if prefix else ""
+    for obj in storage.list_s3(f"s3://{bucket}/{prefix}"):
+        if obj.key.endswith("/") or is_ignored(obj.key[len(folder):]):
+            continue
+        if obj.key.startswith(folder):
+            yield True, Candidate(relative_path=obj.key[len(folder):], source=obj.uri,
+                                  storage_uri=obj.uri, local=None, size=obj.size)
+        elif obj.key == prefix:
+            yield False, Candidate(relative_path=PurePosixPath(obj.key).name, source=obj.uri,
+                                   storage_uri=obj.uri, local=None, size=obj.size)
+
+
+def s3_candidates(storage: Storage, uri: str, *, max_listing: int) -> list[Candidate]:
+    """The objects under `s3://bucket/prefix` (a folder), or the one object at that key; a
+    prefix of more than `max_listing` objects is refused (`IngestListingTooLarge`, which the
+    route turns into a background job) before any is read."""
     members: list[Candidate] = []
     single: list[Candidate] = []
-    for listed, obj in enumerate(storage.list_s3(f"s3://{bucket}/{prefix}"), start=1):
-        if listed > max_listing:
+    for member, candidate in s3_listing(storage, uri):
+        (members if member else single).append(candidate)
+        if len(members) > max_listing:
             raise IngestListingTooLarge(
                 f"{uri} holds more than {max_listing} objects, the most one ingest request "
                 "lists (METALAKE_INGEST_MAX_LISTING); ingest its sub-prefixes one by one, or "
                 "raise that limit on the engine.", uri=uri, limit=max_listing,
             )
-        if obj.key.endswith("/") or is_ignored(obj.key[len(folder):]):
-            continue  # a "directory" marker, or hidden / OS files (skipped as in a folder)
-        if obj.key.startswith(folder):
-            members.append(Candidate(relative_path=obj.key[len(folder):], source=obj.uri,
-                                     storage_uri=obj.uri, local=None, size=obj.size))
-        elif obj.key == prefix:
-            single.append(Candidate(relative_path=PurePosixPath(obj.key).name, source=obj.uri,
-                                    storage_uri=obj.uri, local=None, size=obj.size))
     found = members or single
     if not found:
         raise InvalidPath(
@@ -241,6 +249,14 @@ def ingest(request: IngestRequest, *, session: Session, settings: Settings, stor
     else:
         candidates = local_candidates(request.entries, settings.ingest_root_paths, admin=admin)
         threads = LOCAL_PROBE_THREADS
+    return ingest_candidates(candidates, request, session=session, settings=settings,
+                             storage=storage, threads=threads)
+
+
+def ingest_candidates(candidates: Sequence[Candidate], request: IngestRequest, *,
+                      session: Session, settings: Settings, storage: Storage,
+                      threads: int) -> IngestReport:
+    """Probe `candidates` and register them in `request`'s collection, in `session`."""
     collection = ensure_collection(session=session, name=request.collection_name,
                                    content_type=request.content_type)
     kind: Kind = request.content_type

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+from fastapi.responses import JSONResponse
 from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, UploadFile, status
 from sqlalchemy.orm import Session
 
@@ -15,6 +16,7 @@ from engine.api.schemas import (
     CollectionPublic,
     ContentType,
     IngestFailureRecord,
+    IngestJobPublic,
     IngestReport,
     IngestRequest,
     Page,
@@ -22,7 +24,8 @@ from engine.api.schemas import (
 )
 from engine.errors import InvalidInput
 from engine.lake import collections as service
-from engine.lake.ingest import ingest
+from engine.lake.ingest_jobs import Background as IngestBackground
+from engine.lake.ingest_jobs import IngestJobNotFound, background_for, ingest_or_start_job
 from engine.lake.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from engine.lake.statistics import analyze_if_stale, report_writes_at_commit
 from engine.lake.upload import Upload, ingest_uploads
@@ -66,16 +69,41 @@ def list_failures(collection_id: int, session: SessionDep, key: ReadKey,
                                  show_paths=key.has("write"))
 
 
-@router.post("/collections/ingest", response_model=IngestReport)
+@router.post("/collections/ingest", response_model=IngestReport,
+             responses={202: {"model": IngestJobPublic,
+                              "description": "An S3 prefix over METALAKE_INGEST_MAX_LISTING "
+                                             "objects: ingested by a background job."}})
 def ingest_files(body: IngestRequest, session: SessionDep, settings: SettingsDep,
                  storage: StorageDep, key: WriteKey, request: Request,
-                 background: BackgroundTasks) -> IngestReport:
+                 background: BackgroundTasks) -> IngestReport | JSONResponse:
     """Register files in place: absolute paths the engine can read (an admin key, or a write
     key for paths under METALAKE_INGEST_ROOTS), or an s3:// prefix."""
-    report = ingest(body, session=session, settings=settings, storage=storage,
-                    admin=key.has("admin"))
-    _analyze_after(request, background, report, session)
-    return report
+    result = ingest_or_start_job(body, session=session, settings=settings, storage=storage,
+                                 admin=key.has("admin"), background=_ingest_jobs(request))
+    if isinstance(result, IngestJobPublic):
+        return JSONResponse(result.model_dump(mode="json"),
+                            status_code=status.HTTP_202_ACCEPTED)
+    _analyze_after(request, background, result, session)
+    return result
+
+
+@router.get("/collections/ingest-jobs/{job_id}", response_model=IngestJobPublic)
+def get_ingest_job(job_id: str, request: Request, _: WriteKey) -> IngestJobPublic:
+    """A background ingest's progress, and its report once it is done."""
+    jobs = _ingest_jobs(request)
+    if jobs is None:
+        raise IngestJobNotFound(f"No background ingest has id {job_id!r}: this engine has no "
+                                "broker to run them.", job_id=job_id)
+    return jobs.jobs.get(job_id)
+
+
+def _ingest_jobs(request: Request) -> IngestBackground | None:
+    """The background ingests' records and sender, made on first use."""
+    state = request.app.state
+    if not hasattr(state, "ingest_jobs"):
+        state.ingest_jobs = background_for(state.settings)
+    jobs: IngestBackground | None = state.ingest_jobs
+    return jobs
 
 
 @router.post("/collections/{collection_name}/upload", response_model=IngestReport)
