@@ -77,6 +77,16 @@ class Settings(BaseSettings):
         default=178_956_970,
         description="Images declaring more pixels than this are refused as decompression bombs.",
     )
+    ingest_max_file_bytes: int = Field(
+        default=16 << 30, gt=0,
+        description="Largest file an ingest or upload registers; a larger one is recorded as "
+                    "a failure without being read.",
+    )
+    ingest_max_listing: int = Field(
+        default=10_000, gt=0,
+        description="Most objects one ingest request lists under an s3:// prefix; a larger "
+                    "prefix is ingested by a background job, this many objects a transaction.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the API and workers."
     )
@@ -94,16 +104,6 @@ class Settings(BaseSettings):
     )
     bundle_max_files: int = Field(
         default=10_000, gt=0, description="Most files and folders a model bundle may hold."
-    ingest_max_file_bytes: int = Field(
-        default=16 << 30, gt=0,
-        description="Largest file an ingest or upload registers; a larger one is recorded as "
-                    "a failure without being read.",
-    )
-    ingest_max_listing: int = Field(
-        default=10_000, gt=0,
-        description="Most objects one ingest request lists under an s3:// prefix; a larger "
-                    "prefix is refused (ingest its sub-prefixes).",
-    )
     )
     weights_dir: Path | None = Field(
         default=None,

@@ -66,6 +66,13 @@ class UnreadableFile(InvalidInput):
         self.path = path
 
 
+class IngestListingTooLarge(InvalidInput):
+    """The S3 prefix holds more objects than one ingest request may list
+    (METALAKE_INGEST_MAX_LISTING); ingest its sub-prefixes one by one."""
+
+    code = "ingest_listing_too_large"
+
+
 class NoManagedStorage(InvalidInput):
     """This engine has no managed storage to upload into: register files in place (a path the
     engine can read) or set METALAKE_MANAGED_STORAGE_URL on the engine."""
@@ -83,13 +90,6 @@ class NoImagesMatched(InvalidAnnotations):
     """None of the document's images is a file of the collection; nothing was written."""
 
     code = "no_images_matched"
-
-class IngestListingTooLarge(InvalidInput):
-    """The S3 prefix holds more objects than one ingest request may list
-    (METALAKE_INGEST_MAX_LISTING); ingest its sub-prefixes one by one."""
-
-    code = "ingest_listing_too_large"
-
 
 
 class UnknownApplication(InvalidInput):
@@ -174,6 +174,13 @@ class Forbidden(EngineError):
     code = "forbidden"
 
 
+class ServerPathForbidden(Forbidden):
+    """Registering files in place from the engine's own disk needs an admin key, or a path
+    under METALAKE_INGEST_ROOTS for a write key."""
+
+    code = "server_path_forbidden"
+
+
 # -- 404 / 409 -----------------------------------------------------------------------------
 class NotFound(EngineError):
     """The requested object does not exist."""
@@ -198,13 +205,6 @@ class AnnotationNotFound(NotFound):
     """No such annotation on this file."""
 
     code = "annotation_not_found"
-
-
-class ServerPathForbidden(Forbidden):
-    """Registering files in place from the engine's own disk needs an admin key, or a path
-    under METALAKE_INGEST_ROOTS for a write key."""
-
-    code = "server_path_forbidden"
 
 
 class TagNotFound(NotFound):
@@ -280,6 +280,13 @@ class ModelInUse(Conflict):
     code = "model_in_use"
 
 
+class FileChangedSinceIngest(Conflict):
+    """The file's bytes are no longer those the lake registered (its size, SHA-256 or the path
+    itself changed since ingest); re-ingest it to register the new bytes."""
+
+    code = "file_changed_since_ingest"
+
+
 class SystemModelProtected(Conflict):
     """The model is one the engine installed itself (`metalake models install-defaults`); an
     admin deletes it only by forcing (`force=true`)."""
@@ -313,13 +320,6 @@ class ModelHostError(EngineError):
         message: str | None = None,
         *,
         version_key: str | None = None,
-class FileChangedSinceIngest(Conflict):
-    """The file's bytes are no longer those the lake registered (its size, SHA-256 or the path
-    itself changed since ingest); re-ingest it to register the new bytes."""
-
-    code = "file_changed_since_ingest"
-
-
         log_file: str | None = None,
         **details: Any,
     ) -> None:
