@@ -60,7 +60,7 @@ def postgres_server_url(services_dir: Path) -> Iterator[str]:
 
     pg = EmbeddedPostgres(services_dir / "pg" / "data", port=free_port())
     pg.start()
-    yield pg.url("postgres")
+    yield pg.superuser_url("postgres")  # creates the template and per-test databases
     pg.stop("immediate")
 
 

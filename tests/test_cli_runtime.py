@@ -32,6 +32,7 @@ class Engine:
 
     def __init__(self, home: Path) -> None:
         self.home = home
+        self.up_output = ""
         ports: set[int] = set()
         while len(ports) < 3:
             ports.add(free_port())
@@ -68,6 +69,21 @@ class Engine:
         data: dict[str, str] = json.loads((self.home / "client.json").read_text())
         return data
 
+    def secret(self, name: str) -> str:
+        """A generated password: postgres/metalake.password, redis.password, ..."""
+        return (self.home / name).read_text().strip()
+
+    def database_url(self, user: str = "metalake", database: str = "metalake") -> str:
+        password = self.secret("postgres/superuser.password" if user == "postgres"
+                               else f"postgres/{user}.password")
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.pg_port}/{database}"
+
+
+def hba_methods(pg_hba: Path) -> list[str]:
+    """The authentication method of each rule in a pg_hba.conf."""
+    return [line.split()[-1] for line in pg_hba.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
@@ -76,6 +92,7 @@ def engine() -> Iterator[Engine]:
     root = Path(tempfile.mkdtemp(prefix="metalake-cli-test-"))
     engine = Engine(root / "home")
     result = engine.cli("up")
+    engine.up_output = result.stdout + result.stderr
     try:
         assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
         yield engine
@@ -99,13 +116,120 @@ def test_the_embedded_postgres_runs_with_the_configured_buffers_and_autoprewarm(
         engine: Engine) -> None:
     import psycopg
 
-    url = f"postgresql://postgres@127.0.0.1:{engine.pg_port}/metalake"
-    with psycopg.connect(url) as connection:
+    # shared_preload_libraries: shown to superusers only
+    with psycopg.connect(engine.database_url("postgres")) as connection:
         settings = dict(connection.execute(
             "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
             "('shared_buffers', 'shared_preload_libraries')").fetchall())
     assert int(settings["shared_buffers"].removesuffix("8kB")) * 8 == 192 * 1024
     assert "pg_prewarm" in settings["shared_preload_libraries"]
+
+
+def test_the_embedded_postgres_refuses_connections_without_the_password(engine: Engine) -> None:
+    import psycopg
+
+    socket_dir = engine.home / "postgres" / "data"
+    refused = [
+        f"postgresql://metalake@127.0.0.1:{engine.pg_port}/metalake",
+        f"postgresql://postgres@127.0.0.1:{engine.pg_port}/postgres",
+        f"postgresql://metalake:wrong@127.0.0.1:{engine.pg_port}/metalake",
+        f"postgresql://postgres:wrong@127.0.0.1:{engine.pg_port}/postgres",
+        f"postgresql://postgres@/postgres?host={socket_dir}&port={engine.pg_port}",  # Unix socket
+    ]
+    for url in refused:
+        with pytest.raises(psycopg.OperationalError,
+                           match=r"no password supplied|password authentication failed"):
+            psycopg.connect(url, connect_timeout=5).close()
+    assert set(hba_methods(socket_dir / "pg_hba.conf")) == {"scram-sha-256"}
+
+
+def test_the_engine_connects_as_a_role_that_owns_its_database_and_is_no_superuser(
+        engine: Engine) -> None:
+    import psycopg
+
+    state = json.loads((engine.home / "run" / "state.json").read_text())
+    assert state["database_url"] == engine.database_url()  # what the API and workers use
+    with psycopg.connect(engine.database_url()) as connection:
+        role = connection.execute(
+            "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles "
+            "WHERE rolname = current_user").fetchone()
+        owner = connection.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
+                                   "WHERE datname = current_database()").fetchone()
+        tables: dict[str, str] = dict(connection.execute(
+            "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'").fetchall())
+        vector = connection.execute("SELECT pg_get_userbyid(extowner) FROM pg_extension "
+                                    "WHERE extname = 'vector'").fetchone()
+    assert role == ("metalake", False, False, False, False)
+    assert owner == ("metalake",)
+    assert {"files", "alembic_version"} <= set(tables)  # migrated by the role itself
+    assert set(tables.values()) == {"metalake"}, tables
+    assert vector == ("postgres",)  # pgvector is not trusted: the superuser created it
+
+
+def test_the_embedded_redis_refuses_commands_without_the_password(engine: Engine) -> None:
+    import psutil
+    import redis
+
+    def ask(*commands: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", engine.redis_port), timeout=5) as sock:
+            sock.sendall(b"".join(command + b"\r\n" for command in commands))
+            time.sleep(0.2)
+            return sock.recv(4096)
+
+    password = engine.secret("redis.password")
+    assert ask(b"PING").startswith(b"-NOAUTH")
+    assert ask(b"AUTH wrong", b"PING").startswith(b"-WRONGPASS")
+    assert ask(f"AUTH {password}".encode(), b"PING") == b"+OK\r\n+PONG\r\n"
+    state = json.loads((engine.home / "run" / "state.json").read_text())
+    assert state["redis_url"] == f"redis://:{password}@127.0.0.1:{engine.redis_port}/0"
+    assert redis.Redis.from_url(state["redis_url"]).ping()
+    # from its config file, not its command line, which every local user may read
+    server = next(p for p in psutil.process_iter(["cmdline"])
+                  if f"127.0.0.1:{engine.redis_port}" in " ".join(p.info["cmdline"] or []))
+    assert password not in " ".join(server.cmdline())
+
+
+def test_the_home_its_folders_and_the_files_with_secrets_or_logs_are_private(
+        engine: Engine) -> None:
+    import grp
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    # As root, PostgreSQL runs as its own system user, which must pass through the home and
+    # the logs folder (0710, its group); as anyone else it runs as us (0700).
+    if os.geteuid() == 0:
+        passed_through = 0o710
+        group = grp.getgrgid((engine.home / "postgres").stat().st_gid).gr_name
+        assert group == "embedded_postgres"
+    else:
+        passed_through = 0o700
+    for folder in ("", "logs", "postgres"):
+        assert mode(engine.home / folder) == passed_through, folder
+    for folder in ("run", "redis", "postgres/data"):
+        assert mode(engine.home / folder) == 0o700, folder
+    secrets = ["client.json", "run/state.json", "postgres/superuser.password",
+               "postgres/metalake.password", "redis.password", "redis.conf"]
+    logs = [str(p.relative_to(engine.home)) for p in (engine.home / "logs").glob("*.log")]
+    assert {"logs/api.log", "logs/worker.log", "logs/postgres.log", "logs/redis.log"} <= set(logs)
+    redis_files = [str(p.relative_to(engine.home)) for p in (engine.home / "redis").iterdir()]
+    assert "redis/appendonly.aof" in redis_files
+    for name in secrets + logs + redis_files:
+        assert mode(engine.home / name) == 0o600, name
+    assert not list((engine.home / "postgres").glob(".initdb*"))  # initdb's copy is gone
+
+
+def test_no_password_shows_in_logs_or_command_output(engine: Engine) -> None:
+    passwords = [engine.secret(name) for name in (
+        "postgres/superuser.password", "postgres/metalake.password", "redis.password")]
+    status = engine.cli("status")
+    assert status.returncode == 0, status.stdout
+    assert f"postgresql://metalake:***@127.0.0.1:{engine.pg_port}/metalake" in status.stdout
+    assert f"redis://:***@127.0.0.1:{engine.redis_port}/0" in status.stdout
+    shown = [engine.up_output, status.stdout + status.stderr]
+    shown += [p.read_text(errors="replace") for p in (engine.home / "logs").rglob("*.log")]
+    for password in passwords:
+        assert not [text for text in shown if password in text]
 
 
 def test_the_sdk_finds_the_local_engine_and_its_admin_key(
@@ -181,6 +305,57 @@ def test_ingest_and_query_through_the_cli(engine: Engine, tmp_path: Path) -> Non
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: ")
     assert "Traceback" not in bad.stderr
+
+
+def test_up_makes_a_home_from_before_passwords_require_them() -> None:
+    """A home initialised with trust authentication and migrated by the superuser, as `up`
+    left it before passwords: `up` gives the superuser a password, requires one from every
+    connection, and hands the database and its tables to the engine's role."""
+    import psycopg
+
+    from engine.db.migrate import upgrade
+    from engine.runtime.postgres import EmbeddedPostgres
+
+    root = Path(tempfile.mkdtemp(prefix="metalake-cli-test-"))
+    engine = Engine(root / "home")
+    pg = EmbeddedPostgres(engine.home / "postgres" / "data", port=engine.pg_port,
+                          log_path=engine.home / "logs" / "postgres.log", home=engine.home)
+    try:
+        pg.start()
+        with psycopg.connect(pg.superuser_url("metalake"), autocommit=True) as conn:
+            conn.execute("REASSIGN OWNED BY metalake TO postgres")
+            conn.execute("DROP OWNED BY metalake")
+            conn.execute("DROP ROLE metalake")
+        upgrade(pg.superuser_url("metalake"))
+        hba = pg.data_dir / "pg_hba.conf"
+        with psycopg.connect(pg.superuser_url(), autocommit=True) as conn:
+            conn.execute("ALTER ROLE postgres PASSWORD NULL")
+            hba.write_text("".join(line.replace("scram-sha-256", "trust")
+                                   if not line.startswith("#") else line
+                                   for line in hba.read_text().splitlines(keepends=True)))
+            conn.execute("SELECT pg_reload_conf()")
+        for secret in (pg.superuser_password_file, pg.password_file):
+            secret.unlink()
+        assert set(hba_methods(hba)) == {"trust"}
+        pg.stop()
+
+        result = engine.cli("up")
+        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+        assert set(hba_methods(hba)) == {"scram-sha-256"}
+        with pytest.raises(psycopg.OperationalError, match="no password supplied"):
+            psycopg.connect(f"postgresql://postgres@127.0.0.1:{engine.pg_port}/postgres")
+        with psycopg.connect(engine.database_url()) as connection:
+            owners = {owner for (owner,) in connection.execute(
+                "SELECT tableowner FROM pg_tables WHERE schemaname = 'public' UNION "
+                "SELECT pg_get_userbyid(datdba) FROM pg_database "
+                "WHERE datname = current_database()")}
+        assert owners == {"metalake"}
+        code, rows = engine.status()
+        assert code == 0, rows
+    finally:
+        engine.cli("down")
+        pg.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_up_with_external_services_starts_only_the_api_and_worker(

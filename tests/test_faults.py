@@ -73,9 +73,9 @@ def faults_services() -> Iterator[Services]:
     try:
         postgres.start()
         broker.start()
-        with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
+        with psycopg.connect(postgres.superuser_url("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
-        upgrade(postgres.url(TEMPLATE))
+        upgrade(postgres.superuser_url(TEMPLATE))
         yield Services(postgres, broker)
     finally:
         broker.stop()
@@ -87,12 +87,12 @@ def faults_services() -> Iterator[Services]:
 def database_url(faults_services: Services) -> Iterator[str]:
     postgres = faults_services.postgres
     name = f"faults_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
+    with psycopg.connect(postgres.superuser_url("postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(name), sql.Identifier(TEMPLATE)))
-    yield postgres.url(name)
+    yield postgres.superuser_url(name)
     postgres.start()  # a test may have left it stopped
-    with psycopg.connect(postgres.url("postgres"), autocommit=True) as conn:
+    with psycopg.connect(postgres.superuser_url("postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(name)))
 

@@ -57,10 +57,12 @@ class ManagedProcess:
         return False
 
     def spawn(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path) -> int:
-        """Start detached (own session, stdio to the log file) and record the pid."""
+        """Start detached (own session, stdio to the log file, mode 0600) and record the pid."""
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
+        log_fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(log_fd, 0o600)
+        with os.fdopen(log_fd, "ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}: "
                       f"{' '.join(argv)}\n".encode())
             log.flush()

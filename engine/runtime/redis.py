@@ -4,17 +4,22 @@ It runs append-only (`appendfsync everysec`): the Celery queues, including the m
 workers hold unacknowledged, survive a restart, and a crash loses at most the last second of
 writes (`resume_job` sends again any chunk such a loss leaves behind). Workers reconnect by
 themselves (tests/test_faults.py restarts it mid-job).
+
+It requires a password (`requirepass`), generated at the first start and kept in a 0600 file
+beside its data directory; the server reads it from a 0600 config file, never its command
+line (which any local user may read). Its files are created 0600 (umask 077).
 """
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ServiceUnavailable
+from engine.runtime.private import private_dir, read_or_create_secret, read_secret
+from engine.runtime.processes import write_private
 
 
 def redis_server_binary() -> str:
@@ -31,8 +36,25 @@ class EmbeddedRedis:
     log_path: Path | None = None  # default: redis.log beside the data directory
 
     @property
+    def password_file(self) -> Path:
+        """Beside the data directory: data lost or wiped, clients keep their password."""
+        return self.data_dir.parent / "redis.password"
+
+    @property
+    def config_file(self) -> Path:
+        return self.data_dir.parent / "redis.conf"
+
+    @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        """The broker URL, with the password once there is one (`ensure_password`)."""
+        password = read_secret(self.password_file)
+        credentials = f":{password}@" if password else ""
+        return f"redis://{credentials}{self.host}:{self.port}/0"
+
+    def ensure_password(self) -> str:
+        """The server's password, generated (and kept in `password_file`) the first time."""
+        private_dir(self.data_dir)
+        return read_or_create_secret(self.password_file)
 
     @property
     def pid_file(self) -> Path:
@@ -43,22 +65,32 @@ class EmbeddedRedis:
         return self.log_path or self.data_dir.parent / "redis.log"
 
     def is_running(self) -> bool:
+        """Whether it answers PING, with the password."""
+        import redis
+
+        client = redis.Redis(self.host, self.port, password=read_secret(self.password_file),
+                             socket_timeout=1, socket_connect_timeout=1)
         try:
-            with socket.create_connection((self.host, self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
+            return bool(client.ping())
+        except redis.RedisError:
             return False
+        finally:
+            client.close()
 
     def start(self, *, timeout: float = 20) -> None:
         """Start (append-only persistence, so queued tasks survive a restart). Idempotent."""
         if self.is_running():
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        password = self.ensure_password()
+        write_private(self.config_file, f"requirepass {password}\n")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        for path in (self.log_file, *self.data_dir.rglob("*")):  # made before umask 077
+            if path.exists() and not path.is_dir():
+                path.chmod(0o600)
         subprocess.run(
             [
                 redis_server_binary(),
+                str(self.config_file),
                 "--bind", self.host, "--port", str(self.port),
                 "--dir", str(self.data_dir),
                 "--daemonize", "yes",
@@ -71,6 +103,7 @@ class EmbeddedRedis:
             ],
             check=True,
             timeout=timeout,
+            umask=0o077,
         )
         self.wait_ready(timeout)
 

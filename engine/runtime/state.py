@@ -3,7 +3,7 @@
 `run/state.json` records the resolved URLs and which services are embedded, so `down`,
 `status` and `keys` act on the engine that was started even if the environment they run
 in differs (another port variable, DATABASE_URL unset in this shell). `client.json` holds the
-URL and admin key the SDK and CLI pick up.
+URL and admin key the SDK and CLI pick up. Both are 0600: the URLs carry passwords.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def embedded_postgres(settings: Settings, port: int | None = None) -> EmbeddedPo
         port=port or settings.pg_port,
         log_path=settings.logs_dir / "postgres.log",
         shared_buffers=shared_buffers(settings.pg_shared_buffers),
+        home=settings.home,
     )
 
 

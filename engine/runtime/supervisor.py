@@ -20,6 +20,8 @@ from pathlib import Path
 from engine.config import Settings
 from engine.errors import EngineError, ServiceUnavailable
 from engine.runtime import checks
+from engine.runtime.postgres import traverse_gid
+from engine.runtime.private import masked_url, private_dir
 from engine.runtime.processes import ManagedProcess, port_in_use
 from engine.runtime.state import (
     EngineState,
@@ -80,9 +82,13 @@ def _quiet(_: str) -> None:
 # -- up ------------------------------------------------------------------------------------
 def up(settings: Settings, *, echo: Echo = _quiet, timeout: float = 90) -> UpResult:
     """Start the local engine (idempotent) and return where it is."""
-    for directory in (settings.home, settings.logs_dir, settings.run_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    # Only the engine's user may enter the home (as root, also the user PostgreSQL runs as).
+    postgres_gid = traverse_gid() if settings.database_url is None else None
+    private_dir(settings.home, traverse_gid=postgres_gid)
+    private_dir(settings.logs_dir, traverse_gid=postgres_gid)
+    private_dir(settings.run_dir)
     with _lock(settings):
+        _ensure_passwords(settings)
         state = EngineState.from_settings(settings)
         _refuse_reconfiguring_a_running_engine(settings, state)
         started: list[str] = []
@@ -109,6 +115,14 @@ def up(settings: Settings, *, echo: Echo = _quiet, timeout: float = 90) -> UpRes
                     client_file=settings.client_file, started=started)
 
 
+def _ensure_passwords(settings: Settings) -> None:
+    """The embedded services' passwords exist before their URLs are resolved."""
+    if settings.database_url is None:
+        embedded_postgres(settings).ensure_passwords()
+    if settings.redis_url is None:
+        embedded_redis(settings).ensure_password()
+
+
 def _refuse_reconfiguring_a_running_engine(settings: Settings, state: EngineState) -> None:
     previous = load_state(settings)
     if previous is None or previous == state:
@@ -126,7 +140,7 @@ def _refuse_reconfiguring_a_running_engine(settings: Settings, state: EngineStat
         for name in EngineState.model_fields
         if name not in ("database_url", "redis_url")  # may hold passwords
         and getattr(previous, name) != getattr(state, name)
-    ) or "DATABASE_URL / REDIS_URL"
+    ) or "DATABASE_URL / REDIS_URL, or its embedded services' passwords"
     raise EngineError(
         f"The engine in {settings.home} is running with another configuration ({changed}). "
         "Stop it first with `metalake down`, or keep the settings it was started with."
@@ -308,7 +322,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
 
 
 def _status_of_postgres(settings: Settings, state: EngineState) -> ServiceStatus:
-    shown = _without_password(state.database_url)
+    shown = masked_url(state.database_url)
     if not state.embedded_postgres:
         problem = checks.postgres_problem(state.database_url)
         return ServiceStatus("postgres", None, problem is None, problem is None,
@@ -319,7 +333,7 @@ def _status_of_postgres(settings: Settings, state: EngineState) -> ServiceStatus
 
 
 def _status_of_redis(settings: Settings, state: EngineState) -> ServiceStatus:
-    shown = _without_password(state.redis_url)
+    shown = masked_url(state.redis_url)
     if not state.embedded_redis:
         problem = checks.redis_problem(state.redis_url)
         return ServiceStatus("redis", None, problem is None, problem is None, problem or shown,
@@ -339,20 +353,10 @@ def _status_of_process(process: ManagedProcess, where: str,
     return ServiceStatus(process.name, pid, True, problem is None, problem or where)
 
 
-def _without_password(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 @contextmanager
 def _lock(settings: Settings) -> Iterator[None]:
     """One `up` or `down` at a time per home directory."""
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.run_dir)
     with (settings.run_dir / "supervisor.lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
