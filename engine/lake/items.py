@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 from engine.db.models import Annotation, Collection, File, Tag, collection_files
 from engine.errors import FileNotFoundInLake, InvalidFilter, InvalidInput
 from engine.lake.collections import get_collection
+from engine.lake.content import StoredFile
 from engine.query import file_conditions
 from sdk.schemas import AnnotationPublic, ItemPublic, ItemQuery, Page, TagPublic
 
 CONTENT_PATH = "/api/v1/files/{id}/content"
 
-from engine.lake.content import StoredFile
 
 def content_url(base_url: str, file_id: int) -> str:
     return base_url.rstrip("/") + CONTENT_PATH.format(id=file_id)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi.responses import JSONResponse
 from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, UploadFile, status
+from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from engine.api.deps import ReadKey, SessionDep, SettingsDep, StorageDep, WriteKey

@@ -12,8 +12,8 @@ from engine.api.deps import ReadKey, SessionDep, StorageDep, WriteKey
 from engine.api.routing import JSONRoute
 from engine.api.schemas import ContentType, ItemPublic, ItemQuery, MetadataUpdate, Page
 from engine.lake import items as service
-
 from engine.lake.content import open_content
+
 router = APIRouter(tags=["items"], route_class=JSONRoute)
 
 
