@@ -72,6 +72,23 @@ class Settings(BaseSettings):
         ),
     )
     max_page_size: int = Field(default=1000, description="Largest page a list call may ask for.")
+    request_max_bytes: int = Field(
+        default=16 << 20, gt=0,
+        description="Largest request body the API takes, but on the upload routes; a larger "
+                    "one is a 413, refused before it is read. 16 MiB holds the largest JSON "
+                    "call: an embeddings batch of 99 vectors of 4,000 dimensions.",
+    )
+    upload_max_bytes: int = Field(
+        default=17 << 30, gt=0,
+        description="Largest body of a file upload (multipart POST /collections/{name}/upload), "
+                    "streamed to temporary files as it arrives: room for one file of the "
+                    "16 GiB METALAKE_INGEST_MAX_FILE_BYTES and its framing.",
+    )
+    annotation_max_bytes: int = Field(
+        default=1 << 30, gt=0,
+        description="Largest body of an annotation upload or import (MetaLake, COCO or YOLO "
+                    "JSON); the API reads it whole into memory to parse it.",
+    )
     ingest_batch_size: int = Field(default=200, description="Files the SDK sends per ingest call.")
     max_image_pixels: int = Field(
         default=178_956_970,

@@ -122,6 +122,14 @@ class BundleTooLarge(BundleInvalid):
     code = "bundle_too_large"
 
 
+class RequestTooLarge(InvalidInput):
+    """The request body is larger than this route accepts (METALAKE_REQUEST_MAX_BYTES, or the
+    upload limits of the upload routes)."""
+
+    status_code = 413
+    code = "request_too_large"
+
+
 class InvalidEmbeddings(InvalidInput):
     """The embeddings are invalid: each needs a known uniqueName and a vector of finite numbers
     of the declared dimension."""

@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from engine import __version__
-from engine.api import job_wait
+from engine.api import gate, job_wait
+from engine.api.connections import Connections
 from engine.api.errors import install_error_handlers
 from engine.api.fast_search import FastSearch
 from engine.api.routes import annotations as annotation_routes
@@ -33,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await app.state.status_connections.close_idle()
+        await app.state.key_connections.close_idle()
         db_engine.dispose()
 
     app = FastAPI(
@@ -50,6 +52,12 @@ def create_app(settings: Settings) -> FastAPI:
     # The common search, answered before routing (engine/api/fast_search.py).
     app.add_middleware(FastSearch, database_url=settings.database_url,
                        path=API_PREFIX + embeddings.SIMILAR_PATH)
+    # Outermost (added last): no body is read before the key is checked and its size bounded
+    # (engine/api/gate.py); it hands the caller on to the fast search and the routes.
+    app.state.key_connections = Connections(settings.database_url, gate.POOL_SIZE,
+                                            gate.APPLICATION_NAME)
+    app.add_middleware(gate.Gate, connections=app.state.key_connections,
+                       open_paths=_open_paths(app), limits=gate.api_limits(settings, API_PREFIX))
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(keys.router, prefix=API_PREFIX)
     app.include_router(collections.router, prefix=API_PREFIX)
@@ -59,6 +67,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(embeddings.router, prefix=API_PREFIX)
     return app
+
+
+def _open_paths(app: FastAPI) -> list[str]:
+    """What answers without a key: the health check and the OpenAPI documents."""
+    documents = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url,
+                 app.redoc_url)
+    return [API_PREFIX + "/health", *(path for path in documents if path)]
 
 
 def app_from_env() -> FastAPI:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from engine.api.gate import checked_principal
 from engine.auth import Principal, authenticate
 from engine.config import Settings
 from engine.db.session import session_scope
@@ -45,8 +46,10 @@ _bearer = HTTPBearer(auto_error=False, description="An API key from `metalake ke
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _principal(session: SessionDep, credentials: Credentials) -> Principal:
-    return authenticate(session=session, key=credentials.credentials if credentials else None)
+def _principal(request: Request, session: SessionDep, credentials: Credentials) -> Principal:
+    """The caller the gate checked (engine/api/gate.py); without a gate in front, looked up."""
+    return checked_principal(request.scope) or authenticate(
+        session=session, key=credentials.credentials if credentials else None)
 
 
 async def _key_given(credentials: Credentials) -> HTTPAuthorizationCredentials:
@@ -66,7 +69,8 @@ def in_one_transaction(request: Request, credentials: HTTPAuthorizationCredentia
     calling thread. For latency-critical routes (declared `async`, run through
     `run_in_threadpool`): one thread-pool round trip instead of one per dependency."""
     with session_scope(request.app.state.session_factory) as session:
-        principal = authenticate(session=session, key=credentials.credentials)
+        principal = checked_principal(request.scope) or authenticate(
+            session=session, key=credentials.credentials)
         principal.require(scope)
         return work(session)
 

@@ -9,30 +9,28 @@ SQLAlchemy's execution layer. Moving this path off the worker thread onto asynch
 connections of its own (`Connections`) took a further 0.45-0.54 ms off p50 and 0.3-0.65 ms
 off p95 (the same alternation, three runs of 600 searches).
 
-This path runs the same prebuilt statements (`auth.KEY_LOOKUP`, `spaces.NAMED_SPACE`,
-`search.plain_index_query`) as prepared statements: both lookups in one round trip, then the
-search. It answers only what it can answer exactly as the route would; anything else (a
-filter, a search by file, k above ef_search, a space without an index, a key to record as used,
-any invalid or unknown input, a database error, all its connections busy) is handed to the
-route untouched, with its body, so every answer and every error keeps one definition.
+The caller's key was checked by the gate in front of it (engine/api/gate.py), which hands on
+the `Principal` in the ASGI scope. This path runs the same prebuilt statements as the route
+(`spaces.NAMED_SPACE`, `search.plain_index_query`) as prepared statements: the space lookup,
+then the search. It answers only what it can answer exactly as the route would; anything else
+(a filter, a search by file, k above ef_search, a space without an index, a key without the
+read scope, any invalid or unknown input, a database error, all its connections busy) is
+handed to the route untouched, with its body, so every answer and every error keeps one
+definition.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Awaitable, Callable, MutableMapping
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from pydantic import ValidationError
-from sqlalchemy import Select
-from sqlalchemy.dialects import postgresql
 
 from engine import auth
-from engine.db.session import HNSW_EF_SEARCH, connect_options, libpq_url
-from engine.db.vectors import register_vector_dumper
+from engine.api.connections import Connections, sql_of
+from engine.api.gate import checked_principal
+from engine.db.session import HNSW_EF_SEARCH
 from engine.embeddings import search, spaces, store
 from engine.registry.store import DEFAULT
 from sdk.schemas import SimilarItems, SimilarityQuery
@@ -47,65 +45,8 @@ MAX_BODY = 1 << 20  # a 4,000-d vector is ~80 KB of JSON; larger bodies go to th
 APPLICATION_NAME = "metalake-fast-search"  # its connections in pg_stat_activity
 POOL_SIZE = 4  # connections of the fast path's own (`Connections`); more searches at once
 #               go to the route
-_DIALECT = postgresql.psycopg.dialect()  # type: ignore[attr-defined,no-untyped-call]
 
-
-@functools.lru_cache(maxsize=1024)
-def _sql(statement: Select[Any]) -> tuple[str, dict[str, Any]]:
-    """A prebuilt statement as psycopg SQL text and its fixed parameters."""
-    compiled = statement.compile(dialect=_DIALECT)
-    return str(compiled), dict(compiled.params)
-
-
-class Connections:
-    """The fast path's own few database connections: asynchronous (no hop to a worker thread
-    and back, ~0.3 ms), in autocommit (no BEGIN and COMMIT), and not pinged before each use;
-    a connection that fails is closed and the request goes to the route, whose pool pings.
-    When all are busy, requests go to the route too."""
-
-    def __init__(self, url: str, size: int = POOL_SIZE) -> None:
-        self.url = libpq_url(url)
-        self.size = size  # at most this many open
-        self.idle: list[psycopg.AsyncConnection[Any]] = []
-        self.open = 0
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    async def take(self) -> psycopg.AsyncConnection[Any] | None:
-        loop = asyncio.get_running_loop()
-        if loop is not self.loop:  # connections wait on their event loop's sockets
-            await self.close_idle()
-            self.loop = loop
-        if self.idle:
-            return self.idle.pop()
-        if self.open >= self.size:
-            return None
-        self.open += 1
-        try:
-            connection = await psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, options=connect_options(),
-                application_name=APPLICATION_NAME)
-        except BaseException:
-            self.open -= 1
-            raise
-        register_vector_dumper(connection)
-        return connection
-
-    async def give(self, connection: psycopg.AsyncConnection[Any], healthy: bool) -> None:
-        if healthy and not connection.closed and connection.info.transaction_status \
-                == psycopg.pq.TransactionStatus.IDLE:
-            self.idle.append(connection)
-        else:
-            self.open -= 1
-            await connection.close()
-
-    async def close_idle(self) -> None:
-        """Close the idle connections (at shutdown, or left by another event loop)."""
-        while self.idle:
-            self.open -= 1
-            await self.idle.pop().close()
-
-
-async def _search(connections: Connections, key: str,
+async def _search(connections: Connections, principal: auth.Principal,
                   request: SimilarityQuery) -> SimilarItems | None:
     """The search, or None when the regular route must answer. A connection that raised is
     closed, not kept."""
@@ -113,7 +54,7 @@ async def _search(connections: Connections, key: str,
     if connection is None:
         return None
     try:
-        result = await _search_on(connection, key, request)
+        result = await _search_on(connection, principal, request)
     except BaseException:
         await connections.give(connection, healthy=False)
         raise
@@ -121,22 +62,14 @@ async def _search(connections: Connections, key: str,
     return result
 
 
-async def _search_on(connection: psycopg.AsyncConnection[Any], key: str,
+async def _search_on(connection: psycopg.AsyncConnection[Any], principal: auth.Principal,
                      request: SimilarityQuery) -> SimilarItems | None:
-    key_cursor, space_cursor = connection.cursor(), connection.cursor()
-    async with connection.pipeline():  # both lookups in one round trip
-        sql, params = _sql(auth.KEY_LOOKUP)
-        await key_cursor.execute(sql, {**params, "key_hash": auth.hash_key(key)}, prepare=True)
-        sql, params = _sql(spaces.NAMED_SPACE)
-        await space_cursor.execute(sql, {**params, "model_name": request.model_name},
-                                   prepare=True)
-    key_row, space_row = await key_cursor.fetchone(), await space_cursor.fetchone()
-    if key_row is None:
-        return None  # the route answers 401
-    key_id, name, scopes, last_used = key_row
-    principal = auth.Principal(key_id=key_id, name=name, scopes=frozenset(scopes))
-    if not principal.has("read") or auth.use_to_record(last_used, datetime.now(UTC)):
-        return None  # a 403, or a use to record: the route does both
+    if not principal.has("read"):
+        return None  # the route answers 403
+    space_cursor = connection.cursor()
+    sql, params = sql_of(spaces.NAMED_SPACE)
+    await space_cursor.execute(sql, {**params, "model_name": request.model_name}, prepare=True)
+    space_row = await space_cursor.fetchone()
     if space_row is None:
         return None
     space = dict(zip((column.name for column in space_cursor.description or ()), space_row,
@@ -153,7 +86,7 @@ async def _index_search(connection: psycopg.AsyncConnection[Any], space: dict[st
     """The route's index query; with its settings (`search.index_settings`, SET LOCAL) in a
     transaction when there are any."""
     cursor = connection.cursor()
-    sql, params = _sql(search.plain_index_query(int(space["id"]), int(space["dim"]),
+    sql, params = sql_of(search.plain_index_query(int(space["id"]), int(space["dim"]),
                                                 request.k))
     values = {**params, **search.bind_vector(request.vector or [])}
     settings = search.index_settings("index", request.k, space["indexed_rows"])
@@ -161,7 +94,7 @@ async def _index_search(connection: psycopg.AsyncConnection[Any], space: dict[st
         await cursor.execute(sql, values, prepare=True)
         return await cursor.fetchall()
     async with connection.transaction():
-        local, local_params = _sql(search.set_local_statement(settings))
+        local, local_params = sql_of(search.set_local_statement(settings))
         await cursor.execute(local, local_params, prepare=True)
         await cursor.execute(sql, values, prepare=True)
         return await cursor.fetchall()
@@ -181,7 +114,7 @@ class FastSearch:
 
     def __init__(self, app: ASGIApp, database_url: str, path: str) -> None:
         self.app = app
-        self.connections = Connections(database_url)
+        self.connections = Connections(database_url, POOL_SIZE, APPLICATION_NAME)
         self.path = path  # the search route's
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -202,8 +135,8 @@ class FastSearch:
         await send({"type": "http.response.body", "body": answer})
 
     async def _answer(self, scope: Scope, body: bytes) -> bytes | None:
-        key = _bearer(scope)
-        if key is None:
+        principal = checked_principal(scope)
+        if principal is None:  # no gate in front: the route checks the key
             return None
         try:
             request = SimilarityQuery.model_validate_json(body)
@@ -212,7 +145,7 @@ class FastSearch:
         if not _plain(request):
             return None
         try:
-            result = await _search(self.connections, key, request)
+            result = await _search(self.connections, principal, request)
         except Exception:  # the route answers, with its own error handling
             return None
         return None if result is None else result.model_dump_json().encode()
@@ -225,14 +158,6 @@ class FastSearch:
             return message
 
         return receive_and_close
-
-
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, key = value.decode("latin-1").partition(" ")
-            return key.strip() or None if scheme.lower() == "bearer" else None
-    return None
 
 
 async def _read_body(receive: Receive) -> tuple[bytes | None, list[Message]]:

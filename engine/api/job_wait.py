@@ -1,7 +1,7 @@
 """Held answers of GET /jobs/{job_id}?wait= (long polling, `wait_for_job`).
 
 A held request looks at the job's status every `WAIT_CHECK` seconds on an asynchronous
-connection of the API's own (`fast_search.Connections`, in autocommit, a prepared one-row
+connection of the API's own (`connections.Connections`, in autocommit, a prepared one-row
 read): ~0.1 ms of the API's CPU a look, where a look through a pooled SQLAlchemy session and a
 thread-pool hop took ~2.7 ms, and an SDK poll of the whole job ~6 ms (bench/README.md).
 """
@@ -14,7 +14,7 @@ import time
 import psycopg
 from starlette.requests import Request
 
-from engine.api.fast_search import Connections
+from engine.api.connections import Connections
 from sdk.schemas import FINISHED_JOB_STATUSES
 
 WAIT_CHECK = 0.1  # seconds between a held request's looks at the job's status
@@ -56,4 +56,4 @@ async def hold(request: Request, job_id: int, seconds: float) -> None:
 
 
 def status_connections(database_url: str) -> Connections:
-    return Connections(database_url, size=POOL_SIZE)
+    return Connections(database_url, size=POOL_SIZE, application_name="metalake-job-wait")
