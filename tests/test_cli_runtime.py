@@ -15,10 +15,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from engine.runtime.private import masked_url
 from engine.runtime.processes import pid_alive, port_in_use
 from tests.services import free_port
 
@@ -374,6 +376,17 @@ def test_up_with_external_services_starts_only_the_api_and_worker(
         assert rows["postgres"][1:4] == ["external", "running", "healthy"]
         assert rows["redis"][1:4] == ["external", "running", "healthy"]
         assert not (engine.home / "postgres").exists()
+        # the URLs' passwords are shown masked and logged nowhere
+        passwords = [urlsplit(url).password for url in (database_url, redis_url)]
+        assert all(passwords), "the test services have passwords"
+        assert rows["postgres"][-1] == masked_url(database_url)
+        assert rows["redis"][-1] == masked_url(redis_url)
+        assert ":***@" in rows["postgres"][-1]
+        status = engine.cli("status")
+        shown = [result.stdout, result.stderr, status.stdout, status.stderr]
+        shown += [p.read_text(errors="replace") for p in (engine.home / "logs").rglob("*.log")]
+        for password in passwords:
+            assert not [text for text in shown if str(password) in text]
     finally:
         stopped = engine.cli("down")
     assert stopped.returncode == 0

@@ -151,3 +151,34 @@ def test_auto_shared_buffers_are_a_quarter_of_memory_within_bounds(
     monkeypatch.setattr(postgres, "CGROUP_LIMITS", (unlimited,))
     assert postgres.available_memory() == os.sysconf("SC_PAGE_SIZE") * os.sysconf(
         "SC_PHYS_PAGES")
+
+
+def test_a_generated_password_is_kept_owner_only_and_reused(tmp_path: Path) -> None:
+    from engine.runtime.private import read_or_create_secret, read_secret
+
+    path = tmp_path / "service.password"
+    assert read_secret(path) is None
+    password = read_or_create_secret(path)
+    assert len(password) >= 40
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_or_create_secret(path) == password == read_secret(path)
+    assert read_or_create_secret(tmp_path / "other.password") != password
+    path.chmod(0o644)  # copied or restored readable: made private again when read
+    assert read_or_create_secret(path) == password
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://metalake:s3cr%40t@127.0.0.1:8471/metalake",
+     "postgresql://metalake:***@127.0.0.1:8471/metalake"),
+    ("redis://:pw@127.0.0.1:8472/0", "redis://:***@127.0.0.1:8472/0"),
+    ("postgresql+psycopg://u:p@db.internal/lake?sslmode=require",
+     "postgresql+psycopg://u:***@db.internal/lake?sslmode=require"),
+    ("postgresql://postgres@127.0.0.1:8471/postgres",
+     "postgresql://postgres@127.0.0.1:8471/postgres"),
+    ("redis://127.0.0.1:8472/0", "redis://127.0.0.1:8472/0"),
+])
+def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
+    from engine.runtime.private import masked_url
+
+    assert masked_url(url) == shown
