@@ -218,7 +218,7 @@ def probe_local(path: Path, kind: Kind, *, max_pixels: int, max_bytes: int) -> P
         with open_no_follow(path) as handle:
             check_size(os.fstat(handle.fileno()).st_size, max_bytes)
             if kind == "video":
-                return probe_video_path(path, handle, max_bytes=max_bytes)
+                return probe_video_path(_same_file(path, handle), handle, max_bytes=max_bytes)
             return probe_image_handle(handle, max_pixels=max_pixels, max_bytes=max_bytes)
     except FileNotFoundError as exc:
         raise UnreadableFile("the file disappeared before it could be read") from exc
@@ -229,6 +229,13 @@ def probe_local(path: Path, kind: Kind, *, max_pixels: int, max_bytes: int) -> P
         raise UnreadableFile("not a regular file (a directory, device or FIFO)") from exc
     except OSError as exc:
         raise UnreadableFile(f"cannot read the file: {exc.strerror or exc}") from exc
+
+
+def _same_file(path: Path, handle: IO[bytes]) -> Path:
+    """A path OpenCV can open that is the file `handle` has open (Linux: /proc/self/fd/N), so a
+    path swapped after it was opened is not what is read; elsewhere `path` itself."""
+    by_descriptor = Path(f"/proc/self/fd/{handle.fileno()}")
+    return by_descriptor if by_descriptor.exists() else path
 
 
 def _spool(stream: IO[bytes], sink: IO[bytes], max_bytes: int) -> None:
