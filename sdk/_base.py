@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -33,6 +34,22 @@ def local_engine() -> tuple[str | None, str | None]:
     return data.get("url"), data.get("api_key")
 
 
+def same_engine(url: str, other: str) -> bool:
+    """Whether two engine URLs name the same place: scheme, host and port (the scheme's default
+    when left out) and path, compared without case in scheme and host and a trailing `/`."""
+    def parts(value: str) -> tuple[str, str | None, int | None, str]:
+        split = urlsplit(value.strip())
+        scheme = split.scheme.lower()
+        try:
+            port = split.port or {"http": 80, "https": 443}.get(scheme)
+        except ValueError:  # a port that is not a number: matches nothing
+            return scheme, None, -1, value
+        return scheme, split.hostname, port, split.path.rstrip("/")
+
+    mine, theirs = parts(url), parts(other)
+    return mine[1] is not None and mine == theirs
+
+
 class BaseClient:
     """HTTP plumbing: base URL, bearer key, JSON in and out, errors mapped to SDK exceptions."""
 
@@ -43,6 +60,10 @@ class BaseClient:
                 api_key or os.environ.get("METALAKE_API_KEY")):
             local_url, local_key = local_engine()
         self.url = (url or os.environ.get("METALAKE_URL") or local_url or "").rstrip("/")
+        # The local engine's admin key goes only to the URL written beside it: never to
+        # another server named by `url` or METALAKE_URL.
+        if local_key and not (local_url and same_engine(self.url, local_url)):
+            local_key = None
         self.api_key = api_key or os.environ.get("METALAKE_API_KEY") or local_key
         if not self.url:
             raise EngineUnreachable(

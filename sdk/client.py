@@ -14,5 +14,7 @@ class Client(LakeCalls, AnnotationCalls, ModelCalls, EmbeddingCalls, JobCalls, B
     """Talks to a MetaLake engine over HTTP.
 
     `Client(url=None, api_key=None)`: arguments, else `METALAKE_URL` / `METALAKE_API_KEY`,
-    else the local engine started by `metalake up`.
+    else the local engine started by `metalake up` (its `client.json`). The local engine's key
+    is sent only to the URL written beside it: `Client(url=<another engine>)` sends no key
+    unless given one.
     """
