@@ -317,9 +317,6 @@ class EmbeddedPostgres:
         with psycopg.connect(self.superuser_url(DATABASE), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             conn.execute(HAND_OVER)
-            # revoked from PUBLIC; ingests call it (engine.lake.statistics)
-            conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION pg_stat_force_next_flush() TO {}")
-                         .format(sql.Identifier(ROLE)))
 
     def _require_passwords(self) -> None:
         """A home initialised with `--auth=trust` (before passwords): give the superuser its
