@@ -18,8 +18,9 @@ RUN apt-get update \
     && chown -R metalake:metalake /data
 
 WORKDIR /app
-# The source (what .dockerignore lets through), installed editable so that migrations/ stays
-# beside engine/, where `metalake db upgrade` finds it.
+# The source (what .dockerignore lets through: no .env, keys or local engine state), installed
+# editable so that migrations/ stays beside engine/, where `metalake db upgrade` finds it.
+# Secrets reach the containers as environment variables at run time (docker-compose.yml).
 COPY . .
 RUN pip install -e '.[engine]'
 
