@@ -17,20 +17,50 @@ from engine.errors import EngineError
 log = logging.getLogger("engine.api")
 
 
+# An error may quote the request (a name, a query, a document's values): whatever a route put
+# in it, a body stays a few KB. Longer text ends in "…"; longer lists are cut.
+MAX_MESSAGE = 2000  # characters of `message`
+MAX_TEXT = 1000  # characters of one string in `details`
+MAX_ITEMS = 100  # entries of one list or mapping in `details`
+MAX_LEVELS = 8  # nesting of `details`
+DETAILS_BUDGET = 8000  # characters (and entries) of all of `details`
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+    return {"error": {"code": code, "message": _cut(message, MAX_MESSAGE),
+                      "details": _jsonable(details or {}, [DETAILS_BUDGET])}}
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:max(limit, 0)] + "…"
+
+
+def _jsonable(value: Any, budget: list[int], level: int = 0) -> Any:
+    """`value` as JSON, spending `budget[0]` on its characters and entries."""
+    budget[0] -= 1
+    if isinstance(value, dict | list | tuple):
+        if level >= MAX_LEVELS:
+            return "…"
+        items = list(value.items() if isinstance(value, dict) else enumerate(value))
+        kept = []
+        for key, item in items[:MAX_ITEMS]:
+            if budget[0] <= 0:
+                break
+            name = _cut(str(key), min(MAX_TEXT, budget[0]))
+            budget[0] -= len(name)
+            kept.append((name, _jsonable(item, budget, level + 1)))
+        if isinstance(value, dict):
+            return dict(kept)
+        return [item for _, item in kept]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if isinstance(value, str | int | float | bool) or value is None:
+    if isinstance(value, int) and abs(value) >= 10**30:  # str() refuses past 4,300 digits
+        return f"(a number of about {int(value.bit_length() * 0.30103):,} digits)"
+    if isinstance(value, int | float | bool) or value is None:
         return value
-    return str(value)
+    text = _cut(str(value), min(MAX_TEXT, budget[0]))
+    budget[0] -= len(text)
+    return text
 
 
 class ErrorResponse(JSONResponse):
@@ -49,7 +79,7 @@ def install_error_handlers(app: FastAPI) -> None:
             log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return ErrorResponse(
-            error_body(exc.code, exc.message, _jsonable(exc.details)),
+            error_body(exc.code, exc.message, exc.details),
             status_code=exc.status_code,
             headers=headers,
         )
@@ -58,7 +88,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
             {"location": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg")}
-            for err in exc.errors()
+            for err in exc.errors()[:MAX_ITEMS]
         ]
         summary = "; ".join(f"{p['location']}: {p['message']}" for p in problems[:5])
         return ErrorResponse(
@@ -69,6 +99,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, EngineError):  # FastAPI's "error parsing the body" 400
+            return await engine_error(request, exc.__cause__)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return ErrorResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
 
