@@ -122,6 +122,13 @@ class Settings(BaseSettings):
     bundle_max_files: int = Field(
         default=10_000, gt=0, description="Most files and folders a model bundle may hold."
     )
+    document_max_bytes: int = Field(
+        default=4 << 20, gt=0,
+        description="Largest JSON or YAML document the engine parses from a user (a YOLO "
+                    "data_yaml, a bundle's label_list.yaml or metalake.yaml, a JSON form "
+                    "field or filter); larger is a 413. Any document nested more than 100 "
+                    "levels, or whose YAML aliases add more than 10,000 values, is a 400.",
+    )
     weights_dir: Path | None = Field(
         default=None,
         description=(

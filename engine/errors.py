@@ -55,6 +55,24 @@ class InvalidPath(InvalidInput):
     code = "invalid_path"
 
 
+class InvalidDocument(InvalidInput):
+    """The JSON or YAML document is invalid, nested too deeply, or its aliases expand too far."""
+
+    code = "invalid_document"
+
+    def __init__(self, message: str, *, document: str, reason: str, **details: Any) -> None:
+        super().__init__(message, document=document, reason=reason, **details)
+        self.document = document
+        self.reason = reason
+
+
+class DocumentTooLarge(InvalidDocument):
+    """The document is larger than METALAKE_DOCUMENT_MAX_BYTES."""
+
+    status_code = 413
+    code = "document_too_large"
+
+
 class UnreadableFile(InvalidInput):
     """The file is empty, corrupt or not readable as the collection's content type."""
 

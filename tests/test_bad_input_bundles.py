@@ -179,8 +179,14 @@ CASES: dict[str, tuple[Build, str, str]] = {
                                  "label_list.yaml"),
     "label list entry not a string": (_labels("- circle\n- [square]\n"), "labels_invalid",
                                       "label_list.yaml"),
-    "label list of a billion aliased strings": (_labels(_laughs(9)), "labels_invalid",
+    "label list of a billion aliased strings": (_labels(_laughs(9)), "yaml_invalid",
                                                 "label_list.yaml"),
+    "label list with an alias inside itself": (_labels("- &a [x, *a]\n"), "yaml_invalid",
+                                               "label_list.yaml"),
+    "label list nested 101 deep": (_labels("- " + "[" * 101 + "]" * 101 + "\n"),
+                                   "yaml_invalid", "label_list.yaml"),
+    "metalake.yaml of a billion aliased strings": (
+        _config(_laughs(9).replace("- [", "weights: [", 1)), "yaml_invalid", "metalake.yaml"),
     "label list not YAML": (_labels("- circle\n- [square\n"), "yaml_invalid",
                             "label_list.yaml"),
     "label list nested too deeply": (_labels("- " + "[" * 50_000 + "\n"), "yaml_invalid",
@@ -243,7 +249,8 @@ def test_the_messages_say_how_to_fix_it(client: Client, tmp_path: Path) -> None:
     assert "holds a dict" in refusal("label list is a mapping")
     assert "holds a str" in refusal("label list is one string")
     laughs = refusal("label list of a billion aliased strings")
-    assert "entry 0 is [[" in laughs
+    assert "aliases (`*name`) stand for more than 10,000 values" in laughs
+    assert "nested too deeply" in refusal("label list nested 101 deep")
     assert "nested too deeply" in refusal("label list nested too deeply")
     assert "remove the `!!` tag" in refusal("label list value its tag cannot hold")
     assert "pack the bundle again" in refusal("a file where a folder is needed").lower()

@@ -16,6 +16,13 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic_core import from_json
 
+from engine.textformats import depth_exceeds, too_deep
+
+# pydantic-core's parser refuses JSON nested deeper than this; the json module's fallback is
+# held to the same depth (it would go to ~1,000 and then raise RecursionError).
+BODY_MAX_DEPTH = 200
+BODY = "The request body"
+
 
 class FastJSONRequest(Request):
     async def json(self) -> Any:
@@ -23,8 +30,15 @@ class FastJSONRequest(Request):
             body = await self.body()
             try:
                 self._json = from_json(body)
-            except ValueError:
-                self._json = json.loads(body)  # the json module's own error and position
+            except ValueError as exc:
+                if "recursion limit exceeded" in str(exc):
+                    raise too_deep(BODY, BODY_MAX_DEPTH) from exc
+                try:
+                    self._json = json.loads(body)  # the json module's own error and position
+                except RecursionError as deep:
+                    raise too_deep(BODY, BODY_MAX_DEPTH) from deep
+                if depth_exceeds(self._json, BODY_MAX_DEPTH):
+                    raise too_deep(BODY, BODY_MAX_DEPTH) from None
         return self._json
 
 

@@ -35,6 +35,7 @@ from engine.lake.formats.parsed import (
     read_confidence,
     read_label,
 )
+from engine.textformats import TextLimits
 from sdk.schemas import (
     AnnotationCreate,
     AnnotationExportPage,
@@ -125,9 +126,10 @@ def upload_annotations(*, session: Session, collection_name: str, operation_id: 
                                 document="The annotation file")
 
 
-def import_annotations(*, session: Session, collection_id: int,
-                       request: AnnotationImportRequest) -> AnnotationUploadReport:
-    """COCO JSON or a YOLO label folder; re-importing the same content replaces it."""
+def import_annotations(*, session: Session, collection_id: int, request: AnnotationImportRequest,
+                       limits: TextLimits | None = None) -> AnnotationUploadReport:
+    """COCO JSON or a YOLO label folder; re-importing the same content replaces it. `limits`
+    bound the YOLO data_yaml."""
     collection = get_collection(session=session, collection_id=collection_id)
     if request.format == "coco":
         if request.coco is None:
@@ -141,7 +143,7 @@ def import_annotations(*, session: Session, collection_id: int,
                                      field="yolo")
         content = request.yolo.model_dump()
         names = yolo.class_names(names=request.yolo.names, data_yaml=request.yolo.data_yaml,
-                                 classes_txt=request.yolo.classes_txt)
+                                 classes_txt=request.yolo.classes_txt, limits=limits)
         images = yolo.parse(request.yolo.labels, names=names)
     operation_id = request.operation_id or f"import:{request.format}:{content_digest(content)}"
     return write_annotation_set(session=session, collection=collection, images=images,

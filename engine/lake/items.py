@@ -6,7 +6,6 @@ correlated subquery), their tags, their annotations.
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,10 +18,17 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
 from engine.db.models import Annotation, Collection, File, Tag, collection_files
-from engine.errors import FileNotFoundInLake, InvalidFilter, InvalidInput
+from engine.errors import (
+    DocumentTooLarge,
+    FileNotFoundInLake,
+    InvalidDocument,
+    InvalidFilter,
+    InvalidInput,
+)
 from engine.lake.collections import get_collection
 from engine.lake.content import StoredFile
 from engine.query import file_conditions
+from engine.textformats import load_json
 from sdk.schemas import AnnotationPublic, ItemPublic, ItemQuery, Page, TagPublic
 
 CONTENT_PATH = "/api/v1/files/{id}/content"
@@ -37,10 +43,12 @@ def parse_filter(text: str | None) -> dict[str, Any] | None:
     if not text:
         return None
     try:
-        value = json.loads(text)
-    except ValueError as exc:
+        value = load_json(text, what="The filter")
+    except DocumentTooLarge:
+        raise
+    except InvalidDocument as exc:
         raise InvalidFilter(
-            f"The filter is not valid JSON ({exc}); send an object such as "
+            f"{exc.message} Send an object such as "
             '{"annotation_types": ["human"], "from_date": "2024-01-01"}.'
         ) from exc
     if not isinstance(value, dict):

@@ -11,16 +11,14 @@ from __future__ import annotations
 import ast
 import fnmatch
 import os
-import reprlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from engine.errors import BundleInvalid, UnknownApplication
+from engine.errors import BundleInvalid, InvalidDocument, UnknownApplication
 from engine.registry.requirements import check_requirements
+from engine.textformats import SIZE_SETTING, TextLimits, load_yaml, shown
 from sdk.schemas import APPLICATION_SPELLINGS, Application
 
 INFERENCE = "code/inference.py"
@@ -29,7 +27,6 @@ LABELS = "label_list.yaml"
 CONFIG = "metalake.yaml"
 WEIGHTS_DIR = "weights"
 WEIGHTS_EXTENSIONS = (".pt", ".pth", ".onnx", ".safetensors", ".bin", ".torchscript", ".engine")
-YAML_MAX_BYTES = 4 << 20
 SOURCE_MAX_BYTES = 16 << 20
 GUIDE = "docs/bundles.md"
 MAX_SHOWN = 10  # duplicate labels named in a refusal
@@ -73,14 +70,16 @@ class BundleConfig:
     extra_weights: tuple[str, ...] = ()  # further files by role (`extra_weights:`), optional
 
 
-def validate_bundle(root: Path, application: Application) -> BundleInfo:
+def validate_bundle(root: Path, application: Application,
+                    limits: TextLimits | None = None) -> BundleInfo:
     """Check the bundle folder `root` for `application`; raise `BundleInvalid` on the first rule
-    broken. Nothing in the bundle is executed."""
+    broken. Nothing in the bundle is executed. `limits` bound its YAML files."""
+    limits = limits or TextLimits()
     check_inference(root)
     check_requirements(root / REQUIREMENTS, REQUIREMENTS)
-    config = read_config(root)
+    config = read_config(root, limits)
     needs_labels = application != "embedding"
-    labels = read_labels(root) if needs_labels else None
+    labels = read_labels(root, limits) if needs_labels else None
     weights = find_weights(root, config, required=needs_labels, application=application)
     return BundleInfo(
         application=application, label_list=labels,
@@ -154,11 +153,11 @@ def _accepts(args: ast.arguments, count: int) -> bool:
 
 
 # -- metalake.yaml, label_list.yaml ---------------------------------------------------------------
-def read_config(root: Path) -> BundleConfig:
+def read_config(root: Path, limits: TextLimits | None = None) -> BundleConfig:
     path = root / CONFIG
     if not path.exists():
         return BundleConfig()
-    data = _yaml(path, CONFIG)
+    data = _yaml(path, CONFIG, limits or TextLimits())
     if data is None:
         return BundleConfig()
     if not isinstance(data, dict):
@@ -194,14 +193,14 @@ def read_config(root: Path) -> BundleConfig:
                         extra_weights=tuple(n.strip() for n in extra_names))
 
 
-def read_labels(root: Path) -> list[str]:
+def read_labels(root: Path, limits: TextLimits | None = None) -> list[str]:
     path = root / LABELS
     if not path.is_file():
         raise BundleInvalid(
             f"{LABELS} is missing: autotagging and auto_annotation bundles list their class "
             "names at the bundle's top level, in training order, as a YAML list "
             "(`- person`, `- bicycle`, ...).", path=LABELS, rule="labels_missing")
-    data = _yaml(path, LABELS)
+    data = _yaml(path, LABELS, limits or TextLimits())
     if not isinstance(data, list) or not data:
         raise BundleInvalid(
             f"{LABELS} must be a non-empty YAML list of class names (`- person`, `- bicycle`, "
@@ -225,15 +224,6 @@ def read_labels(root: Path) -> list[str]:
     return labels
 
 
-def shown(value: object) -> str:
-    """`repr` cut short: YAML aliases can make a 1 KB file a structure whose full repr has
-    billions of characters."""
-    short = reprlib.Repr()
-    short.maxlevel, short.maxstring, short.maxother = 2, 80, 80
-    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 6
-    return short.repr(value)
-
-
 def _kind(data: object) -> str:
     if data is None:
         return "nothing"
@@ -242,35 +232,23 @@ def _kind(data: object) -> str:
     return f"a {type(data).__name__}"
 
 
-def _yaml(path: Path, name: str) -> Any:
-    text = _read(path, name, YAML_MAX_BYTES)
+def _yaml(path: Path, name: str, limits: TextLimits) -> Any:
+    text = _read(path, name, limits.max_bytes, setting=SIZE_SETTING)
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise BundleInvalid(f"{name} is not valid YAML{where}: {problem}.", path=name,
-                            rule="yaml_invalid") from exc
-    except RecursionError as exc:
-        raise BundleInvalid(f"{name} is nested too deeply to read (thousands of levels of "
-                            "brackets or indentation); flatten it.", path=name,
-                            rule="yaml_invalid") from exc
-    except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as exc:
-        # PyYAML's constructors raise plain errors for a value its explicit tag cannot hold
-        # (`!!float .nana`, `!!timestamp x`, `!!int ''`).
-        raise BundleInvalid(f"{name} is not valid YAML: a value cannot be read as its tag says "
-                            f"({type(exc).__name__}: {shown(str(exc))}); remove the `!!` tag "
-                            "or fix the value.", path=name, rule="yaml_invalid") from exc
+        return load_yaml(text, what=name, limits=limits)
+    except InvalidDocument as exc:
+        raise BundleInvalid(exc.message, path=name, rule="yaml_invalid",
+                            reason=exc.reason) from exc
 
 
-def _read(path: Path, name: str, limit: int) -> str:
+def _read(path: Path, name: str, limit: int, setting: str | None = None) -> str:
     if not path.is_file():
         raise BundleInvalid(f"{name} is not a regular file (a folder, or a link to one): put the "
                             "file itself there.", path=name, rule="not_a_file")
     if path.stat().st_size > limit:
-        raise BundleInvalid(f"{name} is larger than {limit:,} bytes; is it the right file?",
-                            path=name, rule="file_too_large")
+        which = f" ({setting})" if setting else ""
+        raise BundleInvalid(f"{name} is larger than {limit:,} bytes{which}; is it the right "
+                            "file?", path=name, rule="file_too_large")
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")

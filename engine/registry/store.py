@@ -28,6 +28,7 @@ from engine.errors import (
 from engine.registry.archive import Limits, extract_bundle, pack_bundle
 from engine.registry.bundle import normalize_application, validate_bundle
 from engine.storage import Storage
+from engine.textformats import limits_of
 from sdk.schemas import (
     Application,
     BundleFile,
@@ -90,7 +91,7 @@ def register_bundle(*, session: Session, storage: Storage, settings: Settings, n
         extracted = Path(work) / "bundle"
         root = extract_bundle(archive, extracted, Limits(max_bytes=settings.bundle_max_bytes,
                                                          max_files=settings.bundle_max_files))
-        info = validate_bundle(root, kind)
+        info = validate_bundle(root, kind, limits_of(settings))
         if root != extracted:  # the layout was wrapped in one folder: store it unwrapped
             archive = Path(work) / "bundle.tar.gz"
             pack_bundle(root, archive)

@@ -23,6 +23,7 @@ from engine.api.schemas import (
 from engine.lake import annotations as service
 from engine.lake import tags as tag_service
 from engine.lake.items import annotation_public
+from engine.textformats import limits_of
 
 router = APIRouter(tags=["annotations"], route_class=JSONRoute)
 
@@ -106,10 +107,10 @@ def upload_annotations(collection_name: str, body: AnnotationUploadRequest,
 @router.post("/collections/{collection_id}/annotations/import",
              response_model=AnnotationUploadReport)
 def import_annotations(collection_id: int, body: AnnotationImportRequest, session: SessionDep,
-                       _: WriteKey) -> AnnotationUploadReport:
+                       settings: SettingsDep, _: WriteKey) -> AnnotationUploadReport:
     """Import COCO JSON or YOLO labels; the same content imported again replaces itself."""
     return service.import_annotations(session=session, collection_id=collection_id,
-                                      request=body)
+                                      request=body, limits=limits_of(settings))
 
 
 @router.get("/collections/{collection_id}/annotations/export",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, File, Form, Query, Request, UploadFile, status
@@ -22,6 +21,7 @@ from engine.api.schemas import (
     Page,
     StorageInfo,
 )
+from engine.config import Settings
 from engine.errors import InvalidInput
 from engine.lake import collections as service
 from engine.lake.ingest_jobs import Background as IngestBackground
@@ -29,6 +29,7 @@ from engine.lake.ingest_jobs import IngestJobNotFound, background_for, ingest_or
 from engine.lake.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from engine.lake.statistics import analyze_if_stale, report_writes_at_commit
 from engine.lake.upload import Upload, ingest_uploads
+from engine.textformats import limits_of, load_json
 
 router = APIRouter(tags=["collections"], route_class=JSONRoute)
 
@@ -122,7 +123,7 @@ def upload_files(
                            f"and {len(relative_paths)} relative paths.")
     report = ingest_uploads(
         session=session, settings=settings, storage=storage, collection_name=collection_name,
-        content_type=content_type, metadata=_json_object(metadata, "metadata"),
+        content_type=content_type, metadata=_json_object(metadata, "metadata", settings),
         uploads=[Upload(relative_path=p, stream=f.file) for f, p in zip(files, relative_paths,
                                                                          strict=True)],
     )
@@ -150,11 +151,8 @@ def storage_info(settings: SettingsDep, storage: StorageDep, _: ReadKey) -> Stor
     )
 
 
-def _json_object(text: str, field: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError as exc:
-        raise InvalidInput(f"The {field} field is not valid JSON: {exc}.") from exc
+def _json_object(text: str, field: str, settings: Settings) -> dict[str, Any]:
+    value = load_json(text or "{}", what=f"The {field} field", limits=limits_of(settings))
     if not isinstance(value, dict):
         raise InvalidInput(f"The {field} field must be a JSON object.")
     return value

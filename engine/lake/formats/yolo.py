@@ -17,20 +17,26 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
+from engine.errors import DocumentTooLarge, InvalidDocument
 from engine.lake.formats.matching import normalize_path
-from engine.lake.formats.parsed import ParsedAnnotation, ParsedImage, Problems, number
+from engine.lake.formats.parsed import (
+    ParsedAnnotation,
+    ParsedImage,
+    Problems,
+    number,
+)
+from engine.textformats import TextLimits, load_yaml, shown
 
 
 def class_names(*, names: list[str] | None, data_yaml: str | None, classes_txt: str | None,
-                document: str = "The YOLO class list") -> dict[int, str]:
+                document: str = "The YOLO class list",
+                limits: TextLimits | None = None) -> dict[int, str]:
     problems = Problems(document)
     found: dict[int, str] = {}
     if names:
         found = dict(enumerate(names))
     elif data_yaml:
-        found = _yaml_names(data_yaml, problems)
+        found = _yaml_names(data_yaml, problems, limits)
     elif classes_txt:
         lines = [line.strip() for line in classes_txt.splitlines()]
         found = dict(enumerate(line for line in lines if line))
@@ -40,16 +46,18 @@ def class_names(*, names: list[str] | None, data_yaml: str | None, classes_txt: 
     for index, name in found.items():
         if not isinstance(name, str) or not name.strip():
             problems.add(f"names[{index}]", "", f"class names must be non-empty strings "
-                                                f"(got {name!r}).")
+                                                f"(got {shown(name)}).")
     problems.raise_if_any()
     return {index: name.strip() for index, name in found.items()}
 
 
-def _yaml_names(text: str, problems: Problems) -> dict[int, str]:
+def _yaml_names(text: str, problems: Problems, limits: TextLimits | None) -> dict[int, str]:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        problems.add("data.yaml", "", f"is not valid YAML: {exc}")
+        data = load_yaml(text, what="data.yaml", limits=limits)
+    except DocumentTooLarge:
+        raise
+    except InvalidDocument as exc:
+        problems.add("data.yaml", "", exc.message.removeprefix("data.yaml").lstrip(": "))
         return {}
     names = data.get("names") if isinstance(data, dict) else None
     if isinstance(names, list):
