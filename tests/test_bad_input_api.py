@@ -553,3 +553,151 @@ def test_fuzzed_similarity_search_is_a_result_or_a_400_with_a_position(
     response = httpx.post(f"{lake.url}{API}/search/similar", content=body.encode(),
                           headers={**_auth(lake.read), "Content-Type": "application/json"})
     _check_search(response, query)
+
+
+# -- documents, ids and names sized to hurt -----------------------------------------------------
+SMALL_BODY = 8192  # every error body stays under this, whatever the request held
+
+
+def _laughs(levels: int = 9) -> str:
+    """A YAML document of ~300 bytes whose aliases stand for 10**levels strings."""
+    lines = [f"a: &a [{','.join(['lol'] * 10)}]"]
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 10)}]"
+              for i in range(levels - 1)]
+    return "\n".join(lines) + f"\nnames: *{chr(97 + levels - 1)}\n"
+
+
+def _small_error(response: httpx.Response, *statuses: int) -> dict[str, Any]:
+    assert response.status_code in statuses, response.text[:500]
+    assert len(response.content) < SMALL_BODY, (len(response.content), response.text[:300])
+    return _error(response)
+
+
+def test_a_yaml_alias_bomb_is_a_small_400(lake: Lake) -> None:
+    bomb = _laughs()
+    assert len(bomb.encode()) < 400
+    response = httpx.post(
+        f"{lake.url}{API}/collections/{lake.values['collection_id']}/annotations/import",
+        json={"format": "yolo", "yolo": {"labels": {"a.txt": "0 0.5 0.5 0.1 0.1\n"},
+                                         "data_yaml": bomb}},
+        headers=_auth(lake.admin), timeout=30)
+    error = _small_error(response, 400)
+    assert error["code"] == "invalid_annotations"
+    assert "data.yaml" in error["message"]
+    assert "aliases" in error["message"]
+
+
+def test_json_nested_thousands_deep_is_a_400_wherever_it_is_read(lake: Lake) -> None:
+    deep, shallow = "[" * 3000 + "]" * 3000, "[" * 150 + "]" * 150
+    headers = {**_auth(lake.admin), "Content-Type": "application/json"}
+    search = f"{lake.url}{API}/items/search"
+    for body in (deep, "[" * 3000, "[" * 300 + "]" * 300,
+                 '{"query": "\\ud800", "filter": ' + deep + "}"):  # the json module's path
+        error = _small_error(httpx.post(search, content=body.encode(), headers=headers), 400)
+        assert (error["code"], error["details"]["reason"]) == ("invalid_document", "too_deep")
+        assert "request body is nested too deeply" in error["message"]
+    assert httpx.post(search, content=shallow.encode(), headers=headers).status_code == 422
+    response = httpx.get(f"{lake.url}{API}/items", params={"filter": deep},
+                         headers=_auth(lake.read))
+    error = _small_error(response, 400)
+    assert error["code"] == "invalid_filter"
+    assert "nested too deeply" in error["message"]
+    response = httpx.post(f"{lake.url}{API}/collections/things/upload",
+                          params={"content_type": "image"}, headers=_auth(lake.admin),
+                          files={"files": ("b.jpg", b"\xff\xd8\xff", "image/jpeg")},
+                          data={"relative_paths": "b.jpg", "metadata": '{"a": ' + deep + "}"})
+    error = _small_error(response, 400)
+    assert "metadata field is nested too deeply" in error["message"]
+
+
+BAD_IDS = ["²", "٣", "\uff11", "+1", " 1", "1 ", "1_000", "0", "-1", "1.0", "9" * 5000,
+           str(2**63), str(2**64 + 1)]
+
+
+def _integer(schema: dict[str, Any]) -> bool:
+    return any(s.get("type") == "integer" for s in [schema, *schema.get("anyOf", [])])
+
+
+def _all_operations(spec: dict[str, Any]) -> list[Operation]:
+    return [Operation(method, template, op) for template, methods in sorted(spec["paths"].items())
+            for method, op in methods.items()]
+
+
+def test_every_id_parameter_takes_ascii_digits_within_bigint_only(
+        lake: Lake, database: Callable[[], dict[str, str]], subtests: Any) -> None:
+    before = database()
+    checked = set()
+    for op in _all_operations(lake.spec):
+        params = [p for p in op.spec.get("parameters", [])
+                  if p["in"] in ("path", "query") and _integer(p["schema"])]
+        for param in params:
+            if param["name"].startswith("page") or param["name"] == "limit":
+                continue
+            checked.add(f"{op} {param['name']}")
+            for bad in BAD_IDS:
+                with subtests.test(op=str(op), param=param["name"], value=bad[:12]):
+                    query = lake.query(op)
+                    filled = {p["name"]: "1" for p in op.parameters("path")  # any id will do
+                              if _integer(p["schema"])}
+                    if param["in"] == "path":
+                        filled[param["name"]] = bad
+                    else:
+                        query = {**query, param["name"]: bad}
+                    path = lake.path(op, **filled)
+                    kwargs: dict[str, Any] = {"json": {}} if op.content_type else {}
+                    response = httpx.request(op.method, lake.url + path, params=query,
+                                             headers=_auth(lake.admin), timeout=30, **kwargs)
+                    error = _small_error(response, 422)
+                    where = " ".join([error["message"], *(
+                        str(p.get("location")) for p in error["details"].get("errors", []))])
+                    assert param["name"] in where, error
+    assert len(checked) >= 14, sorted(checked)
+    assert database() == before
+
+
+@pytest.mark.parametrize("version", ["²", "٣", "+1", " 1", "1_000", "0", "9" * 5000,
+                                     str(2**63), ""])
+def test_a_model_reference_takes_ascii_digits_within_bigint_only(lake: Lake,
+                                                                 version: str) -> None:
+    reference = f"shapes@{version}"
+    for method, url, body in (
+            ("GET", f"{API}/models/{quote(reference, safe='')}", None),
+            ("DELETE", f"{API}/models/{quote(reference, safe='')}", None),
+            ("POST", f"{API}/jobs/autotag", {"collection_id": int(lake.values["collection_id"]),
+                                             "model_id": reference})):
+        response = httpx.request(method, lake.url + url, json=body, headers=_auth(lake.admin),
+                                 timeout=30)
+        error = _small_error(response, 400)
+        assert "model reference" in error["message"] or "Versions are immutable" in \
+            error["message"], error
+    assert httpx.get(f"{lake.url}{API}/models/shapes@1",
+                     headers=_auth(lake.read)).status_code == 200
+
+
+def test_path_components_of_5000_characters_are_a_small_4xx(
+        lake: Lake, database: Callable[[], dict[str, str]], subtests: Any) -> None:
+    before = database()
+    long = "n" * 5000
+    for op in _all_operations(lake.spec):
+        names = [p["name"] for p in op.parameters("path") if p["schema"].get("type") == "string"]
+        for name in names:
+            with subtests.test(op=str(op), param=name):
+                kwargs: dict[str, Any] = {}
+                if op.content_type == "application/json":
+                    kwargs["json"] = VALID_BODIES.get(str(op), {})
+                response = httpx.request(op.method, lake.url + lake.path(op, **{name: long}),
+                                         params=lake.query(op), headers=_auth(lake.admin),
+                                         timeout=30, **kwargs)
+                error = _small_error(response, 400, 404, 413, 422)
+                assert long not in response.text
+                assert error["message"]
+    assert database() == before
+
+
+def test_an_error_quotes_a_long_query_in_part(lake: Lake) -> None:
+    query = "annotation.label = " + "x" * 100_000 + " AND ("
+    response = httpx.post(f"{lake.url}{API}/items/search", json={"query": query},
+                          headers=_auth(lake.read), timeout=30)
+    error = _small_error(response, 400)
+    assert error["code"] == "invalid_query"
+    assert error["details"]["query"].endswith("…")

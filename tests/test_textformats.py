@@ -1,5 +1,5 @@
-"""Documents from users read within limits (engine/textformats.py), and error bodies that
-stay small whatever they quote (engine/api/errors.py).
+"""Documents from users read within limits (engine/textformats.py), ids in ASCII digits
+(engine/ids.py), and error bodies that stay small whatever they quote (engine/api/errors.py).
 The API-level cases are in tests/test_bad_input_api.py and tests/test_bad_input_bundles.py."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 from engine.api.errors import error_body
 from engine.config import Settings
 from engine.errors import DocumentTooLarge, InvalidDocument
+from engine.ids import MAX_ID, parse_id
 from engine.textformats import MAX_DEPTH, TextLimits, excerpt, load_json, load_yaml, shown
 from sdk import Client
 from tests import imagegen
@@ -115,6 +116,19 @@ def test_excerpts_and_reprs_are_short() -> None:
     assert excerpt("x" * 1000) == "x" * 200 + "…"
     nested: list[Any] = [["x" * 1000] * 1000] * 1000
     assert len(shown(nested)) < 3000
+
+
+# -- ids -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["²", "٣", "\uff11", "+1", " 1", "1 ", "1_000", "0", "-1", "1.0",
+                                  "", "9" * 5000, str(2**63), "0x1"])
+def test_ids_are_ascii_digits_within_bigint(text: str) -> None:
+    assert parse_id(text) is None
+
+
+def test_ids_in_range_are_read() -> None:
+    assert parse_id("1") == 1
+    assert parse_id("007") == 7
+    assert parse_id(str(MAX_ID)) == MAX_ID
 
 
 # -- error bodies --------------------------------------------------------------------------------

@@ -25,10 +25,11 @@ from engine.errors import (
     ModelNotFound,
     SystemModelProtected,
 )
+from engine.ids import MAX_ID, parse_id
 from engine.registry.archive import Limits, extract_bundle, pack_bundle
 from engine.registry.bundle import normalize_application, validate_bundle
 from engine.storage import Storage
-from engine.textformats import limits_of
+from engine.textformats import excerpt, limits_of
 from sdk.schemas import (
     Application,
     BundleFile,
@@ -70,10 +71,12 @@ def parse_reference(reference: str) -> tuple[str, int | None]:
     name, at, version = reference.strip().partition("@")
     if not at:
         return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise InvalidInput(f"Invalid model reference {reference!r}: write `name` for the latest "
-                           "version or `name@N` (N = 1, 2, ...) for a given one.")
-    return name, int(version)
+    number = parse_id(version)
+    if number is None:
+        raise InvalidInput(f"Invalid model reference {excerpt(reference)!r}: write `name` for "
+                           "the latest version or `name@N` (N = 1, 2, ... in the digits 0-9, "
+                           f"at most {MAX_ID}) for a given one.", reference=reference)
+    return name, number
 
 
 # -- register -------------------------------------------------------------------------------------

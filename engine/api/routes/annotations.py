@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from engine.api.deps import ReadKey, SessionDep, SettingsDep, WriteKey
+from engine.api.params import Id
 from engine.api.routing import JSONRoute
 from engine.api.schemas import (
     AnnotationCreate,
@@ -47,7 +48,7 @@ def add_annotations(unique_name: str, body: list[AnnotationCreate], session: Ses
 @router.get("/files/{unique_name:path}/annotations", response_model=Page[AnnotationPublic])
 def list_annotations(
     unique_name: str, session: SessionDep, settings: SettingsDep, _: ReadKey,
-    source: AnnotationSource | None = None, model_version_id: int | None = None,
+    source: AnnotationSource | None = None, model_version_id: Id | None = None,
     page_index: PageIndex = 0, page_size: Annotated[int, Query(ge=1)] = 1000,
 ) -> Page[AnnotationPublic]:
     size = min(page_size, settings.max_page_size)
@@ -60,7 +61,7 @@ def list_annotations(
 
 @router.delete("/files/{unique_name:path}/annotations/{annotation_id}",
                status_code=status.HTTP_204_NO_CONTENT)
-def delete_annotation(unique_name: str, annotation_id: int, session: SessionDep,
+def delete_annotation(unique_name: str, annotation_id: Id, session: SessionDep,
                       _: WriteKey) -> None:
     service.delete_annotation(session=session, unique_name=unique_name,
                               annotation_id=annotation_id)
@@ -106,7 +107,7 @@ def upload_annotations(collection_name: str, body: AnnotationUploadRequest,
 
 @router.post("/collections/{collection_id}/annotations/import",
              response_model=AnnotationUploadReport)
-def import_annotations(collection_id: int, body: AnnotationImportRequest, session: SessionDep,
+def import_annotations(collection_id: Id, body: AnnotationImportRequest, session: SessionDep,
                        settings: SettingsDep, _: WriteKey) -> AnnotationUploadReport:
     """Import COCO JSON or YOLO labels; the same content imported again replaces itself."""
     return service.import_annotations(session=session, collection_id=collection_id,
@@ -116,8 +117,8 @@ def import_annotations(collection_id: int, body: AnnotationImportRequest, sessio
 @router.get("/collections/{collection_id}/annotations/export",
             response_model=AnnotationExportPage)
 def export_annotations(
-    collection_id: int, session: SessionDep, settings: SettingsDep, _: ReadKey,
-    model_version_id: int | None = None, page_index: PageIndex = 0,
+    collection_id: Id, session: SessionDep, settings: SettingsDep, _: ReadKey,
+    model_version_id: Id | None = None, page_index: PageIndex = 0,
     page_size: Annotated[int, Query(ge=1)] = 100,
 ) -> AnnotationExportPage:
     """A page of the collection's files with their annotations in the MetaLake JSON format."""

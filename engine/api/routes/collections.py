@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from engine.api.deps import ReadKey, SessionDep, SettingsDep, StorageDep, WriteKey
+from engine.api.params import Id
 from engine.api.routing import JSONRoute
 from engine.api.schemas import (
     CollectionCreate,
@@ -54,13 +55,13 @@ def list_collections(session: SessionDep, _: ReadKey, page_index: PageIndex = 0,
 
 
 @router.get("/collections/{collection_id}", response_model=CollectionPublic)
-def get_collection(collection_id: int, session: SessionDep, _: ReadKey) -> CollectionPublic:
+def get_collection(collection_id: Id, session: SessionDep, _: ReadKey) -> CollectionPublic:
     """A collection with its file count."""
     return service.get_collection_details(session=session, collection_id=collection_id)
 
 
 @router.get("/collections/{collection_id}/failures", response_model=Page[IngestFailureRecord])
-def list_failures(collection_id: int, session: SessionDep, key: ReadKey,
+def list_failures(collection_id: Id, session: SessionDep, key: ReadKey,
                   page_index: PageIndex = 0,
                   page_size: PageSize = 100) -> Page[IngestFailureRecord]:
     """Files that uploads into this collection could not register, with the reason (the

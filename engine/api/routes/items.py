@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from engine.api.deps import ReadKey, SessionDep, StorageDep, WriteKey
+from engine.api.params import Id
 from engine.api.routing import JSONRoute
 from engine.api.schemas import ContentType, ItemPublic, ItemQuery, MetadataUpdate, Page
 from engine.lake import items as service
@@ -25,7 +26,7 @@ def _base(request: Request) -> str:
 def list_items(
     request: Request, session: SessionDep, key: ReadKey,
     content_type: ContentType | None = None,
-    collection_id: int | None = None,
+    collection_id: Id | None = None,
     query: Annotated[str | None, Query(description="e.g. annotation.label=Bird")] = None,
     filter: Annotated[str | None, Query(description='JSON, e.g. {"annotation_types": '
                                                     '["human"]}')] = None,
@@ -64,7 +65,7 @@ def update_metadata(unique_name: str, body: MetadataUpdate, request: Request,
 
 
 @router.get("/files/{file_id}/content", response_class=StreamingResponse)
-def file_content(file_id: int, session: SessionDep, storage: StorageDep,
+def file_content(file_id: Id, session: SessionDep, storage: StorageDep,
                  _: ReadKey) -> StreamingResponse:
     """The file's bytes, streamed from where the lake keeps them; 409 if they are no longer
     the bytes ingested (size or SHA-256 differ, or the path was swapped for a symlink)."""

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from engine.api import job_wait
 from engine.api.deps import KeyGiven, ReadKey, SessionDep, SettingsDep, WriteKey, in_one_transaction
+from engine.api.params import Id
 from engine.api.routing import JSONRoute
 from engine.api.schemas import (
     AutoAnnotateRequest,
@@ -78,7 +79,7 @@ def list_jobs(session: SessionDep, _: ReadKey,
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)
-async def get_job(job_id: int, request: Request, key: KeyGiven,
+async def get_job(job_id: Id, request: Request, key: KeyGiven,
                   wait: Annotated[float, Query(
                       ge=0, le=MAX_JOB_WAIT,
                       description="Hold the answer up to this many seconds, until the job "
@@ -104,19 +105,19 @@ async def get_job(job_id: int, request: Request, key: KeyGiven,
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
-def cancel_job(job_id: int, session: SessionDep, _: WriteKey) -> JobPublic:
+def cancel_job(job_id: Id, session: SessionDep, _: WriteKey) -> JobPublic:
     return service.cancel_job(session=session, job_id=job_id)
 
 
 @router.post("/jobs/{job_id}/retry", response_model=JobPublic)
-def retry_failed(job_id: int, session: SessionDep, dispatcher: DispatcherDep,
+def retry_failed(job_id: Id, session: SessionDep, dispatcher: DispatcherDep,
                  _: WriteKey) -> JobPublic:
     """Run the failed items of a finished job again."""
     return service.retry_failed(session=session, job_id=job_id, dispatcher=dispatcher)
 
 
 @router.post("/jobs/{job_id}/resume", response_model=JobPublic)
-def resume_job(job_id: int, session: SessionDep, dispatcher: DispatcherDep,
+def resume_job(job_id: Id, session: SessionDep, dispatcher: DispatcherDep,
                _: WriteKey) -> JobPublic:
     """Send again the work an unfinished job still has (its plan, or its chunks with pending
     items that no live worker holds): after the broker lost its queue. Safe to repeat."""
@@ -124,14 +125,14 @@ def resume_job(job_id: int, session: SessionDep, dispatcher: DispatcherDep,
 
 
 @router.post("/jobs/{job_id}/proposals/accept", response_model=ProposalReport)
-def accept_proposals(job_id: int, body: ProposalDecision, session: SessionDep,
+def accept_proposals(job_id: Id, body: ProposalDecision, session: SessionDep,
                      _: WriteKey) -> ProposalReport:
     return service.decide_proposals(session=session, job_id=job_id, accept=True,
                                     unique_names=body.unique_names)
 
 
 @router.post("/jobs/{job_id}/proposals/reject", response_model=ProposalReport)
-def reject_proposals(job_id: int, body: ProposalDecision, session: SessionDep,
+def reject_proposals(job_id: Id, body: ProposalDecision, session: SessionDep,
                      _: WriteKey) -> ProposalReport:
     return service.decide_proposals(session=session, job_id=job_id, accept=False,
                                     unique_names=body.unique_names)

@@ -4,6 +4,7 @@ from fastapi import APIRouter, status
 
 from engine import auth
 from engine.api.deps import AdminKey, SessionDep
+from engine.api.params import Id
 from engine.api.routing import JSONRoute
 from engine.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 
@@ -23,5 +24,5 @@ def list_keys(session: SessionDep, _: AdminKey) -> list[ApiKeyPublic]:
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_key(key_id: int, session: SessionDep, _: AdminKey) -> None:
+def revoke_key(key_id: Id, session: SessionDep, _: AdminKey) -> None:
     auth.revoke_key(session=session, key_id=key_id)
