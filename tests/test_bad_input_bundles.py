@@ -170,6 +170,14 @@ CASES: dict[str, tuple[Build, str, str]] = {
                              "requirements_url", "code/requirements.txt"),
     "a requirement that is not one": (_folder(requirements="numpy=>1\n"),
                                       "requirements_invalid", "code/requirements.txt"),
+    "an environment variable in a marker": (
+        _folder(requirements='numpy; os_name == "${METALAKE_DATABASE_URL}"\n'),
+        "requirements_env", "code/requirements.txt"),
+    "an environment variable in a version": (_folder(requirements="numpy==$VERSION\n"),
+                                             "requirements_env", "code/requirements.txt"),
+    "a requirement pip reads as a wheel on disk": (
+        _folder(requirements="evil-1.0-py3-none-any.whl\n"), "requirements_url",
+        "code/requirements.txt"),
     # label_list.yaml
     "empty label list": (_labels("[]\n"), "labels_invalid", "label_list.yaml"),
     "label list file empty": (_labels(""), "labels_invalid", "label_list.yaml"),
@@ -250,6 +258,7 @@ def test_the_messages_say_how_to_fix_it(client: Client, tmp_path: Path) -> None:
     assert "holds a str" in refusal("label list is one string")
     laughs = refusal("label list of a billion aliased strings")
     assert "aliases (`*name`) stand for more than 10,000 values" in laughs
+    assert "pip expands environment variables" in refusal("an environment variable in a marker")
     assert "nested too deeply" in refusal("label list nested 101 deep")
     assert "nested too deeply" in refusal("label list nested too deeply")
     assert "remove the `!!` tag" in refusal("label list value its tag cannot hold")

@@ -1,8 +1,9 @@
 """`code/requirements.txt` of a bundle: package requirement specifiers only.
 
 The model host installs them into an environment cached by their hash, from the package index
-the engine is configured with; pip options (`-r`, `-e`, `--index-url`, `--hash`, ...) and
-direct URLs or paths would escape that, so they are refused at registration.
+the engine is configured with; pip options (`-r`, `-c`, `-e`, `-f`, `--index-url`, `--hash`,
+...), direct URLs or paths, and `$` (pip expands `${VAR}` from the engine's environment) would
+escape that, so they are refused at registration.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 
 from engine.errors import BundleInvalid
+from engine.textformats import excerpt
 
 MAX_BYTES = 1 << 20
+# pip installs a requirement named like an archive from that file (pip's is_archive_file)
+ARCHIVE_SUFFIXES = (".whl", ".zip", ".tar", ".tgz", ".tbz", ".txz", ".tlz", ".gz", ".bz2",
+                    ".xz", ".lz", ".lzma")
 
 
 def logical_lines(text: str) -> list[tuple[int, str]]:
@@ -54,7 +59,13 @@ def check_requirements(path: Path, name: str) -> list[str]:
                             rule="requirements_invalid") from exc
     found: list[str] = []
     for number, line in logical_lines(text):
-        where = f"{name} line {number} ({line!r})"
+        where = f"{name} line {number} ({excerpt(line, 120)!r})"
+        if "$" in line:
+            raise BundleInvalid(
+                f"{where}: `$` is not allowed: pip expands environment variables such as "
+                "${HOME} in requirement files, which would put the engine's environment into "
+                "the install; write the value itself.",
+                path=name, rule="requirements_env", line=number)
         if line.startswith("-") or " -" in line:
             option = next(t for t in line.split() if t.startswith("-"))
             raise BundleInvalid(
@@ -73,6 +84,12 @@ def check_requirements(path: Path, name: str) -> list[str]:
             raise BundleInvalid(
                 f"{where}: direct URLs (`package @ https://...`) are not supported; require "
                 "the package by name and version from the package index.",
+                path=name, rule="requirements_url", line=number)
+        if requirement.name.lower().endswith(ARCHIVE_SUFFIXES):
+            raise BundleInvalid(
+                f"{where}: pip reads a name ending in {requirement.name.rsplit('.', 1)[-1]!r} as "
+                "the path of a file on the engine's disk; require the package by name and "
+                "version from the package index.",
                 path=name, rule="requirements_url", line=number)
         found.append(line)
     return found
