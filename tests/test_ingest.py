@@ -169,6 +169,7 @@ def test_unique_name_clash_inside_one_upload(client: Client, tmp_path: Path) -> 
     report = client.last_upload_report
     assert report is not None
     assert report.added == 1
+    assert str(tmp_path) not in report.failed[0].reason  # read keys see reasons
 
 
 def test_s3_prefix_is_registered_in_place(client: Client, s3: Any, bucket: str,

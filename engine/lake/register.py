@@ -71,8 +71,10 @@ def register(*, session: Session, collection: Collection, probed: Sequence[Probe
         if first is not None:
             failed.append(IngestFailurePublic(
                 path=item.source,
-                reason=f"its unique name {name!r} is also the name of {first.source}; rename "
-                       "one of them (a / and a _ in the same place give the same name)",
+                # the relative path: reasons are shown to read keys, full paths are not
+                reason=f"its unique name {name!r} is also the name of {first.relative_path!r} "
+                       "in this upload; rename one of them (a / and a _ in the same place give "
+                       "the same name)",
             ))
             continue
         by_name[name] = item
