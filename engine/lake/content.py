@@ -1,17 +1,11 @@
 """A file's bytes as the lake registered them, or a refusal: the content route's reads.
 
-A file on the engine's disk is opened by its stored real path with no symlink followed
-(`localfile.open_no_follow`), and its size and SHA-256 are checked against what ingest recorded
-before the first byte is sent: the descriptor is hashed in chunks, rewound and streamed. The
-descriptor pins the inode, so a path swapped for a symlink or another file after the check
-changes nothing that is sent; bytes rewritten in place during the send are caught by hashing
-them again on the way, and the response is cut off before it completes (its status is already
-sent). This costs a second read of the file (from the page cache, for all but files larger than
-it), and needs no state shared between API processes, which a cache of verified
-(inode, size, mtime, ctime) would.
-
-An S3 object is streamed and checked on the way only: reading it twice would double the
-transfer, and a swapped S3 object exposes nothing a write key could not register directly.
+A local file is opened by its stored real path following no symlink, and its size and SHA-256
+are checked on the open descriptor before the first byte is sent (409 otherwise); the
+descriptor is then rewound and streamed, so a path swapped after the check changes nothing
+sent. Bytes rewritten in place while sending are hashed again on the way, the last chunk held
+back until the hash is known, so such a response ends short of its Content-Length. An S3 object
+is checked on the way only (reading it twice would double the transfer).
 """
 
 from __future__ import annotations
@@ -86,19 +80,25 @@ def _verify(handle: IO[bytes], file: StoredFile) -> None:
 
 
 def _checked(handle: IO[bytes], file: StoredFile) -> Iterator[bytes]:
-    """The bytes of `handle`, hashed on the way; an exception instead of the end if they are
-    not the ingested ones (the server then closes the connection mid-body)."""
+    """The bytes of `handle`, hashed on the way. The last chunk is held back until the hash is
+    known: bytes that are not the ingested ones end in an exception instead, so the response is
+    cut short of its Content-Length and no client takes it for the file."""
     digest = hashlib.sha256()
     size = 0
+    held: bytes | None = None
     with handle:
         for chunk in iter(lambda: handle.read(CHUNK), b""):
             size += len(chunk)
             if size > file.size_bytes:
                 raise _changed(file, "it grew while being sent")
             digest.update(chunk)
-            yield chunk
+            if held is not None:
+                yield held
+            held = chunk
     if size != file.size_bytes or digest.hexdigest() != file.sha256:
         raise _changed(file, "its bytes changed while being sent")
+    if held is not None:
+        yield held
 
 
 def open_content(file: StoredFile, *, storage: Storage) -> Iterator[bytes]:
