@@ -12,6 +12,7 @@ line (which any local user may read). Its files are created 0600 (umask 077).
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -65,17 +66,22 @@ class EmbeddedRedis:
         return self.log_path or self.data_dir.parent / "redis.log"
 
     def is_running(self) -> bool:
-        """Whether it answers PING, with the password."""
-        import redis
-
-        client = redis.Redis(self.host, self.port, password=read_secret(self.password_file),
-                             socket_timeout=1, socket_connect_timeout=1)
+        """Whether it answers PING, after AUTH with its password once there is one. (Raw
+        RESP: redis-py retries a refused connection with backoff, seconds per look.)"""
+        password = read_secret(self.password_file)
+        request = (f"AUTH {password}\r\n" if password else "") + "PING\r\n"
         try:
-            return bool(client.ping())
-        except redis.RedisError:
+            with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                sock.sendall(request.encode())
+                reply = b""
+                while reply.count(b"\r\n") < request.count("\r\n"):
+                    chunk = sock.recv(256)
+                    if not chunk:
+                        break
+                    reply += chunk
+        except OSError:
             return False
-        finally:
-            client.close()
+        return reply.endswith(b"+PONG\r\n")
 
     def start(self, *, timeout: float = 20) -> None:
         """Start (append-only persistence, so queued tasks survive a restart). Idempotent."""
