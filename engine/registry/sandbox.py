@@ -28,7 +28,8 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # What a Python process and its libraries read in /etc; nothing with secrets.
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "hosts",
              "nsswitch.conf", "ssl", "ca-certificates", "ca-certificates.conf", "alternatives",
-             "fonts", "mime.types", "protocols", "services")
+             "fonts", "mime.types", "protocols", "services", "os-release", "lsb-release",
+             "debian_version", "timezone", "host.conf", "gai.conf")
 # Where the box shows the host's socket directory, its bundle (SageMaker's place for it), the
 # bundle's environment and the serving program.
 SOCKET_DIR = "/run/metalake-host"
@@ -143,6 +144,7 @@ class Sandbox:
                 args += ["--symlink", os.readlink(top), top]
             elif os.path.isdir(top):
                 args += ["--ro-bind", top, top]
+        args += ["--perms", "0755", "--dir", "/etc"]  # bwrap would make it 0700
         for name in ETC_FILES:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         args += ["--proc", "/proc", "--dev", "/dev"]
