@@ -297,3 +297,47 @@ def test_bodies_over_their_route_limit_are_a_413(
     assert _files_in(server.managed) == []
     time.sleep(0.2)
     assert server.open_files_under(server.tmp) == []
+
+
+@pytest.fixture
+def app_url(settings: Settings) -> Iterator[tuple[str, Any]]:
+    """The API served in this process, with its app at hand."""
+    from engine.api.app import create_app
+    from tests.conftest import serve_app
+
+    app = create_app(settings)
+    for url in serve_app(app):
+        yield url, app
+    app.state.db_engine.dispose()
+
+
+def test_the_key_check_survives_a_dropped_connection_and_reports_a_lost_database(
+        app_url: tuple[str, Any], make_key: Callable[..., str],
+        session_factory: Any) -> None:
+    from sqlalchemy import text
+
+    from engine.api.gate import APPLICATION_NAME
+    from engine.db.session import session_scope
+
+    url, app = app_url
+    key = make_key("read", name="reader")
+    collections = f"{url}{API}/collections"
+    assert httpx.get(collections, headers=_auth(key)).status_code == 200
+    # its idle connection dropped (a restart, an idle timeout): the next check opens another
+    with session_scope(session_factory) as session:
+        dropped = session.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = :name"), {"name": APPLICATION_NAME}).scalar()
+    assert dropped == 1
+    assert httpx.get(collections, headers=_auth(key)).status_code == 200
+    # no database at all: a 503 in the engine's error shape, not a 401 or a 500
+    connections = app.state.key_connections
+    connections.url = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+    with session_scope(session_factory) as session:
+        session.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = :name"), {"name": APPLICATION_NAME})
+    response = httpx.get(collections, headers=_auth(key))
+    assert response.status_code == 503, response.text
+    assert _error_code(response.json()) == "service_unavailable"
+    assert httpx.get(f"{url}{API}/health").status_code == 200  # open: no key check
