@@ -275,6 +275,18 @@ def test_bodies_over_their_route_limit_are_a_413(
     response = httpx.post(server.url + ingest, content=at_limit + b" ", timeout=30,
                           headers={"Content-Type": "application/json", **_auth(key)})
     assert response.status_code == 413
+    # so do the annotation routes (METALAKE_ANNOTATION_MAX_BYTES, 1 GiB by default): a body past
+    # the default limit reaches them, and is answered by the route
+    coco = b'{"format": "coco", "coco": {"images": [], "annotations": [], "x": "' + \
+        b"y" * (2 * REQUEST_MAX) + b'"}}'
+    for route in (f"{API}/collections/999/annotations/import",
+                  f"{API}/collections/by-name/nowhere/annotations/upload"):
+        response = httpx.post(server.url + route, content=coco, timeout=30,
+                              headers={"Content-Type": "application/json", **_auth(key)})
+        assert response.status_code not in (413, 500), (route, response.text)
+    response = httpx.post(server.url + f"{API}/collections/999/annotations/export", content=coco,
+                          timeout=30, headers={"Content-Type": "application/json", **_auth(key)})
+    assert response.status_code == 413  # any other route: the default limit
     # the upload route has its own, larger limit
     path = f"{API}/collections/things/upload?content_type=image"
     body_ok, content_type = _multipart(3 * MB)
