@@ -35,7 +35,7 @@ from engine.lake.formats.parsed import (
     read_confidence,
     read_label,
 )
-from engine.textformats import TextLimits
+from engine.textformats import TextLimits, excerpt
 from sdk.schemas import (
     AnnotationCreate,
     AnnotationExportPage,
@@ -51,7 +51,7 @@ def get_file(*, session: Session, unique_name: str) -> File:
     row = session.scalar(select(File).where(File.unique_name == unique_name))
     if row is None:
         raise FileNotFoundInLake(
-            f"No file named {unique_name!r} is in the lake. Unique names are "
+            f"No file named {excerpt(unique_name)!r} is in the lake. Unique names are "
             "`<collection name>_<relative path with / replaced by _>`; list the collection's "
             "items to see them.", unique_name=unique_name)
     return row
@@ -108,8 +108,8 @@ def delete_annotation(*, session: Session, unique_name: str, annotation_id: int)
     deleted = session.execute(delete(Annotation).where(
         Annotation.id == annotation_id, Annotation.file_id == file.id))
     if not deleted.rowcount:  # type: ignore[attr-defined]
-        raise AnnotationNotFound(f"File {unique_name!r} has no annotation {annotation_id}; list "
-                                 "its annotations to see their ids.",
+        raise AnnotationNotFound(f"File {excerpt(unique_name)!r} has no annotation "
+                                 f"{annotation_id}; list its annotations to see their ids.",
                                  unique_name=unique_name, annotation_id=annotation_id)
 
 

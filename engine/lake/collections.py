@@ -15,6 +15,7 @@ from engine.errors import (
     CollectionNotFound,
     InvalidInput,
 )
+from engine.textformats import excerpt
 from sdk.schemas import CollectionPublic, IngestFailureRecord, Page
 
 
@@ -38,7 +39,7 @@ def _check_name(name: str) -> str:
         # Unique names are `<collection name>_<relative path>` and appear in URL paths, so a
         # separator or control character in the name would make them ambiguous.
         raise InvalidInput(
-            f"The collection name {name!r} contains {bad!r}; use letters, digits, spaces, "
+            f"The collection name {excerpt(name)!r} contains {bad!r}; use letters, digits, spaces, "
             "'-', '_' or '.' instead of path separators and control characters.",
             name=name,
         )
@@ -94,7 +95,8 @@ def get_collection_by_name(*, session: Session, name: str) -> Collection:
     collection = session.scalar(select(Collection).where(Collection.name == name))
     if collection is None:
         raise CollectionNotFound(
-            f"No collection named {name!r}; upload_files_to_collection creates one.", name=name,
+            f"No collection named {excerpt(name)!r}; upload_files_to_collection creates one.",
+            name=name,
         )
     return collection
 

@@ -23,6 +23,7 @@ from engine.errors import EngineError, IngestListingTooLarge, NotFound
 from engine.lake.collections import ensure_collection
 from engine.lake.ingest import REMOTE_PROBE_THREADS, ingest, ingest_candidates, s3_listing
 from engine.storage import Storage
+from engine.textformats import excerpt
 from sdk.schemas import IngestJobPublic, IngestReport, IngestRequest
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class IngestJobs:
         raw = self._redis.get(_KEY.format(id=job_id))
         if raw is None:
             raise IngestJobNotFound(
-                f"No background ingest has id {job_id!r} (records are kept a week).",
+                f"No background ingest has id {excerpt(job_id)!r} (records are kept a week).",
                 job_id=job_id)
         return IngestJobPublic.model_validate_json(raw)  # type: ignore[arg-type]
 

@@ -28,7 +28,7 @@ from engine.errors import (
 from engine.lake.collections import get_collection
 from engine.lake.content import StoredFile
 from engine.query import file_conditions
-from engine.textformats import load_json
+from engine.textformats import excerpt, load_json
 from sdk.schemas import AnnotationPublic, ItemPublic, ItemQuery, Page, TagPublic
 
 CONTENT_PATH = "/api/v1/files/{id}/content"
@@ -167,7 +167,7 @@ def _file_row(session: Session, where: ColumnElement[bool], what: str) -> tuple[
 def get_file_details(*, session: Session, unique_name: str, base_url: str,
                      show_storage: bool) -> ItemPublic:
     row = _file_row(session, File.unique_name == unique_name, f"has the unique name "
-                    f"{unique_name!r}")
+                    f"{excerpt(unique_name)!r}")
     return _items(session, [row], base_url, show_storage)[0]
 
 
@@ -187,7 +187,7 @@ def update_file_metadata(*, session: Session, unique_name: str, metadata: dict[s
     ).scalar_one_or_none()
     if updated is None:
         _file_row(session, File.unique_name == unique_name,
-                  f"has the unique name {unique_name!r}")  # raises FileNotFoundInLake
+                  f"has the unique name {excerpt(unique_name)!r}")  # raises FileNotFoundInLake
     return get_file_details(session=session, unique_name=unique_name, base_url=base_url,
                             show_storage=True)  # a write key's call
 

@@ -11,6 +11,7 @@ from engine.db.models import Tag
 from engine.errors import TagNotFound
 from engine.lake.annotations import get_file
 from engine.lake.formats.parsed import Problems, read_label
+from engine.textformats import excerpt
 
 
 def add_tags(*, session: Session, unique_name: str, names: list[str]) -> list[Tag]:
@@ -39,5 +40,6 @@ def delete_tag(*, session: Session, unique_name: str, name: str, source: str = "
     deleted = session.execute(delete(Tag).where(
         Tag.file_id == file.id, Tag.name == name, Tag.source == source))
     if not deleted.rowcount:  # type: ignore[attr-defined]
-        raise TagNotFound(f"File {unique_name!r} has no {source} tag {name!r}; list its tags "
-                          "to see them.", unique_name=unique_name, name=name, source=source)
+        raise TagNotFound(f"File {excerpt(unique_name)!r} has no {source} tag "
+                          f"{excerpt(name)!r}; list its tags to see them.",
+                          unique_name=unique_name, name=name, source=source)

@@ -56,13 +56,13 @@ def check_name(name: str, *, system: bool = False) -> str:
     """A model name: letters, digits, `.`, `_`, `-`; `default` and `default-*` are the system's."""
     if not NAME_PATTERN.fullmatch(name):
         raise InvalidModelName(
-            f"Invalid model name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting "
-            "with a letter or digit (`@N` selects a version and is not part of the name).",
+            f"Invalid model name {excerpt(name)!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (`@N` selects a version and is not part of the name).",
             name=name)
     if not system and (name == DEFAULT or name.startswith(DEFAULT + "-")):
         raise InvalidModelName(
-            f"The name {name!r} is reserved for the system default models (`metalake models "
-            "install-defaults`); choose another name.", name=name)
+            f"The name {excerpt(name)!r} is reserved for the system default models (`metalake "
+            "models install-defaults`); choose another name.", name=name)
     return name
 
 
@@ -174,8 +174,8 @@ def _model(session: Session, name: str, application: str | None = None) -> Model
                             .options(selectinload(Model.versions))).one_or_none()
     if model is None or not model.versions:
         scope = f"{application} " if application else ""
-        raise ModelNotFound(f"No {scope}model named {name!r}. {_available(session, application)}",
-                            name=name)
+        raise ModelNotFound(f"No {scope}model named {excerpt(name)!r}. "
+                            f"{_available(session, application)}", name=name)
     return model
 
 
@@ -220,7 +220,7 @@ def resolve_version(session: Session, reference: str | None,
     name, number = parse_reference(reference)
     model = _model(session, name, kind)
     if model.application != kind:
-        raise ModelNotFound(f"{name!r} is an {model.application} model, not {kind}. "
+        raise ModelNotFound(f"{excerpt(name)!r} is an {model.application} model, not {kind}. "
                             f"{_available(session, kind)}", name=name, application=kind)
     return _version(model, number)
 
@@ -249,7 +249,7 @@ def delete_model(*, session: Session, name: str, force: bool = False) -> None:
     model_name, number = parse_reference(name)
     if number is not None:
         raise InvalidInput(f"Versions are immutable and deleted with their model: delete "
-                           f"{model_name!r} (all its versions), not {name!r}.")
+                           f"{model_name!r} (all its versions), not {excerpt(name)!r}.")
     model = _model(session, model_name)
     if model.is_system and not force:
         raise SystemModelProtected(

@@ -30,7 +30,7 @@ from engine.lake.ingest_jobs import IngestJobNotFound, background_for, ingest_or
 from engine.lake.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from engine.lake.statistics import analyze_if_stale, report_writes_at_commit
 from engine.lake.upload import Upload, ingest_uploads
-from engine.textformats import limits_of, load_json
+from engine.textformats import excerpt, limits_of, load_json
 
 router = APIRouter(tags=["collections"], route_class=JSONRoute)
 
@@ -94,8 +94,8 @@ def get_ingest_job(job_id: str, request: Request, _: WriteKey) -> IngestJobPubli
     """A background ingest's progress, and its report once it is done."""
     jobs = _ingest_jobs(request)
     if jobs is None:
-        raise IngestJobNotFound(f"No background ingest has id {job_id!r}: this engine has no "
-                                "broker to run them.", job_id=job_id)
+        raise IngestJobNotFound(f"No background ingest has id {excerpt(job_id)!r}: this engine "
+                                "has no broker to run them.", job_id=job_id)
     return jobs.jobs.get(job_id)
 
 
