@@ -701,3 +701,17 @@ def test_an_error_quotes_a_long_query_in_part(lake: Lake) -> None:
     error = _small_error(response, 400)
     assert error["code"] == "invalid_query"
     assert error["details"]["query"].endswith("…")
+
+
+def test_a_server_path_the_file_system_cannot_look_up_is_a_400(
+        lake: Lake, database: Callable[[], dict[str, str]]) -> None:
+    before = database()
+    for path in ("/tmp/" + "a" * 5000 + ".jpg", "/tmp/" + "/".join(["d" * 250] * 30) + "/a.jpg"):
+        response = httpx.post(f"{lake.url}{API}/collections/ingest", headers=_auth(lake.admin),
+                              json={"collection_name": "c2", "content_type": "image",
+                                    "entries": [{"path": path, "relative_path": "a.jpg"}]})
+        error = _small_error(response, 400)
+        assert error["code"] == "invalid_path"
+        assert "cannot be looked up on the engine's machine (File name too long)" in \
+            error["message"]
+    assert database() == before

@@ -36,6 +36,7 @@ from engine.lake.probe import (
 )
 from engine.lake.register import Probed, register
 from engine.storage import Storage, file_uri, split_s3
+from engine.textformats import excerpt
 from sdk.schemas import IngestEntry, IngestFailurePublic, IngestReport, IngestRequest
 
 if TYPE_CHECKING:
@@ -121,12 +122,18 @@ def local_candidates(entries: Sequence[IngestEntry], roots: Sequence[Path], *,
                             f"from ({os.pathsep.join(map(str, roots))}); move the files there "
                             "or add the folder to METALAKE_INGEST_ROOTS")
             continue
-        if not resolved.exists():
+        try:
+            exists, regular = resolved.exists(), resolved.is_file()
+        except OSError as exc:  # a name too long for the file system, a loop of links, ...
+            problems.append(f"{excerpt(entry.path)!r} cannot be looked up on the engine's "
+                            f"machine ({exc.strerror or type(exc).__name__})")
+            continue
+        if not exists:
             problems.append(f"{entry.path!r} does not exist on the engine's machine; the "
                             "engine registers files in place, so it must be able to read them "
                             "(or configure METALAKE_MANAGED_STORAGE_URL to upload copies)")
             continue
-        if not resolved.is_file():
+        if not regular:
             problems.append(f"{entry.path!r} is not a regular file; send the files inside it")
             continue
         candidates.append(Candidate(
