@@ -273,7 +273,7 @@ def bare_run(task: str, folder: Path, chunk_size: int, bundles_dir: Path) -> dic
     import numpy as np
     from PIL import Image, ImageOps
 
-    from engine.registry.contract import NPZ_CONTENT_TYPE, encode_batch
+    from engine.hosting.contract import NPZ_CONTENT_TYPE, encode_batch
     from tests.fixtures import bundles
 
     application, model, size, builder = TASKS[task]

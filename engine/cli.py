@@ -68,7 +68,7 @@ def down(
 def status() -> None:
     """Show each process of the local engine and its health; exit 1 if any is down."""
     from engine.config import Settings
-    from engine.registry.sandbox import Sandbox
+    from engine.hosting.sandbox import Sandbox
     from engine.runtime.supervisor import status as statuses
 
     settings = Settings()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.registry.contract import (
+from engine.hosting.contract import (
     AnnotationOutput,
     EmbeddingOutput,
     TagPrediction,

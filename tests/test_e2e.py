@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.db.models import File, Tag
-from engine.registry.contract import NPZ_CONTENT_TYPE, encode_batch
+from engine.hosting.contract import NPZ_CONTENT_TYPE, encode_batch
 from tests.fixtures.bundles import load_inference
 from tests.fixtures.plugin import (  # noqa: F401
     resnet50_random_bundle,

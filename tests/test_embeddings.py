@@ -18,7 +18,7 @@ from engine.db.models import Model, ModelVersion
 from engine.embeddings.indexing import build_due
 from engine.embeddings.store import write_embeddings
 from engine.errors import EmbeddingDimensionMismatch
-from engine.jobs.platforms.base import ModelVersionRef
+from engine.hosting.platforms.base import ModelVersionRef
 from sdk.errors import BadRequest, Conflict, NotFound
 from tests.embedding_factory import make_files
 from tests.test_indexing import building

@@ -32,8 +32,8 @@ from engine.errors import (
     ModelHostTimeout,
     ModelLoadFailed,
 )
-from engine.registry.contract import EmbeddingOutput, TagPrediction, encode_batch, validate_outputs
-from engine.registry.host import HostManager
+from engine.hosting.contract import EmbeddingOutput, TagPrediction, encode_batch, validate_outputs
+from engine.hosting.host import HostManager
 
 BUNDLES = Path(__file__).parent / "bundles"
 NPZ = "application/x-npz"
@@ -305,7 +305,7 @@ def test_hosts_exit_when_their_worker_dies(tmp_path: Path) -> None:
         import sys, time
         from pathlib import Path
         from engine.config import Settings
-        from engine.registry.host import HostManager
+        from engine.hosting.host import HostManager
         manager = HostManager.from_settings(Settings(home=Path({str(tmp_path)!r})))
         info = manager.ensure_started("echo@1", Path({str(BUNDLES / "echo")!r}), "")
         print(info.pid, flush=True)

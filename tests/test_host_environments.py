@@ -14,10 +14,10 @@ import pytest
 
 from engine.config import Settings
 from engine.errors import ModelEnvironmentFailed
-from engine.registry.contract import encode_batch, validate_outputs
-from engine.registry.environments import MARKER, EnvironmentCache, normalize_requirements
-from engine.registry.host import HostManager
-from engine.registry.hostenv import install_environ
+from engine.hosting.contract import encode_batch, validate_outputs
+from engine.hosting.environments import MARKER, EnvironmentCache, normalize_requirements
+from engine.hosting.host import HostManager
+from engine.hosting.hostenv import install_environ
 
 BUNDLE = Path(__file__).parent / "bundles" / "needs_tabulate"
 

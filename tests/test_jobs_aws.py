@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 import tests.worker
 from engine.config import Settings
 from engine.db.models import File, Model, ModelVersion, Tag
-from engine.jobs.platforms.sagemaker_naming import max_batch_images
+from engine.hosting.platforms.sagemaker_naming import max_batch_images
 from sdk.errors import BadRequest
 from tests.fixtures.plugin import shapes_detector, shapes_detector_bundle  # noqa: F401
 from tests.fixtures.shapes import scene

@@ -33,10 +33,10 @@ from engine.errors import (
     ModelCodeError,
     PlatformNotConfigured,
 )
-from engine.jobs.platforms.aws import AwsPlatform, SageMakerPlatform, check_configured
-from engine.jobs.platforms.base import ModelVersionRef
-from engine.jobs.platforms.sagemaker_naming import endpoint_name, max_batch_images
-from engine.registry.contract import TagPrediction, encode_batch, validate_outputs
+from engine.hosting.contract import TagPrediction, encode_batch, validate_outputs
+from engine.hosting.platforms.aws import AwsPlatform, SageMakerPlatform, check_configured
+from engine.hosting.platforms.base import ModelVersionRef
+from engine.hosting.platforms.sagemaker_naming import endpoint_name, max_batch_images
 from engine.storage import Storage, file_uri
 from sdk.packing import pack_bundle
 from tests.services import MotoServer
@@ -198,14 +198,14 @@ def test_a_half_created_endpoint_is_completed(
 # -- invocations --------------------------------------------------------------------------------
 @pytest.fixture
 def local_serve(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
-    """`python -m engine.registry.serve` (the container's program) for a bundle; its URL."""
+    """`python -m engine.hosting.serve` (the container's program) for a bundle; its URL."""
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(bundle: Path) -> str:
         port_file = tmp_path / "serve.port"
         log = (tmp_path / "serve.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "engine.registry.serve", "--model-dir", str(bundle),
+            [sys.executable, "-m", "engine.hosting.serve", "--model-dir", str(bundle),
              "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
             stdout=log, stderr=subprocess.STDOUT)
         processes.append(process)

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from engine.config import Settings
 from engine.db.models import File, Tag
 from engine.errors import ModelHostError
-from engine.registry.host import HostManager
-from engine.registry.sandbox import Sandbox
+from engine.hosting.host import HostManager
+from engine.hosting.sandbox import Sandbox
 from tests.fixtures.shapes import scene
 from tests.services import MotoServer
 from tests.worker import running_worker, settings, shared_envs_dir  # noqa: F401

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.registry.contract import TagPrediction, encode_batch, validate_outputs
+from engine.hosting.contract import TagPrediction, encode_batch, validate_outputs
 
 BUNDLES = Path(__file__).parent / "bundles"
 NPZ = {"Content-Type": "application/x-npz", "Accept": "application/json"}
@@ -28,14 +28,14 @@ Serve = Callable[[Path], str]
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
-    """Start `python -m engine.registry.serve` for a bundle; its URL. Stopped with SIGTERM."""
+    """Start `python -m engine.hosting.serve` for a bundle; its URL. Stopped with SIGTERM."""
     processes: list[subprocess.Popen[bytes]] = []
 
     def start(bundle: Path) -> str:
         port_file = tmp_path / f"port-{len(processes)}"
         log = (tmp_path / f"serve-{len(processes)}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "engine.registry.serve", "--model-dir", str(bundle),
+            [sys.executable, "-m", "engine.hosting.serve", "--model-dir", str(bundle),
              "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
             stdout=log, stderr=subprocess.STDOUT)
         processes.append(process)
@@ -192,7 +192,7 @@ def test_output_fn_values_are_serialised(serve: Serve, tmp_path: Path) -> None:
 
 
 def test_the_serving_program_imports_no_engine_services() -> None:
-    code = ("import sys, engine.registry.serve\n"
+    code = ("import sys, engine.hosting.serve\n"
             "heavy = ['sqlalchemy', 'celery', 'psycopg', 'engine.db', 'engine.config', "
             "'pydantic', 'numpy', 'boto3']\n"
             "print([name for name in heavy if name in sys.modules])")

@@ -39,12 +39,12 @@ from engine.db.analysis import Job, JobItem
 from engine.db.models import File, Model, ModelVersion
 from engine.db.session import database_errors, session_scope
 from engine.errors import ModelHostError
+from engine.hosting.contract import NPZ_CONTENT_TYPE, encode_batch, validate_outputs
+from engine.hosting.platforms.base import InferencePlatform, ModelVersionRef
+from engine.hosting.platforms.sagemaker_naming import DEFAULT_PARAMETERS_CHARS
 from engine.jobs import results
 from engine.jobs.context import WorkerContext
 from engine.jobs.media import Frame, MediaError, decode_image, load_video, read_file
-from engine.jobs.platforms.base import InferencePlatform, ModelVersionRef
-from engine.jobs.platforms.sagemaker_naming import DEFAULT_PARAMETERS_CHARS
-from engine.registry.contract import NPZ_CONTENT_TYPE, encode_batch, validate_outputs
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 from engine.config import Settings
 from engine.db.session import make_engine, make_session_factory
 from engine.errors import InvalidInput
-from engine.jobs.bundles import BundleCache
-from engine.jobs.platforms.base import InferencePlatform
+from engine.hosting.bundles import BundleCache
+from engine.hosting.platforms.base import InferencePlatform
 from engine.lake.probe import allow_pillow_pixels
 from engine.registry.store import registry_storage
 from engine.storage import Storage
@@ -40,13 +40,13 @@ class WorkerContext:
 
     def _make_platform(self, name: str) -> InferencePlatform:
         if name == "local":
-            from engine.jobs.platforms.local import LocalPlatform
-            from engine.registry.host import HostManager
+            from engine.hosting.host import HostManager
+            from engine.hosting.platforms.local import LocalPlatform
 
             return LocalPlatform(hosts=HostManager.from_settings(self.settings),
                                  bundles=self.bundles)
         if name == "aws":
-            from engine.jobs.platforms import aws  # the AWS platform module
+            from engine.hosting.platforms import aws  # the AWS platform module
 
             factory: Any = aws.AwsPlatform
             platform: InferencePlatform = factory.from_settings(self.settings,

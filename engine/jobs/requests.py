@@ -54,7 +54,7 @@ def platform_for(value: str | None, settings: Settings) -> str:
         raise UnknownPlatform(f"Unknown inference platform {value!r}: use 'local', 'aws' or "
                               "'use_env' (METALAKE_INFERENCE_PLATFORM).", platform=value)
     if name == "aws":
-        from engine.jobs.platforms.aws import check_configured
+        from engine.hosting.platforms.aws import check_configured
 
         check_configured(settings)
     return name
@@ -63,7 +63,7 @@ def platform_for(value: str | None, settings: Settings) -> str:
 def _fits_platform(job: ValidatedJob, settings: Settings) -> ValidatedJob:
     """On `aws`, one image at the job's input_resolution must fit in a request body."""
     if job.platform == "aws":
-        from engine.jobs.platforms.sagemaker_naming import max_batch_images
+        from engine.hosting.platforms.sagemaker_naming import max_batch_images
 
         width, height = job.params["input_resolution"]
         try:

@@ -16,8 +16,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from engine.db.models import Annotation, Tag
+from engine.hosting.contract import AnnotationOutput, TagPrediction
 from engine.jobs.media import Frame
-from engine.registry.contract import AnnotationOutput, TagPrediction
 
 
 @dataclass(frozen=True)

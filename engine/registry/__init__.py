@@ -1,4 +1,4 @@
-"""Model bundles: validation, packing, storage, versions, defaults, and the model host.
+"""Model bundles: validation, packing, storage, versions and defaults.
 
 - `archive`      safe extraction of an uploaded `.tar.gz`; reproducible packing
 - `bundle`       the bundle layout's rules (`validate_bundle`), checked once at registration
@@ -6,5 +6,6 @@
 - `store`        the registry service: register, resolve (`resolve_version`), list, get, delete
 - `defaults`     the system default models from `model_templates/`
 
-Importing this package imports nothing else: use the modules.
+Running a bundle is `engine.hosting`'s part. Importing this package imports nothing else: use
+the modules.
 """

@@ -11,7 +11,7 @@ with {"error": {"code": "model_error", "stage", "message", "traceback"}}: 400 fr
 500 from `predict_fn` / `output_fn`.
 
 Run locally as `metalake-serve --model-dir DIR --port P --host 127.0.0.1` (the engine's model
-host does this, see `engine.registry.host`); in a SageMaker bring-your-own-container image the
+host does this, see `engine.hosting.host`); in a SageMaker bring-your-own-container image the
 `serve` program runs it with the defaults /opt/ml/model and port 8080 ($SAGEMAKER_BIND_TO_PORT).
 
 Standard library only: it starts fast, and it runs inside the bundle's environment next to the

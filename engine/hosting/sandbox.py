@@ -218,7 +218,7 @@ def _add_mode(path: Path, bits: int) -> None:
 def _python_paths() -> list[Path]:
     """The interpreter and the packages a host imports (the engine's site-packages; a bundle
     environment's own packages come in `read_only`)."""
-    from engine.registry.environments import engine_site_dirs
+    from engine.hosting.environments import engine_site_dirs
 
     paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix)}
     paths.update(Path(d) for d in engine_site_dirs())

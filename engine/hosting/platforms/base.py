@@ -1,6 +1,6 @@
 """The interface every inference platform implements.
 
-A chunk encodes its images once (`engine.registry.contract.encode_batch`, content type
+A chunk encodes its images once (`engine.hosting.contract.encode_batch`, content type
 `application/x-npz`) and hands the same bytes to whichever platform the job runs on, so
 `local` and `aws` differ only in where the endpoint lives.
 """

@@ -42,8 +42,8 @@ from engine.errors import (
     PlatformNotConfigured,
     StorageError,
 )
-from engine.jobs.platforms.base import ModelVersionRef
-from engine.jobs.platforms.sagemaker_naming import (
+from engine.hosting.platforms.base import ModelVersionRef
+from engine.hosting.platforms.sagemaker_naming import (
     DEFAULT_PARAMETERS_CHARS,
     endpoint_name,
     max_batch_images,
@@ -344,7 +344,7 @@ def _aws_errors(name: str, version_key: str, stage: str) -> Iterator[None]:
 
 
 def _container_message(original: Any) -> str | None:
-    """The bundle's error, from the JSON body `engine.registry.serve` answers with."""
+    """The bundle's error, from the JSON body `engine.hosting.serve` answers with."""
     if not original:
         return None
     try:

@@ -1,6 +1,6 @@
 """One model host process, as the manager sees it, and the HTTP calls it answers.
 
-The host runs `engine/registry/serve.py` (boxed in by `sandbox.py` where it can be) in its own
+The host runs `engine/hosting/serve.py` (boxed in by `sandbox.py` where it can be) in its own
 process group and answers on a Unix socket. Killing it kills the group and every process
 below it, so processes the bundle's code started go too (a boxed host's children live in
 their own session, inside its PID namespace), and waits for it, so no zombie stays.

@@ -1,10 +1,10 @@
-"""`local`: the model host of this worker process (`engine.registry.host.HostManager`)."""
+"""`local`: the model host of this worker process (`engine.hosting.host.HostManager`)."""
 
 from __future__ import annotations
 
-from engine.jobs.bundles import BundleCache
-from engine.jobs.platforms.base import ModelVersionRef
-from engine.registry.host import HostManager
+from engine.hosting.bundles import BundleCache
+from engine.hosting.host import HostManager
+from engine.hosting.platforms.base import ModelVersionRef
 
 
 class LocalPlatform:

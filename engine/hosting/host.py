@@ -1,6 +1,6 @@
 """Model hosts: a bundle's code runs in its own process, never in the worker.
 
-A `HostManager` (one per worker process) starts `engine/registry/serve.py` for a model version
+A `HostManager` (one per worker process) starts `engine/hosting/serve.py` for a model version
 on first use, in the environment of the bundle's requirements (`environments.py`), with an
 allow-listed set of environment variables (`hostenv.py`), boxed in by `sandbox.py` where the
 machine allows it, in its own process group, output to `<home>/logs/hosts/<version>.log`. It
@@ -40,11 +40,11 @@ from engine.errors import (
     ModelHostTimeout,
     ModelLoadFailed,
 )
-from engine.registry import serve
-from engine.registry.environments import EnvironmentCache
-from engine.registry.host_process import HostProcess, ping, post, response_error
-from engine.registry.hostenv import host_environ, install_environ, parse_names
-from engine.registry.sandbox import ENV_DIR, MODEL_DIR, SERVE_FILE, SOCKET_DIR, Sandbox
+from engine.hosting import serve
+from engine.hosting.environments import EnvironmentCache
+from engine.hosting.host_process import HostProcess, ping, post, response_error
+from engine.hosting.hostenv import host_environ, install_environ, parse_names
+from engine.hosting.sandbox import ENV_DIR, MODEL_DIR, SERVE_FILE, SOCKET_DIR, Sandbox
 
 log = logging.getLogger(__name__)
 MAX_LOG_BYTES = 10 << 20
