@@ -92,9 +92,17 @@ def _json_module(data: str | bytes, what: str, limits: TextLimits) -> Any:
         return json.loads(data)
     except RecursionError as exc:
         raise too_deep(what, limits.max_depth) from exc
-    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
-        raise InvalidDocument(f"{what} is not valid JSON: {excerpt(str(exc))}.",
-                              document=what, reason="syntax") from exc
+    except ValueError as exc:  # JSONDecodeError, bytes that are not UTF-8, a huge number
+        raise not_json(what, exc) from exc
+
+
+def not_json(what: str, exc: ValueError) -> InvalidDocument:
+    if "digits" in str(exc) and not isinstance(exc, json.JSONDecodeError):
+        return InvalidDocument(  # int()'s limit of 4,300 digits (sys.get_int_max_str_digits)
+            f"{what} holds a number of more than 4,300 digits; no field takes one.",
+            document=what, reason="number_too_long")
+    return InvalidDocument(f"{what} is not valid JSON: {excerpt(str(exc))}.", document=what,
+                           reason="syntax")
 
 
 def depth_exceeds(value: Any, limit: int) -> bool:

@@ -597,6 +597,9 @@ def test_json_nested_thousands_deep_is_a_400_wherever_it_is_read(lake: Lake) -> 
         assert (error["code"], error["details"]["reason"]) == ("invalid_document", "too_deep")
         assert "request body is nested too deeply" in error["message"]
     assert httpx.post(search, content=shallow.encode(), headers=headers).status_code == 422
+    huge = '{"collection_id": ' + "9" * 5000 + "}"
+    error = _small_error(httpx.post(search, content=huge.encode(), headers=headers), 400)
+    assert "request body holds a number of more than 4,300 digits" in error["message"]
     response = httpx.get(f"{lake.url}{API}/items", params={"filter": deep},
                          headers=_auth(lake.read))
     error = _small_error(response, 400)

@@ -111,6 +111,13 @@ def test_json_is_read_as_the_json_module_reads_it() -> None:
     assert len(caught.value.message) < 400
 
 
+def test_a_number_int_cannot_read_is_named() -> None:
+    with pytest.raises(InvalidDocument) as caught:
+        load_json('{"id": ' + "9" * 5000 + "}", what="The filter")
+    assert caught.value.reason == "number_too_long"
+    assert "The filter holds a number of more than 4,300 digits" in caught.value.message
+
+
 def test_excerpts_and_reprs_are_short() -> None:
     assert excerpt("x" * 10) == "x" * 10
     assert excerpt("x" * 1000) == "x" * 200 + "…"

@@ -16,7 +16,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic_core import from_json
 
-from engine.textformats import depth_exceeds, too_deep
+from engine.textformats import depth_exceeds, not_json, too_deep
 
 # pydantic-core's parser refuses JSON nested deeper than this; the json module's fallback is
 # held to the same depth (it would go to ~1,000 and then raise RecursionError).
@@ -37,6 +37,10 @@ class FastJSONRequest(Request):
                     self._json = json.loads(body)  # the json module's own error and position
                 except RecursionError as deep:
                     raise too_deep(BODY, BODY_MAX_DEPTH) from deep
+                except json.JSONDecodeError:
+                    raise  # FastAPI's 422 naming the position
+                except ValueError as other:  # not UTF-8, a number of over 4,300 digits
+                    raise not_json(BODY, other) from other
                 if depth_exceeds(self._json, BODY_MAX_DEPTH):
                     raise too_deep(BODY, BODY_MAX_DEPTH) from None
         return self._json
