@@ -30,12 +30,16 @@ from engine.errors import (
     EndpointRejected,
     EndpointSetupFailed,
     EndpointThrottled,
+    InvalidInput,
     ModelCodeError,
     PlatformNotConfigured,
+    UnknownPlatform,
 )
+from engine.hosting.bundles import BundleCache
 from engine.hosting.contract import TagPrediction, encode_batch, validate_outputs
-from engine.hosting.platforms.aws import AwsPlatform, SageMakerPlatform, check_configured
+from engine.hosting.platforms.aws import SageMakerPlatform, check_configured
 from engine.hosting.platforms.base import ModelVersionRef
+from engine.hosting.platforms.factory import platform_named, platform_type
 from engine.hosting.platforms.sagemaker_naming import endpoint_name, max_batch_images
 from engine.storage import Storage, file_uri
 from sdk.packing import pack_bundle
@@ -291,7 +295,7 @@ def test_an_oversized_body_is_refused_before_anything_is_sent(
     assert caught.value.status_code == 413
     assert not calls
     assert not setup
-    assert platform.max_batch_images(32, 24) < 20
+    assert platform.images_per_request(32, 24, {}, at_most=20) < 20
 
 
 def _answer_with_error(client: Any, status: int, error: dict[str, Any]) -> None:
@@ -376,7 +380,25 @@ def test_max_batch_images_leaves_room_for_a_prompt() -> None:
 
 
 def test_the_workers_entry_point_builds_the_platform(aws_settings: Settings) -> None:
-    platform = AwsPlatform.from_settings(aws_settings, bundles=None)
+    bundles = BundleCache.from_settings(aws_settings, Storage.from_settings(aws_settings))
+    platform = platform_named("aws", aws_settings, bundles=bundles)
     assert isinstance(platform, SageMakerPlatform)
     assert platform.name == "aws"
     platform.close()
+
+
+def test_platforms_by_name_carry_their_request_limits(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", sagemaker_max_payload_bytes=40_000)
+    local = platform_type("local")
+    local.check_settings(settings)
+    local.check_request(settings, 1024, 1024)  # a local request has no size limit
+    aws = platform_type("aws")
+    aws.check_request(settings, 32, 24)
+    with pytest.raises(InvalidInput, match="smaller input_resolution") as refused:
+        aws.check_request(settings, 1024, 1024)
+    assert refused.value.status_code == 400
+    assert refused.value.details["input_resolution"] == [1024, 1024]
+    with pytest.raises(PlatformNotConfigured):
+        aws.check_settings(settings)
+    with pytest.raises(UnknownPlatform):
+        platform_type("azure")

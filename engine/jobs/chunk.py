@@ -2,8 +2,8 @@
 
 1. read the chunk's pending items (none, or the job cancelled: nothing to do);
 2. fetch and decode the files, one batched request per `request_batch_size` frames to the
-   job's platform (on `aws`, fewer frames per request when that many would exceed
-   METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES: `_request_size`), validate the outputs item by item.
+   job's platform (fewer when the platform's request size limit says so:
+   `InferencePlatform.images_per_request`), validate the outputs item by item.
    The requests are pipelined (`_infer`): while the model host runs one request, helper
    threads (niced, so they take the cores inference leaves idle rather than slowing it)
    fetch and decode the next requests' files and validate the previous request's outputs,
@@ -22,7 +22,6 @@ Each chunk logs one line with its outcome and seconds per stage (`Stages`).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -40,8 +39,7 @@ from engine.db.models import File, Model, ModelVersion
 from engine.db.session import database_errors, session_scope
 from engine.errors import ModelHostError
 from engine.hosting.contract import NPZ_CONTENT_TYPE, encode_batch, validate_outputs
-from engine.hosting.platforms.base import InferencePlatform, ModelVersionRef
-from engine.hosting.platforms.sagemaker_naming import DEFAULT_PARAMETERS_CHARS
+from engine.hosting.platforms.base import ModelVersionRef
 from engine.jobs import results
 from engine.jobs.context import WorkerContext
 from engine.jobs.media import Frame, MediaError, decode_image, load_video, read_file
@@ -112,17 +110,6 @@ def _load(session: Session, job_id: int, chunk: int) -> tuple[_Plan | None, list
                           sha256=version.sha256, embedding_dim=version.embedding_dim)
     return _Plan(job_id, job.kind, job.platform, dict(job.params), ref,
                  version.label_list), items
-
-
-def _request_size(platform: InferencePlatform, chunk_size: int, width: int, height: int,
-                  parameters: dict[str, Any]) -> int:
-    """Frames per request: the whole chunk, or on a platform with a request size limit (`aws`:
-    `max_batch_images`) as many as fit. Raises EndpointPayloadTooLarge when not one does."""
-    limit = getattr(platform, "max_batch_images", None)
-    if limit is None:
-        return chunk_size
-    chars = max(DEFAULT_PARAMETERS_CHARS, len(json.dumps(parameters)))
-    return max(1, min(chunk_size, int(limit(width, height, parameters_chars=chars))))
 
 
 # Niceness of the chunk's helper threads (decode, output checks). The model host's inference
@@ -197,8 +184,9 @@ def _infer(context: WorkerContext, plan: _Plan, items: list[_Item], stages: Stag
         parameters["prompt"] = plan.params["prompt"]
     platform = context.platform(plan.platform)
     try:
-        size = _request_size(platform, min(settings.chunk_size, settings.request_batch_size),
-                             width, height, parameters)
+        size = platform.images_per_request(
+            width, height, parameters,
+            at_most=min(settings.chunk_size, settings.request_batch_size))
     except ModelHostError as exc:
         _decode(context, plan, items, stages)  # a file's own error comes first
         for item in items:

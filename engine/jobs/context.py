@@ -8,13 +8,13 @@ when the process shuts down; kept on the Celery app, never in a module global.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from engine.config import Settings
 from engine.db.session import make_engine, make_session_factory
 from engine.errors import InvalidInput
 from engine.hosting.bundles import BundleCache
 from engine.hosting.platforms.base import InferencePlatform
+from engine.hosting.platforms.factory import platform_named
 from engine.lake.probe import allow_pillow_pixels
 from engine.registry.store import registry_storage
 from engine.storage import Storage
@@ -35,24 +35,8 @@ class WorkerContext:
 
     def platform(self, name: str) -> InferencePlatform:
         if name not in self._platforms:
-            self._platforms[name] = self._make_platform(name)
+            self._platforms[name] = platform_named(name, self.settings, bundles=self.bundles)
         return self._platforms[name]
-
-    def _make_platform(self, name: str) -> InferencePlatform:
-        if name == "local":
-            from engine.hosting.host import HostManager
-            from engine.hosting.platforms.local import LocalPlatform
-
-            return LocalPlatform(hosts=HostManager.from_settings(self.settings),
-                                 bundles=self.bundles)
-        if name == "aws":
-            from engine.hosting.platforms import aws  # the AWS platform module
-
-            factory: Any = aws.AwsPlatform
-            platform: InferencePlatform = factory.from_settings(self.settings,
-                                                                bundles=self.bundles)
-            return platform
-        raise InvalidInput(f"Unknown inference platform {name!r}.")
 
     def close(self) -> None:
         for platform in self._platforms.values():

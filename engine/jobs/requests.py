@@ -16,10 +16,10 @@ from engine.config import Settings
 from engine.db.models import CONTENT_TYPES, ModelVersion
 from engine.errors import (
     CollectionNotFound,
-    EndpointPayloadTooLarge,
     InvalidInput,
     UnknownPlatform,
 )
+from engine.hosting.platforms.factory import platform_type
 from engine.lake.collections import get_collection
 from engine.query import file_conditions
 from engine.registry.store import resolve_version
@@ -53,25 +53,14 @@ def platform_for(value: str | None, settings: Settings) -> str:
     elif name not in PLATFORMS:
         raise UnknownPlatform(f"Unknown inference platform {value!r}: use 'local', 'aws' or "
                               "'use_env' (METALAKE_INFERENCE_PLATFORM).", platform=value)
-    if name == "aws":
-        from engine.hosting.platforms.aws import check_configured
-
-        check_configured(settings)
+    platform_type(name).check_settings(settings)
     return name
 
 
 def _fits_platform(job: ValidatedJob, settings: Settings) -> ValidatedJob:
-    """On `aws`, one image at the job's input_resolution must fit in a request body."""
-    if job.platform == "aws":
-        from engine.hosting.platforms.sagemaker_naming import max_batch_images
-
-        width, height = job.params["input_resolution"]
-        try:
-            max_batch_images(width, height,
-                             max_payload_bytes=settings.sagemaker_max_payload_bytes)
-        except EndpointPayloadTooLarge as exc:
-            raise InvalidInput(exc.message, input_resolution=[width, height],
-                               limit=settings.sagemaker_max_payload_bytes) from exc
+    """One image at the job's input_resolution must fit in a request to its platform."""
+    width, height = job.params["input_resolution"]
+    platform_type(job.platform).check_request(settings, width, height)
     return job
 
 

@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -39,9 +39,11 @@ from engine.errors import (
     EndpointRejected,
     EndpointSetupFailed,
     EndpointThrottled,
+    InvalidInput,
     PlatformNotConfigured,
     StorageError,
 )
+from engine.hosting.bundles import BundleCache
 from engine.hosting.platforms.base import ModelVersionRef
 from engine.hosting.platforms.sagemaker_naming import (
     DEFAULT_PARAMETERS_CHARS,
@@ -99,9 +101,24 @@ class SageMakerPlatform:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, bundles: object = None) -> SageMakerPlatform:
-        """The worker's entry point (`engine.jobs.context`). `bundles` (the worker's unpacked
-        bundle cache) is not needed: the endpoint gets the stored archive itself."""
+    def check_settings(cls, settings: Settings) -> None:
+        check_configured(settings)
+
+    @classmethod
+    def check_request(cls, settings: Settings, width: int, height: int) -> None:
+        """One image at the job's input_resolution must fit in a request body."""
+        try:
+            max_batch_images(width, height,
+                             max_payload_bytes=settings.sagemaker_max_payload_bytes)
+        except EndpointPayloadTooLarge as exc:
+            raise InvalidInput(exc.message, input_resolution=[width, height],
+                               limit=settings.sagemaker_max_payload_bytes) from exc
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *,
+                      bundles: BundleCache | None = None) -> SageMakerPlatform:
+        """The worker's entry point. `bundles` (the worker's unpacked bundle cache) is not
+        needed: the endpoint gets the stored archive itself."""
         return cls(settings, Storage.from_settings(settings))
 
     # -- clients (built on first use, never at import) ----------------------------------------
@@ -126,12 +143,13 @@ class SageMakerPlatform:
                           read_timeout=read_timeout, max_pool_connections=16))
 
     # -- the platform -------------------------------------------------------------------------
-    def max_batch_images(self, width: int, height: int,
-                         parameters_chars: int = DEFAULT_PARAMETERS_CHARS) -> int:
-        """Images of this size per request within METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES (see
-        `sagemaker_naming.max_batch_images`): the jobs size their requests with it."""
-        return max_batch_images(width, height, parameters_chars=parameters_chars,
-                                max_payload_bytes=self.settings.sagemaker_max_payload_bytes)
+    def images_per_request(self, width: int, height: int, parameters: Mapping[str, Any], *,
+                           at_most: int) -> int:
+        """As many as fit in METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES (`max_batch_images`)."""
+        chars = max(DEFAULT_PARAMETERS_CHARS, len(json.dumps(parameters)))
+        fit = max_batch_images(width, height, parameters_chars=chars,
+                               max_payload_bytes=self.settings.sagemaker_max_payload_bytes)
+        return max(1, min(at_most, fit))
 
     def invoke(self, version: ModelVersionRef, body: bytes, content_type: str,
                accept: str = "application/json") -> bytes:
@@ -352,6 +370,3 @@ def _container_message(original: Any) -> str | None:
         return f"{error.get('stage', 'the bundle')}: {error['message']}"
     except (ValueError, KeyError, TypeError):
         return str(original)
-
-
-AwsPlatform = SageMakerPlatform  # the name `engine.jobs.context` builds the `aws` platform by

@@ -1,7 +1,11 @@
-"""`local`: the model host of this worker process (`engine.hosting.host.HostManager`)."""
+"""`local`: the model hosts of this worker process (`engine.hosting.host.HostManager`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from engine.config import Settings
 from engine.hosting.bundles import BundleCache
 from engine.hosting.host import HostManager
 from engine.hosting.platforms.base import ModelVersionRef
@@ -14,9 +18,25 @@ class LocalPlatform:
         self._hosts = hosts
         self._bundles = bundles
 
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        """Nothing to configure: the hosts run on the worker's machine."""
+
+    @classmethod
+    def check_request(cls, settings: Settings, width: int, height: int) -> None:
+        """Any size fits: a local request has no size limit."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, bundles: BundleCache) -> LocalPlatform:
+        return cls(hosts=HostManager.from_settings(settings), bundles=bundles)
+
     @property
     def warning(self) -> str | None:
         return self._hosts.sandbox.warning
+
+    def images_per_request(self, width: int, height: int, parameters: Mapping[str, Any], *,
+                           at_most: int) -> int:
+        return max(1, at_most)
 
     def invoke(self, version: ModelVersionRef, body: bytes, content_type: str,
                accept: str = "application/json") -> bytes:
