@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine.cli_common import echo_err, parse_json_option
+from sdk.vocabulary import JobStatus
 
 if TYPE_CHECKING:
     from sdk import Client
@@ -27,7 +28,7 @@ jobs_app = typer.Typer(
     help="Analysis jobs: list, show, wait for, cancel, retry failed items, resume, and "
          "accept or reject a preview job's proposed annotations.", no_args_is_help=True)
 
-FAILED_EXIT_STATUSES = ("failed", "cancelled")
+FAILED_EXIT_STATUSES = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 def register_job_commands(app: typer.Typer) -> None:

@@ -11,17 +11,21 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
+# The job vocabulary, re-exported: `from sdk.schemas import JobStatus` keeps working.
+from sdk.vocabulary import APPLICATION_SPELLINGS as APPLICATION_SPELLINGS
+from sdk.vocabulary import FINISHED_JOB_STATUSES as FINISHED_JOB_STATUSES
+from sdk.vocabulary import Application as Application
+from sdk.vocabulary import ItemStatus as ItemStatus
+from sdk.vocabulary import JobKind as JobKind
+from sdk.vocabulary import JobStatus as JobStatus
+from sdk.vocabulary import Platform as Platform
+from sdk.vocabulary import PlatformChoice as PlatformChoice
+
 ContentType = Literal["image", "video"]
 AnnotationShape = Literal["box", "polygon", "tag", "keypoints"]
 AnnotationSource = Literal["raw", "human", "machine"]
 AnnotationStatus = Literal["applied", "proposed"]
 Scope = Literal["read", "write", "admin"]
-Application = Literal["autotagging", "auto_annotation", "embedding"]
-# Accepted spellings of each application (the seed SDK writes both autotagging and auto_tagging).
-APPLICATION_SPELLINGS: dict[str, Application] = {
-    "autotagging": "autotagging", "auto_tagging": "autotagging",
-    "auto_annotation": "auto_annotation", "embedding": "embedding",
-}
 
 T = TypeVar("T")
 
@@ -346,10 +350,6 @@ class ModelDetails(ModelPublic):
 
 
 # -- analysis jobs (section 7 of the SDK manual) -------------------------------------------------
-JobKind = Literal["autotagging", "auto_annotation", "embedding", "embedding_import"]
-JobStatus = Literal["queued", "running", "succeeded", "partially_failed", "failed", "cancelled"]
-FINISHED_JOB_STATUSES: tuple[JobStatus, ...] = ("succeeded", "partially_failed", "failed",
-                                                "cancelled")
 MAX_JOB_WAIT = 60.0  # seconds GET /jobs/{id}?wait= may hold an answer (`wait_for_job`)
 
 
@@ -413,7 +413,7 @@ class JobPublic(Schema):
     job_id: int
     kind: JobKind
     status: JobStatus
-    platform: str
+    platform: Platform
     model: str | None = Field(default=None, description="`name@N` of the model version run.")
     collection_id: int | None = None
     params: dict[str, Any] = Field(default_factory=dict)

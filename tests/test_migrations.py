@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from enum import StrEnum
 
 import psycopg
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -15,6 +18,7 @@ from engine.db import analysis, models  # noqa: F401
 from engine.db.base import Base
 from engine.db.migrate import alembic_config
 from engine.db.session import sqlalchemy_url
+from sdk.vocabulary import Application, ItemStatus, JobKind, JobStatus, Platform
 
 
 def test_migrated_schema_matches_the_models(template_db: str) -> None:
@@ -28,6 +32,19 @@ def test_migrated_schema_matches_the_models(template_db: str) -> None:
     assert diff == [], f"models and migrations differ: {diff}"
     assert vector is not None
     assert vector.startswith("0.8")
+
+
+@pytest.mark.parametrize(("constraint", "vocabulary"), [
+    ("ck_jobs_kind", JobKind), ("ck_jobs_status", JobStatus), ("ck_jobs_platform", Platform),
+    ("ck_job_items_status", ItemStatus), ("ck_models_application", Application)])
+def test_check_constraints_list_the_vocabulary(template_db: str, constraint: str,
+                                               vocabulary: type[StrEnum]) -> None:
+    """The migrated database accepts exactly the values of the enum the code uses."""
+    with psycopg.connect(template_db) as conn:
+        row = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                           "WHERE conname = %s", (constraint,)).fetchone()
+    assert row is not None, f"{constraint} is missing"
+    assert re.findall(r"'([^']*)'", row[0]) == [member.value for member in vocabulary]
 
 
 def test_downgrade_to_base_and_back(postgres_server_url: str) -> None:

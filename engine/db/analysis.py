@@ -36,19 +36,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db.base import Base, created_at_column
 from engine.db.models import _in
-
-JOB_KINDS = ("autotagging", "auto_annotation", "embedding", "embedding_import")
-JOB_STATUSES = ("queued", "running", "succeeded", "partially_failed", "failed", "cancelled")
-ITEM_STATUSES = ("pending", "done", "failed", "cancelled")
-PLATFORMS = ("local", "aws", "none")
+from sdk.vocabulary import ItemStatus, JobKind, JobStatus, Platform
 
 
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(_in("kind", JOB_KINDS), name="kind"),
-        CheckConstraint(_in("status", JOB_STATUSES), name="status"),
-        CheckConstraint(_in("platform", PLATFORMS), name="platform"),
+        CheckConstraint(_in("kind", JobKind), name="kind"),
+        CheckConstraint(_in("status", JobStatus), name="status"),
+        CheckConstraint(_in("platform", Platform), name="platform"),
         Index("ix_jobs_status", "status"),
         # insert_image_embeddings_batch(..., session_id) groups calls into one job record.
         Index("uq_jobs_session_id", "session_id", unique=True,
@@ -81,7 +77,7 @@ class Job(Base):
 class JobItem(Base):
     __tablename__ = "job_items"
     __table_args__ = (
-        CheckConstraint(_in("status", ITEM_STATUSES), name="status"),
+        CheckConstraint(_in("status", ItemStatus), name="status"),
         UniqueConstraint("job_id", "file_id"),
         Index("ix_job_items_job_id_chunk", "job_id", "chunk"),
         Index("ix_job_items_job_id_status", "job_id", "status"),

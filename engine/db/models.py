@@ -7,6 +7,7 @@ their own. The lake's `model_version_id` and `job_id` columns are where those at
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -29,17 +30,18 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db.base import Base, created_at_column
+from sdk.vocabulary import Application
 
 CONTENT_TYPES = ("image", "video")
 ANNOTATION_SHAPES = ("box", "polygon", "tag", "keypoints")
 ANNOTATION_SOURCES = ("raw", "human", "machine")
 ANNOTATION_STATUSES = ("applied", "proposed")
 SCOPES = ("read", "write", "admin")
-APPLICATIONS = ("autotagging", "auto_annotation", "embedding")
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+def _in(column: str, values: Iterable[str]) -> str:
+    """A CHECK that `column` holds one of `values` (a tuple, or a StrEnum's members)."""
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 collection_files = Table(
@@ -193,7 +195,7 @@ class Model(Base):
 
     __tablename__ = "models"
     __table_args__ = (
-        CheckConstraint(_in("application", APPLICATIONS), name="application"),
+        CheckConstraint(_in("application", Application), name="application"),
         # At most one system default per application.
         Index("uq_models_system_default", "application", unique=True,
               postgresql_where=text("is_system_default")),

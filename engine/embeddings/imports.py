@@ -19,8 +19,9 @@ from engine.db.analysis import EmbeddingSpace, Job
 from engine.embeddings import spaces, store
 from engine.errors import Conflict, EmbeddingBatchTooLarge, InvalidEmbeddings
 from sdk.schemas import MAX_EMBEDDING_BATCH, EmbeddingBatch, EmbeddingBatchResult
+from sdk.vocabulary import JobKind, JobStatus, Platform
 
-KIND = "embedding_import"
+KIND = JobKind.EMBEDDING_IMPORT
 
 
 def _dimension(vector_dimension: list[int]) -> int:
@@ -36,7 +37,7 @@ def _job(session: Session, session_id: str, space: EmbeddingSpace, count: int) -
     now = func.now()
     params: dict[str, Any] = {"model_name": space.name, "space": space.name}
     statement = insert(Job).values(
-        kind=KIND, platform="none", status="succeeded", params=params,
+        kind=KIND, platform=Platform.NONE, status=JobStatus.SUCCEEDED, params=params,
         model_version_id=space.model_version_id, session_id=session_id or None,
         total=count, done=count, started_at=now, finished_at=now)
     if session_id:

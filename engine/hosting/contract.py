@@ -28,31 +28,26 @@ import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias, cast
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from sdk.vocabulary import APPLICATION_SPELLINGS, Application
+
 NPZ_CONTENT_TYPE = "application/x-npz"
 JSON_CONTENT_TYPE = "application/json"
 
-Application: TypeAlias = Literal["autotagging", "embedding", "auto_annotation"]
-_APPLICATIONS: dict[str, Application] = {
-    "autotagging": "autotagging",
-    "auto_tagging": "autotagging",  # the seed spells it both ways
-    "embedding": "embedding",
-    "auto_annotation": "auto_annotation",
-}
 TAG_ROW = "[x1, y1, x2, y2, conf, cls]"
 BOX_ROW = "[x1, y1, x2, y2]"
 
 
 def normalize_application(name: str) -> Application:
     try:
-        return _APPLICATIONS[name]
+        return APPLICATION_SPELLINGS[name]
     except KeyError:
         raise ValueError(
-            f"unknown application {name!r}; expected one of {sorted(_APPLICATIONS)}"
+            f"unknown application {name!r}; expected one of {sorted(APPLICATION_SPELLINGS)}"
         ) from None
 
 
@@ -231,7 +226,7 @@ def validate_outputs(
             outcomes.append(ItemOutcome(index, error=f"item {index}: {exc}"))
         else:
             outcomes.append(ItemOutcome(index, output=output))
-    if app == "embedding":
+    if app == Application.EMBEDDING:
         outcomes = _check_dimensions(outcomes, embedding_dim)
     return outcomes
 
@@ -269,9 +264,9 @@ def _parse_item(app: Application, item: Any, num_classes: int | None) -> ModelOu
             raise _Malformed(f"the output is a string that is not JSON ({exc})") from exc
     if not isinstance(item, dict):
         raise _Malformed(f"expected a JSON object, got a JSON {_kind(item)}")
-    if app == "autotagging":
+    if app == Application.AUTOTAGGING:
         return _parse_tags(item, num_classes)
-    if app == "embedding":
+    if app == Application.EMBEDDING:
         return EmbeddingOutput(embedding=_numbers(_require(item, "embedding", "[float, ...]"),
                                                   "'embedding'", non_empty=True))
     return _parse_annotation(item)

@@ -14,11 +14,13 @@ from sqlalchemy.orm import Session
 from engine.db.analysis import Job, JobItem
 from engine.db.models import File, collection_files
 from engine.query import file_conditions
+from sdk.vocabulary import ItemStatus, JobStatus
 
 
 def pending_chunks(session: Session, job_id: int) -> list[int]:
     return list(session.scalars(select(JobItem.chunk).distinct()
-                                .where(JobItem.job_id == job_id, JobItem.status == "pending")
+                                .where(JobItem.job_id == job_id,
+                                       JobItem.status == ItemStatus.PENDING)
                                 .order_by(JobItem.chunk)))
 
 
@@ -41,19 +43,20 @@ def count_selected(session: Session, params: dict[str, Any], collection_id: int 
 def plan_job(*, session: Session, job_id: int, chunk_size: int) -> list[int]:
     """Create the job's items (once) and return the chunk numbers to run."""
     job = session.get(Job, job_id, with_for_update=True)
-    if job is None or job.cancel_requested or job.status not in ("queued", "running"):
+    if (job is None or job.cancel_requested
+            or job.status not in (JobStatus.QUEUED, JobStatus.RUNNING)):
         return []
-    if job.status == "running":
+    if job.status == JobStatus.RUNNING:
         return pending_chunks(session, job_id)
     conditions = selected_files(job.params, job.collection_id)
     number = func.row_number().over(order_by=File.id) - 1
     selection = select(File.id, literal(job_id), number // chunk_size).where(*conditions)
     session.execute(insert(JobItem).from_select(["file_id", "job_id", "chunk"], selection))
     total = session.scalar(select(func.count()).where(JobItem.job_id == job_id)) or 0
-    values: dict[str, object] = {"total": total, "status": "running",
+    values: dict[str, object] = {"total": total, "status": JobStatus.RUNNING,
                                  "started_at": func.now()}
     if total == 0:
-        values.update(status="succeeded", finished_at=func.now())
+        values.update(status=JobStatus.SUCCEEDED, finished_at=func.now())
     session.execute(update(Job).where(Job.id == job_id).values(**values))
     return pending_chunks(session, job_id)
 
@@ -62,7 +65,7 @@ def fail_job(*, session: Session, job_id: int, reason: str) -> None:
     """A job that could not be planned: failed, with `reason` (only while still queued: a
     running job's chunks are out and finish it)."""
     job = session.get(Job, job_id, with_for_update=True)
-    if job is None or job.status != "queued":
+    if job is None or job.status != JobStatus.QUEUED:
         return
-    job.status, job.error = "failed", reason
+    job.status, job.error = JobStatus.FAILED, reason
     job.finished_at = func.now()  # type: ignore[assignment]

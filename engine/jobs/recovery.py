@@ -56,6 +56,7 @@ from engine.db.analysis import Job, JobChunk, JobItem
 from engine.db.session import make_session_factory, session_scope, sqlalchemy_url
 from engine.embeddings.indexing import request_builds
 from engine.jobs.dispatch import Dispatcher
+from sdk.vocabulary import ItemStatus, JobStatus
 
 log = logging.getLogger(__name__)
 SWEEP_LIMIT = 500  # lapsed leases handled per sweep (the next sweep takes the rest)
@@ -193,13 +194,15 @@ def recover_lapsed(session: Session, dispatcher: Dispatcher, *, limit: int = SWE
     keys = [(row.job_id, row.chunk) for row in lapsed]
     planning = [job for job, chunk in keys if chunk == PLAN_CHUNK]
     plans = list(session.scalars(
-        select(Job.id).where(Job.id.in_(planning), Job.status.in_(("queued", "running")),
+        select(Job.id).where(Job.id.in_(planning),
+                             Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)),
                              Job.cancel_requested.is_(False)).order_by(Job.id))) if planning else []
     pending = session.execute(
         select(JobItem.job_id, JobItem.chunk).distinct()
         .join(Job, Job.id == JobItem.job_id)
-        .where(tuple_(JobItem.job_id, JobItem.chunk).in_(keys), JobItem.status == "pending",
-               Job.status == "running", Job.cancel_requested.is_(False))).all()
+        .where(tuple_(JobItem.job_id, JobItem.chunk).in_(keys),
+               JobItem.status == ItemStatus.PENDING, Job.status == JobStatus.RUNNING,
+               Job.cancel_requested.is_(False))).all()
     resend: dict[int, list[int]] = {}
     for job_id, chunk in sorted((row.job_id, row.chunk) for row in pending):
         resend.setdefault(job_id, []).append(chunk)
@@ -231,7 +234,7 @@ def resumable_chunks(session: Session, job_id: int) -> list[int]:
         JobChunk.lease_expires_at >= func.now())
     return list(session.scalars(
         select(JobItem.chunk).distinct()
-        .where(JobItem.job_id == job_id, JobItem.status == "pending",
+        .where(JobItem.job_id == job_id, JobItem.status == ItemStatus.PENDING,
                JobItem.chunk.not_in(running))
         .order_by(JobItem.chunk)))
 

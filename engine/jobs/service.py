@@ -18,9 +18,13 @@ from engine.jobs.recovery import resumable_chunks
 from engine.jobs.requests import ValidatedJob
 from sdk.schemas import (
     FINISHED_JOB_STATUSES,
+    ItemStatus,
     JobItemError,
+    JobKind,
     JobPublic,
+    JobStatus,
     JobSubmitted,
+    Platform,
     ProposalReport,
 )
 
@@ -33,17 +37,18 @@ def submit(*, session: Session, job: ValidatedJob, dispatcher: Dispatcher) -> Jo
     total = count_selected(session, job.params, job.collection_id)
     row = Job(kind=job.kind, platform=job.platform, params=job.params,
               model_version_id=job.version.id, collection_id=job.collection_id,
-              status="queued", total=total)
+              status=JobStatus.QUEUED, total=total)
     session.add(row)
     session.commit()
     try:
         dispatcher.plan(row.id)
     except Exception as exc:  # the broker refused: the job can never start, say so
-        row.status, row.error, row.finished_at = "failed", f"could not enqueue: {exc}", func.now()
+        row.status, row.error = JobStatus.FAILED, f"could not enqueue: {exc}"
+        row.finished_at = func.now()  # type: ignore[assignment]
         session.commit()
         raise ServiceUnavailable(f"The job queue is unavailable ({exc}); retry shortly.",
                                  job_id=row.id) from exc
-    return JobSubmitted(job_id=row.id, status="queued", total=total)
+    return JobSubmitted(job_id=row.id, status=JobStatus.QUEUED, total=total)
 
 
 def _job(session: Session, job_id: int, *, lock: bool = False) -> Job:
@@ -64,10 +69,11 @@ def _public(session: Session, job: Job, *, errors: bool) -> JobPublic:
     if errors and job.failed:
         rows = session.execute(
             select(File.unique_name, JobItem.error).join(File, File.id == JobItem.file_id)
-            .where(JobItem.job_id == job.id, JobItem.status == "failed")
+            .where(JobItem.job_id == job.id, JobItem.status == ItemStatus.FAILED)
             .order_by(JobItem.id).limit(MAX_ERRORS_SHOWN))
         failed = [JobItemError(unique_name=r.unique_name, error=r.error or "") for r in rows]
-    return JobPublic(job_id=job.id, kind=job.kind, status=job.status, platform=job.platform,  # type: ignore[arg-type]
+    return JobPublic(job_id=job.id, kind=JobKind(job.kind), status=JobStatus(job.status),
+                     platform=Platform(job.platform),
                      model=model, collection_id=job.collection_id, params=job.params,
                      total=job.total, done=job.done, failed=job.failed,
                      cancel_requested=job.cancel_requested, error=job.error, errors=failed,
@@ -97,11 +103,11 @@ def cancel_job(*, session: Session, job_id: int) -> JobPublic:
     job = _job(session, job_id, lock=True)
     if job.status not in FINISHED_JOB_STATUSES:
         job.cancel_requested = True
-        job.status = "cancelled"
+        job.status = JobStatus.CANCELLED
         job.finished_at = func.now()  # type: ignore[assignment]
         session.execute(update(JobItem).where(JobItem.job_id == job.id,
-                                              JobItem.status == "pending")
-                        .values(status="cancelled", updated_at=func.now()))
+                                              JobItem.status == ItemStatus.PENDING)
+                        .values(status=ItemStatus.CANCELLED, updated_at=func.now()))
     session.flush()
     session.refresh(job)
     return _public(session, job, errors=True)
@@ -115,12 +121,12 @@ def retry_failed(*, session: Session, job_id: int, dispatcher: Dispatcher) -> Jo
                               "has finished (wait_for_job) or after cancelling it.",
                               job_id=job_id, status=job.status)
     chunks = list(session.scalars(
-        update(JobItem).where(JobItem.job_id == job.id, JobItem.status == "failed")
-        .values(status="pending", error=None, updated_at=func.now())
+        update(JobItem).where(JobItem.job_id == job.id, JobItem.status == ItemStatus.FAILED)
+        .values(status=ItemStatus.PENDING, error=None, updated_at=func.now())
         .returning(JobItem.chunk)))
     if chunks:
         job.failed = Job.failed - len(chunks)  # type: ignore[assignment]
-        job.status, job.cancel_requested, job.error = "running", False, None
+        job.status, job.cancel_requested, job.error = JobStatus.RUNNING, False, None
         job.finished_at = None
     session.commit()
     if chunks:
@@ -137,9 +143,9 @@ def resume_job(*, session: Session, job_id: int, dispatcher: Dispatcher) -> JobP
     returned as it is (`retry_failed` runs its failed items again)."""
     job = _job(session, job_id, lock=True)
     chunks: list[int] = []
-    if job.status == "running" and not job.cancel_requested:
+    if job.status == JobStatus.RUNNING and not job.cancel_requested:
         chunks = resumable_chunks(session, job.id)
-    resend_plan = job.status == "queued" and not job.cancel_requested
+    resend_plan = job.status == JobStatus.QUEUED and not job.cancel_requested
     session.commit()
     try:
         if resend_plan:
@@ -158,7 +164,7 @@ def decide_proposals(*, session: Session, job_id: int, accept: bool,
     """Accept (status applied) or reject (deleted) the proposed annotations of a preview job,
     all of them or those of the named files."""
     job = _job(session, job_id)
-    if job.kind != "auto_annotation":
+    if job.kind != JobKind.AUTO_ANNOTATION:
         raise InvalidInput(f"Job {job_id} is a {job.kind} job; only auto_annotation jobs run "
                            "with preview=True propose annotations.", job_id=job_id)
     where = [Annotation.job_id == job.id, Annotation.status == "proposed"]

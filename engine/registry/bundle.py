@@ -78,12 +78,12 @@ def validate_bundle(root: Path, application: Application,
     check_inference(root)
     check_requirements(root / REQUIREMENTS, REQUIREMENTS)
     config = read_config(root, limits)
-    needs_labels = application != "embedding"
+    needs_labels = application != Application.EMBEDDING
     labels = read_labels(root, limits) if needs_labels else None
     weights = find_weights(root, config, required=needs_labels, application=application)
     return BundleInfo(
         application=application, label_list=labels,
-        embedding_dim=config.embedding_dim if application == "embedding" else None,
+        embedding_dim=config.embedding_dim if application == Application.EMBEDDING else None,
         weights_file=weights, manifest=manifest(root),
     )
 

@@ -48,9 +48,9 @@ class DefaultTemplate:
 
 
 DEFAULT_TEMPLATES = (
-    DefaultTemplate("yolov8_autotag", "autotagging"),
-    DefaultTemplate("resnet50_embedding", "embedding"),
-    DefaultTemplate("text_prompt_annotation", "auto_annotation"),
+    DefaultTemplate("yolov8_autotag", Application.AUTOTAGGING),
+    DefaultTemplate("resnet50_embedding", Application.EMBEDDING),
+    DefaultTemplate("text_prompt_annotation", Application.AUTO_ANNOTATION),
 )
 
 
@@ -109,7 +109,7 @@ def _prepare(template: DefaultTemplate, templates: Path, weights_dir: Path,
             continue
         found = _find(weights_dir, Path(entry).name)
         if found is None:
-            if template.application != "embedding" and entry in config.weights:
+            if template.application != Application.EMBEDDING and entry in config.weights:
                 raise WeightsMissing(
                     f"The default {template.application} model needs {entry}: put "
                     f"{Path(entry).name} in {weights_dir} (METALAKE_WEIGHTS_DIR), then run "

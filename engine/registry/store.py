@@ -33,6 +33,7 @@ from engine.textformats import excerpt, limits_of
 from sdk.schemas import (
     Application,
     BundleFile,
+    JobStatus,
     ModelDetails,
     ModelPublic,
     ModelVersionPublic,
@@ -233,7 +234,8 @@ def _in_use(session: Session, model_id: int) -> list[str]:
     rows = session.scalars(
         select(Job.id)
         .join(ModelVersion, ModelVersion.id == Job.model_version_id)
-        .where(ModelVersion.model_id == model_id, Job.status.in_(("queued", "running")))
+        .where(ModelVersion.model_id == model_id,
+               Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
         .order_by(Job.id)
     )
     return [str(job_id) for job_id in rows]
