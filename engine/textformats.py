@@ -26,6 +26,8 @@ MAX_DEPTH = 100  # nested lists / mappings; real documents use fewer than 10
 ALIAS_BUDGET = 10_000  # values YAML aliases may add to a document beyond those written out
 SIZE_SETTING = "METALAKE_DOCUMENT_MAX_BYTES"
 EXCERPT = 200  # characters of a user's text quoted back in a message
+# libyaml's SafeLoader where PyYAML was built with it (its wheels are), else the pure-Python one
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -131,8 +133,8 @@ def load_yaml(text: str, *, what: str, limits: TextLimits | None = None) -> Any:
     limits = limits or TextLimits()
     check_size(text, what, limits)
     try:
-        _check_events(yaml.parse(text, Loader=yaml.CSafeLoader), what, limits)
-        return yaml.load(text, Loader=yaml.CSafeLoader)
+        _check_events(yaml.parse(text, Loader=_LOADER), what, limits)
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         if "maximum nesting depth" in str(exc):  # libyaml's own limit, met while scanning ahead
             raise too_deep(what, limits.max_depth) from exc
