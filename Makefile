@@ -3,6 +3,7 @@
 #   make demo   bootstrap .venv, start the embedded engine (state in ./.demo-home), ingest
 #               generated shape images, run queries; `make down` stops it again
 #   make test   bootstrap .venv and run pytest (the tests start their own PostgreSQL, Redis, S3)
+#   make test-fast  only the tests that need no service (no database, Redis, S3 or process)
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 VENV := .venv
@@ -12,10 +13,10 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=  # e.g. --quick: smaller runs of bench/{ingest,similarity,growth,api_load}.py
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system test demo lint bench up down status clean
+.PHONY: help venv system test test-fast demo lint bench up down status clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml scripts/bootstrap_venv.sh
 	PYTHON="$(PYTHON)" scripts/bootstrap_venv.sh $(VENV)
@@ -28,6 +29,9 @@ system:  ## install the Debian packages the engine uses when missing (bubblewrap
 
 test: venv system  ## run the test suite (starts its own embedded services)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv system  ## the tests that need no service or model (marker: not integration)
+	$(VENV)/bin/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 demo: venv system  ## start the engine, ingest generated images, run queries (state in .demo-home)
 	METALAKE_HOME="$${METALAKE_HOME:-$(DEMO_HOME)}" $(VENV)/bin/python scripts/demo.py

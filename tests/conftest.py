@@ -40,6 +40,26 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.pop("METALAKE_API_KEY", None)
 
 
+# Fixtures that start or reach a service (PostgreSQL, Redis, S3, the API, a worker) or build a
+# model; a module that brings its own services overrides these names. A test that requests
+# one, directly or through other fixtures, is marked `integration`, and so is a `faults` test;
+# `make test-fast` runs the others (`-m "not integration"`). A module whose tests start engine
+# processes themselves says so: `pytestmark = pytest.mark.integration`.
+INTEGRATION_FIXTURES = frozenset({
+    "postgres_server_url", "redis_url", "moto", "database_url", "session_factory", "session",
+    "api_url", "client", "worker",
+    "shapes_datasets", "shapes_detector", "shapes_segmenter", "resnet50_random_weights",
+    "text_prompt_random_bundle",
+})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if (INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+                or item.get_closest_marker("faults")):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def services_dir() -> Iterator[Path]:
     """Outside pytest's own temp root: another pytest session (as root) resets that root's

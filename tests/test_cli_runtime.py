@@ -24,7 +24,7 @@ from engine.runtime.private import masked_url
 from engine.runtime.processes import pid_alive, port_in_use
 from tests.services import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 SERVICES = ("postgres", "redis", "api", "worker")
 

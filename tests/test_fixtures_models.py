@@ -63,6 +63,7 @@ def test_resnet50_random_is_torchvisions_init_under_a_seed(
 
 
 @pytest.mark.slow
+@pytest.mark.integration  # trains a model in two processes
 @pytest.mark.timeout(600)
 def test_parallel_processes_train_once(tmp_path: Path) -> None:
     """Two processes ask for the same untrained model at once: one trains, the other waits

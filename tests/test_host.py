@@ -35,6 +35,8 @@ from engine.errors import (
 from engine.hosting.contract import EmbeddingOutput, TagPrediction, encode_batch, validate_outputs
 from engine.hosting.host import HostManager
 
+pytestmark = pytest.mark.integration  # real host processes
+
 BUNDLES = Path(__file__).parent / "bundles"
 NPZ = "application/x-npz"
 

@@ -53,6 +53,7 @@ def np_image():  # type: ignore[no-untyped-def]
     return np.zeros((8, 8, 3), np.uint8)
 
 
+@pytest.mark.integration  # pip installs into a new environment
 def test_an_extra_requirement_is_installed_once_and_reused(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "home", host_memory_limit_mb=0)
     started = time.monotonic()
@@ -82,6 +83,7 @@ def test_an_extra_requirement_is_installed_once_and_reused(tmp_path: Path) -> No
     assert second_seconds < first_seconds / 2, (first_seconds, second_seconds)
 
 
+@pytest.mark.integration  # pip installs into a new environment
 def test_concurrent_builds_share_one_environment(tmp_path: Path) -> None:
     cache = EnvironmentCache(tmp_path / "envs", environ=install_environ(os.environ))
     results: list[Path] = []
@@ -100,6 +102,7 @@ def test_concurrent_builds_share_one_environment(tmp_path: Path) -> None:
     assert log.count("Successfully installed tabulate") == 1
 
 
+@pytest.mark.integration  # pip installs into a new environment
 def test_a_failed_install_is_reported_and_not_cached(tmp_path: Path) -> None:
     cache = EnvironmentCache(tmp_path / "envs", environ=install_environ(os.environ))
     for _ in range(2):  # the second call tries again instead of using a half-built env

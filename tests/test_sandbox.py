@@ -150,6 +150,7 @@ def test_unboxed_hosts_are_reported_and_the_probes_are_real(
                for found in tags.values()), tags
 
 
+@pytest.mark.integration  # starts a host process
 def test_without_bubblewrap_hosts_run_unboxed_with_the_reason(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")

@@ -20,6 +20,8 @@ from PIL import Image
 
 from engine.hosting.contract import TagPrediction, encode_batch, validate_outputs
 
+pytestmark = pytest.mark.integration  # the serving program as a subprocess
+
 BUNDLES = Path(__file__).parent / "bundles"
 NPZ = {"Content-Type": "application/x-npz", "Accept": "application/json"}
 
