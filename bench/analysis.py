@@ -21,7 +21,8 @@ On the same generated JPEGs, for embeddings (random-weights ResNet50, 224x224) a
   then a plain loop at the engine's request batch size: read the file (fetch), decode + EXIF +
   RGB + bilinear resize to the job's input size, the full-size decode (decode/resize),
   `encode_batch` -> `input_fn` (encode), `predict_fn` (inference), `output_fn` + parsing its
-  JSON (write: the bundle's own output step; there is no database here).
+  JSON (write: the output step; there is no database here). A hook the bundle leaves out is
+  the model host's default (`serve.hooks_of`).
 
 Engine and bare take turns on the machine (the engine is idle while the bare loop runs). Prints
 a table, writes bench/results/analysis.json and draws bench/results/analysis.png (matplotlib).
@@ -273,14 +274,16 @@ def bare_run(task: str, folder: Path, chunk_size: int, bundles_dir: Path) -> dic
     import numpy as np
     from PIL import Image, ImageOps
 
+    from engine.hosting import serve
     from engine.hosting.contract import NPZ_CONTENT_TYPE, encode_batch
     from tests.fixtures import bundles
 
     application, model, size, builder = TASKS[task]
     bundle = getattr(bundles, builder)(bundles_dir / f"bare_{model}")
     inference = bundles.load_inference(bundle)
+    hooks = serve.hooks_of(inference)  # the host's defaults where the bundle has none
     loaded = time.perf_counter()
-    net = inference.model_fn(str(bundle))
+    net = hooks["model_fn"](str(bundle))
     load_seconds = time.perf_counter() - loaded
     parameters: dict[str, Any] = {"application": application, "input_resolution": list(size),
                                   "confidence_threshold": CONFIDENCE if task != "embeddings"
@@ -301,11 +304,13 @@ def bare_run(task: str, folder: Path, chunk_size: int, bundles_dir: Path) -> dic
             arrays.append(np.asarray(image, dtype=np.uint8))
         t2 = time.perf_counter()
         body = encode_batch(arrays, {**parameters, "original_sizes": originals})
-        batch = inference.input_fn(body, NPZ_CONTENT_TYPE)
+        batch = hooks["input_fn"](body, NPZ_CONTENT_TYPE)
         t3 = time.perf_counter()
-        prediction = inference.predict_fn(batch, net)
+        prediction = hooks["predict_fn"](batch, net)
         t4 = time.perf_counter()
-        decoded = json.loads(inference.output_fn(prediction, "application/json"))
+        answer = hooks["output_fn"](prediction, "application/json")
+        decoded = json.loads(serve.encode_result(answer[0] if isinstance(answer, tuple)
+                                                 else answer))
         assert len(decoded) == len(paths)
         t5 = time.perf_counter()
         for name, seconds in (("fetch", t1 - t0), ("decode_resize", t2 - t1),

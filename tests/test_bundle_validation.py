@@ -85,12 +85,17 @@ def test_inference_py_is_parsed_never_run(tmp_path: Path) -> None:
 
 
 def test_missing_hooks_are_named_with_their_signature(tmp_path: Path) -> None:
-    code = INFERENCE.replace("def predict_fn", "def predict").replace("def output_fn",
-                                                                      "def _output")
+    code = INFERENCE.replace("def predict_fn", "def predict").replace("def model_fn",
+                                                                      "def _model")
     error = _refuse(make_bundle(tmp_path, inference=code))
     assert (error.path, error.rule) == ("code/inference.py", "inference_hooks")
-    assert error.details["missing"] == ["predict_fn", "output_fn"]
+    assert error.details["missing"] == ["model_fn", "predict_fn"]
     assert "def predict_fn(input_data, model)" in error.message
+
+
+def test_input_fn_and_output_fn_may_be_left_to_the_host(tmp_path: Path) -> None:
+    code = INFERENCE.replace("def input_fn", "def _input").replace("def output_fn", "def _output")
+    validate_bundle(make_bundle(tmp_path, inference=code), "autotagging")
 
 
 def test_hooks_nested_in_a_class_do_not_count(tmp_path: Path) -> None:

@@ -16,11 +16,11 @@ from engine.hosting.contract import (
     AnnotationOutput,
     EmbeddingOutput,
     TagPrediction,
-    decode_batch,
     encode_batch,
     normalize_application,
     validate_outputs,
 )
+from engine.hosting.serve import decode_batch
 
 
 def _images(n: int = 3, size: tuple[int, int] = (40, 30)) -> list[np.ndarray]:

@@ -12,7 +12,6 @@ Embedding is limited to the 60 `camera="rear"` scenes plus the duplicate: ResNet
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from engine.db.models import File, Tag
 from engine.hosting.contract import NPZ_CONTENT_TYPE, encode_batch
-from tests.fixtures.bundles import load_inference
+from tests.fixtures.bundles import load_inference, run_request
 from tests.fixtures.plugin import (  # noqa: F401
     resnet50_random_bundle,
     resnet50_random_weights,
@@ -157,8 +156,7 @@ def test_end_to_end(client: Any, worker: Any, lake: dict[str, Any], session: Ses
     body = encode_batch([image], {"application": "embedding", "confidence_threshold": 0.0,
                                   "input_resolution": list(EMBED_SIZE),
                                   "original_sizes": [[160, 160]]})
-    batch = module.input_fn(body, NPZ_CONTENT_TYPE)
-    answer = json.loads(module.output_fn(module.predict_fn(batch, model), "application/json"))
+    answer = run_request(module, model, body, NPZ_CONTENT_TYPE)
     direct = np.asarray(answer[0]["embedding"], dtype=np.float64)
     got = np.asarray(stored["embeddings"], dtype=np.float64)
     assert got.shape == direct.shape == (2048,)
@@ -168,7 +166,6 @@ def test_end_to_end(client: Any, worker: Any, lake: dict[str, Any], session: Ses
     # ...and the near-duplicate's vector is the bundle's answer for the JPEG as decoded.
     [dup] = client.get_embedding_vector([DUPLICATE], "resnet_random")
     dup_image = _engine_input(lake["dir"] / "dup" / DUPLICATE.removeprefix("e2e_"), EMBED_SIZE)
-    answer = json.loads(module.output_fn(module.predict_fn(module.input_fn(
-        encode_batch([dup_image], {}), NPZ_CONTENT_TYPE), model), "application/json"))
+    answer = run_request(module, model, encode_batch([dup_image], {}), NPZ_CONTENT_TYPE)
     assert _cosine(np.asarray(dup["embeddings"]), np.asarray(answer[0]["embedding"])) >= 0.9999
 

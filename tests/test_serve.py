@@ -158,20 +158,58 @@ def test_a_failed_model_fn_is_reported_by_ping(serve: Serve) -> None:
 
 def test_missing_hooks_and_imports_are_named(serve: Serve, tmp_path: Path) -> None:
     missing_hook = _bundle(tmp_path / "a", """
-        def model_fn(model_dir):
-            return None
         def input_fn(request_body, request_content_type):
             return request_body
+        def output_fn(prediction, accept):
+            return prediction
     """)
     error = _wait_ready(serve(missing_hook)).json()["error"]
     assert error["stage"] == "import inference.py"
-    assert "does not define predict_fn, output_fn" in error["message"]
+    assert "does not define model_fn, predict_fn" in error["message"]
 
     missing_package = _bundle(tmp_path / "b", "import not_a_package_metalake_has\n")
     error = _wait_ready(serve(missing_package)).json()["error"]
     assert error["message"] == ("ModuleNotFoundError: No module named "
                                 "'not_a_package_metalake_has' (list the package in "
                                 "code/requirements.txt)")
+
+
+def test_a_bundle_without_input_fn_and_output_fn_gets_the_defaults(serve: Serve,
+                                                                    tmp_path: Path) -> None:
+    bundle = _bundle(tmp_path, """
+        def model_fn(model_dir):
+            return None
+        def predict_fn(input_data, model):
+            images, parameters = input_data
+            return [{"shape": images.shape[1:], "mean": image.mean(axis=(0, 1)),
+                     "parameters": parameters} for image in images]
+    """)
+    url = serve(bundle)
+    _wait_ready(url)
+    response = httpx.post(url + "/invocations", content=_batch(2), headers=NPZ)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    first = response.json()[0]
+    assert first["shape"] == [24, 32, 3]
+    assert first["mean"] == [0.0, 10.0, 200.0]
+    assert first["parameters"]["input_resolution"] == [32, 24]
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 8), (255, 0, 0)).save(buffer, format="PNG")
+    document = {"images": [base64.b64encode(buffer.getvalue()).decode()], "parameters": {}}
+    response = httpx.post(url + "/invocations", json=document)
+    assert response.status_code == 200, response.text
+    assert response.json()[0]["parameters"] == {"original_sizes": [[16, 8]]}
+
+    bad_body = httpx.post(url + "/invocations", content=b"not npz", headers=NPZ)
+    assert bad_body.status_code == 400
+    assert bad_body.json()["error"]["stage"] == "input_fn"
+    assert "not a readable .npz archive" in bad_body.json()["error"]["message"]
+    no_json = httpx.post(url + "/invocations", content=_batch(1),
+                         headers={**NPZ, "Accept": "text/csv"})
+    assert no_json.status_code == 500
+    assert no_json.json()["error"]["stage"] == "output_fn"
+    assert "unsupported accept type" in no_json.json()["error"]["message"]
 
 
 def test_output_fn_values_are_serialised(serve: Serve, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ seeded random-weights ResNet50 (torchvision's own initialisation; nothing downlo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -16,7 +15,7 @@ from torchvision.models import resnet50
 from torchvision.transforms import v2
 
 from tests.fixtures import payloads
-from tests.fixtures.bundles import TEMPLATES, load_inference
+from tests.fixtures.bundles import TEMPLATES, load_inference, run_request
 from tests.fixtures.shapes import scene
 
 TEMPLATE = TEMPLATES / "resnet50_embedding"
@@ -30,8 +29,7 @@ def embed(module: ModuleType, model: Any, images: list[np.ndarray],
     params = payloads.parameters("embedding", size, len(images))
     body = (payloads.npz_request(images, params) if content_type == payloads.NPZ
             else payloads.json_request(images, params))
-    answer = json.loads(module.output_fn(
-        module.predict_fn(module.input_fn(body, content_type), model), "application/json"))
+    answer = run_request(module, model, body, content_type)
     return [item["embedding"] for item in answer]
 
 

@@ -10,7 +10,6 @@ quality of the annotations, which needs the real weights.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -24,8 +23,9 @@ import torch
 import yaml
 from ultralytics.engine.results import Results
 
+from engine.hosting import serve
 from tests.fixtures import payloads
-from tests.fixtures.bundles import TEMPLATES, load_inference
+from tests.fixtures.bundles import TEMPLATES, load_inference, run_request
 from tests.fixtures.shapes import polygon_mask, scene
 
 TEMPLATE = TEMPLATES / "text_prompt_annotation"
@@ -63,14 +63,14 @@ def test_prompt_mapping(template: ModuleType) -> None:
         template.prompts_from({"prompt": [{"label": " "}]}, default)
 
 
-def test_request_parsing_carries_the_prompt(template: ModuleType) -> None:
+def test_request_parsing_carries_the_prompt() -> None:
     images = [scene(index).array() for index in range(2)]
     params = payloads.parameters("auto_annotation", (160, 160), 2, prompt=PROMPT)
     for body, kind in ((payloads.npz_request(images, params), payloads.NPZ),
-                       (payloads.json_request(images, params), payloads.JSON)):
-        batch = template.input_fn(body, kind)
-        assert batch.parameters == params
-        assert all(np.array_equal(a, b) for a, b in zip(batch.images, images, strict=True))
+                       (payloads.json_request(images, params).decode(), payloads.JSON)):
+        decoded, parameters = serve.default_input_fn(body, kind)
+        assert parameters == params
+        assert all(np.array_equal(a, b) for a, b in zip(decoded, images, strict=True))
 
 
 def _sam_like_result(item: Any, keep: list[int]) -> Results:
@@ -122,8 +122,7 @@ def annotate(module: ModuleType, model: Any, images: list[np.ndarray],
     params = payloads.parameters("auto_annotation", (160, 160), len(images), confidence=0.0,
                                  prompt=prompt)
     body = payloads.npz_request(images, params)
-    return json.loads(module.output_fn(
-        module.predict_fn(module.input_fn(body, payloads.NPZ), model), "application/json"))
+    return run_request(module, model, body, payloads.NPZ)
 
 
 @pytest.mark.slow

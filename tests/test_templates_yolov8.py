@@ -4,7 +4,6 @@ and YOLOv8n-seg trained on the generated shapes (no downloaded weights)."""
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -14,8 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from engine.hosting import serve
 from tests.fixtures import payloads
-from tests.fixtures.bundles import TEMPLATES, load_inference
+from tests.fixtures.bundles import TEMPLATES, load_inference, run_request
 from tests.fixtures.shapes import polygon_mask, scene
 
 TEMPLATE = TEMPLATES / "yolov8_autotag"
@@ -26,8 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 def run(module: ModuleType, model: Any, body: bytes, content_type: str) -> list[dict[str, Any]]:
     """The model host's sequence for one request."""
-    batch = module.input_fn(body, content_type)
-    return json.loads(module.output_fn(module.predict_fn(batch, model), "application/json"))
+    return run_request(module, model, body, content_type)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,7 @@ def test_template_layout() -> None:
     assert yaml.safe_load((TEMPLATE / "metalake.yaml").read_text()) == {"weights": "yolov8n.pt"}
     assert (TEMPLATE / "code" / "requirements.txt").is_file()
     module = load_inference(TEMPLATE)
-    for hook in ("model_fn", "input_fn", "predict_fn", "output_fn"):
+    for hook in ("model_fn", "predict_fn"):
         assert callable(getattr(module, hook))
 
 
@@ -171,13 +170,13 @@ def test_weights_come_from_metalake_weights_dir(monkeypatch: pytest.MonkeyPatch,
 
 
 def test_request_errors_say_what_to_send() -> None:
-    module = load_inference(TEMPLATE)
-    with pytest.raises(ValueError, match="application/x-npz or application/json"):
-        module.input_fn(b"...", "image/png")
+    hooks = serve.hooks_of(load_inference(TEMPLATE))
+    with pytest.raises(ValueError, match=r"send application/x-npz \(or application/json\)"):
+        hooks["input_fn"](b"...", "image/png")
     buffer = io.BytesIO()
     np.savez(buffer, images=np.zeros((1, 4, 4, 3), dtype=np.float32),
              parameters=np.array("{}"))
-    with pytest.raises(ValueError, match=r"uint8 with shape \(N, H, W, 3\)"):
-        module.input_fn(buffer.getvalue(), payloads.NPZ)
+    with pytest.raises(ValueError, match=r"expected uint8 \(N, H, W, 3\)"):
+        hooks["input_fn"](buffer.getvalue(), payloads.NPZ)
     with pytest.raises(ValueError, match="unsupported accept type"):
-        module.output_fn([], "text/csv")
+        hooks["output_fn"]([], "text/csv")

@@ -1,7 +1,8 @@
 """Running model bundles: the model hosts of a worker and the inference platforms.
 
-- `contract`     the batched request (`encode_batch` / `decode_batch`) and the output models
-- `serve`        the serving program a host (or a SageMaker container) runs for one bundle
+- `contract`     the batched request (`encode_batch`) and the outputs a bundle may answer
+- `serve`        the serving program a host (or a SageMaker container) runs for one bundle,
+                 with the default hooks (`decode_batch`, `default_output_fn`)
 - `host`         `HostManager`: one host process per bundle and requirements, started on demand
 - `host_process` one running host: start, ping, post, stop
 - `hostenv`      the environment variables a host and its installs see

@@ -10,21 +10,18 @@ Request: `POST /invocations` with `Content-Type: application/x-npz` and
   `confidence_threshold`, `input_resolution` [w, h], `original_sizes` [[w, h], ...] and, for
   auto_annotation, `prompt` [{"label", "description"}, ...].
 
-Bundles may also accept `application/json` = {"images": [base64 JPEG/PNG], "parameters": {...}}
-for manual testing. `encode_batch` builds the request; `decode_batch` reads either form and
-is written to be copied into a bundle's `input_fn` (numpy, and Pillow for the JSON form only).
+`encode_batch` builds the request. The model host decodes it (`engine.hosting.serve.decode_batch`,
+the default `input_fn`), and also reads `application/json` = {"images": [base64 JPEG/PNG],
+"parameters": {...}} for manual testing.
 
 Response: a JSON list with one output per image (see `validate_outputs` and docs/bundles.md).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
 import math
-import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,10 +30,10 @@ from typing import Any, TypeAlias, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from engine.hosting import serve
 from sdk.vocabulary import APPLICATION_SPELLINGS, Application
 
-NPZ_CONTENT_TYPE = "application/x-npz"
-JSON_CONTENT_TYPE = "application/json"
+NPZ_CONTENT_TYPE = serve.NPZ_CONTENT_TYPE
 
 TAG_ROW = "[x1, y1, x2, y2, conf, cls]"
 BOX_ROW = "[x1, y1, x2, y2]"
@@ -70,64 +67,6 @@ def encode_batch(images: Sequence[np.ndarray], parameters: dict[str, Any]) -> by
     buffer = io.BytesIO()
     np.savez(buffer, images=np.stack(images), parameters=np.array(json.dumps(parameters)))
     return buffer.getvalue()
-
-
-def decode_batch(body: bytes | str, content_type: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """(images uint8 (N, H, W, 3) RGB, parameters) from an `application/x-npz` or
-    `application/json` request body. Raises ValueError saying what is wrong with the body."""
-    media_type = content_type.split(";")[0].strip().lower()
-    if media_type == NPZ_CONTENT_TYPE:
-        if isinstance(body, str):
-            raise ValueError(f"an {NPZ_CONTENT_TYPE} body must be bytes")
-        if not body.startswith(b"PK"):  # np.load would try to unpickle anything else
-            raise ValueError("the body is not a readable .npz archive (write it with np.savez)")
-        try:
-            with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-                if "images" not in archive.files:
-                    raise ValueError(f"the npz body has no 'images' array ({archive.files})")
-                images = archive["images"]
-                text = str(archive["parameters"].item()) if "parameters" in archive.files else "{}"
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"the body is not a readable .npz archive: {exc}") from exc
-        parameters = json.loads(text)
-    elif media_type == JSON_CONTENT_TYPE:
-        document = json.loads(body)
-        if not isinstance(document, dict) or not isinstance(document.get("images"), list):
-            raise ValueError('a JSON body must be {"images": [base64 JPEG/PNG, ...], '
-                             '"parameters": {...}}')
-        parameters = document.get("parameters") or {}
-        images = _decode_encoded_images(document["images"], parameters)
-    else:
-        raise ValueError(f"unsupported content type {content_type!r}; send "
-                         f"{NPZ_CONTENT_TYPE} (or {JSON_CONTENT_TYPE})")
-    if not isinstance(parameters, dict):
-        raise ValueError("'parameters' must be a JSON object")
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"'images' is {images.dtype} {images.shape}; expected uint8 (N, H, W, 3)")
-    return images, parameters
-
-
-def _decode_encoded_images(encoded: list[Any], parameters: dict[str, Any]) -> np.ndarray:
-    from PIL import Image  # only the JSON form needs an image decoder
-
-    resolution = parameters.get("input_resolution")
-    arrays, sizes = [], []
-    for index, text in enumerate(encoded):
-        try:
-            with Image.open(io.BytesIO(base64.b64decode(text, validate=True))) as opened:
-                rgb = opened.convert("RGB")
-        except (binascii.Error, TypeError, OSError) as exc:
-            raise ValueError(f"images[{index}] is not a base64 JPEG/PNG: {exc}") from exc
-        sizes.append([rgb.width, rgb.height])
-        if resolution:
-            rgb = rgb.resize((int(resolution[0]), int(resolution[1])))
-        arrays.append(np.asarray(rgb, dtype=np.uint8))
-    if not arrays:
-        raise ValueError("'images' is empty")
-    if len({a.shape for a in arrays}) > 1:
-        raise ValueError("the images differ in size; set parameters.input_resolution [w, h]")
-    parameters.setdefault("original_sizes", sizes)
-    return np.stack(arrays)
 
 
 # -- typed outputs ---------------------------------------------------------------------------

@@ -4,6 +4,10 @@
     POST /invocations   input_fn(body, content_type) -> predict_fn(data, model)
                         -> output_fn(prediction, accept) -> 200 with the result
 
+A bundle defines `model_fn` and `predict_fn`; without `input_fn` the request is decoded by
+`decode_batch` (the engine's batched request, `(images, parameters)`), without `output_fn`
+the prediction is answered as JSON (`default_output_fn`), as the SageMaker toolkit's defaults.
+
 `<model_dir>/code/inference.py` is imported from its file path with `<model_dir>/code` first on
 `sys.path`; `model_fn(model_dir)` runs once, in the main thread, while the server already
 answers `/ping`. Requests run one at a time. An exception in the bundle's code is answered
@@ -14,15 +18,19 @@ Run locally as `metalake-serve --model-dir DIR --port P --host 127.0.0.1` (the e
 host does this, see `engine.hosting.host`); in a SageMaker bring-your-own-container image the
 `serve` program runs it with the defaults /opt/ml/model and port 8080 ($SAGEMAKER_BIND_TO_PORT).
 
-Standard library only: it starts fast, and it runs inside the bundle's environment next to the
-bundle's own imports, with none of the engine's database, broker or storage libraries.
+Standard library only (numpy, and Pillow for the JSON form, only when the default input_fn
+runs): it runs inside the bundle's environment next to the bundle's own imports, with none of
+the engine's libraries.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import contextlib
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -32,14 +40,21 @@ import sys
 import threading
 import time
 import traceback
+import zipfile
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, ModuleType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-HOOKS = ("model_fn", "input_fn", "predict_fn", "output_fn")
+if TYPE_CHECKING:
+    import numpy as np
+
+REQUIRED_HOOKS = ("model_fn", "predict_fn")
+NPZ_CONTENT_TYPE = "application/x-npz"
+JSON_CONTENT_TYPE = "application/json"
+JSON_ACCEPTS = frozenset({JSON_CONTENT_TYPE, "application/*", "*/*"})
 # Bodies of these types reach input_fn as str, as the SageMaker inference toolkit does.
 TEXT_CONTENT_TYPES = frozenset({"application/json", "application/jsonlines", "text/csv",
                                 "text/plain"})
@@ -89,11 +104,7 @@ class Bundle:
         stage = "import inference.py"
         try:
             module = import_inference(self.model_dir / "code")
-            missing = [name for name in HOOKS if not callable(getattr(module, name, None))]
-            if missing:
-                raise AttributeError(f"code/inference.py does not define {', '.join(missing)}; "
-                                     f"a bundle defines all of {', '.join(HOOKS)}")
-            self._hooks = {name: getattr(module, name) for name in HOOKS}
+            self._hooks = hooks_of(module)
             stage = "model_fn"
             self._model = self._hooks["model_fn"](str(self.model_dir))
         except Exception as exc:
@@ -137,6 +148,23 @@ class Bundle:
             raise HookFailed(name, exc, status) from exc
 
 
+def hooks_of(module: ModuleType) -> dict[str, Callable[..., Any]]:
+    """The four hooks of an imported inference.py, the defaults filling a missing input_fn or
+    output_fn. Raises AttributeError naming a missing model_fn or predict_fn."""
+    missing = [name for name in REQUIRED_HOOKS if not callable(getattr(module, name, None))]
+    if missing:
+        raise AttributeError(f"code/inference.py does not define {', '.join(missing)}; a bundle "
+                             "defines model_fn and predict_fn (input_fn and output_fn are "
+                             "optional)")
+    defaults: dict[str, Callable[..., Any]] = {"input_fn": default_input_fn,
+                                               "output_fn": default_output_fn}
+    hooks = {name: getattr(module, name) for name in REQUIRED_HOOKS}
+    for name, default in defaults.items():
+        hook = getattr(module, name, None)
+        hooks[name] = hook if callable(hook) else default
+    return hooks
+
+
 def import_inference(code_dir: Path) -> ModuleType:
     path = code_dir / "inference.py"
     if not path.is_file():
@@ -167,6 +195,88 @@ def _jsonable(value: Any) -> Any:
         return value.tolist()
     raise TypeError(f"output_fn returned a {type(value).__name__}, which is not JSON "
                     "serialisable; return lists, dicts and numbers, or a JSON string")
+
+
+# -- the default hooks ----------------------------------------------------------------------
+def default_input_fn(request_body: bytes | str,
+                     request_content_type: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """The input_fn of a bundle that defines none: `decode_batch`."""
+    return decode_batch(request_body, request_content_type)
+
+
+def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
+    """The output_fn of a bundle that defines none: the prediction as JSON (dicts, lists,
+    numbers; numpy arrays and tensors as lists). Raises ValueError when `accept` takes no
+    JSON."""
+    accepted = {part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")}
+    if not accepted & JSON_ACCEPTS:
+        raise ValueError(f"unsupported accept type {accept!r}: use {JSON_CONTENT_TYPE}")
+    return encode_result(prediction), JSON_CONTENT_TYPE
+
+
+def decode_batch(body: bytes | str, content_type: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """(images uint8 (N, H, W, 3) RGB, parameters) from the engine's `application/x-npz`
+    request (`engine.hosting.contract.encode_batch`) or an `application/json` one,
+    {"images": [base64 JPEG/PNG, ...], "parameters": {...}}. Raises ValueError saying what is
+    wrong with the body."""
+    import numpy as np  # only bundles that use the default input_fn need it
+
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type == NPZ_CONTENT_TYPE:
+        if isinstance(body, str):
+            raise ValueError(f"an {NPZ_CONTENT_TYPE} body must be bytes")
+        if not body.startswith(b"PK"):  # np.load would try to unpickle anything else
+            raise ValueError("the body is not a readable .npz archive (write it with np.savez)")
+        try:
+            with np.load(io.BytesIO(body), allow_pickle=False) as archive:
+                if "images" not in archive.files:
+                    raise ValueError(f"the npz body has no 'images' array ({archive.files})")
+                images = archive["images"]
+                text = str(archive["parameters"].item()) if "parameters" in archive.files else "{}"
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"the body is not a readable .npz archive: {exc}") from exc
+        parameters = json.loads(text)
+    elif media_type == JSON_CONTENT_TYPE:
+        document = json.loads(body)
+        if not isinstance(document, dict) or not isinstance(document.get("images"), list):
+            raise ValueError('a JSON body must be {"images": [base64 JPEG/PNG, ...], '
+                             '"parameters": {...}}')
+        parameters = document.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise ValueError("'parameters' must be a JSON object")
+        images = _decode_encoded_images(document["images"], parameters)
+    else:
+        raise ValueError(f"unsupported content type {content_type!r}; send "
+                         f"{NPZ_CONTENT_TYPE} (or {JSON_CONTENT_TYPE})")
+    if not isinstance(parameters, dict):
+        raise ValueError("'parameters' must be a JSON object")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"'images' is {images.dtype} {images.shape}; expected uint8 (N, H, W, 3)")
+    return images, parameters
+
+
+def _decode_encoded_images(encoded: list[Any], parameters: dict[str, Any]) -> np.ndarray:
+    import numpy as np
+    from PIL import Image  # only the JSON form needs an image decoder
+
+    resolution = parameters.get("input_resolution")
+    arrays, sizes = [], []
+    for index, text in enumerate(encoded):
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(text, validate=True))) as opened:
+                rgb = opened.convert("RGB")
+        except (binascii.Error, TypeError, OSError) as exc:
+            raise ValueError(f"images[{index}] is not a base64 JPEG/PNG: {exc}") from exc
+        sizes.append([rgb.width, rgb.height])
+        if resolution:
+            rgb = rgb.resize((int(resolution[0]), int(resolution[1])))
+        arrays.append(np.asarray(rgb, dtype=np.uint8))
+    if not arrays:
+        raise ValueError("'images' is empty")
+    if len({a.shape for a in arrays}) > 1:
+        raise ValueError("the images differ in size; set parameters.input_resolution [w, h]")
+    parameters.setdefault("original_sizes", sizes)
+    return np.stack(arrays)
 
 
 class ModelServer(ThreadingHTTPServer):

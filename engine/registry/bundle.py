@@ -1,6 +1,6 @@
 """Bundle validation: the layout of section 7.1 of the SDK manual, checked once, at registration.
 
-A bundle folder holds `code/inference.py` (the four SageMaker hooks, checked by parsing the file,
+A bundle folder holds `code/inference.py` (the SageMaker hooks, checked by parsing the file,
 never by importing it), `code/requirements.txt`, and for autotagging / auto_annotation a
 `label_list.yaml` and a weights file. An optional `metalake.yaml` declares `embedding_dim` and
 `weights`. Each refusal is a `BundleInvalid` naming the file, the rule and how to fix it.
@@ -32,6 +32,8 @@ GUIDE = "docs/bundles.md"
 MAX_SHOWN = 10  # duplicate labels named in a refusal
 
 # Each hook and the arguments the model host calls it with (model_fn may take a context too).
+# input_fn and output_fn are optional: the host has defaults (engine.hosting.serve).
+REQUIRED_HOOKS = ("model_fn", "predict_fn")
 HOOKS: dict[str, tuple[tuple[str, ...], ...]] = {
     "model_fn": (("model_dir",), ("model_dir", "context")),
     "input_fn": (("request_body", "request_content_type"),),
@@ -124,7 +126,8 @@ def check_inference(root: Path) -> None:
             functions[node.name] = node
         elif isinstance(node, ast.AsyncFunctionDef):
             coroutines.add(node.name)
-    missing = [hook for hook in HOOKS if hook not in functions]
+    missing = [hook for hook in HOOKS
+               if hook in coroutines or (hook in REQUIRED_HOOKS and hook not in functions)]
     if missing:
         wrong = [hook for hook in missing if hook in coroutines]
         extra = (f" ({', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} `async def`: the "
@@ -134,14 +137,14 @@ def check_inference(root: Path) -> None:
             f"{INFERENCE} does not define {', '.join(missing)} at its top level{extra}: add "
             f"{examples} (see {GUIDE}).", path=INFERENCE, rule="inference_hooks", missing=missing)
     for hook, calls in HOOKS.items():
-        node = functions[hook]
-        if not any(_accepts(node.args, len(call)) for call in calls):
+        defined = functions.get(hook)
+        if defined is not None and not any(_accepts(defined.args, len(call)) for call in calls):
             call = ", ".join(calls[0])
             raise BundleInvalid(
-                f"{INFERENCE} line {node.lineno}: `{hook}` cannot be called as "
+                f"{INFERENCE} line {defined.lineno}: `{hook}` cannot be called as "
                 f"`{hook}({call})`, which is how the model host calls it; give it exactly "
                 "those parameters.", path=INFERENCE, rule="inference_signature", hook=hook,
-                line=node.lineno)
+                line=defined.lineno)
 
 
 def _accepts(args: ast.arguments, count: int) -> bool:

@@ -1,14 +1,10 @@
 """MetaLake embedding bundle: torchvision ResNet50, 2048-d pooled features.
 
-The model host calls these four functions, as a SageMaker inference container does:
-
-    model = model_fn(model_dir)                                   # once, at start
-    batch = input_fn(request_body, request_content_type)          # per request
-    prediction = predict_fn(batch, model)
-    body = output_fn(prediction, accept)                          # the response body
-
-A request carries a batch of images (see README.md for the two request formats); the
-response is a JSON list with one `{"embedding": [2048 floats]}` per image.
+The model host calls `model_fn(model_dir)` once, then `predict_fn((images, parameters), model)`
+per request: it decodes the request for you (images uint8 (N, H, W, 3) RGB, all of one size;
+the job's parameters) and answers with the JSON of what predict_fn returns, as a SageMaker
+container's default input_fn and output_fn do. The answer is a list with one
+`{"embedding": [2048 floats]}` per image.
 
 Preprocessing is ImageNet's: RGB scaled to [0, 1], normalised with the ImageNet mean and
 standard deviation. The engine sends 224x224 images by default (the job's input_resolution);
@@ -21,9 +17,6 @@ To embed with your own network: change `build_network` and `preprocess`, and set
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import os
 import socket
 from dataclasses import dataclass
@@ -33,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from PIL import Image
 from torchvision.models import ResNet50_Weights, resnet50
 
 DEFAULT_WEIGHTS = "resnet50-11ad3fa6.pth"  # torchvision's IMAGENET1K_V2 file; see metalake.yaml
@@ -41,56 +33,6 @@ WEIGHT_SUFFIXES = (".pth", ".pt")
 INPUT_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-# --- request decoding (the same in every template) ----------------------------------------
-
-
-@dataclass
-class Batch:
-    """What input_fn hands to predict_fn."""
-
-    images: list[np.ndarray]  # uint8 (H, W, 3), RGB
-    parameters: dict[str, Any]
-
-
-def input_fn(request_body: bytes | str, request_content_type: str) -> Batch:
-    """Decode `application/x-npz` (arrays) or `application/json` (base64 image files)."""
-    kind = (request_content_type or "").split(";")[0].strip().lower()
-    body = request_body.encode() if isinstance(request_body, str) else bytes(request_body)
-    if kind == "application/x-npz":
-        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-            if "images" not in archive.files:
-                raise ValueError("the npz request has no `images` array")
-            images = archive["images"]
-            parameters = (json.loads(str(archive["parameters"][()]))
-                          if "parameters" in archive.files else {})
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError("`images` must be uint8 with shape (N, H, W, 3), got "
-                             f"{images.dtype} {images.shape}")
-        return Batch(list(images), dict(parameters))
-    if kind == "application/json":
-        payload = json.loads(body)
-        encoded = payload.get("images")
-        if not isinstance(encoded, list):
-            raise ValueError("the JSON request needs `images`: a list of base64 image files")
-        decoded = [_decode_image(item) for item in encoded]
-        return Batch(decoded, dict(payload.get("parameters") or {}))
-    raise ValueError(f"unsupported content type {request_content_type!r}: send "
-                     "application/x-npz or application/json")
-
-
-def _decode_image(encoded: str) -> np.ndarray:
-    with Image.open(io.BytesIO(base64.b64decode(encoded))) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def output_fn(prediction_output: list[dict[str, Any]], content_type: str) -> str:
-    """The prediction as a JSON string (the only format this bundle answers in)."""
-    accepted = {part.split(";")[0].strip().lower() for part in (content_type or "*/*").split(",")}
-    if not accepted & {"application/json", "application/*", "*/*"}:
-        raise ValueError(f"unsupported accept type {content_type!r}: use application/json")
-    return json.dumps(prediction_output)
 
 
 # --- weights --------------------------------------------------------------------------------
@@ -187,7 +129,7 @@ def torchvision_weights(name: str) -> ResNet50_Weights | None:
     return next((w for w in ResNet50_Weights if w.url.rsplit("/", 1)[-1] == name), None)
 
 
-def preprocess(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
+def preprocess(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 RGB (H, W, 3) images -> a normalised float (N, 3, 224, 224) batch."""
     tensors = []
     for image in images:
@@ -203,9 +145,11 @@ def preprocess(images: list[np.ndarray], device: torch.device) -> torch.Tensor:
     return (batch - mean) / std
 
 
-def predict_fn(input_data: Batch, model: Embedder) -> list[dict[str, Any]]:
-    if not input_data.images:
+def predict_fn(input_data: tuple[np.ndarray, dict[str, Any]],
+               model: Embedder) -> list[dict[str, Any]]:
+    images, _ = input_data
+    if len(images) == 0:
         return []
     with torch.inference_mode():
-        features = model.network(preprocess(input_data.images, model.device))
+        features = model.network(preprocess(images, model.device))
     return [{"embedding": row} for row in features.float().cpu().tolist()]

@@ -1,13 +1,9 @@
 """MetaLake auto-annotation bundle: text prompt -> boxes (YOLO-World) -> masks (SAM).
 
-The model host calls these four functions, as a SageMaker inference container does:
-
-    model = model_fn(model_dir)                                   # once, at start
-    batch = input_fn(request_body, request_content_type)          # per request
-    prediction = predict_fn(batch, model)
-    body = output_fn(prediction, accept)                          # the response body
-
-A request carries a batch of images and, in its parameters, the prompt: a list of
+The model host calls `model_fn(model_dir)` once, then `predict_fn((images, parameters), model)`
+per request: it decodes the request for you (images uint8 (N, H, W, 3) RGB, all of one size;
+the job's parameters) and answers with the JSON of what predict_fn returns, as a SageMaker
+container's default input_fn and output_fn do. The parameters carry the prompt: a list of
 `{"label", "description"}` (see README.md). The descriptions become YOLO-World's vocabulary
 (its CLIP text encoder embeds them); each box found is handed to SAM as a box prompt, and
 SAM's mask becomes a polygon. The response is a JSON list with one entry per image:
@@ -21,10 +17,7 @@ encoder it was trained with, and a SAM checkpoint (`segmenter: null` there gives
 
 from __future__ import annotations
 
-import base64
 import importlib.util
-import io
-import json
 import math
 import os
 import socket
@@ -34,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from PIL import Image
 
 DEFAULT_WEIGHTS = {
     "weights": "yolov8s-worldv2.pt",  # ultralytics YOLO-World v2 (open-vocabulary detector)
@@ -45,56 +37,6 @@ DOWNLOAD_NAMES = {"text_encoder": "ViT-B/32"}  # what the library calls it when 
 DEFAULT_CONFIDENCE = 0.25
 MAX_DETECTIONS = 100
 STRIDE = 32
-
-
-# --- request decoding (the same in every template) ----------------------------------------
-
-
-@dataclass
-class Batch:
-    """What input_fn hands to predict_fn."""
-
-    images: list[np.ndarray]  # uint8 (H, W, 3), RGB
-    parameters: dict[str, Any]
-
-
-def input_fn(request_body: bytes | str, request_content_type: str) -> Batch:
-    """Decode `application/x-npz` (arrays) or `application/json` (base64 image files)."""
-    kind = (request_content_type or "").split(";")[0].strip().lower()
-    body = request_body.encode() if isinstance(request_body, str) else bytes(request_body)
-    if kind == "application/x-npz":
-        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-            if "images" not in archive.files:
-                raise ValueError("the npz request has no `images` array")
-            images = archive["images"]
-            parameters = (json.loads(str(archive["parameters"][()]))
-                          if "parameters" in archive.files else {})
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError("`images` must be uint8 with shape (N, H, W, 3), got "
-                             f"{images.dtype} {images.shape}")
-        return Batch(list(images), dict(parameters))
-    if kind == "application/json":
-        payload = json.loads(body)
-        encoded = payload.get("images")
-        if not isinstance(encoded, list):
-            raise ValueError("the JSON request needs `images`: a list of base64 image files")
-        decoded = [_decode_image(item) for item in encoded]
-        return Batch(decoded, dict(payload.get("parameters") or {}))
-    raise ValueError(f"unsupported content type {request_content_type!r}: send "
-                     "application/x-npz or application/json")
-
-
-def _decode_image(encoded: str) -> np.ndarray:
-    with Image.open(io.BytesIO(base64.b64decode(encoded))) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def output_fn(prediction_output: list[dict[str, Any]], content_type: str) -> str:
-    """The prediction as a JSON string (the only format this bundle answers in)."""
-    accepted = {part.split(";")[0].strip().lower() for part in (content_type or "*/*").split(",")}
-    if not accepted & {"application/json", "application/*", "*/*"}:
-        raise ValueError(f"unsupported accept type {content_type!r}: use application/json")
-    return json.dumps(prediction_output)
 
 
 # --- weights --------------------------------------------------------------------------------
@@ -223,17 +165,17 @@ def use_vocabulary(model: Annotator, descriptions: list[str]) -> None:
     model.vocabulary = tuple(descriptions)
 
 
-def predict_fn(input_data: Batch, model: Annotator) -> list[dict[str, Any]]:
-    if not input_data.images:
+def predict_fn(input_data: tuple[np.ndarray, dict[str, Any]],
+               model: Annotator) -> list[dict[str, Any]]:
+    images, parameters = input_data
+    if len(images) == 0:
         return []
-    prompts = prompts_from(input_data.parameters, model.default_prompt)
+    prompts = prompts_from(parameters, model.default_prompt)
     use_vocabulary(model, [p.description for p in prompts])
-    confidence = float(input_data.parameters.get("confidence_threshold", DEFAULT_CONFIDENCE))
-    height = max(image.shape[0] for image in input_data.images)
-    width = max(image.shape[1] for image in input_data.images)
-    imgsz = [math.ceil(side / STRIDE) * STRIDE for side in (height, width)]
+    confidence = float(parameters.get("confidence_threshold", DEFAULT_CONFIDENCE))
+    imgsz = [math.ceil(side / STRIDE) * STRIDE for side in images.shape[1:3]]
     # ultralytics reads numpy images as BGR (OpenCV's order); the request is RGB.
-    bgr = [np.ascontiguousarray(image[..., ::-1]) for image in input_data.images]
+    bgr = [np.ascontiguousarray(image[..., ::-1]) for image in images]
     results = model.detector.predict(bgr, imgsz=imgsz, conf=confidence, max_det=MAX_DETECTIONS,
                                      device=model.device, verbose=False)
     answers = []

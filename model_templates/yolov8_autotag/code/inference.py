@@ -1,14 +1,9 @@
 """MetaLake autotagging bundle: an ultralytics YOLO detector (or segmentation model).
 
-The model host calls these four functions, as a SageMaker inference container does:
-
-    model = model_fn(model_dir)                                   # once, at start
-    batch = input_fn(request_body, request_content_type)          # per request
-    prediction = predict_fn(batch, model)
-    body = output_fn(prediction, accept)                          # the response body
-
-A request carries a batch of images (see README.md for the two request formats); the
-response is a JSON list with one entry per image:
+The model host calls `model_fn(model_dir)` once, then `predict_fn((images, parameters), model)`
+per request: it decodes the request for you (images uint8 (N, H, W, 3) RGB, all of one size;
+the job's parameters) and answers with the JSON of what predict_fn returns, as a SageMaker
+container's default input_fn and output_fn do. The answer is a list with one entry per image:
 `{"boxes": [[x1, y1, x2, y2, conf, cls], ...], "masks": null | [[[x, y], ...], ...],
 "probs": null}` in the pixel space of the image received. `cls` indexes label_list.yaml.
 
@@ -18,9 +13,6 @@ label_list.yaml in training order, and nothing here needs to change.
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import math
 import os
 import socket
@@ -30,62 +22,11 @@ from typing import Any
 
 import numpy as np
 import yaml
-from PIL import Image
 
 DEFAULT_WEIGHTS = "yolov8n.pt"  # overridden by `weights:` in the bundle's metalake.yaml
 WEIGHT_SUFFIXES = (".pt",)
 DEFAULT_CONFIDENCE = 0.25
 STRIDE = 32  # YOLO input sides must be multiples of the largest stride
-
-
-# --- request decoding (the same in every template) ----------------------------------------
-
-
-@dataclass
-class Batch:
-    """What input_fn hands to predict_fn."""
-
-    images: list[np.ndarray]  # uint8 (H, W, 3), RGB
-    parameters: dict[str, Any]
-
-
-def input_fn(request_body: bytes | str, request_content_type: str) -> Batch:
-    """Decode `application/x-npz` (arrays) or `application/json` (base64 image files)."""
-    kind = (request_content_type or "").split(";")[0].strip().lower()
-    body = request_body.encode() if isinstance(request_body, str) else bytes(request_body)
-    if kind == "application/x-npz":
-        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-            if "images" not in archive.files:
-                raise ValueError("the npz request has no `images` array")
-            images = archive["images"]
-            parameters = (json.loads(str(archive["parameters"][()]))
-                          if "parameters" in archive.files else {})
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError("`images` must be uint8 with shape (N, H, W, 3), got "
-                             f"{images.dtype} {images.shape}")
-        return Batch(list(images), dict(parameters))
-    if kind == "application/json":
-        payload = json.loads(body)
-        encoded = payload.get("images")
-        if not isinstance(encoded, list):
-            raise ValueError("the JSON request needs `images`: a list of base64 image files")
-        decoded = [_decode_image(item) for item in encoded]
-        return Batch(decoded, dict(payload.get("parameters") or {}))
-    raise ValueError(f"unsupported content type {request_content_type!r}: send "
-                     "application/x-npz or application/json")
-
-
-def _decode_image(encoded: str) -> np.ndarray:
-    with Image.open(io.BytesIO(base64.b64decode(encoded))) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def output_fn(prediction_output: list[dict[str, Any]], content_type: str) -> str:
-    """The prediction as a JSON string (the only format this bundle answers in)."""
-    accepted = {part.split(";")[0].strip().lower() for part in (content_type or "*/*").split(",")}
-    if not accepted & {"application/json", "application/*", "*/*"}:
-        raise ValueError(f"unsupported accept type {content_type!r}: use application/json")
-    return json.dumps(prediction_output)
 
 
 # --- weights --------------------------------------------------------------------------------
@@ -169,16 +110,16 @@ def model_fn(model_dir: str) -> Detector:
     return Detector(model, labels, device)
 
 
-def predict_fn(input_data: Batch, model: Detector) -> list[dict[str, Any]]:
+def predict_fn(input_data: tuple[np.ndarray, dict[str, Any]],
+               model: Detector) -> list[dict[str, Any]]:
     """Detect in every image at the size it arrived in (rounded up to a multiple of 32)."""
-    if not input_data.images:
+    images, parameters = input_data
+    if len(images) == 0:
         return []
-    confidence = float(input_data.parameters.get("confidence_threshold", DEFAULT_CONFIDENCE))
-    height = max(image.shape[0] for image in input_data.images)
-    width = max(image.shape[1] for image in input_data.images)
-    imgsz = [math.ceil(side / STRIDE) * STRIDE for side in (height, width)]
+    confidence = float(parameters.get("confidence_threshold", DEFAULT_CONFIDENCE))
+    imgsz = [math.ceil(side / STRIDE) * STRIDE for side in images.shape[1:3]]
     # ultralytics reads numpy images as BGR (OpenCV's order); the request is RGB.
-    bgr = [np.ascontiguousarray(image[..., ::-1]) for image in input_data.images]
+    bgr = [np.ascontiguousarray(image[..., ::-1]) for image in images]
     results = model.model.predict(bgr, imgsz=imgsz, conf=confidence, device=model.device,
                                   verbose=False)
     segments = model.model.task == "segment"
