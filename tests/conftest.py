@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.config import Settings
 from engine.db.session import make_engine, make_session_factory, session_scope
-from tests.services import MotoServer, free_port, wait_for_http
+from tests.fixtures.services import MotoServer, free_port, wait_for_http
 
 TEMPLATE_DB = "metalake_template"
 

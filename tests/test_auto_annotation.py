@@ -20,7 +20,7 @@ from tests.fixtures.models import TrainedModel
 from tests.fixtures.payloads import iou
 from tests.fixtures.plugin import shapes_segmenter  # noqa: F401
 from tests.fixtures.shapes import scene
-from tests.worker import settings, shared_envs_dir, worker  # noqa: F401
+from tests.fixtures.worker import settings, shared_envs_dir, worker  # noqa: F401
 
 BUNDLE = Path(__file__).parent / "bundles" / "shapes_prompt_seg"
 SCALE = 2  # stored at 320x320; the job sends 640x640 and must scale back

@@ -15,7 +15,7 @@ from engine.db.models import Annotation, File, Tag
 from tests.fixtures.payloads import iou
 from tests.fixtures.plugin import shapes_detector, shapes_detector_bundle  # noqa: F401
 from tests.fixtures.shapes import scene
-from tests.worker import settings, shared_envs_dir, worker  # noqa: F401
+from tests.fixtures.worker import settings, shared_envs_dir, worker  # noqa: F401
 
 SCALE = 2  # images are stored at 320x320; the job resizes to 160x160 and must scale back
 

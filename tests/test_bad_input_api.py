@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.session import session_scope
 from sdk import Client, Conflict
-from tests import imagegen
-from tests.bundle_factory import make_bundle
+from tests.fixtures import imagegen
+from tests.fixtures.bundle_factory import make_bundle
 from tests.test_query_fuzz import query_texts
 
 API = "/api/v1"

@@ -35,7 +35,7 @@ from engine.errors import BundleInvalid
 from engine.registry.archive import Limits, extract_bundle
 from engine.registry.bundle import validate_bundle
 from sdk import BadRequest, Client
-from tests.bundle_factory import (
+from tests.fixtures.bundle_factory import (
     INFERENCE,
     file_member,
     link_member,

@@ -28,7 +28,7 @@ from engine.storage import file_uri
 from sdk import Client
 from tests.fixtures.payloads import iou
 from tests.fixtures.shapes import scene
-from tests.worker import settings, shared_envs_dir, worker  # noqa: F401
+from tests.fixtures.worker import settings, shared_envs_dir, worker  # noqa: F401
 
 ORIENTATION = 0x0112
 DISPLAYED = (320, 160)  # two 160 x 160 shape scenes side by side, as the user sees the photo

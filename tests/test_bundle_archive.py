@@ -13,7 +13,7 @@ import pytest
 from engine.errors import BundleInvalid, BundleTooLarge
 from engine.registry.archive import ARCHIVE, Limits, extract_bundle
 from sdk.packing import pack_bundle
-from tests.bundle_factory import (
+from tests.fixtures.bundle_factory import (
     file_member,
     link_member,
     make_bundle,

@@ -8,7 +8,7 @@ import pytest
 
 from engine.errors import BundleInvalid, UnknownApplication
 from engine.registry.bundle import normalize_application, validate_bundle
-from tests.bundle_factory import INFERENCE, make_bundle
+from tests.fixtures.bundle_factory import INFERENCE, make_bundle
 
 
 def _refuse(root: Path, application: str = "autotagging") -> BundleInvalid:

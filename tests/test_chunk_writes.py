@@ -21,8 +21,8 @@ from engine.db.session import session_scope
 from engine.jobs.chunk import run_chunk
 from engine.jobs.context import WorkerContext
 from engine.jobs.planning import plan_job
-from tests.faults_cluster import BatchLog, Gate, gated_bundle, tiny_images, wait_for
-from tests.worker import settings, shared_envs_dir  # noqa: F401
+from tests.fixtures.faults_cluster import BatchLog, Gate, gated_bundle, tiny_images, wait_for
+from tests.fixtures.worker import settings, shared_envs_dir  # noqa: F401
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import settings_table
-from tests.services import free_port
+from tests.fixtures.services import free_port
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None,

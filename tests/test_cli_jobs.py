@@ -14,10 +14,10 @@ from typer.testing import CliRunner, Result
 from engine.cli import app
 from engine.cli_jobs import parse_prompts
 from engine.config import Settings
-from tests.embedding_factory import make_files
+from tests.fixtures.embedding_factory import make_files
 from tests.fixtures.plugin import shapes_detector, shapes_detector_bundle  # noqa: F401
 from tests.fixtures.shapes import scene
-from tests.worker import running_worker, settings, shared_envs_dir  # noqa: F401
+from tests.fixtures.worker import running_worker, settings, shared_envs_dir  # noqa: F401
 
 
 @pytest.fixture

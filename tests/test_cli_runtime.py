@@ -22,7 +22,7 @@ import pytest
 
 from engine.runtime.private import masked_url
 from engine.runtime.processes import pid_alive, port_in_use
-from tests.services import free_port
+from tests.fixtures.services import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from sdk import Client, Conflict, NotFound
-from tests import imagegen
+from tests.fixtures import imagegen
 
 
 def test_create_and_details(client: Client) -> None:

@@ -32,7 +32,7 @@ from tests.fixtures.plugin import (  # noqa: F401
     shapes_detector_bundle,
 )
 from tests.fixtures.shapes import scene
-from tests.worker import settings, shared_envs_dir, worker  # noqa: F401
+from tests.fixtures.worker import settings, shared_envs_dir, worker  # noqa: F401
 
 FRONT, REAR = 240, 60  # 300 scenes: autotag the front ones, embed the rear ones
 HUMAN = ("e2e_f000.png", "e2e_f001.png")  # annotated by a person: the `raw` filter skips them

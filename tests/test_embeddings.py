@@ -20,7 +20,7 @@ from engine.embeddings.store import write_embeddings
 from engine.errors import EmbeddingDimensionMismatch
 from engine.hosting.platforms.base import ModelVersionRef
 from sdk.errors import BadRequest, Conflict, NotFound
-from tests.embedding_factory import make_files
+from tests.fixtures.embedding_factory import make_files
 from tests.test_indexing import building
 
 

@@ -42,9 +42,9 @@ from engine.db.session import session_scope
 from engine.runtime.postgres import EmbeddedPostgres
 from engine.runtime.redis import EmbeddedRedis
 from sdk.errors import NotFound
-from tests.faults_cluster import BatchLog, Gate, Worker, alive, gated_bundle, tiny_images, wait_for
-from tests.services import free_port
-from tests.worker import shared_envs_dir  # noqa: F401
+from tests.fixtures.faults_cluster import BatchLog, Gate, Worker, alive, gated_bundle, tiny_images, wait_for
+from tests.fixtures.services import free_port
+from tests.fixtures.worker import shared_envs_dir  # noqa: F401
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
 
@@ -633,7 +633,7 @@ def test_lease_rules_sweep_and_resume(settings: Settings, session: Session,
         recover_lapsed,
         resumable_chunks,
     )
-    from tests.embedding_factory import make_files
+    from tests.fixtures.embedding_factory import make_files
 
     make_files(session, "leases", 8)
     files = list(session.scalars(select(File.id).order_by(File.id)))

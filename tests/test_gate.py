@@ -22,7 +22,7 @@ import pytest
 
 from engine.config import Settings
 from engine.storage import file_uri
-from tests.services import free_port, wait_for_http
+from tests.fixtures.services import free_port, wait_for_http
 
 API = "/api/v1"
 MB = 1 << 20

@@ -23,8 +23,8 @@ from engine.config import Settings
 from engine.db.analysis import EmbeddingSpace
 from engine.embeddings import indexing
 from engine.embeddings.indexing import build_due, build_index, due_spaces, index_name
-from tests.embedding_factory import make_files
-from tests.worker import running_worker, settings, shared_envs_dir  # noqa: F401
+from tests.fixtures.embedding_factory import make_files
+from tests.fixtures.worker import running_worker, settings, shared_envs_dir  # noqa: F401
 
 DIM = 16
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from engine.db.models import File, IngestFailure
 from engine.storage import file_uri
 from sdk import BadRequest, Client, Conflict, Forbidden
-from tests import imagegen
+from tests.fixtures import imagegen
 
 
 def _sha(path: Path) -> str:

@@ -12,8 +12,8 @@ import pytest
 
 from engine.config import Settings
 from sdk import Client
-from tests import imagegen
-from tests.worker import running_worker, settings, shared_envs_dir  # noqa: F401
+from tests.fixtures import imagegen
+from tests.fixtures.worker import running_worker, settings, shared_envs_dir  # noqa: F401
 
 PAGE = 3
 

@@ -8,7 +8,7 @@ import pytest
 
 from engine.config import Settings
 from sdk import BadRequest, Client
-from tests import imagegen
+from tests.fixtures import imagegen
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from engine.config import Settings
 from engine.storage import file_uri, local_path
 from sdk import Client
-from tests import imagegen
+from tests.fixtures import imagegen
 
 
 @pytest.fixture

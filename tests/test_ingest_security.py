@@ -27,7 +27,7 @@ from engine.lake.probe import Probe
 from engine.lake.register import Probed, register
 from engine.storage import file_uri, local_path
 from sdk import Client
-from tests import imagegen
+from tests.fixtures import imagegen
 
 SECRET = b'{"url": "http://127.0.0.1:8470", "api_key": "mlk_the_admin_key"}'
 

@@ -15,7 +15,7 @@ from engine.db.session import session_scope
 from engine.lake.items import list_items
 from sdk import BadRequest, Client, Forbidden, NotFound, ValidationFailed
 from sdk.schemas import ItemQuery
-from tests import imagegen
+from tests.fixtures import imagegen
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from engine.db.models import File, Tag
 from sdk.errors import BadRequest, NotFound, ValidationFailed
 from tests.fixtures.plugin import shapes_detector, shapes_detector_bundle  # noqa: F401
 from tests.fixtures.shapes import scene
-from tests.worker import running_worker, settings, shared_envs_dir, worker  # noqa: F401
+from tests.fixtures.worker import running_worker, settings, shared_envs_dir, worker  # noqa: F401
 
 
 @pytest.fixture

@@ -20,15 +20,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-import tests.worker
+import tests.fixtures.worker
 from engine.config import Settings
 from engine.db.models import File, Model, ModelVersion, Tag
 from engine.hosting.platforms.sagemaker_naming import max_batch_images
 from sdk.errors import BadRequest
 from tests.fixtures.plugin import shapes_detector, shapes_detector_bundle  # noqa: F401
 from tests.fixtures.shapes import scene
-from tests.services import MotoServer
-from tests.worker import _redis_db, running_worker, shared_envs_dir  # noqa: F401
+from tests.fixtures.services import MotoServer
+from tests.fixtures.worker import _redis_db, running_worker, shared_envs_dir  # noqa: F401
 
 ROLE = "arn:aws:iam::123456789012:role/metalake-sagemaker"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/metalake-serve:test"
@@ -143,7 +143,7 @@ def aws_engine(settings: Settings, moto: MotoServer, bucket: str, tmp_path: Path
     (shim / "sitecustomize.py").write_text(SITECUSTOMIZE)
     bodies = tmp_path / "bodies"
     bodies.mkdir()
-    plain = tests.worker.worker_env
+    plain = tests.fixtures.worker.worker_env
 
     def worker_env(given: Settings) -> dict[str, str]:
         env = plain(given)
@@ -158,7 +158,7 @@ def aws_engine(settings: Settings, moto: MotoServer, bucket: str, tmp_path: Path
         })
         return env
 
-    monkeypatch.setattr(tests.worker, "worker_env", worker_env)
+    monkeypatch.setattr(tests.fixtures.worker, "worker_env", worker_env)
     yield configured, bodies
     sagemaker = boto3.client("sagemaker", endpoint_url=moto.url, region_name="us-east-1")
     mine = "metalake-yolo-"

@@ -43,7 +43,7 @@ from engine.hosting.platforms.factory import platform_named, platform_type
 from engine.hosting.platforms.sagemaker_naming import endpoint_name, max_batch_images
 from engine.storage import Storage, file_uri
 from sdk.packing import pack_bundle
-from tests.services import MotoServer
+from tests.fixtures.services import MotoServer
 
 BUNDLES = Path(__file__).parent / "bundles"
 NPZ = "application/x-npz"

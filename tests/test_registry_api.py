@@ -22,7 +22,7 @@ from engine.registry.defaults import install_defaults
 from engine.registry.store import registry_storage
 from engine.storage import Storage, file_uri, local_path, split_s3
 from sdk import BadRequest, Client, Conflict, Forbidden, NotFound
-from tests.bundle_factory import (
+from tests.fixtures.bundle_factory import (
     INFERENCE,
     file_member,
     link_member,

@@ -19,7 +19,7 @@ from engine.errors import ModelNotFound, WeightsMissing
 from engine.registry.defaults import InstalledDefault, install_defaults
 from engine.registry.store import register_bundle, registry_storage, resolve_version
 from sdk.packing import pack_bundle
-from tests.bundle_factory import make_bundle
+from tests.fixtures.bundle_factory import make_bundle
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from engine.config import Settings
 from engine.runtime import supervisor
 from engine.runtime.processes import ManagedProcess, pid_alive, write_private
 from engine.runtime.state import managed_process
-from tests.services import free_port
+from tests.fixtures.services import free_port
 
 
 @pytest.fixture

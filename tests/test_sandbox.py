@@ -27,8 +27,8 @@ from engine.errors import ModelHostError
 from engine.hosting.host import HostManager
 from engine.hosting.sandbox import Sandbox
 from tests.fixtures.shapes import scene
-from tests.services import MotoServer
-from tests.worker import running_worker, settings, shared_envs_dir  # noqa: F401
+from tests.fixtures.services import MotoServer
+from tests.fixtures.worker import running_worker, settings, shared_envs_dir  # noqa: F401
 
 HOSTILE = Path(__file__).parent / "bundles" / "hostile"
 PROBES = ["uid", "client_json", "engine_home", "user_home", "environ", "tcp", "write",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sdk import Client
-from tests import imagegen
+from tests.fixtures import imagegen
 
 
 def test_upload_in_several_batches_reports_totals(client: Client, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sdk import Client
-from tests.bundle_factory import make_bundle
+from tests.fixtures.bundle_factory import make_bundle
 
 BIG = 300 << 20
 

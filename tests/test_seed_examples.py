@@ -32,7 +32,7 @@ from tests.fixtures.plugin import (  # noqa: F401
     shapes_detector_bundle,
 )
 from tests.fixtures.shapes import scene
-from tests.worker import settings, shared_envs_dir, worker  # noqa: F401
+from tests.fixtures.worker import settings, shared_envs_dir, worker  # noqa: F401
 
 FILTER = {
     "annotation_types": ["human", "machine"],

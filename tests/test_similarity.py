@@ -26,7 +26,7 @@ from engine.embeddings.search import (
 )
 from sdk import Client
 from sdk.schemas import SimilarityQuery
-from tests.embedding_factory import collection_id, make_files
+from tests.fixtures.embedding_factory import collection_id, make_files
 
 DIM = 64
 CLUSTERS = 200

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from engine.config import Settings
 from engine.lake import statistics
 from engine.storage import file_uri
-from tests import imagegen
-from tests.embedding_factory import make_files
+from tests.fixtures import imagegen
+from tests.fixtures.embedding_factory import make_files
 
 
 @pytest.fixture

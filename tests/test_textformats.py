@@ -18,7 +18,7 @@ from engine.errors import DocumentTooLarge, InvalidDocument
 from engine.ids import MAX_ID, parse_id
 from engine.textformats import MAX_DEPTH, TextLimits, excerpt, load_json, load_yaml, shown
 from sdk import Client
-from tests import imagegen
+from tests.fixtures import imagegen
 
 
 def _laughs(levels: int) -> str:

@@ -1,20 +1,8 @@
-"""The wire contract between the engine and a model bundle: the request it sends, the outputs
-it accepts back.
+"""The engine's side of the wire contract with a model bundle: the batched request it sends
+(`encode_batch`, `application/x-npz`) and the outputs it accepts back (`validate_outputs`).
 
-Request: `POST /invocations` with `Content-Type: application/x-npz` and
-`Accept: application/json`; the body is an uncompressed `.npz` (`np.savez`) holding
-
-- `images`: uint8 array (N, H, W, 3), RGB, every image already resized to the job's
-  `input_resolution`;
-- `parameters`: a 0-d unicode array holding a JSON object: `application`,
-  `confidence_threshold`, `input_resolution` [w, h], `original_sizes` [[w, h], ...] and, for
-  auto_annotation, `prompt` [{"label", "description"}, ...].
-
-`encode_batch` builds the request. The model host decodes it (`engine.hosting.serve.decode_batch`,
-the default `input_fn`), and also reads `application/json` = {"images": [base64 JPEG/PNG],
-"parameters": {...}} for manual testing.
-
-Response: a JSON list with one output per image (see `validate_outputs` and docs/bundles.md).
+The model host decodes the request (`engine.hosting.serve.decode_batch`). docs/bundles.md
+describes both formats and every output field.
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
-"""Environments for bundles' requirements: one per distinct requirements.txt, cached.
+"""Environments for bundles' requirements: one cached venv per distinct requirements.txt.
 
-An environment is a venv under `<envs dir>/<key>/`, where the key is a hash of the normalised
-requirements (comments and blank lines dropped, sorted) and of the engine's interpreter. A
-`.pth` file in its site-packages adds the engine interpreter's site-packages *after* its own,
-so the bundle sees the engine's packages (torch, numpy, ...) and `pip install -r` skips what
-is already satisfied; a different version a bundle pins is installed into the venv and takes
-precedence there (pip never uninstalls packages outside the venv).
-
-Empty requirements need no environment: the engine's own interpreter runs the host.
-
-Concurrency: builds of one key are serialised by a file lock (processes and threads alike).
-A build happens in place, because a venv cannot be moved once pip has written its scripts;
-success is recorded by a marker file written last, so a build that failed or died half way is
-never used: it is removed and built again by the next caller. pip's output is kept beside the
-environment in `<key>.log`.
+`EnvironmentCache.python_for` builds (once per machine, under a file lock) or finds the venv of a
+bundle's requirements; empty requirements need none. docs/bundles.md ("Inside the model host")
+says how a venv sees the engine's packages and why builds happen in place.
 """
 
 from __future__ import annotations

@@ -1,21 +1,10 @@
 """Model hosts: a bundle's code runs in its own process, never in the worker.
 
-A `HostManager` (one per worker process) starts `engine/hosting/serve.py` for a model version
-on first use, in the environment of the bundle's requirements (`environments.py`), with an
-allow-listed set of environment variables (`hostenv.py`), boxed in by `sandbox.py` where the
-machine allows it, in its own process group, output to `<home>/logs/hosts/<version>.log`. It
-talks to the host with the SageMaker contract over a Unix socket in a directory only the two
-share, and keeps it for the next chunks.
-
-What can go wrong is contained: a host that crashes, does not answer within the request
-timeout or grows past the memory limit (the RSS summed over its process tree, polled by a
-watcher thread; pages shared between its processes count more than once) is
-killed with every process below it and forgotten; the call raises a `ModelHostError` saying
-why and the next call starts a fresh host. Hosts idle longer than the idle time are stopped,
-and a host whose worker died exits by itself (`serve.py --parent-fd`: an inherited pipe).
-
-Create the manager inside each worker process (after a prefork pool has forked: its watcher
-thread does not survive a fork) and `close()` it when the process shuts down.
+`HostManager` (one per worker process, made after a prefork pool has forked and closed when
+the process shuts down) starts `serve.py` for a model version on first use, in its requirements'
+environment, boxed in where the machine allows, and keeps it for the next chunks. A host that
+crashes, times out or outgrows its memory limit is killed and the call raises `ModelHostError`;
+docs/bundles.md ("Inside the model host") has the details.
 """
 
 from __future__ import annotations

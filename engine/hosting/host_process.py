@@ -1,9 +1,7 @@
 """One model host process, as the manager sees it, and the HTTP calls it answers.
 
-The host runs `engine/hosting/serve.py` (boxed in by `sandbox.py` where it can be) in its own
-process group and answers on a Unix socket. Killing it kills the group and every process
-below it, so processes the bundle's code started go too (a boxed host's children live in
-their own session, inside its PID namespace), and waits for it, so no zombie stays.
+A host runs in its own process group and answers on a Unix socket; killing it kills the whole
+group (the bundle's child processes too) and reaps it.
 """
 
 from __future__ import annotations
@@ -26,9 +24,9 @@ import psutil
 from engine.errors import ModelCodeError, ModelHostError
 
 LOG_TAIL_LINES = 20
-# How often `tree_rss` looks for the host's child processes again. Finding them reads every
-# process's /proc entry; at each 0.2 s memory check that was ~1% of a core taken from the model
-# (py-spy, a ResNet50 job on 2 cores). The known processes' memory is read at every check.
+# How often `tree_rss` looks for the host's child processes again: finding them reads every
+# process's /proc entry, too costly for every memory check. The known processes' memory is read
+# at every check.
 CHILDREN_REFRESH = 2.0
 
 

@@ -4,23 +4,11 @@
     POST /invocations   input_fn(body, content_type) -> predict_fn(data, model)
                         -> output_fn(prediction, accept) -> 200 with the result
 
-A bundle defines `model_fn` and `predict_fn`; without `input_fn` the request is decoded by
-`decode_batch` (the engine's batched request, `(images, parameters)`), without `output_fn`
-the prediction is answered as JSON (`default_output_fn`), as the SageMaker toolkit's defaults.
-
-`<model_dir>/code/inference.py` is imported from its file path with `<model_dir>/code` first on
-`sys.path`; `model_fn(model_dir)` runs once, in the main thread, while the server already
-answers `/ping`. Requests run one at a time. An exception in the bundle's code is answered
-with {"error": {"code": "model_error", "stage", "message", "traceback"}}: 400 from `input_fn`,
-500 from `predict_fn` / `output_fn`.
-
-Run locally as `metalake-serve --model-dir DIR --port P --host 127.0.0.1` (the engine's model
-host does this, see `engine.hosting.host`); in a SageMaker bring-your-own-container image the
-`serve` program runs it with the defaults /opt/ml/model and port 8080 ($SAGEMAKER_BIND_TO_PORT).
-
-Standard library only (numpy, and Pillow for the JSON form, only when the default input_fn
-runs): it runs inside the bundle's environment next to the bundle's own imports, with none of
-the engine's libraries.
+A bundle defines `model_fn` and `predict_fn`; `decode_batch` and `default_output_fn` stand in
+for the `input_fn` and `output_fn` it leaves out. Run as `metalake-serve` (by the engine's
+model hosts, and as the SageMaker image's `serve` program). It runs inside the bundle's
+environment, so it imports the standard library only (numpy and Pillow when the default
+input_fn runs). docs/bundles.md describes the contract.
 """
 
 from __future__ import annotations

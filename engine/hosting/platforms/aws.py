@@ -1,23 +1,9 @@
 """The `aws` inference platform: each model version served by a SageMaker real-time endpoint.
 
-Once per model version (cached in the object, and idempotent against AWS: every step looks
-before it creates), `ensure_endpoint`
-
-1. copies the registry's bundle to `<METALAKE_SAGEMAKER_BUCKET>/<name>/<version>-<sha12>/
-   model.tar.gz` (skipped when an object with the same `sha256` metadata is there: the registry
-   stores bundles unwrapped, `code/inference.py` at the root, which is the layout SageMaker
-   extracts to /opt/ml/model);
-2. creates a SageMaker model running the Dockerfile.serve image on that archive, an endpoint
-   config with one variant of one instance, and the endpoint, all named
-   `metalake-<name>-v<version>-<sha8>` (`sagemaker_naming.endpoint_name`);
-3. waits until the endpoint is InService.
-
-`invoke` then sends the chunk's `application/x-npz` body, the very bytes the local model host
-gets, with `sagemaker-runtime` `invoke_endpoint`. AWS errors become `EndpointError` subclasses
-in one place, `_aws_errors`. Throttling is retried by botocore (standard retry mode) first.
-
-Credentials come from the usual AWS chain (AWS_* variables, profile, instance role); nothing
-secret is passed to the endpoint's environment.
+`ensure_endpoint` uploads the bundle, creates the SageMaker model, endpoint config and endpoint
+once per model version (every step looks before it creates) and waits until it is InService;
+`invoke` sends the chunk's request with `invoke_endpoint`. AWS errors become `EndpointError`
+subclasses in one place, `_aws_errors`. docs/aws.md describes the steps, names and errors.
 """
 
 from __future__ import annotations
