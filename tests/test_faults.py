@@ -42,7 +42,15 @@ from engine.db.session import session_scope
 from engine.runtime.postgres import EmbeddedPostgres
 from engine.runtime.redis import EmbeddedRedis
 from sdk.errors import NotFound
-from tests.fixtures.faults_cluster import BatchLog, Gate, Worker, alive, gated_bundle, tiny_images, wait_for
+from tests.fixtures.faults_cluster import (
+    BatchLog,
+    Gate,
+    Worker,
+    alive,
+    gated_bundle,
+    tiny_images,
+    wait_for,
+)
 from tests.fixtures.services import free_port
 from tests.fixtures.worker import shared_envs_dir  # noqa: F401
 

@@ -26,8 +26,8 @@ from engine.db.models import File, Model, ModelVersion, Tag
 from engine.hosting.platforms.sagemaker_naming import max_batch_images
 from sdk.errors import BadRequest
 from tests.fixtures.plugin import shapes_detector, shapes_detector_bundle  # noqa: F401
-from tests.fixtures.shapes import scene
 from tests.fixtures.services import MotoServer
+from tests.fixtures.shapes import scene
 from tests.fixtures.worker import _redis_db, running_worker, shared_envs_dir  # noqa: F401
 
 ROLE = "arn:aws:iam::123456789012:role/metalake-sagemaker"

@@ -26,8 +26,8 @@ from engine.db.models import File, Tag
 from engine.errors import ModelHostError
 from engine.hosting.host import HostManager
 from engine.hosting.sandbox import Sandbox
-from tests.fixtures.shapes import scene
 from tests.fixtures.services import MotoServer
+from tests.fixtures.shapes import scene
 from tests.fixtures.worker import running_worker, settings, shared_envs_dir  # noqa: F401
 
 HOSTILE = Path(__file__).parent / "bundles" / "hostile"

@@ -21,10 +21,10 @@ from tests.fixtures.plugin import (  # noqa: F401
     shapes_detector_bundle,
     shapes_segmenter,
 )
-from tests.fixtures.shapes import outline
 from tests.fixtures.services import MotoServer
-from tests.test_auto_annotation import prompt_bundle  # noqa: F401
+from tests.fixtures.shapes import outline
 from tests.fixtures.worker import _redis_db, shared_envs_dir, worker  # noqa: F401
+from tests.test_auto_annotation import prompt_bundle  # noqa: F401
 
 SIZE = 320  # frames are 320x320; the job resizes them to 160x160 and must scale back
 FRAMES = 30
