@@ -14,6 +14,8 @@ import platformdirs
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from engine.uris import file_uri
+
 
 def default_home() -> Path:
     return Path(platformdirs.user_data_dir("metalake", appauthor=False))
@@ -373,8 +375,6 @@ class Settings(BaseSettings):
     @property
     def registry_root_url(self) -> str:
         """Where bundles go: METALAKE_REGISTRY_URL, else managed storage, else the home."""
-        from engine.storage import file_uri
-
         return self.registry_url or self.managed_storage_url or file_uri(self.home)
 
     @property

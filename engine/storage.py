@@ -16,9 +16,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlparse
+from urllib.parse import urlparse
 
 from engine.errors import InvalidPath, NoManagedStorage, NotFound, StorageError
+
+# Callers take the URI helpers from here too.
+from engine.uris import file_uri as file_uri
+from engine.uris import local_path as local_path
+from engine.uris import split_s3 as split_s3
 
 if TYPE_CHECKING:
     from engine.config import Settings
@@ -34,24 +39,6 @@ def hash_stream(stream: IO[bytes], sink: IO[bytes] | None = None) -> tuple[str, 
         if sink is not None:
             sink.write(chunk)
     return digest.hexdigest(), size
-
-
-def file_uri(path: Path) -> str:
-    return "file://" + quote(str(path.resolve()))
-
-
-def local_path(uri: str) -> Path:
-    parsed = urlparse(uri)
-    if parsed.scheme != "file":
-        raise InvalidPath(f"Not a file:// URI: {uri}")
-    return Path(unquote(parsed.path))
-
-
-def split_s3(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise InvalidPath(f"Not an s3://bucket/key URI: {uri!r}", uri=uri)
-    return parsed.netloc, parsed.path.lstrip("/")
 
 
 @dataclass(frozen=True)
