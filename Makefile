@@ -36,7 +36,7 @@ test-fast: venv system  ## the tests that need no service or model (marker: not 
 demo: venv system  ## start the engine, ingest generated images, run queries (state in .demo-home)
 	METALAKE_HOME="$${METALAKE_HOME:-$(DEMO_HOME)}" $(VENV)/bin/python scripts/demo.py
 
-lint: venv  ## ruff check + mypy (LINT_FORMAT=1 also checks ruff format)
+lint: venv  ## ruff check, ruff format --check, mypy, lint-imports (scripts/lint.sh)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/lint.sh
 
 bench: venv  ## benchmarks (bench/README.md): ingest, similarity, growth, API load, analysis
@@ -60,5 +60,5 @@ down:  ## stop the demo engine (METALAKE_HOME, default .demo-home)
 
 clean: down  ## stop the demo engine, then remove .venv, .demo-home, out/ and caches
 	rm -rf $(VENV) .demo-home out build dist *.egg-info .pytest_cache .mypy_cache \
-		.ruff_cache .hypothesis
+		.ruff_cache .hypothesis .import_linter_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# One lint command: ruff (lint rules from pyproject.toml) and mypy (strict, engine + sdk).
-# LINT_FORMAT=1 also checks `ruff format`. Run through `make lint` to use .venv's tools.
-set -euo pipefail
+# One lint command: ruff (lint rules and format from pyproject.toml), mypy (strict, engine +
+# sdk) and lint-imports (the import rules in .importlinter). Every check runs; the command
+# fails if any fails. Run through `make lint` to use .venv's tools.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-set -x
-ruff check .
-if [ "${LINT_FORMAT:-0}" = "1" ]; then ruff format --check .; fi
-mypy
+status=0
+run() { echo "+ $*" >&2; "$@" || status=1; }
+run ruff check .
+run ruff format --check --output-format concise .  # what would change: ruff format --diff FILE
+run mypy
+run lint-imports
+exit "$status"
