@@ -49,8 +49,8 @@ class Settings(BaseSettings):
         description=(
             "shared_buffers of the embedded PostgreSQL. auto: a quarter of the memory this "
             "machine (or its container limit) has, between 128MB and 8GB. Similarity indexes "
-            "should fit: ~8 KB per 2048-d vector (100,000 vectors: 781 MB); searching one that "
-            "does not takes about twice as long (bench/README.md)."
+            "should fit in it; bench/README.md has their sizes and what a search costs when "
+            "one does not."
         ),
     )
     s3_endpoint_url: str | None = Field(
@@ -227,9 +227,8 @@ class Settings(BaseSettings):
         description=(
             "Chunks one `metalake worker` runs at once (prefork processes, each with its own "
             "model host). Two on a 2-core machine let one chunk's decode and write overlap "
-            "the other's inference: 1.12x (embeddings) and 1.67x (autotagging) of a bare "
-            "loop, against 0.93x and 1.00x with one (bench/README.md). Each process holds "
-            "its own copy of the model in memory."
+            "the other's inference (measured in bench/README.md). Each process holds its own "
+            "copy of the model in memory."
         ),
     )
     chunk_decode_threads: int = Field(
@@ -271,8 +270,8 @@ class Settings(BaseSettings):
         default=1_000, ge=0,
         description=(
             "A space's first HNSW index is built once it holds this many vectors; smaller "
-            "spaces are scanned exactly (~15 ms at 1,000 2048-d vectors), and vectors written "
-            "into them do not pay for joining a graph (~7.5 ms of database CPU each)."
+            "spaces are scanned exactly, and vectors written into them do not pay for joining "
+            "a graph (the costs of both: bench/README.md)."
         ),
     )
     index_rebuild_growth: float = Field(
@@ -286,16 +285,16 @@ class Settings(BaseSettings):
     index_build_memory: str = Field(
         default="1GB", pattern=r"^[0-9]+ ?(kB|MB|GB|TB)$",
         description=(
-            "PostgreSQL maintenance_work_mem for index builds. The graph should fit: about "
-            "5 KB per 2048-d vector (100,000 vectors: ~500 MB); beyond it the build is slower."
+            "PostgreSQL maintenance_work_mem for index builds. The graph should fit in it, "
+            "else the build is slower; bench/README.md has the sizes of the indexes measured."
         ),
     )
     index_build_workers: int = Field(
         default=0, ge=0, le=16,
         description=(
             "PostgreSQL parallel workers per index build (max_parallel_maintenance_workers). "
-            "0, one process: on 100,000 clustered 2048-d vectors a parallel build (1 worker) "
-            "gave recall@10 0.966 against 0.9995, in the same time on 2 cores."
+            "0, one process: a parallel build was no faster on 2 cores and its graph found "
+            "fewer true neighbours (bench/README.md)."
         ),
     )
     bundle_cache_dir: Path | None = Field(
