@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from sdk._base import BaseClient
-from sdk.errors import BadRequest, MetaLakeError
+from sdk.errors import BadRequest, MetaLakeError, ValidationFailed
 from sdk.schemas import (
     FINISHED_JOB_STATUSES,
     MAX_JOB_WAIT,
@@ -24,7 +26,10 @@ from sdk.schemas import (
     JobSubmitted,
     ProposalDecision,
     ProposalReport,
+    input_error,
 )
+
+JobRequest = TypeVar("JobRequest", AutotagRequest, AutoAnnotateRequest, EmbedRequest)
 
 
 class JobTimeout(MetaLakeError):
@@ -38,13 +43,24 @@ def _model(model_id: str | None, model_name: str | None) -> str:
     return model_name or model_id or "default"
 
 
-def _resolution(value: Sequence[int] | None) -> Any:
-    return list(value) if isinstance(value, tuple | list) else value
+def _request(model: type[JobRequest], fields: dict[str, Any]) -> JobRequest:
+    """The request, its refused parameters raised as the engine would answer them: BadRequest
+    with the parameter's code and message, or ValidationFailed for a malformed one."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        refused = input_error(exc.errors())
+        if refused is not None:
+            code, message, details = refused
+            raise BadRequest(message, code=code, status=400, details=details) from exc
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValidationFailed(f"Invalid arguments: {problems}.", code="validation_error",
+                               status=422) from exc
 
 
 class JobCalls(BaseClient):
-    def _submit(self, path: str, request: Any) -> dict[str, Any]:
-        body = request.model_dump(mode="json")
+    def _submit(self, path: str, model: type[JobRequest], **fields: Any) -> dict[str, Any]:
+        body = _request(model, fields).model_dump(mode="json")
         return JobSubmitted.model_validate(self._post(path, json=body)).model_dump()
 
     # -- autotagging (7.2, 7.3) ------------------------------------------------------------------
@@ -56,11 +72,11 @@ class JobCalls(BaseClient):
                             model_name: str | None = None) -> dict[str, Any]:
         """Tag the collection's files (narrowed by `query` and `filter`) with an autotagging
         model: one tag per label per file and machine boxes, at or above the threshold."""
-        return self._submit("/jobs/autotag", AutotagRequest(
-            collection_id=collection_id, model_id=_model(model_id, model_name),
-            input_resolution=_resolution(input_resolution),
+        return self._submit(
+            "/jobs/autotag", AutotagRequest, collection_id=collection_id,
+            model_id=_model(model_id, model_name), input_resolution=input_resolution,
             confidence_threshold=confidence_threshold, query=query, filter=filter,
-            inference_platform=inference_platform))
+            inference_platform=inference_platform)
 
     def generate_auto_tags_to_metalake(self, content_type: str, model_id: str = "default",
                                        input_resolution: Sequence[int] = (300, 300),
@@ -70,11 +86,11 @@ class JobCalls(BaseClient):
                                        inference_platform: str = "use_env", *,
                                        model_name: str | None = None) -> dict[str, Any]:
         """Tag every `content_type` ('image' or 'video') file of the lake matching the query."""
-        return self._submit("/jobs/autotag", AutotagRequest(
-            content_type=content_type, model_id=_model(model_id, model_name),
-            input_resolution=_resolution(input_resolution),
+        return self._submit(
+            "/jobs/autotag", AutotagRequest, content_type=content_type,
+            model_id=_model(model_id, model_name), input_resolution=input_resolution,
             confidence_threshold=confidence_threshold, query=query, filter=filter,
-            inference_platform=inference_platform))
+            inference_platform=inference_platform)
 
     # -- embeddings (7.4, 7.5): submission; vectors are stored by the engine -----------------------
     def generate_embeddings_for_collection(self, collection_id: str | int,
@@ -83,18 +99,20 @@ class JobCalls(BaseClient):
                                            inference_platform: str = "use_env", *,
                                            model_name: str | None = None) -> dict[str, Any]:
         """Compute one embedding per selected image of the collection (default: ResNet50)."""
-        return self._submit("/jobs/embed", EmbedRequest(
-            collection_id=collection_id, model_id=_model(model_id, model_name), query=query,
-            filter=filter, inference_platform=inference_platform))
+        return self._submit(
+            "/jobs/embed", EmbedRequest, collection_id=collection_id,
+            model_id=_model(model_id, model_name), query=query, filter=filter,
+            inference_platform=inference_platform)
 
     def generate_embeddings_to_metalake(self, content_type: str, model_id: str = "default",
                                         query: str | None = None,
                                         filter: dict[str, Any] | None = None,
                                         inference_platform: str = "use_env", *,
                                         model_name: str | None = None) -> dict[str, Any]:
-        return self._submit("/jobs/embed", EmbedRequest(
-            content_type=content_type, model_id=_model(model_id, model_name), query=query,
-            filter=filter, inference_platform=inference_platform))
+        return self._submit(
+            "/jobs/embed", EmbedRequest, content_type=content_type,
+            model_id=_model(model_id, model_name), query=query, filter=filter,
+            inference_platform=inference_platform)
 
     # -- auto-annotation -------------------------------------------------------------------------
     def auto_annotate_collection(self, collection_id: str | int, model_id: str = "default",
@@ -106,11 +124,11 @@ class JobCalls(BaseClient):
                                  model_name: str | None = None) -> dict[str, Any]:
         """Annotate the prompted labels (boxes, or polygons from masks) as machine annotations;
         `preview=True` proposes them (accept_proposals / reject_proposals)."""
-        return self._submit("/jobs/auto-annotate", AutoAnnotateRequest.model_validate({
-            "collection_id": collection_id, "model_id": _model(model_id, model_name),
-            "prompt": prompt, "annotation_type": annotation_type,
-            "confidence_threshold": confidence_threshold, "query": query, "filter": filter,
-            "inference_platform": inference_platform, "preview": preview}))
+        return self._submit(
+            "/jobs/auto-annotate", AutoAnnotateRequest, collection_id=collection_id,
+            model_id=_model(model_id, model_name), prompt=prompt, annotation_type=annotation_type,
+            confidence_threshold=confidence_threshold, query=query, filter=filter,
+            inference_platform=inference_platform, preview=preview)
 
     def generate_auto_annotations_to_metalake(
             self, content_type: str, model_id: str = "default",
@@ -118,11 +136,11 @@ class JobCalls(BaseClient):
             confidence_threshold: float = 0.5, query: str | None = None,
             filter: dict[str, Any] | None = None, inference_platform: str = "use_env",
             preview: bool = False, *, model_name: str | None = None) -> dict[str, Any]:
-        return self._submit("/jobs/auto-annotate", AutoAnnotateRequest.model_validate({
-            "content_type": content_type, "model_id": _model(model_id, model_name),
-            "prompt": prompt, "annotation_type": annotation_type,
-            "confidence_threshold": confidence_threshold, "query": query, "filter": filter,
-            "inference_platform": inference_platform, "preview": preview}))
+        return self._submit(
+            "/jobs/auto-annotate", AutoAnnotateRequest, content_type=content_type,
+            model_id=_model(model_id, model_name), prompt=prompt, annotation_type=annotation_type,
+            confidence_threshold=confidence_threshold, query=query, filter=filter,
+            inference_platform=inference_platform, preview=preview)
 
     def accept_proposals(self, job_id: int, unique_names: list[str] | None = None
                          ) -> dict[str, Any]:

@@ -7,9 +7,21 @@ Field names are the engine's; `ItemPublic` also carries the seed SDK's `uniqueNa
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 # The job vocabulary, re-exported: `from sdk.schemas import JobStatus` keeps working.
 from sdk.vocabulary import APPLICATION_SPELLINGS as APPLICATION_SPELLINGS
@@ -367,33 +379,132 @@ class PromptEntry(Schema):
         return self
 
 
+# A refused job parameter is a pydantic error of one of these types, so the engine answers
+# 400 with that code (engine/api/errors.py) and the SDK raises BadRequest (`input_error`).
+INPUT_ERROR_CODES = frozenset({"invalid_input", "unknown_platform"})
+MAX_RESOLUTION = 8192
+Side = Annotated[int, Field(strict=True, ge=1, le=MAX_RESOLUTION)]
+Resolution = tuple[Side, Side]
+Threshold = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
+AnnotationType = Literal["polygon", "box"]
+# What each job parameter must be, said the way a user can act on: {value} is what was sent.
+_RULES: dict[str, tuple[str, str]] = {
+    "inference_platform": (
+        "unknown_platform", "Unknown inference platform {value}: use 'local', 'aws' or "
+        "'use_env' (METALAKE_INFERENCE_PLATFORM)."),
+    "input_resolution": (
+        "invalid_input", "input_resolution must be two positive integers (width, height) up "
+        f"to {MAX_RESOLUTION}, e.g. (480, 480); got {{value}}."),
+    "confidence_threshold": (
+        "invalid_input", "confidence_threshold must be a number between 0 and 1; got {value}."),
+    "annotation_type": (
+        "invalid_input", "annotation_type must be 'polygon' or 'box'; got {value}."),
+    "content_type": ("invalid_input", "content_type must be 'image' or 'video'; got {value}."),
+}
+
+
+def input_error(errors: list[Any]) -> tuple[str, str, dict[str, Any]] | None:
+    """(code, message, details) of the first error when every one of `errors` (pydantic's
+    `.errors()`) refuses a job parameter by its rule; None when some are of another kind."""
+    if not errors or any(error.get("type") not in INPUT_ERROR_CODES for error in errors):
+        return None
+    first = errors[0]
+    field = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    return (first["type"], first["msg"],
+            {"field": field, "value": (first.get("ctx") or {}).get("value")})
+
+
 class _JobSelection(Schema):
     """Which files a job runs over: a collection, or the whole lake of one content type, then
     narrowed by the lake's query and filter. Validated by the engine (400s say why)."""
 
     collection_id: int | str | None = None
-    content_type: str | None = None
+    content_type: ContentType | None = Field(
+        default=None, description="Required without collection_id.")
     model_id: str | None = "default"
     query: str | None = None
-    filter: dict[str, Any] | None = None
-    inference_platform: str | None = "use_env"
+    filter: dict[str, JsonValue] | None = None
+    inference_platform: PlatformChoice = Field(
+        default=PlatformChoice.USE_ENV, description="Any case; null means use_env.")
+
+    @field_validator(*_RULES, mode="wrap", check_fields=False)
+    @classmethod
+    def _by_rule(cls, value: Any, handler: ValidatorFunctionWrapHandler,
+                 info: ValidationInfo) -> Any:
+        """The field's own type and constraints, refused with its rule's message; null means
+        the default (the seed SDK sends it)."""
+        name = info.field_name or ""
+        if value is None and name != "content_type":
+            return cls.model_fields[name].get_default(call_default_factory=True)
+        given = value
+        if name == "inference_platform" and isinstance(value, str):
+            value = value.strip().lower()
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            code, message = _RULES[name]
+            raise PydanticCustomError(code, message, {"value": repr(given)}) from exc
 
 
 class AutotagRequest(_JobSelection):
-    input_resolution: Any = (300, 300)
-    confidence_threshold: Any = 0.5
+    input_resolution: Resolution = (300, 300)
+    confidence_threshold: Threshold = 0.5
 
 
 class AutoAnnotateRequest(_JobSelection):
-    prompt: list[PromptEntry | str] | None = None
-    annotation_type: str = "polygon"
-    confidence_threshold: Any = 0.5
-    input_resolution: Any = None
+    prompt: list[PromptEntry | str] | None = Field(
+        default=None, description="None: the model's own label list.")
+    annotation_type: AnnotationType = "polygon"
+    confidence_threshold: Threshold = 0.5
+    input_resolution: Resolution = (640, 640)
     preview: bool = False
 
 
 class EmbedRequest(_JobSelection):
-    input_resolution: Any = None
+    input_resolution: Resolution = (224, 224)
+
+
+class _Params(Schema):
+    """What a job runs with, as the engine stored it in `jobs.params` (resolved: no defaults
+    left to apply); the worker reads it back as this model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SelectionParams(_Params):
+    query: str | None
+    filter: dict[str, JsonValue] | None
+    content_type: ContentType
+    model_reference: str = Field(description="The model as the request named it.")
+    input_resolution: Resolution
+
+
+class AutotagParams(SelectionParams):
+    confidence_threshold: Threshold
+
+
+class AutoAnnotateParams(SelectionParams):
+    confidence_threshold: Threshold
+    prompt: list[PromptEntry] = Field(min_length=1)
+    annotation_type: AnnotationType
+    preview: bool
+
+
+class EmbedParams(SelectionParams):
+    pass
+
+
+class EmbeddingImportParams(_Params):
+    model_name: str
+    space: str
+
+
+InferenceParams = AutotagParams | AutoAnnotateParams | EmbedParams  # jobs that run a model
+JobParams = InferenceParams | EmbeddingImportParams
+PARAMS_BY_KIND: dict[JobKind, type[JobParams]] = {
+    JobKind.AUTOTAGGING: AutotagParams, JobKind.AUTO_ANNOTATION: AutoAnnotateParams,
+    JobKind.EMBEDDING: EmbedParams, JobKind.EMBEDDING_IMPORT: EmbeddingImportParams,
+}
 
 
 class JobSubmitted(Schema):
@@ -416,7 +527,9 @@ class JobPublic(Schema):
     platform: Platform
     model: str | None = Field(default=None, description="`name@N` of the model version run.")
     collection_id: int | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: JobParams | None = Field(
+        description="What the job runs with; null when the stored params cannot be read as "
+                    "this engine's (written by another version).")
     total: int
     done: int
     failed: int

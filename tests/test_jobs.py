@@ -56,6 +56,49 @@ def test_validation_errors(client: Any, shapes: dict[str, Any]) -> None:
     assert job["status"] == "queued"
 
 
+def test_job_parameters_are_checked_by_their_types(client: Any, shapes: dict[str, Any],
+                                                   api_url: str) -> None:
+    """The request models carry each parameter's rule, and OpenAPI shows it; a value against
+    it is the engine's 400 with its code and a message naming the parameter, whether the API
+    or the SDK refuses it."""
+    import httpx
+
+    base = {"collection_id": shapes["cid"], "model_id": "yolo"}
+    for body, code, named in [
+            ({"confidence_threshold": 1.5}, "invalid_input", "confidence_threshold"),
+            ({"confidence_threshold": True}, "invalid_input", "confidence_threshold"),
+            ({"input_resolution": [0, 160]}, "invalid_input", "input_resolution"),
+            ({"input_resolution": [160, 160, 3]}, "invalid_input", "input_resolution"),
+            ({"input_resolution": [160.5, 160]}, "invalid_input", "input_resolution"),
+            ({"inference_platform": "gcp"}, "unknown_platform", "inference platform 'gcp'")]:
+        with pytest.raises(BadRequest) as refused:
+            client._post("/jobs/autotag", json={**base, **body})
+        assert (refused.value.status, refused.value.code) == (400, code), body
+        assert named in refused.value.message
+    with pytest.raises(BadRequest) as refused:
+        client._post("/jobs/auto-annotate", json={**base, "annotation_type": "mask"})
+    assert "annotation_type must be 'polygon' or 'box'" in refused.value.message
+    with pytest.raises(ValidationFailed):  # not against a parameter's rule: malformed
+        client._post("/jobs/autotag", json={**base, "query": 5})
+    # the SDK checks the same rules before sending
+    with pytest.raises(BadRequest) as refused:
+        client.auto_tag_collection(shapes["cid"], "yolo", (160, 9000))
+    assert refused.value.code == "invalid_input"
+    assert "up to 8192" in refused.value.message
+    # upper case and null are accepted as before
+    client._post("/jobs/autotag", json={**base, "inference_platform": " LOCAL ",
+                                        "input_resolution": None})
+
+    schemas = httpx.get(f"{api_url}/openapi.json").json()["components"]["schemas"]
+    autotag = schemas["AutotagRequest"]["properties"]
+    assert (autotag["confidence_threshold"]["minimum"],
+            autotag["confidence_threshold"]["maximum"]) == (0, 1)
+    assert [side["maximum"] for side in autotag["input_resolution"]["prefixItems"]] == [
+        8192, 8192]
+    assert set(schemas["PlatformChoice"]["enum"]) == {"use_env", "local", "aws"}
+    assert set(schemas["JobStatus"]["enum"]) >= {"queued", "partially_failed"}
+
+
 def test_corrupt_file_fails_only_its_item_and_retry_reruns_it(
         client: Any, worker: Any, shapes: dict[str, Any], session: Session) -> None:  # noqa: F811
     broken = shapes["folder"] / "s03.png"

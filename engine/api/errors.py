@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import EngineError
+from sdk.schemas import input_error
 
 log = logging.getLogger("engine.api")
 
@@ -86,6 +87,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        refused = input_error(list(exc.errors()))
+        if refused is not None:  # a job parameter against its rule: the engine's 400
+            code, message, details = refused
+            return ErrorResponse(error_body(code, message, details), status_code=400)
         problems = [
             {"location": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg")}
             for err in exc.errors()[:MAX_ITEMS]

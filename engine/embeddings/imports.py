@@ -9,8 +9,6 @@ import shows as one job with progress; a batch with no session id is a job of it
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -18,7 +16,12 @@ from sqlalchemy.orm import Session
 from engine.db.analysis import EmbeddingSpace, Job
 from engine.embeddings import spaces, store
 from engine.errors import Conflict, EmbeddingBatchTooLarge, InvalidEmbeddings
-from sdk.schemas import MAX_EMBEDDING_BATCH, EmbeddingBatch, EmbeddingBatchResult
+from sdk.schemas import (
+    MAX_EMBEDDING_BATCH,
+    EmbeddingBatch,
+    EmbeddingBatchResult,
+    EmbeddingImportParams,
+)
 from sdk.vocabulary import JobKind, JobStatus, Platform
 
 KIND = JobKind.EMBEDDING_IMPORT
@@ -35,9 +38,10 @@ def _dimension(vector_dimension: list[int]) -> int:
 def _job(session: Session, session_id: str, space: EmbeddingSpace, count: int) -> tuple[int, int]:
     """(job id, entries received so far) of the batch's job, grown by `count`."""
     now = func.now()
-    params: dict[str, Any] = {"model_name": space.name, "space": space.name}
+    params = EmbeddingImportParams(model_name=space.name, space=space.name)
     statement = insert(Job).values(
-        kind=KIND, platform=Platform.NONE, status=JobStatus.SUCCEEDED, params=params,
+        kind=KIND, platform=Platform.NONE, status=JobStatus.SUCCEEDED,
+        params=params.model_dump(mode="json"),
         model_version_id=space.model_version_id, session_id=session_id or None,
         total=count, done=count, started_at=now, finished_at=now)
     if session_id:

@@ -43,6 +43,14 @@ from engine.hosting.platforms.base import ModelVersionRef
 from engine.jobs import results
 from engine.jobs.context import WorkerContext
 from engine.jobs.media import Frame, MediaError, decode_image, load_video, read_file
+from sdk.schemas import (
+    PARAMS_BY_KIND,
+    AutoAnnotateParams,
+    AutotagParams,
+    EmbedParams,
+    InferenceParams,
+)
+from sdk.vocabulary import JobKind, Platform
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +89,9 @@ class Stages:
 @dataclass(frozen=True)
 class _Plan:
     job_id: int
-    kind: str
-    platform: str
-    params: dict[str, Any]
+    kind: JobKind
+    platform: Platform
+    params: InferenceParams
     version: ModelVersionRef
     labels: list[str] | None
 
@@ -108,7 +116,11 @@ def _load(session: Session, job_id: int, chunk: int) -> tuple[_Plan | None, list
     ref = ModelVersionRef(id=version.id, name=name, version=version.version,
                           application=application, bundle_uri=version.bundle_uri,
                           sha256=version.sha256, embedding_dim=version.embedding_dim)
-    return _Plan(job_id, job.kind, job.platform, dict(job.params), ref,
+    kind = JobKind(job.kind)
+    params = PARAMS_BY_KIND[kind].model_validate(job.params)
+    if not isinstance(params, InferenceParams):
+        raise ValueError(f"a {kind} job runs no model")
+    return _Plan(job_id, kind, Platform(job.platform), params, ref,
                  version.label_list), items
 
 
@@ -128,7 +140,7 @@ def _lower_priority() -> None:
 def _decode(context: WorkerContext, plan: _Plan, items: list[_Item], stages: Stages) -> None:
     """Fetch and decode `items` (sets `frames`, or `error` for a file that cannot be read)."""
     settings = context.settings
-    width, height = plan.params["input_resolution"]
+    width, height = plan.params.input_resolution
     for item in items:
         started = time.perf_counter()
         try:
@@ -142,7 +154,7 @@ def _decode(context: WorkerContext, plan: _Plan, items: list[_Item], stages: Sta
                 stages.add("fetch", fetched - started)
                 item.frames = decode_image(data, (width, height))
                 stages.add("decode", time.perf_counter() - fetched)
-            if plan.kind == "embedding":
+            if plan.kind == JobKind.EMBEDDING:
                 item.frames = item.frames[:1]  # one vector per file: a video's first sample
         except MediaError as exc:
             item.error = str(exc)
@@ -174,14 +186,16 @@ def _infer(context: WorkerContext, plan: _Plan, items: list[_Item], stages: Stag
     requests, and another thread validates the outputs of request i-1. Requests go out one at
     a time and in frame order, so every frame gets exactly what the serial loop gave it."""
     settings = context.settings
-    width, height = plan.params["input_resolution"]
+    params = plan.params
+    width, height = params.input_resolution
     parameters: dict[str, Any] = {
         "application": plan.version.application,
-        "confidence_threshold": plan.params.get("confidence_threshold", 0.0),
+        "confidence_threshold": (0.0 if isinstance(params, EmbedParams)
+                                 else params.confidence_threshold),
         "input_resolution": [width, height],
     }
-    if plan.kind == "auto_annotation":
-        parameters["prompt"] = plan.params["prompt"]
+    if isinstance(params, AutoAnnotateParams):
+        parameters["prompt"] = [entry.model_dump() for entry in params.prompt]
     platform = context.platform(plan.platform)
     try:
         size = platform.images_per_request(
@@ -298,32 +312,31 @@ def _write_results(session: Session, plan: _Plan, ok: list[_Item]) -> None:
     if not ok:
         return
     params, version_id = plan.params, plan.version.id
-    size = tuple(params["input_resolution"])
-    if plan.kind == "autotagging":
+    size = params.input_resolution
+    if isinstance(params, AutotagParams):
         tags: list[dict[str, Any]] = []
         annotations: list[dict[str, Any]] = []
         for item in ok:
             t, a = results.autotag_rows(item.file_id, item.outputs, labels=plan.labels,
-                                        threshold=params["confidence_threshold"],
-                                        input_size=size,  # type: ignore[arg-type]
-                                        version_id=version_id, job_id=plan.job_id)
+                                        threshold=params.confidence_threshold,
+                                        input_size=size, version_id=version_id, job_id=plan.job_id)
             tags += t
             annotations += a
         results.replace_machine_results(session, file_ids=[i.file_id for i in ok],
                                         version_id=version_id, tags=tags,
                                         annotations=annotations)
-    elif plan.kind == "auto_annotation":
+    elif isinstance(params, AutoAnnotateParams):
         rows: list[dict[str, Any]] = []
         for item in ok:
             rows += results.annotation_rows(
-                item.file_id, item.outputs, prompt=params["prompt"],
-                threshold=params["confidence_threshold"],
-                annotation_type=params["annotation_type"], preview=params["preview"],
-                input_size=size, version_id=version_id, job_id=plan.job_id)  # type: ignore[arg-type]
+                item.file_id, item.outputs, prompt=params.prompt,
+                threshold=params.confidence_threshold,
+                annotation_type=params.annotation_type, preview=params.preview,
+                input_size=size, version_id=version_id, job_id=plan.job_id)
         results.replace_machine_results(
             session, file_ids=[i.file_id for i in ok], version_id=version_id, tags=[],
-            annotations=rows, annotation_status="proposed" if params["preview"] else None)
-    elif plan.kind == "embedding":
+            annotations=rows, annotation_status="proposed" if params.preview else None)
+    else:
         from engine.embeddings.store import write_embeddings
 
         vectors = {item.file_id: list(item.outputs[0].output.embedding) for item in ok}

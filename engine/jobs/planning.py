@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from engine.db.analysis import Job, JobItem
 from engine.db.models import File, collection_files
 from engine.query import file_conditions
-from sdk.vocabulary import ItemStatus, JobStatus
+from sdk.schemas import PARAMS_BY_KIND, SelectionParams
+from sdk.vocabulary import ItemStatus, JobKind, JobStatus
 
 
 def pending_chunks(session: Session, job_id: int) -> list[int]:
@@ -24,17 +25,18 @@ def pending_chunks(session: Session, job_id: int) -> list[int]:
                                 .order_by(JobItem.chunk)))
 
 
-def selected_files(params: dict[str, Any], collection_id: int | None) -> list[Any]:
+def selected_files(params: SelectionParams, collection_id: int | None) -> list[Any]:
     """The conditions on `File` of the files a job with `params` selects."""
-    conditions = file_conditions(params.get("query"), params.get("filter"))
-    conditions.append(File.content_type == params["content_type"])
+    conditions = file_conditions(params.query, params.filter)
+    conditions.append(File.content_type == params.content_type)
     if collection_id is not None:
         conditions.append(File.id.in_(select(collection_files.c.file_id).where(
             collection_files.c.collection_id == collection_id)))
     return conditions
 
 
-def count_selected(session: Session, params: dict[str, Any], collection_id: int | None) -> int:
+def count_selected(session: Session, params: SelectionParams, collection_id: int | None
+                   ) -> int:
     """How many files the job would select now (planning takes the snapshot)."""
     return int(session.scalar(select(func.count()).select_from(File)
                               .where(*selected_files(params, collection_id))) or 0)
@@ -48,7 +50,10 @@ def plan_job(*, session: Session, job_id: int, chunk_size: int) -> list[int]:
         return []
     if job.status == JobStatus.RUNNING:
         return pending_chunks(session, job_id)
-    conditions = selected_files(job.params, job.collection_id)
+    params = PARAMS_BY_KIND[JobKind(job.kind)].model_validate(job.params)
+    if not isinstance(params, SelectionParams):
+        raise ValueError(f"a {job.kind} job selects no files to plan")
+    conditions = selected_files(params, job.collection_id)
     number = func.row_number().over(order_by=File.id) - 1
     selection = select(File.id, literal(job_id), number // chunk_size).where(*conditions)
     session.execute(insert(JobItem).from_select(["file_id", "job_id", "chunk"], selection))

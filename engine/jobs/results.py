@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from engine.db.models import Annotation, Tag
 from engine.hosting.contract import AnnotationOutput, TagPrediction
 from engine.jobs.media import Frame
+from sdk.schemas import PromptEntry
 
 
 @dataclass(frozen=True)
@@ -66,20 +67,20 @@ def autotag_rows(file_id: int, results: Sequence[FrameResult], *, labels: list[s
     return tags, annotations
 
 
-def _label_for(phrase: str, prompt: list[dict[str, str]]) -> str:
+def _label_for(phrase: str, prompt: Sequence[PromptEntry]) -> str:
     """The prompt label a detected phrase belongs to (exact, then contained, then the phrase)."""
     text = phrase.strip().lower()
     for entry in prompt:
-        if text in (entry["description"].lower(), entry["label"].lower()):
-            return entry["label"]
-    for entry in sorted(prompt, key=lambda e: -len(e["description"])):
-        description = entry["description"].lower()
+        if text in (entry.description.lower(), entry.label.lower()):
+            return entry.label
+    for entry in sorted(prompt, key=lambda e: -len(e.description)):
+        description = entry.description.lower()
         if text and (text in description or description in text):
-            return entry["label"]
+            return entry.label
     return phrase.strip() or "object"
 
 
-def annotation_rows(file_id: int, results: Sequence[FrameResult], *, prompt: list[dict[str, str]],
+def annotation_rows(file_id: int, results: Sequence[FrameResult], *, prompt: Sequence[PromptEntry],
                     threshold: float, annotation_type: str, preview: bool,
                     input_size: tuple[int, int], version_id: int, job_id: int
                     ) -> list[dict[str, Any]]:

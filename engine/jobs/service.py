@@ -6,6 +6,7 @@ Rows are committed before work is enqueued, so a worker never picks up a job it 
 
 from __future__ import annotations
 
+from pydantic import ValidationError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
@@ -18,9 +19,11 @@ from engine.jobs.recovery import resumable_chunks
 from engine.jobs.requests import ValidatedJob
 from sdk.schemas import (
     FINISHED_JOB_STATUSES,
+    PARAMS_BY_KIND,
     ItemStatus,
     JobItemError,
     JobKind,
+    JobParams,
     JobPublic,
     JobStatus,
     JobSubmitted,
@@ -35,7 +38,7 @@ def submit(*, session: Session, job: ValidatedJob, dispatcher: Dispatcher) -> Jo
     """Create the job row, commit, enqueue its planning; returns at once. `total` is how many
     files the job selects now; planning snapshots them and sets the exact figure."""
     total = count_selected(session, job.params, job.collection_id)
-    row = Job(kind=job.kind, platform=job.platform, params=job.params,
+    row = Job(kind=job.kind, platform=job.platform, params=job.params.model_dump(mode="json"),
               model_version_id=job.version.id, collection_id=job.collection_id,
               status=JobStatus.QUEUED, total=total)
     session.add(row)
@@ -58,6 +61,14 @@ def _job(session: Session, job_id: int, *, lock: bool = False) -> Job:
     return job
 
 
+def _params(job: Job) -> JobParams | None:
+    """The job's stored params as their model; None when they cannot be read as one."""
+    try:
+        return PARAMS_BY_KIND[JobKind(job.kind)].model_validate(job.params)
+    except ValidationError:
+        return None
+
+
 def _public(session: Session, job: Job, *, errors: bool) -> JobPublic:
     model = None
     if job.model_version_id is not None:
@@ -74,7 +85,8 @@ def _public(session: Session, job: Job, *, errors: bool) -> JobPublic:
         failed = [JobItemError(unique_name=r.unique_name, error=r.error or "") for r in rows]
     return JobPublic(job_id=job.id, kind=JobKind(job.kind), status=JobStatus(job.status),
                      platform=Platform(job.platform),
-                     model=model, collection_id=job.collection_id, params=job.params,
+                     model=model, collection_id=job.collection_id,
+                     params=_params(job),
                      total=job.total, done=job.done, failed=job.failed,
                      cancel_requested=job.cancel_requested, error=job.error, errors=failed,
                      warnings=list(job.warnings or []),
