@@ -7,7 +7,8 @@
 - Any other name is an *external* space (vectors computed elsewhere) of that name, whose
   dimension is set by its first insert.
 
-A later write of another dimension is refused naming both dimensions.
+A later write of another dimension is refused naming both dimensions. A registered model is
+deleted here (`delete_model`), with its spaces' HNSW indexes.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from engine.db.analysis import EmbeddingSpace
+from engine.db.embeddings import EmbeddingSpace
 from engine.db.models import Model, ModelVersion
+from engine.embeddings.indexing import drop_index
 from engine.errors import (
     EmbeddingDimensionMismatch,
     EmbeddingSpaceNotFound,
     InvalidEmbeddings,
 )
+from engine.registry import store as registry_store
 from engine.registry.store import DEFAULT, resolve_version
 
 EMBEDDING = "embedding"
@@ -166,3 +169,15 @@ def space_for_read(session: Session, model_name: str) -> EmbeddingSpace:
             "(generate_embeddings_for_collection) or insert them (insert_image_embeddings). "
             f"{known}", model_name=model_name, spaces=names)
     return space
+
+
+def delete_model(*, session: Session, name: str, force: bool = False) -> None:
+    """Delete a registered model with its versions, their spaces and vectors
+    (`engine.registry.store.delete_model`, refused as it refuses), dropping the spaces' HNSW
+    indexes first: the database's cascade removes rows, never an index."""
+    model = registry_store.model_to_delete(session=session, name=name, force=force)
+    for space in session.scalars(select(EmbeddingSpace).join(
+            ModelVersion, ModelVersion.id == EmbeddingSpace.model_version_id)
+            .where(ModelVersion.model_id == model.id)):
+        drop_index(session, space)
+    registry_store.delete_model(session=session, name=name, force=force)

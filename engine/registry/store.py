@@ -229,7 +229,7 @@ def resolve_version(session: Session, reference: str | None,
 # -- delete ---------------------------------------------------------------------------------------
 def _in_use(session: Session, model_id: int) -> list[str]:
     """Ids of unfinished (queued or running) jobs using any version of the model."""
-    from engine.db.analysis import Job
+    from engine.db.jobs import Job
 
     rows = session.scalars(
         select(Job.id)
@@ -241,13 +241,10 @@ def _in_use(session: Session, model_id: int) -> list[str]:
     return [str(job_id) for job_id in rows]
 
 
-def delete_model(*, session: Session, name: str, force: bool = False) -> None:
-    """Delete a model and all its versions (refused while a job uses it).
-
-    A system model (`install-defaults`) is deleted only with `force`: deleting every model
-    one by one leaves the defaults the engine falls back on. The stored bundles stay: they
-    are content-addressed and may be shared with other versions.
-    """
+def model_to_delete(*, session: Session, name: str, force: bool = False) -> Model:
+    """The model `delete_model` deletes, once it passes its checks: raises `InvalidInput` for
+    `name@N`, `ModelNotFound`, `SystemModelProtected` for a system model without `force` and
+    `ModelInUse` while a job uses it."""
     model_name, number = parse_reference(name)
     if number is not None:
         raise InvalidInput(f"Versions are immutable and deleted with their model: delete "
@@ -264,13 +261,19 @@ def delete_model(*, session: Session, name: str, force: bool = False) -> None:
     if jobs:
         raise ModelInUse(f"Model {model_name!r} is used by unfinished job(s) {', '.join(jobs)}; "
                          "wait for them or cancel them, then delete it.", jobs=jobs)
-    # ON DELETE CASCADE removes the versions with the model, their embedding spaces and
-    # vectors; the spaces' partial HNSW indexes go explicitly (no cascade reaches an index).
-    from engine.db.analysis import EmbeddingSpace
-    from engine.embeddings.indexing import drop_index  # here: engine.embeddings imports this
+    return model
 
-    for space in session.scalars(select(EmbeddingSpace).join(
-            ModelVersion, ModelVersion.id == EmbeddingSpace.model_version_id)
-            .where(ModelVersion.model_id == model.id)):
-        drop_index(session, space)
+
+def delete_model(*, session: Session, name: str, force: bool = False) -> None:
+    """Delete a model and all its versions (refused while a job uses it: `model_to_delete`).
+
+    A system model (`install-defaults`) is deleted only with `force`: deleting every model
+    one by one leaves the defaults the engine falls back on. The stored bundles stay: they
+    are content-addressed and may be shared with other versions.
+
+    ON DELETE CASCADE removes the versions with the model, their embedding spaces and vectors,
+    but no cascade reaches the spaces' partial HNSW indexes: delete a model with
+    `engine.embeddings.spaces.delete_model`, which drops them and then calls this.
+    """
+    model = model_to_delete(session=session, name=name, force=force)
     session.execute(delete(Model).where(Model.id == model.id))

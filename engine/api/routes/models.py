@@ -15,6 +15,7 @@ from engine.api.routing import JSONRoute
 from engine.api.schemas import ModelDetails, ModelPublic, ModelVersionPublic
 from engine.auth import Principal
 from engine.config import Settings
+from engine.embeddings import spaces
 from engine.errors import BundleTooLarge, InvalidInput
 from engine.registry import store
 from engine.registry.archive import ARCHIVE
@@ -118,4 +119,4 @@ def delete_model(name: str, session: SessionDep, _: DeleteKey,
                  = False) -> None:
     """Delete a model and its versions (409 while a job uses it, or for a system model
     without `force`)."""
-    store.delete_model(session=session, name=name, force=force)
+    spaces.delete_model(session=session, name=name, force=force)
