@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from engine.config import Settings
-from engine.db.analysis import JobItem
+from engine.db.jobs import JobItem
 from engine.db.models import Tag
 from engine.db.session import session_scope
 from engine.jobs.chunk import run_chunk

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from engine.db.analysis import Embedding, EmbeddingSpace, Job
+from engine.db.embeddings import Embedding, EmbeddingSpace
+from engine.db.jobs import Job
 from engine.db.models import Model, ModelVersion
 from engine.embeddings.indexing import build_due
 from engine.embeddings.store import write_embeddings

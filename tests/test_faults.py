@@ -36,7 +36,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from engine.config import Settings
-from engine.db.analysis import Embedding, EmbeddingSpace, Job, JobChunk, JobItem
+from engine.db.embeddings import Embedding, EmbeddingSpace
+from engine.db.jobs import Job, JobChunk, JobItem
 from engine.db.models import Annotation, File, Tag
 from engine.db.session import session_scope
 from engine.runtime.postgres import EmbeddedPostgres

@@ -125,7 +125,8 @@ def test_a_host_is_started_invoked_with_a_batch_and_reused(make_manager: MakeMan
     (info,) = manager.running()
     assert info.version_key == "echo@1"
     assert info.pid != os.getpid()
-    assert info.sandboxed and info.pid != first[0]["pid"]  # its own PID namespace
+    assert info.sandboxed
+    assert info.pid != first[0]["pid"]  # its own PID namespace
     assert info.log_file == tmp_path / "home" / "logs" / "hosts" / "echo@1.log"
     assert "model ready" in info.log_file.read_text()
 
@@ -197,7 +198,8 @@ def test_a_host_killed_mid_request_fails_the_batch_and_is_replaced(
     assert _reaped(old.pid)
 
     again = _tags(_invoke(manager, "echo", _body(1)), 1)  # transparently a new host
-    assert again[0]["calls"] == 1 and manager.running()[0].pid != old.pid
+    assert again[0]["calls"] == 1
+    assert manager.running()[0].pid != old.pid
     with pytest.raises(ModelHostCrashed, match="exited with code 3 while running the batch"):
         _invoke(manager, "echo", _body(1, mode="exit"))
 

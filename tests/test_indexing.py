@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from engine.config import Settings
-from engine.db.analysis import EmbeddingSpace
+from engine.db.embeddings import EmbeddingSpace
 from engine.embeddings import indexing
 from engine.embeddings.indexing import build_due, build_index, due_spaces, index_name
 from tests.fixtures.embedding_factory import make_files

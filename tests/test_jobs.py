@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.config import Settings
-from engine.db.analysis import JobItem
+from engine.db.jobs import JobItem
 from engine.db.models import File, Tag
 from sdk.errors import BadRequest, NotFound, ValidationFailed
 from tests.fixtures.plugin import shapes_detector, shapes_detector_bundle  # noqa: F401
@@ -156,7 +156,7 @@ def test_cancel_stops_chunks_not_started(client: Any, shapes: dict[str, Any], se
 def test_a_job_whose_planning_fails_is_failed_with_the_reason(
         client: Any, shapes: dict[str, Any], session: Session, settings: Settings,  # noqa: F811
         worker: Any) -> None:  # noqa: F811
-    from engine.db.analysis import Job
+    from engine.db.jobs import Job
     from engine.db.models import ModelVersion
     from engine.jobs.celery_app import create_celery
     from engine.jobs.dispatch import CeleryDispatcher

@@ -303,7 +303,7 @@ def test_delete_removes_the_model_and_keeps_shared_blobs(
         client.delete_model("two@1")
 
     # While a queued or running job uses the model, deleting is refused; once it is over, not.
-    from engine.db.analysis import Job
+    from engine.db.jobs import Job
 
     with session_scope(session_factory) as s:
         version_id = s.scalars(select(ModelVersion.id).join(Model)

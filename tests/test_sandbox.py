@@ -41,7 +41,7 @@ def _port(url: str) -> int:
     return port
 
 
-def _hostile_bundle(tmp_path: Path, settings: Settings, worker_pid: int, api_url: str,
+def _hostile_bundle(tmp_path: Path, settings: Settings, worker_pid: int, api_url: str,  # noqa: F811
                     moto: MotoServer) -> Path:
     """The hostile bundle, told where the engine keeps what it must not reach."""
     bundle = tmp_path / "hostile"
@@ -73,7 +73,7 @@ def _user_home(tmp_path: Path) -> Path:
     return home
 
 
-def _prepare_engine_home(settings: Settings) -> None:
+def _prepare_engine_home(settings: Settings) -> None:  # noqa: F811
     """What a running engine's home holds: the admin key file, and another model's bundle."""
     settings.client_file.parent.mkdir(parents=True, exist_ok=True)
     settings.client_file.write_text(json.dumps({"url": "http://127.0.0.1:1", "api_key": "k"}))
@@ -83,7 +83,7 @@ def _prepare_engine_home(settings: Settings) -> None:
     (decoy / "inference.py").write_text("SECRET_WEIGHTS = 'another model'\n")
 
 
-def _run_hostile_job(client: Any, settings: Settings, tmp_path: Path, api_url: str,
+def _run_hostile_job(client: Any, settings: Settings, tmp_path: Path, api_url: str,  # noqa: F811
                      moto: MotoServer, worker: subprocess.Popen[bytes]
                      ) -> tuple[dict[str, Any], dict[str, Any]]:
     folder = tmp_path / "images"
@@ -122,9 +122,11 @@ def test_a_hostile_bundle_reaches_nothing(client: Any, settings: Settings,  # no
     assert "error" not in report, report.get("error")
     reached = {name: report[name]["detail"] for name in PROBES if report[name]["reached"]}
     assert reached == {}
-    assert report["whoami"]["uid"] == report["whoami"]["gid"] == settings.sandbox_uid != os.getuid()
+    whoami = report["whoami"]
+    assert whoami["uid"] == whoami["gid"] == settings.sandbox_uid != os.getuid()
     assert report["tmp_writable"]  # its private tmp works
-    assert final["status"] == "succeeded" and final["done"] == 3, final
+    assert final["status"] == "succeeded", final
+    assert final["done"] == 3
     assert final["warnings"] == []
     tags = _machine_tags(session)
     assert set(tags) == {f"hostile_lake_h{i}.png" for i in range(3)}
@@ -154,8 +156,8 @@ def test_unboxed_hosts_are_reported_and_the_probes_are_real(
 def test_without_bubblewrap_hosts_run_unboxed_with_the_reason(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    settings = Settings(home=tmp_path / "home", host_start_timeout=30)
-    with HostManager.from_settings(settings) as manager:
+    unboxable = Settings(home=tmp_path / "home", host_start_timeout=30)
+    with HostManager.from_settings(unboxable) as manager:
         assert not manager.sandbox.boxed
         assert manager.sandbox.warning == ("model code is NOT sandboxed: bubblewrap (bwrap) is "
                                            "not installed; install the Debian package "
@@ -168,8 +170,8 @@ def test_without_bubblewrap_hosts_run_unboxed_with_the_reason(
 def test_require_sandbox_refuses_to_run_unboxed_code(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    settings = Settings(home=tmp_path / "home", require_sandbox=True)
-    with HostManager.from_settings(settings) as manager, \
+    strict = Settings(home=tmp_path / "home", require_sandbox=True)
+    with HostManager.from_settings(strict) as manager, \
             pytest.raises(ModelHostError) as refused:
         manager.ensure_started("echo@1", Path(__file__).parent / "bundles" / "echo", "")
     assert "refusing to run the model code of echo@1: model code is NOT sandboxed: " \

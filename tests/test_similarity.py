@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 import engine.embeddings.search as search_module
 from engine.api import fast_search
-from engine.db.analysis import EmbeddingSpace
+from engine.db.embeddings import EmbeddingSpace
 from engine.db.session import HNSW_EF_SEARCH
 from engine.embeddings.indexing import HNSW_EF_CONSTRUCTION, HNSW_M, build_due
 from engine.embeddings.search import (

@@ -22,10 +22,11 @@ POOL_SIZE = 2  # connections for the looks; when both are busy, a look waits for
 _STATUS = "SELECT status FROM jobs WHERE id = %s"
 
 
-async def _finished(connections: Connections, job_id: int) -> bool | None:
-    """Has the job finished (or gone)? Also True when the look failed (its connection is
-    closed): the caller stops holding and reads the job the regular way, which reports the
-    database's error as every route does. None: no connection free now; look at the next tick."""
+async def _stop_holding(connections: Connections, job_id: int) -> bool | None:
+    """True when the held answer should go now: the job has finished (or gone), or the look
+    failed (its connection is closed), so the caller reads the job the regular way, which
+    reports the database's error as every route does. False: the job is still unfinished.
+    None: no connection free now; look at the next tick."""
     try:
         connection = await connections.take()
     except psycopg.Error:
@@ -51,7 +52,7 @@ async def hold(request: Request, job_id: int, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         await asyncio.sleep(min(WAIT_CHECK, left))
-        if await request.is_disconnected() or await _finished(connections, job_id):
+        if await request.is_disconnected() or await _stop_holding(connections, job_id):
             return
 
 

@@ -13,7 +13,8 @@ from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from engine.db.analysis import EmbeddingSpace, Job
+from engine.db.embeddings import EmbeddingSpace
+from engine.db.jobs import Job
 from engine.embeddings import spaces, store
 from engine.errors import Conflict, EmbeddingBatchTooLarge, InvalidEmbeddings
 from sdk.schemas import (

@@ -48,7 +48,7 @@ from sqlalchemy import func, literal, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from engine.db.analysis import Embedding, EmbeddingSpace
+from engine.db.embeddings import Embedding, EmbeddingSpace
 from engine.errors import Conflict
 from sdk.schemas import EmbeddingSpaceInfo
 

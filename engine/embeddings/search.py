@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from engine.db.analysis import Embedding, EmbeddingSpace
+from engine.db.embeddings import Embedding, EmbeddingSpace
 from engine.db.models import Collection, File, collection_files
 from engine.db.session import HNSW_EF_SEARCH as EF_SEARCH
 from engine.db.vectors import PackedVector, VectorParam

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from engine.db.analysis import Embedding, EmbeddingSpace
+from engine.db.embeddings import Embedding, EmbeddingSpace
 from engine.db.models import File
 from engine.db.vectors import PackedVector, VectorParam
 from engine.embeddings import spaces

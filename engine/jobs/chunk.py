@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from engine.db.analysis import Job, JobItem
+from engine.db.jobs import Job, JobItem
 from engine.db.models import File, Model, ModelVersion
 from engine.db.session import database_errors, session_scope
 from engine.errors import ModelHostError
@@ -87,7 +87,10 @@ class Stages:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class _ChunkJob:
+    """The job a chunk belongs to, as running the chunk needs it: its typed params, the
+    model version and its labels, the platform."""
+
     job_id: int
     kind: JobKind
     platform: Platform
@@ -96,7 +99,7 @@ class _Plan:
     labels: list[str] | None
 
 
-def _load(session: Session, job_id: int, chunk: int) -> tuple[_Plan | None, list[_Item]]:
+def _load(session: Session, job_id: int, chunk: int) -> tuple[_ChunkJob | None, list[_Item]]:
     job = session.get(Job, job_id)
     if job is None or job.model_version_id is None:
         return None, []
@@ -120,7 +123,7 @@ def _load(session: Session, job_id: int, chunk: int) -> tuple[_Plan | None, list
     params = PARAMS_BY_KIND[kind].model_validate(job.params)
     if not isinstance(params, InferenceParams):
         raise ValueError(f"a {kind} job runs no model")
-    return _Plan(job_id, kind, Platform(job.platform), params, ref,
+    return _ChunkJob(job_id, kind, Platform(job.platform), params, ref,
                  version.label_list), items
 
 
@@ -137,7 +140,7 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HELPER_NICENESS)
 
 
-def _decode(context: WorkerContext, plan: _Plan, items: list[_Item], stages: Stages) -> None:
+def _decode(context: WorkerContext, plan: _ChunkJob, items: list[_Item], stages: Stages) -> None:
     """Fetch and decode `items` (sets `frames`, or `error` for a file that cannot be read)."""
     settings = context.settings
     width, height = plan.params.input_resolution
@@ -160,7 +163,7 @@ def _decode(context: WorkerContext, plan: _Plan, items: list[_Item], stages: Sta
             item.error = str(exc)
 
 
-def _accept(plan: _Plan, batch: list[tuple[_Item, Frame]], raw: bytes, stages: Stages,
+def _accept(plan: _ChunkJob, batch: list[tuple[_Item, Frame]], raw: bytes, stages: Stages,
             writer: _Writer | None = None) -> None:
     """Validate one request's outputs and attach them to their items, in frame order; hand
     the items whose last frame this was to `writer`."""
@@ -178,7 +181,7 @@ def _accept(plan: _Plan, batch: list[tuple[_Item, Frame]], raw: bytes, stages: S
         writer.add([item for item, frame in batch if frame is item.frames[-1]])
 
 
-def _infer(context: WorkerContext, plan: _Plan, items: list[_Item], stages: Stages,
+def _infer(context: WorkerContext, plan: _ChunkJob, items: list[_Item], stages: Stages,
            writer: _Writer | None = None) -> None:
     """Decode the items and run their frames through the model, in requests of
     `request_batch_size` frames, pipelined: while the model host runs request i (this thread
@@ -294,20 +297,20 @@ def _finish(session: Session, job_id: int, transitions: list[tuple[int, str, str
     return moved
 
 
-def _transitions(session: Session, plan: _Plan, items: list[_Item]) -> set[int]:
+def _transitions(session: Session, plan: _ChunkJob, items: list[_Item]) -> set[int]:
     """Lock the job row, move the items out of pending; the ids that moved."""
     session.execute(select(Job.id).where(Job.id == plan.job_id).with_for_update())
     transitions = [(i.item_id, "failed" if i.error else "done", i.error) for i in items]
     return _finish(session, plan.job_id, transitions)
 
 
-def _write(session: Session, plan: _Plan, items: list[_Item]) -> None:
+def _write(session: Session, plan: _ChunkJob, items: list[_Item]) -> None:
     """The whole chunk in one go: transitions, then the results of the items that moved."""
     moved = _transitions(session, plan, items)
     _write_results(session, plan, [i for i in items if i.item_id in moved and i.error is None])
 
 
-def _write_results(session: Session, plan: _Plan, ok: list[_Item]) -> None:
+def _write_results(session: Session, plan: _ChunkJob, ok: list[_Item]) -> None:
     """Store the results of items the model answered (tags, annotations or vectors)."""
     if not ok:
         return
@@ -355,7 +358,7 @@ class _Writer:
     finished it first), the transaction is rolled back and `commit` answers False, and the
     chunk is written again the plain way (`_write`)."""
 
-    def __init__(self, context: WorkerContext, plan: _Plan, stages: Stages) -> None:
+    def __init__(self, context: WorkerContext, plan: _ChunkJob, stages: Stages) -> None:
         self.plan, self.stages = plan, stages
         self.session = context.sessions()
         self.written: set[int] = set()

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from engine.db.analysis import Job, JobItem
+from engine.db.jobs import Job, JobItem
 from engine.db.models import File, collection_files
 from engine.query import file_conditions
 from sdk.schemas import PARAMS_BY_KIND, SelectionParams

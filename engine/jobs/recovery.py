@@ -52,7 +52,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from engine.config import Settings
-from engine.db.analysis import Job, JobChunk, JobItem
+from engine.db.jobs import Job, JobChunk, JobItem
 from engine.db.session import make_session_factory, session_scope, sqlalchemy_url
 from engine.embeddings.indexing import request_builds
 from engine.jobs.dispatch import Dispatcher

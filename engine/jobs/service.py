@@ -10,13 +10,13 @@ from pydantic import ValidationError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from engine.db.analysis import Job, JobItem
+from engine.db.jobs import Job, JobItem
 from engine.db.models import Annotation, File, Model, ModelVersion
 from engine.errors import InvalidInput, JobNotFound, JobNotRetryable, ServiceUnavailable
 from engine.jobs.dispatch import Dispatcher
 from engine.jobs.planning import count_selected
 from engine.jobs.recovery import resumable_chunks
-from engine.jobs.requests import ValidatedJob
+from engine.jobs.submission import ValidatedJob
 from sdk.schemas import (
     FINISHED_JOB_STATUSES,
     PARAMS_BY_KIND,

@@ -1,4 +1,4 @@
-"""Validation of analysis requests: what the API checks before a job row exists.
+"""Job submission: the checks an analysis request passes before its job row exists.
 
 The request models (`AutotagRequest`, ... in sdk/schemas.py) check each parameter's type and
 range; here is what needs the database or the settings: the collection, the model, the

@@ -23,7 +23,7 @@ from engine.api.schemas import (
     ProposalReport,
 )
 from engine.db.session import session_scope
-from engine.jobs import requests, service
+from engine.jobs import service, submission
 from engine.jobs.dispatch import CeleryDispatcher, Dispatcher
 from sdk.schemas import FINISHED_JOB_STATUSES, MAX_JOB_WAIT
 
@@ -49,7 +49,7 @@ ACCEPTED = status.HTTP_202_ACCEPTED
 def autotag(body: AutotagRequest, session: SessionDep, settings: SettingsDep,
             dispatcher: DispatcherDep, _: WriteKey) -> JobSubmitted:
     """Tag a collection (`collection_id`) or the lake's `content_type` population."""
-    job = requests.validate_autotag(session, settings, body)
+    job = submission.validate_autotag(session, settings, body)
     return service.submit(session=session, job=job, dispatcher=dispatcher)
 
 
@@ -57,7 +57,7 @@ def autotag(body: AutotagRequest, session: SessionDep, settings: SettingsDep,
 def auto_annotate(body: AutoAnnotateRequest, session: SessionDep, settings: SettingsDep,
                   dispatcher: DispatcherDep, _: WriteKey) -> JobSubmitted:
     """Annotate (boxes or polygons) the prompted labels; `preview` proposes them."""
-    job = requests.validate_auto_annotate(session, settings, body)
+    job = submission.validate_auto_annotate(session, settings, body)
     return service.submit(session=session, job=job, dispatcher=dispatcher)
 
 
@@ -65,7 +65,7 @@ def auto_annotate(body: AutoAnnotateRequest, session: SessionDep, settings: Sett
 def embed(body: EmbedRequest, session: SessionDep, settings: SettingsDep,
           dispatcher: DispatcherDep, _: WriteKey) -> JobSubmitted:
     """Compute and store one embedding per selected file."""
-    job = requests.validate_embed(session, settings, body)
+    job = submission.validate_embed(session, settings, body)
     return service.submit(session=session, job=job, dispatcher=dispatcher)
 
 
