@@ -19,7 +19,7 @@ from engine.db.models import Model, ModelVersion
 from engine.embeddings.indexing import build_due
 from engine.embeddings.store import write_embeddings
 from engine.errors import EmbeddingDimensionMismatch
-from engine.hosting.platforms.base import ModelVersionRef
+from engine.hosting.reference import ModelVersionRef
 from sdk.errors import BadRequest, Conflict, NotFound
 from tests.fixtures.embedding_factory import make_files
 from tests.test_indexing import building

@@ -38,9 +38,9 @@ from engine.errors import (
 from engine.hosting.bundles import BundleCache
 from engine.hosting.contract import TagPrediction, encode_batch, validate_outputs
 from engine.hosting.platforms.aws import SageMakerPlatform, check_configured
-from engine.hosting.platforms.base import ModelVersionRef
 from engine.hosting.platforms.factory import platform_named, platform_type
 from engine.hosting.platforms.sagemaker_naming import endpoint_name, max_batch_images
+from engine.hosting.reference import ModelVersionRef
 from engine.storage import Storage, file_uri
 from sdk.packing import pack_bundle
 from tests.fixtures.services import MotoServer

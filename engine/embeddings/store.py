@@ -20,7 +20,7 @@ from engine.db.models import File
 from engine.db.vectors import PackedVector, VectorParam
 from engine.embeddings import spaces
 from engine.errors import FileNotFoundInLake, InvalidEmbeddings
-from engine.hosting.platforms.base import ModelVersionRef
+from engine.hosting.reference import ModelVersionRef
 from sdk.schemas import EmbeddingVector, EmbeddingVectors
 
 HALFVEC_MAX = 65504.0  # the largest finite float16: vectors are indexed as halfvec

@@ -8,6 +8,7 @@
 - `hostenv`      the environment variables a host and its installs see
 - `environments` cached virtual environments per `requirements.txt`
 - `sandbox`      the bubblewrap box a host runs in
+- `reference`    `ModelVersionRef`, the model version a platform serves and a bundle unpacks
 - `bundles`      registered bundles fetched and unpacked on a worker
 - `platforms`    where a chunk's request goes: `local` hosts or `aws` SageMaker endpoints
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engine.config import Settings
 from engine.errors import ModelLoadFailed
-from engine.hosting.platforms.base import ModelVersionRef
+from engine.hosting.reference import ModelVersionRef
 from engine.registry.archive import Limits, bundle_root, extract_bundle
 from engine.storage import Storage
 

@@ -30,13 +30,13 @@ from engine.errors import (
     StorageError,
 )
 from engine.hosting.bundles import BundleCache
-from engine.hosting.platforms.base import ModelVersionRef
 from engine.hosting.platforms.sagemaker_naming import (
     DEFAULT_PARAMETERS_CHARS,
     endpoint_name,
     max_batch_images,
     model_data_key,
 )
+from engine.hosting.reference import ModelVersionRef
 from engine.storage import Storage, split_s3
 
 log = logging.getLogger(__name__)

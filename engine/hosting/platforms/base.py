@@ -1,35 +1,21 @@
-"""The interface every inference platform implements, and the model version it serves.
+"""The interface every inference platform implements.
 
 `PlatformType` is a platform class: what a job submission checks with settings alone, and how
-a worker builds one. `InferencePlatform` is the built platform a chunk sends its requests to.
+a worker builds one. `InferencePlatform` is the built platform a chunk sends its requests to,
+for a model version given as a `ModelVersionRef` (engine/hosting/reference.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+# Still imported from here by engine/jobs/chunk.py; it lives in engine/hosting/reference.py.
+from engine.hosting.reference import ModelVersionRef as ModelVersionRef
 
 if TYPE_CHECKING:
     from engine.config import Settings
     from engine.hosting.bundles import BundleCache
-
-
-@dataclass(frozen=True)
-class ModelVersionRef:
-    """What a platform needs to know about the model version it serves."""
-
-    id: int
-    name: str
-    version: int
-    application: str
-    bundle_uri: str
-    sha256: str
-    embedding_dim: int | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.name}@{self.version}"
 
 
 class InferencePlatform(Protocol):

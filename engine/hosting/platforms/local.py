@@ -8,7 +8,7 @@ from typing import Any
 from engine.config import Settings
 from engine.hosting.bundles import BundleCache
 from engine.hosting.host import HostManager
-from engine.hosting.platforms.base import ModelVersionRef
+from engine.hosting.reference import ModelVersionRef
 
 
 class LocalPlatform:

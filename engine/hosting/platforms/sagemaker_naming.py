@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from engine.errors import EndpointPayloadTooLarge
-from engine.hosting.platforms.base import ModelVersionRef
+from engine.hosting.reference import ModelVersionRef
 
 MAX_NAME = 63  # SageMaker model, endpoint config and endpoint names
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9]+")
