@@ -155,7 +155,7 @@ REFUSALS: dict[str, tuple[BadBundle, str, str]] = {
     "empty inference.py": (_folder(inference=""), "code/inference.py", "inference_hooks"),
     "syntax error": (_folder(inference="def model_fn(:\n"), "code/inference.py",
                      "inference_syntax"),
-    "missing hook": (_folder(inference=INFERENCE.replace("def output_fn", "def out")),
+    "missing hook": (_folder(inference=INFERENCE.replace("def predict_fn", "def predict")),
                      "code/inference.py", "inference_hooks"),
     "no requirements": (_folder(requirements=None), "code/requirements.txt",
                         "requirements_missing"),
