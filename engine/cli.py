@@ -96,7 +96,7 @@ def worker(
     """Run a Celery worker in the foreground (what `up` and docker-compose start)."""
     from engine.config import Settings
     from engine.errors import InvalidInput
-    from engine.jobs.celery_app import run_worker
+    from engine.jobs.worker import run_worker
 
     settings = Settings()
     if not settings.redis_url:

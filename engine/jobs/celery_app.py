@@ -1,4 +1,6 @@
-"""The Celery application, built from `Settings` at worker bootstrap (never at import time).
+"""The Celery application, built from `Settings` where it is needed (never at import time):
+as made here it sends tasks by name (the API, the lake's ingest jobs); a worker registers the
+tasks on it (`engine/jobs/worker.py`).
 
 Queues: `control` (planning, bookkeeping) and `inference` (chunks that run models), so GPU
 machines can consume only `inference`. Tasks are acknowledged late and prefetched one at a
@@ -11,15 +13,10 @@ handed to a second worker while it runs. Chunk leases and the recovery sweep
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-
 from celery import Celery
 
 from engine.config import Settings
-
-CONTROL_QUEUE = "control"
-INFERENCE_QUEUE = "inference"
+from engine.jobs.queues import CONTROL_QUEUE
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -39,49 +36,4 @@ def create_celery(settings: Settings) -> Celery:
         timezone="UTC",
     )
     app.conf.metalake_settings = settings
-    from engine.jobs.tasks import register_tasks
-
-    register_tasks(app)
-
-    @app.task(name="metalake.ping")  # type: ignore[untyped-decorator, misc]
-    def ping() -> str:
-        return "pong"
-
     return app
-
-
-def worker_app() -> Celery:
-    """The Celery app built from the environment's Settings (for tools that need an app)."""
-    return create_celery(Settings())
-
-
-def worker_argv(
-    settings: Settings,
-    *,
-    queues: Sequence[str] = (CONTROL_QUEUE, INFERENCE_QUEUE),
-    concurrency: int = 1,
-    pool: str = "prefork",
-    hostname: str | None = None,
-) -> list[str]:
-    """The `celery worker` arguments of `metalake worker`."""
-    argv = ["worker", "-Q", ",".join(queues), "--concurrency", str(concurrency),
-            "--pool", pool, "--loglevel", settings.log_level]
-    if hostname:
-        argv += ["--hostname", hostname]
-    return argv
-
-
-def run_worker(
-    settings: Settings,
-    *,
-    queues: Sequence[str] = (CONTROL_QUEUE, INFERENCE_QUEUE),
-    concurrency: int = 1,
-    pool: str = "prefork",
-    hostname: str | None = None,
-) -> None:
-    """Run a worker in the foreground (`metalake worker`) until it is told to stop."""
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
-    app = create_celery(settings)
-    app.worker_main(worker_argv(settings, queues=queues, concurrency=concurrency, pool=pool,
-                                hostname=hostname))

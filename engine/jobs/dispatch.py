@@ -7,11 +7,7 @@ from typing import Protocol
 
 from celery import Celery
 
-from engine.jobs.celery_app import CONTROL_QUEUE, INFERENCE_QUEUE
-
-PLAN_TASK = "metalake.jobs.plan"
-CHUNK_TASK = "metalake.jobs.chunk"
-INDEX_TASK = "metalake.embeddings.index"
+from engine.jobs.queues import CHUNK_TASK, CONTROL_QUEUE, INDEX_TASK, INFERENCE_QUEUE, PLAN_TASK
 
 
 class Dispatcher(Protocol):

@@ -28,7 +28,8 @@ from celery import Celery, signals
 
 from engine.config import Settings
 from engine.errors import ServiceUnavailable
-from engine.jobs.dispatch import CHUNK_TASK, INDEX_TASK, PLAN_TASK, CeleryDispatcher
+from engine.jobs.dispatch import CeleryDispatcher
+from engine.jobs.queues import CHUNK_TASK, INDEX_TASK, PING_TASK, PLAN_TASK
 from engine.jobs.recovery import PLAN_CHUNK, ChunkLease, RecoverySweeper
 from engine.lake.ingest_jobs import register_ingest_task
 
@@ -89,6 +90,10 @@ def _context(app: Celery) -> Any:
 
 
 def register_tasks(app: Celery) -> None:
+    @app.task(name=PING_TASK)  # type: ignore[untyped-decorator, misc]
+    def ping() -> str:
+        return "pong"
+
     @app.task(name=PLAN_TASK, bind=True, max_retries=None)  # type: ignore[untyped-decorator, misc]
     def plan(self: Any, job_id: int) -> None:
         from engine.db.session import session_scope

@@ -97,12 +97,12 @@ def background_for(settings: Settings) -> Background | None:
     """None without a broker (then a large prefix is refused, as the error says)."""
     if not settings.redis_url:
         return None
-    from engine.jobs.celery_app import CONTROL_QUEUE, create_celery
+    from engine.jobs.celery_app import create_celery
 
     app = create_celery(settings)
 
     def send(job_id: str, request: dict[str, Any]) -> None:
-        app.send_task(INGEST_TASK, args=[job_id, request], queue=CONTROL_QUEUE)
+        app.send_task(INGEST_TASK, args=[job_id, request])  # the app's default: control
 
     return Background(jobs=IngestJobs.from_url(settings.redis_url), send=send)
 
