@@ -99,6 +99,26 @@ def test_job_parameters_are_checked_by_their_types(client: Any, shapes: dict[str
     assert set(schemas["JobStatus"]["enum"]) >= {"queued", "partially_failed"}
 
 
+def test_submission_parses_and_compiles_the_query_once(
+        shapes: dict[str, Any], session: Session, settings: Settings,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checking a job's query and counting the files it selects share one compiled query."""
+    from engine import query
+    from engine.jobs.planning import count_selected
+    from engine.jobs.submission import validate_autotag
+    from sdk.schemas import AutotagRequest
+
+    parsed: list[str] = []
+    parse = query.parse
+    monkeypatch.setattr(query, "parse", lambda text: parsed.append(text) or parse(text))
+    request = AutotagRequest(collection_id=shapes["cid"], model_id="yolo",
+                             query="width > 1", input_resolution=(160, 160))
+    job = validate_autotag(session, settings, request)
+    assert count_selected(session, job.selection) == 12
+    assert parsed == ["width > 1"]
+    assert job.params.query == "width > 1"
+
+
 def test_corrupt_file_fails_only_its_item_and_retry_reruns_it(
         client: Any, worker: Any, shapes: dict[str, Any], session: Session) -> None:  # noqa: F811
     broken = shapes["folder"] / "s03.png"

@@ -6,9 +6,7 @@ have pending items (enqueueing a chunk twice is harmless: chunks only take pendi
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import ColumnElement, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from engine.db.jobs import Job, JobItem
@@ -25,21 +23,20 @@ def pending_chunks(session: Session, job_id: int) -> list[int]:
                                 .order_by(JobItem.chunk)))
 
 
-def selected_files(params: SelectionParams, collection_id: int | None) -> list[Any]:
-    """The conditions on `File` of the files a job with `params` selects."""
-    conditions = file_conditions(params.query, params.filter)
-    conditions.append(File.content_type == params.content_type)
+def selected_files(query_conditions: list[ColumnElement[bool]], content_type: str,
+                   collection_id: int | None) -> list[ColumnElement[bool]]:
+    """The conditions on `File` of the files a job selects: its query's and filter's
+    (`file_conditions`, compiled once by whoever has them), its content type, its collection."""
+    conditions = [*query_conditions, File.content_type == content_type]
     if collection_id is not None:
         conditions.append(File.id.in_(select(collection_files.c.file_id).where(
             collection_files.c.collection_id == collection_id)))
     return conditions
 
 
-def count_selected(session: Session, params: SelectionParams, collection_id: int | None
-                   ) -> int:
-    """How many files the job would select now (planning takes the snapshot)."""
-    return int(session.scalar(select(func.count()).select_from(File)
-                              .where(*selected_files(params, collection_id))) or 0)
+def count_selected(session: Session, conditions: list[ColumnElement[bool]]) -> int:
+    """How many files the `selected_files` conditions select now (planning takes the snapshot)."""
+    return int(session.scalar(select(func.count()).select_from(File).where(*conditions)) or 0)
 
 
 def plan_job(*, session: Session, job_id: int, chunk_size: int) -> list[int]:
@@ -53,7 +50,8 @@ def plan_job(*, session: Session, job_id: int, chunk_size: int) -> list[int]:
     params = PARAMS_BY_KIND[JobKind(job.kind)].model_validate(job.params)
     if not isinstance(params, SelectionParams):
         raise ValueError(f"a {job.kind} job selects no files to plan")
-    conditions = selected_files(params, job.collection_id)
+    conditions = selected_files(file_conditions(params.query, params.filter),
+                                params.content_type, job.collection_id)
     number = func.row_number().over(order_by=File.id) - 1
     selection = select(File.id, literal(job_id), number // chunk_size).where(*conditions)
     session.execute(insert(JobItem).from_select(["file_id", "job_id", "chunk"], selection))

@@ -37,7 +37,7 @@ MAX_ERRORS_SHOWN = 100
 def submit(*, session: Session, job: ValidatedJob, dispatcher: Dispatcher) -> JobSubmitted:
     """Create the job row, commit, enqueue its planning; returns at once. `total` is how many
     files the job selects now; planning snapshots them and sets the exact figure."""
-    total = count_selected(session, job.params, job.collection_id)
+    total = count_selected(session, job.selection)
     row = Job(kind=job.kind, platform=job.platform, params=job.params.model_dump(mode="json"),
               model_version_id=job.version.id, collection_id=job.collection_id,
               status=JobStatus.QUEUED, total=total)

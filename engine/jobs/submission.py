@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from typing import TypedDict, cast
 
 from pydantic import JsonValue
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from engine.config import Settings
 from engine.db.models import ModelVersion
 from engine.errors import CollectionNotFound, InvalidInput
 from engine.hosting.platforms.factory import platform_type
+from engine.jobs.planning import selected_files
 from engine.lake.collections import get_collection
 from engine.query import file_conditions
 from engine.registry.store import resolve_version
@@ -49,6 +51,10 @@ class ValidatedJob:
     version: ModelVersion
     collection_id: int | None
     params: InferenceParams
+    # The files the job selects now, as conditions on `File`: the query and filter parsed and
+    # compiled once, here, for the check and the count (the worker compiles the stored params
+    # again, once, when it plans the job).
+    selection: list[ColumnElement[bool]]
 
 
 class _Selection(TypedDict):
@@ -66,7 +72,12 @@ class _Checked:
     platform: Platform
     version: ModelVersion
     collection_id: int | None
-    selection: _Selection
+    params: _Selection
+    conditions: list[ColumnElement[bool]]
+
+    def job(self, kind: JobKind, params: InferenceParams) -> ValidatedJob:
+        return ValidatedJob(kind, self.platform, self.version, self.collection_id, params,
+                            self.conditions)
 
 
 def platform_for(choice: PlatformChoice, settings: Settings) -> Platform:
@@ -79,9 +90,16 @@ def platform_for(choice: PlatformChoice, settings: Settings) -> Platform:
     return platform
 
 
-def _files(session: Session, request: JobRequest) -> tuple[int | None, ContentType]:
-    """(collection id, content type) of the files the job selects."""
-    file_conditions(request.query, request.filter)  # raises InvalidQuery / InvalidFilter
+def _files(session: Session, request: JobRequest
+           ) -> tuple[list[ColumnElement[bool]], int | None, ContentType]:
+    """(conditions, collection id, content type) of the files the job selects."""
+    conditions = file_conditions(request.query, request.filter)  # InvalidQuery / InvalidFilter
+    collection_id, content_type = _population(session, request)
+    return selected_files(conditions, content_type, collection_id), collection_id, content_type
+
+
+def _population(session: Session, request: JobRequest) -> tuple[int | None, ContentType]:
+    """(collection id, content type): a collection's, or the lake's of one content type."""
     if request.collection_id is not None:
         raw = str(request.collection_id).strip()
         if not raw.isdigit():
@@ -99,30 +117,28 @@ def _files(session: Session, request: JobRequest) -> tuple[int | None, ContentTy
 def _check(session: Session, settings: Settings, kind: JobKind, request: JobRequest
            ) -> _Checked:
     platform = platform_for(request.inference_platform, settings)
-    collection_id, content_type = _files(session, request)
+    conditions, collection_id, content_type = _files(session, request)
     version = resolve_version(session, request.model_id, kind)
     width, height = request.input_resolution
     platform_type(platform).check_request(settings, width, height)
     return _Checked(platform, version, collection_id, _Selection(
         query=request.query, filter=request.filter, content_type=content_type,
         model_reference=request.model_id or "default",
-        input_resolution=request.input_resolution))
+        input_resolution=request.input_resolution), conditions)
 
 
 def validate_autotag(session: Session, settings: Settings, request: AutotagRequest
                      ) -> ValidatedJob:
     kind = JobKind.AUTOTAGGING
     checked = _check(session, settings, kind, request)
-    params = AutotagParams(**checked.selection,
-                           confidence_threshold=request.confidence_threshold)
-    return ValidatedJob(kind, checked.platform, checked.version, checked.collection_id, params)
+    return checked.job(kind, AutotagParams(
+        **checked.params, confidence_threshold=request.confidence_threshold))
 
 
 def validate_embed(session: Session, settings: Settings, request: EmbedRequest) -> ValidatedJob:
     kind = JobKind.EMBEDDING
     checked = _check(session, settings, kind, request)
-    params = EmbedParams(**checked.selection)
-    return ValidatedJob(kind, checked.platform, checked.version, checked.collection_id, params)
+    return checked.job(kind, EmbedParams(**checked.params))
 
 
 def prompts(value: list[PromptEntry | str] | None, labels: list[str] | None
@@ -150,8 +166,7 @@ def validate_auto_annotate(session: Session, settings: Settings, request: AutoAn
                            ) -> ValidatedJob:
     kind = JobKind.AUTO_ANNOTATION
     checked = _check(session, settings, kind, request)
-    params = AutoAnnotateParams(
-        **checked.selection, confidence_threshold=request.confidence_threshold,
+    return checked.job(kind, AutoAnnotateParams(
+        **checked.params, confidence_threshold=request.confidence_threshold,
         prompt=prompts(request.prompt, checked.version.label_list),
-        annotation_type=request.annotation_type, preview=request.preview)
-    return ValidatedJob(kind, checked.platform, checked.version, checked.collection_id, params)
+        annotation_type=request.annotation_type, preview=request.preview))
