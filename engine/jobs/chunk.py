@@ -50,7 +50,7 @@ from sdk.schemas import (
     EmbedParams,
     InferenceParams,
 )
-from sdk.vocabulary import JobKind, Platform
+from sdk.vocabulary import ItemStatus, JobKind, JobStatus, Platform
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,12 @@ def _load(session: Session, job_id: int, chunk: int) -> tuple[_ChunkJob | None, 
     rows = session.execute(
         select(JobItem.id, File.id, File.storage_uri, File.content_type)
         .join(File, File.id == JobItem.file_id)
-        .where(JobItem.job_id == job_id, JobItem.chunk == chunk, JobItem.status == "pending")
+        .where(JobItem.job_id == job_id, JobItem.chunk == chunk,
+               JobItem.status == ItemStatus.PENDING)
         .order_by(JobItem.id)).all()
     items = [_Item(r[0], r[1], r[2], r[3]) for r in rows]
     if job.cancel_requested:
-        _finish(session, job_id, [(i.item_id, "cancelled", None) for i in items])
+        _finish(session, job_id, [(i.item_id, ItemStatus.CANCELLED, None) for i in items])
         return None, []
     found = session.execute(select(ModelVersion, Model.name, Model.application)
                             .join(Model, Model.id == ModelVersion.model_id)
@@ -267,30 +268,30 @@ def _infer(context: WorkerContext, plan: _ChunkJob, items: list[_Item], stages: 
                 future.result()
 
 
-def _finish(session: Session, job_id: int, transitions: list[tuple[int, str, str | None]]
-            ) -> set[int]:
+def _finish(session: Session, job_id: int,
+            transitions: list[tuple[int, ItemStatus, str | None]]) -> set[int]:
     """Move items out of pending; bump counters; finalize the job. The ids that moved."""
     moved: set[int] = set()
     done = failed = 0
     for item_id, status, error in transitions:
         changed = session.execute(
-            update(JobItem).where(JobItem.id == item_id, JobItem.status == "pending")
+            update(JobItem).where(JobItem.id == item_id, JobItem.status == ItemStatus.PENDING)
             .values(status=status, error=error, attempts=JobItem.attempts + 1,
                     updated_at=func.clock_timestamp()).returning(JobItem.id)).first()
         if changed is not None:
             moved.add(item_id)
-            done += status == "done"
-            failed += status == "failed"
+            done += status == ItemStatus.DONE
+            failed += status == ItemStatus.FAILED
     session.execute(update(Job).where(Job.id == job_id)
                     .values(done=Job.done + done, failed=Job.failed + failed))
     pending = session.scalar(select(func.count()).where(JobItem.job_id == job_id,
-                                                        JobItem.status == "pending"))
+                                                        JobItem.status == ItemStatus.PENDING))
     if not pending:
         job = session.get(Job, job_id, populate_existing=True)
         assert job is not None
-        if job.status == "running":
-            job.status = ("failed" if job.failed and not job.done else
-                          "partially_failed" if job.failed else "succeeded")
+        if job.status == JobStatus.RUNNING:
+            job.status = (JobStatus.FAILED if job.failed and not job.done else
+                          JobStatus.PARTIALLY_FAILED if job.failed else JobStatus.SUCCEEDED)
             # the clock, not now(): the chunk's transaction began with its first early
             # write, seconds before this
             job.finished_at = func.clock_timestamp()  # type: ignore[assignment]
@@ -300,7 +301,8 @@ def _finish(session: Session, job_id: int, transitions: list[tuple[int, str, str
 def _transitions(session: Session, plan: _ChunkJob, items: list[_Item]) -> set[int]:
     """Lock the job row, move the items out of pending; the ids that moved."""
     session.execute(select(Job.id).where(Job.id == plan.job_id).with_for_update())
-    transitions = [(i.item_id, "failed" if i.error else "done", i.error) for i in items]
+    transitions = [(i.item_id, ItemStatus.FAILED if i.error else ItemStatus.DONE, i.error)
+                   for i in items]
     return _finish(session, plan.job_id, transitions)
 
 
@@ -428,7 +430,7 @@ def run_chunk(context: WorkerContext, job_id: int, chunk: int) -> None:
         stages.add("write", time.perf_counter() - writing)
     by_status: dict[str, int] = defaultdict(int)
     for item in items:
-        by_status["failed" if item.error else "done"] += 1
+        by_status[(ItemStatus.FAILED if item.error else ItemStatus.DONE).value] += 1
     log.info("job %d chunk %d: %s in %.2f s (%s)", job_id, chunk, dict(by_status),
              time.perf_counter() - started, stages.describe())
 
@@ -446,5 +448,6 @@ def fail_chunk(context: WorkerContext, job_id: int, chunk: int, reason: str) -> 
     with session_scope(context.sessions) as session:
         session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
         ids = list(session.scalars(select(JobItem.id).where(
-            JobItem.job_id == job_id, JobItem.chunk == chunk, JobItem.status == "pending")))
-        _finish(session, job_id, [(item_id, "failed", reason) for item_id in ids])
+            JobItem.job_id == job_id, JobItem.chunk == chunk,
+            JobItem.status == ItemStatus.PENDING)))
+        _finish(session, job_id, [(item_id, ItemStatus.FAILED, reason) for item_id in ids])
