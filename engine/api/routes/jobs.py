@@ -26,6 +26,7 @@ from engine.db.session import session_scope
 from engine.jobs import service, submission
 from engine.jobs.dispatch import CeleryDispatcher, Dispatcher
 from sdk.schemas import FINISHED_JOB_STATUSES, MAX_JOB_WAIT
+from sdk.vocabulary import JobKind, JobStatus
 
 router = APIRouter(tags=["jobs"], route_class=JSONRoute)
 
@@ -71,8 +72,8 @@ def embed(body: EmbedRequest, session: SessionDep, settings: SettingsDep,
 
 @router.get("/jobs", response_model=list[JobPublic])
 def list_jobs(session: SessionDep, _: ReadKey,
-              status: Annotated[str | None, Query()] = None,
-              kind: Annotated[str | None, Query()] = None,
+              status: Annotated[JobStatus | None, Query()] = None,
+              kind: Annotated[JobKind | None, Query()] = None,
               limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[JobPublic]:
     """Jobs, newest first."""
     return service.list_jobs(session=session, status=status, kind=kind, limit=limit)

@@ -7,15 +7,16 @@ from engine.config import Settings
 from engine.errors import UnknownPlatform
 from engine.hosting.bundles import BundleCache
 from engine.hosting.platforms.base import InferencePlatform, PlatformType
+from sdk.vocabulary import Platform
 
 
 def platform_type(name: str) -> PlatformType:
     """The class of platform `name` (`local` or `aws`). Raises UnknownPlatform."""
-    if name == "local":
+    if name == Platform.LOCAL:
         from engine.hosting.platforms.local import LocalPlatform
 
         return LocalPlatform
-    if name == "aws":
+    if name == Platform.AWS:
         from engine.hosting.platforms.aws import SageMakerPlatform
 
         return SageMakerPlatform
