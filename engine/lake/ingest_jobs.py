@@ -93,20 +93,6 @@ class Background:
     send: Callable[[str, dict[str, Any]], None]
 
 
-def background_for(settings: Settings) -> Background | None:
-    """None without a broker (then a large prefix is refused, as the error says)."""
-    if not settings.redis_url:
-        return None
-    from engine.jobs.celery_app import create_celery
-
-    app = create_celery(settings)
-
-    def send(job_id: str, request: dict[str, Any]) -> None:
-        app.send_task(INGEST_TASK, args=[job_id, request])  # the app's default: control
-
-    return Background(jobs=IngestJobs.from_url(settings.redis_url), send=send)
-
-
 def ingest_or_start_job(request: IngestRequest, *, session: Session, settings: Settings,
                         storage: Storage, admin: bool,
                         background: Background | None) -> IngestReport | IngestJobPublic:

@@ -24,9 +24,15 @@ from engine.api.schemas import (
 )
 from engine.config import Settings
 from engine.errors import InvalidInput
+from engine.jobs.queues import CONTROL_QUEUE
 from engine.lake import collections as service
+from engine.lake.ingest_jobs import (
+    INGEST_TASK,
+    IngestJobNotFound,
+    IngestJobs,
+    ingest_or_start_job,
+)
 from engine.lake.ingest_jobs import Background as IngestBackground
-from engine.lake.ingest_jobs import IngestJobNotFound, background_for, ingest_or_start_job
 from engine.lake.probe import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from engine.lake.statistics import analyze_if_stale, report_writes_at_commit
 from engine.lake.upload import Upload, ingest_uploads
@@ -99,11 +105,25 @@ def get_ingest_job(job_id: str, request: Request, _: WriteKey) -> IngestJobPubli
     return jobs.jobs.get(job_id)
 
 
+def _background_for(settings: Settings) -> IngestBackground | None:
+    """None without a broker (then a large prefix is refused, as the error says)."""
+    if not settings.redis_url:
+        return None
+    from engine.jobs.celery_app import create_celery
+
+    app = create_celery(settings)
+
+    def send(job_id: str, request: dict[str, Any]) -> None:
+        app.send_task(INGEST_TASK, args=[job_id, request], queue=CONTROL_QUEUE)
+
+    return IngestBackground(jobs=IngestJobs.from_url(settings.redis_url), send=send)
+
+
 def _ingest_jobs(request: Request) -> IngestBackground | None:
     """The background ingests' records and sender, made on first use."""
     state = request.app.state
     if not hasattr(state, "ingest_jobs"):
-        state.ingest_jobs = background_for(state.settings)
+        state.ingest_jobs = _background_for(state.settings)
     jobs: IngestBackground | None = state.ingest_jobs
     return jobs
 
