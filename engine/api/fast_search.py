@@ -1,22 +1,9 @@
 """The common similarity search, answered before FastAPI's routing: an unfiltered search by
 vector of an indexed space, with a valid key.
 
-Measured at 100,000 2048-d vectors through the SDK, alternating with the regular route on the
-same database: p50 6.0-6.3 / p95 8.0-8.3 ms against 7.7-8.2 / 10.4-10.6 ms (bench/README.md).
-The regular route spends ~3 ms around pgvector's own ~2.7 ms: matching ~50 routes, solving
-dependencies, and the key lookup, space lookup, search and commit each going through
-SQLAlchemy's execution layer. Moving this path off the worker thread onto asynchronous
-connections of its own (`Connections`) took a further 0.45-0.54 ms off p50 and 0.3-0.65 ms
-off p95 (the same alternation, three runs of 600 searches).
-
-The caller's key was checked by the gate in front of it (engine/api/gate.py), which hands on
-the `Principal` in the ASGI scope. This path runs the same prebuilt statements as the route
-(`spaces.NAMED_SPACE`, `search.plain_index_query`) as prepared statements: the space lookup,
-then the search. It answers only what it can answer exactly as the route would; anything else
-(a filter, a search by file, k above ef_search, a space without an index, a key without the
-read scope, any invalid or unknown input, a database error, all its connections busy) is
-handed to the route untouched, with its body, so every answer and every error keeps one
-definition.
+It runs the route's own statements as prepared statements and answers only what the route
+would answer the same way; anything else is handed to the route untouched. docs/similarity.md
+says why and what is handed on.
 """
 
 from __future__ import annotations

@@ -1,39 +1,8 @@
 """The spaces' HNSW indexes: built in bulk once writes go quiet, rebuilt in bulk as a space grows.
 
-Writing vectors never builds an index. Each space gets one partial HNSW index:
-
-    CREATE INDEX CONCURRENTLY ix_embeddings_hnsw_<space> ON embeddings
-        USING hnsw ((vector::halfvec(<dim>)) halfvec_cosine_ops)
-        WITH (m = 32, ef_construction = 128) WHERE space_id = <space>
-
-(pgvector's documented way to index vectors of several dimensions in one column: an
-expression cast to the space's dimension, partial on the space; halfvec because `vector` HNSW
-indexes stop at 2,000 dimensions.) It is built by a worker once no vector has been written to
-the space for METALAKE_INDEX_QUIET_SECONDS and the space holds METALAKE_INDEX_MIN_VECTORS
-(1,000) or more, and rebuilt (`REINDEX INDEX CONCURRENTLY`) once
-the space holds METALAKE_INDEX_REBUILD_GROWTH more vectors than the last build covered. Between
-builds, new vectors go into the index one by one, as PostgreSQL does for any index.
-
-Why in bulk: on 100,000 clustered 2048-d vectors (bench/similarity.py) graphs built insert by
-insert found recall@10 0.96-0.99 over three builds, bulk-built ones (m = 32, ef_construction
-128) 0.989-0.9995; and importing them took 75-100 s of inserts + a ~3 min build, against 373 s
-of inserts keeping an m = 24 graph. Until a space's first build, its searches scan its vectors
-exactly (always correct; ~0.7 s at 100,000 2048-d vectors, ~15 ms at 1,000).
-
-Why not below 1,000 vectors: each vector written into an indexed space joins its graph, ~7.5 ms
-of PostgreSQL's CPU per 2048-d vector at m = 32 / ef_construction 128 even in a graph of a few
-hundred, taken from the model beside it on a small machine (a 400-image ResNet50 job after a
-128-image one on 2 cores: 3.0 s of inserts against 0.03 s into the space without an index,
-bench/README.md); a first build waits until exact scans would be slow.
-
-- `due_spaces` (each worker's sweep, engine/jobs/recovery.py): spaces that need a build now.
-- `request_builds`: marks them requested and sends one build task each to the control queue; a
-  request lost with the broker is sent again after `REQUEST_RETRY`.
-- `build_index` (the task): on its own autocommit connection, under a session advisory lock per
-  space (one build per space; released by PostgreSQL if the builder dies), then queued on one
-  lock for the table: builds of two spaces at once deadlocked (one's CREATE INDEX CONCURRENTLY
-  waits for the other's transaction, whose ANALYZE waits for the first's lock on the table).
-  Searches and writes go on while it runs.
+`due_spaces` (each worker's recovery sweep) finds the spaces that need a build, `request_builds`
+sends one build task each to the control queue, and `build_index` (the task) builds one under a
+lock per space. Writing vectors never builds an index. Why, and how: docs/similarity.md.
 """
 
 from __future__ import annotations
@@ -54,14 +23,11 @@ from sdk.schemas import EmbeddingSpaceInfo
 
 log = logging.getLogger(__name__)
 
-# m = 32 and ef_construction = 128, not pgvector's defaults (16, 64): on 100,000 clustered
+# m = 32 and ef_construction = 128, not pgvector's defaults (16, 64): on the bench's clustered
 # 2048-d vectors (bench/similarity.py) HNSW graphs leave parts unreachable from the entry point,
-# so now and then a search finds none of its true neighbours, whatever ef_search. Single-process
-# bulk builds of one table, recall@10 at ef_search 100: m = 32, ef_construction 64 gave 0.994,
-# 0.9825, 0.994 (one or two of 200 queries finding none in each build); ef_construction 128 gave
-# 0.9995, 0.9945, 0.9985, 0.998 in ~25% more build time; m = 48 0.9995 in twice the time.
-# ef_construction 256 took 1.5-2.5x the build time and left as many such queries (0-1.5 per
-# 1,000 in every kind of build). bench/README.md has the figures.
+# so now and then a search finds none of its true neighbours, whatever ef_search. These values
+# made that rarer at a modest build cost; larger ones cost more build time for no gain.
+# bench/README.md has the figures.
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 128
 LOCK_CLASS = 0x4D4C  # the first key of the (int, int) advisory locks of index builds

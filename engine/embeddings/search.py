@@ -1,21 +1,8 @@
 """Similarity search: the k nearest files by cosine similarity, optionally among filtered files.
 
-- Unfiltered: the space's HNSW index (`ORDER BY (vector::halfvec(dim)) <=> q LIMIT k`, the exact
-  expression and partial predicate the index was built with, so the planner uses it).
-- Filtered (a collection and/or a query + filter): the matching vectors are counted first,
-  from the matching files, no further than a limit that grows with the space (`exact_limit`:
-  ~1,140 at 100,000 vectors). At most that many are scanned exactly, bypassing the index
-  through a MATERIALIZED CTE; more use pgvector 0.8's iterative index scan
-  (`hnsw.iterative_scan = relaxed_order`), which keeps walking the graph until k rows pass the
-  filter (or `hnsw.max_scan_tuples` is reached). An exact scan costs per matching vector, the
-  iterative scan per vector it walks past, about k / (the share of the space that matches).
-- A space whose index is not built yet (it is built in bulk once writes go quiet,
-  engine/embeddings/indexing.py) is always scanned exactly.
-- Whenever the index returns fewer rows than match (a filter so selective that the scan limit
-  is reached first), the exact scan is run instead: k results whenever k files match.
-
-Scores are 1 - cosine distance computed on the stored full-precision vectors; the index orders
-by the halfvec distance, so results are re-sorted by score.
+Unfiltered searches use the space's HNSW index; filtered ones score the matching vectors
+exactly up to `exact_limit`, and walk the index iteratively beyond it; a space without an index
+is scanned exactly. k results whenever k files match. docs/similarity.md explains the choice.
 """
 
 from __future__ import annotations
@@ -49,9 +36,9 @@ from engine.query import file_conditions
 from sdk.schemas import SimilarItem, SimilarItems, SimilarityQuery
 
 EXACT_THRESHOLD = 5_000  # a space without an index: up to this many matches, driven from the files
-# Measured at 10k and 100k 2048-d vectors (bench/README.md): an exact scan takes ~14 µs per
-# matching vector, the iterative index scan ~0.18 ms divided by the share of the space that
-# matches. They cost the same at m matching of n vectors when m * m = EXACT_COST_RATIO * n.
+# An exact scan costs a fixed time per matching vector, the iterative index scan a time divided
+# by the share of the space that matches. They cost the same at m matching of n vectors when
+# m * m = EXACT_COST_RATIO * n (the ratio fitted on the bench, bench/README.md).
 EXACT_COST_RATIO = 13
 SMALL_INDEX = 10_000  # below, the unfiltered search rules sorting out (`similar_items`)
 MAX_EF_SEARCH = 1_000
@@ -106,8 +93,8 @@ def _build_index_query(space_id: int, dim: int, limit: int,
 
 @functools.lru_cache(maxsize=1024)
 def plain_index_query(space_id: int, dim: int, limit: int) -> Select[Any]:
-    """The unfiltered search (the common one), built once per space and k: building it took
-    ~0.4 ms of each search. engine/api/fast_search.py runs it too."""
+    """The unfiltered search (the common one), built once per space and k rather than for
+    each search. engine/api/fast_search.py runs it too."""
     return _build_index_query(space_id, dim, limit)
 
 
@@ -115,7 +102,7 @@ def _vector_of_file(space: EmbeddingSpace, *columns: Any) -> Any:
     """A LATERAL lookup of the space's row for the outer `files` row, by index. When the
     matching files are known to be few, driving from them this way keeps the plan a nested
     loop of index probes; a join lets the planner hash the files and scan every vector row of
-    the table instead (at 100k vectors, 10-15 ms more for a 1% filter)."""
+    the table instead."""
     return (select(*columns).where(_space_condition(space.id), Embedding.file_id == File.id)
             .limit(1).lateral("space_vector"))
 
@@ -152,17 +139,16 @@ def _count(session: Session, space: EmbeddingSpace, conditions: Sequence[ColumnE
            cap: int) -> int:
     """How many vectors match, counting no further than `cap` + 1. Driven from the matching
     files, each probed for its vector (`_vector_of_file`): when most files have one, that is
-    about `cap` probes, where a join would read the space's vectors first (at 100,000 vectors
-    and a 10% filter, 14 ms against 2)."""
+    about `cap` probes, where a join would read the space's vectors first."""
     row = _vector_of_file(space, Embedding.file_id)
     matching = (select(row.c.file_id).select_from(File).join(row, true())
                 .where(*conditions).limit(cap + 1).subquery())
     # Without an index scan of `files` where one serves the conditions, the LIMIT makes a
     # sequential scan look cheap: stopping at the first cap + 1 matches, as if they were
     # spread evenly. Files uploaded together sit together, so a filter for the last upload's
-    # files read the whole table (at 100,000 files, 23 ms against 3.5 by the GIN index).
-    # The planner chose it or not depending on which plans a connection had cached: filtered
-    # searches were 3x slower in 2 of 5 bench runs.
+    # files read the whole table where the GIN index would answer at once. The planner chose
+    # it or not depending on which plans a connection had cached, so filtered searches were
+    # slow in some bench runs and not in others.
     session.execute(set_local_statement({"enable_seqscan": "off"}))
     count = int(session.scalar(select(func.count()).select_from(matching)) or 0)
     session.execute(set_local_statement({"enable_seqscan": "on"}))
@@ -214,13 +200,13 @@ def index_settings(method: Method, limit: int, indexed_rows: int) -> dict[str, i
         settings["hnsw.ef_search"] = min(limit, MAX_EF_SEARCH)
     if method == "iterative_index":
         # enable_sort off: the index is wanted (many match); a planner that underrates
-        # the filter's share could sort the space's vectors instead (at 10,000: ~50 ms).
+        # the filter's share could sort the space's vectors instead.
         settings.update({"hnsw.iterative_scan": "relaxed_order",
                          "hnsw.max_scan_tuples": MAX_SCAN_TUPLES, "enable_sort": "off"})
     elif indexed_rows < SMALL_INDEX:
         # A few thousand vectors: PostgreSQL's planner would rather sort them all (it does
         # not count reading each one from TOAST) than walk the graph, and the scores of all
-        # are computed before the sort. At 1,000 2048-d vectors that took ~21 ms a search.
+        # are computed before the sort.
         settings["enable_sort"] = "off"
     return settings
 

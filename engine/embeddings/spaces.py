@@ -1,14 +1,8 @@
 """Embedding spaces: where comparable vectors live, found from the `model_name` a caller gives.
 
-- A registered embedding model (`name`, `name@N`, or `default` for the system default) names
-  the space of that version, `<name>@<version>`, whose dimension is the version's
-  `embedding_dim` (measured from the first vectors and recorded on the version when the bundle
-  did not declare it).
-- Any other name is an *external* space (vectors computed elsewhere) of that name, whose
-  dimension is set by its first insert.
-
-A later write of another dimension is refused naming both dimensions. A registered model is
-deleted here (`delete_model`), with its spaces' HNSW indexes.
+A registered embedding model names the space of its version (`<name>@<version>`); any other name
+is an external space whose dimension its first insert sets. A registered model is deleted here
+(`delete_model`), with its spaces' HNSW indexes. The rules: docs/similarity.md, "Spaces".
 """
 
 from __future__ import annotations
@@ -137,7 +131,7 @@ def _named(session: Session, model_name: str) -> EmbeddingSpace | None:
     return session.scalars(NAMED_SPACE, {"model_name": model_name}).one_or_none()
 
 
-# Built once (every search resolves its space): ~0.2 ms less per search. Also run by
+# Built once, not per search (every search resolves its space). Also run by
 # engine/api/fast_search.py.
 NAMED_SPACE = select(EmbeddingSpace).where(
     EmbeddingSpace.name == bindparam("model_name"),
