@@ -1,20 +1,8 @@
 """COCO object-detection / instance-segmentation JSON.
 
-Read: `images[]` (`id`, `file_name`, optional `width`/`height`), `categories[]` (`id`, `name`,
-optional `keypoints` names) and `annotations[]` (`image_id`, `category_id`, `bbox` as
-`[x, y, w, h]` pixels, `segmentation`, optional `score`, `keypoints`, `iscrowd`).
-
-Conversion, per COCO annotation:
-- polygon `segmentation` (a list of flat `[x1, y1, x2, y2, ...]` rings) -> one `polygon` per ring
-  (several rings of one object share `metadata.coco_id`); the bbox is kept as
-  `metadata.coco_bbox`;
-- otherwise (no segmentation, or RLE masks of crowd regions) `bbox` -> a `box`;
-- `keypoints` with any visible point -> an extra `keypoints` annotation (names from the category
-  in `metadata.keypoint_names`);
-- `score` -> confidence; `id`, `iscrowd` and `attributes` -> metadata.
-
-`file_name` is matched to the collection's files like the MetaLake JSON's `image`. When the
-COCO file states an image's width/height they must equal the size the lake measured.
+Polygon segmentations become `polygon`s (one per ring), others a `box`; visible keypoints an
+extra `keypoints` annotation; `score` the confidence. `file_name` is matched like the MetaLake
+JSON's `image`, and a stated width/height must equal the lake's. Mapping: docs/annotations.md.
 """
 
 from __future__ import annotations

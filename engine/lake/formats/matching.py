@@ -1,17 +1,8 @@
 """Which lake file an annotation document's image refers to.
 
-Unique names are `<collection name>_<relative path with "/" replaced by "_">`, so an image path
-`birds/img1.jpg` in collection `c` names `c_birds_img1.jpg`. Tried in order, first hit wins:
-
-1. `<collection>_<path>` for the whole path, then for each shorter tail of it
-   (`images/birds/img1.jpg` -> `birds/img1.jpg` -> `img1.jpg`), so an annotation file written
-   relative to a parent folder still matches;
-2. the path taken as a unique name itself (what `download_annotations` writes for a file that
-   entered the lake through another collection).
-
-YOLO label files name only the stem (`labels/train/img1`): the same tails are tried against the
-unique names without their extension, with `labels` also read as `images` (the Ultralytics
-layout). A stem that fits two files (`img1.jpg` and `img1.png`) is reported as ambiguous.
+An image path is tried as `<collection>_<path>` for the whole path and each shorter tail, then
+as a unique name itself; YOLO stems are matched the same way without the extension (`labels`
+also read as `images`), and a stem fitting two files is ambiguous. Rules: docs/annotations.md.
 """
 
 from __future__ import annotations

@@ -1,31 +1,9 @@
 """The MetaLake annotation JSON: what `upload_annotations_for_folder` reads and
 `download_annotations` writes.
 
-```json
-{"images": [
-  {"image": "birds/img1.jpg",
-   "annotations": [
-     {"bbox": [10, 20, 100, 50], "label": "Bird", "confidence": 0.93, "metadata": {"k": "v"}},
-     {"polygon": [[10, 20], [110, 20], [60, 70]], "label": "Wing"}
-   ]}
-]}
-```
-
-- `image`: the image's path relative to the folder the collection was uploaded from (or just its
-  file name for a flat folder). It is matched to the file whose unique name is
-  `<collection name>_<image with "/" replaced by "_">` (then shorter tails of the path, then
-  the path as a unique name: `engine.lake.formats.matching`).
-- `bbox`: `[x, y, width, height]`, the top-left corner and size (COCO style).
-- `polygon`: `[[x, y], ...]` (or flat `[x1, y1, x2, y2, ...]`), at least 3 points.
-- `keypoints` (only with annotation_shape_type "mixed"): `[[x, y, v], ...]`, v in 0, 1, 2.
-- Coordinates are pixels of the original image, or fractions 0..1 of its width and height when
-  uploaded with `is_normalized=True`.
-- `label` (required, non-empty), `confidence` (optional, 0..1), `metadata` (optional object),
-  `frame_index` (optional, videos).
-- `annotation_shape_type`: "rectangle" / "box" (every annotation has `bbox`), "polygon" (every
-  annotation has `polygon`), or "mixed" (each annotation's own key decides; none of them means an
-  image-level label, shape "tag"). Other keys are ignored, so a downloaded file (which adds
-  `source`, `unique_name`, `width`, ...) uploads back unchanged.
+An `images` list, each entry an `image` path and its `annotations` (`bbox`, `polygon` or
+`keypoints`, with `label`, optional `confidence`, `metadata`, `frame_index`); other keys are
+ignored, so a downloaded file uploads back unchanged. The format: docs/annotations.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """YOLO (Ultralytics / Darknet) label folders.
 
-One `<stem>.txt` per image, one object per line, all coordinates normalized to 0..1:
-- `cls cx cy w h` — a box by its centre and size (`cls cx cy w h conf` from `save_conf` too);
-- `cls x1 y1 x2 y2 x3 y3 ...` (at least 3 points) — a segmentation polygon.
-
-Class names come from, in this order: names given explicitly, `data.yaml`'s `names` (a list or
-an `{id: name}` mapping), `classes.txt` / `*.names` (one name per line).
-
-A label file `labels/train/img1.txt` is matched to the collection's image whose unique name,
-without its extension, is `<collection>_<path>` for the longest fitting tail of
-`labels/train/img1` or of `images/train/img1` (so `train/img1.jpg` and `img1.png` both match).
-An empty label file is an image with no objects (it clears that image's earlier import).
+One `<stem>.txt` per image, one box (`cls cx cy w h [conf]`) or polygon (`cls x1 y1 ...`) per
+line, normalized to 0..1; class names given, or from `data.yaml` or `classes.txt` / `*.names`.
+An empty label file is an image with no objects. The layout and matching: docs/annotations.md.
 """
 
 from __future__ import annotations
