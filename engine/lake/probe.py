@@ -1,16 +1,8 @@
 """What a file is: its kind (by extension), SHA-256, size, pixel size and, for videos, timing.
 
-Files are read in chunks: the SHA-256 is computed streaming and no file is held in memory, and
-a file larger than METALAKE_INGEST_MAX_FILE_BYTES is refused from its size alone, unread.
-Images are opened header-only with Pillow: no pixel data is decoded, so probing a 64x48 JPEG
-and a 40-megapixel TIFF cost about the same. The reported width/height are the size *as the user
-sees it*: an EXIF orientation of 5-8 (rotated 90 or 270 degrees) swaps them, so boxes drawn on
-the displayed image and the stored size agree. A body that is corrupt past a valid header is
-not detected here; the job that decodes the file fails that item with the reason.
-
-Videos are opened with OpenCV and one frame is decoded, so a file OpenCV cannot read is refused
-at ingest rather than in a job. Every failure is an `UnreadableFile` whose message is the reason
-recorded in `ingest_failures`.
+Files are read in chunks and images header-only; the size is as displayed (EXIF rotation
+applied). Every failure is an `UnreadableFile` whose message is the reason recorded in
+`ingest_failures`. Why it reads what it reads: docs/architecture.md, "Ingest".
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """Writing probed files into the lake: bulk upserts, collection links and the failure record.
 
-Everything here runs in the caller's transaction (one per ingest request). Rows are written with
-`INSERT .. ON CONFLICT (unique_name) DO UPDATE`, so a retried or concurrent identical request
-produces the same rows and no duplicates. The update is conditional: it changes a file only if
-the file belongs to the collection being ingested into, or is the same bytes at the same place.
-Two requests whose unique names collide (collection `a` + `b_c.png` and collection `a_b` +
-`c.png` both give `a_b_c.png`) are serialised by the unique index: the second waits for the
-first to commit, then its update matches nothing and that file is recorded as a failure naming
-the unique name; a file is never repointed to another request's bytes.
+Everything runs in the caller's transaction (one per ingest request); upserts on `unique_name`
+make a retried request idempotent, and a file is never repointed to another request's bytes
+when unique names collide. How: docs/architecture.md, "Ingest".
 """
 
 from __future__ import annotations

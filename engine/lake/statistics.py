@@ -1,14 +1,8 @@
 """Fresh planner statistics for `files` and `collection_files` after large ingests.
 
-PostgreSQL's autovacuum analyzes a table once a tenth of it has changed, but it looks once a
-minute (`autovacuum_naptime`). Until then the planner works from what the table held before:
-right after a lake grew from 1,000 to 10,000 files (bench/similarity.py, never analyzed), a
-metadata filter matching 100 of them was planned as a sequential scan of all 10,000 (9 ms,
-twice per filtered similarity search) where the GIN index answers in 0.3 ms; and a
-collection's 10,000 links, counted as 51, were probed one by one into `files` to list 100 of
-its files (10 ms, bench/growth.py). Every query and filter of the lake meets such plans. The
-ingest routes therefore analyze both tables after their response, each once as many of its rows
-changed as autovacuum waits for.
+The ingest routes analyze both tables after their response, each once as many of its rows
+changed as autovacuum waits for, instead of leaving the planner on stale sizes until
+autovacuum's next look. Why: docs/architecture.md, "Ingest".
 """
 
 from __future__ import annotations
