@@ -2,7 +2,7 @@
 loop: the key check of every request (`gate.Gate`), the fast search (`fast_search`), the held
 job-status looks (`job_wait`).
 
-Asynchronous (no hop to a worker thread and back, ~0.3 ms), in autocommit (no BEGIN and
+Asynchronous (no hop to a worker thread and back), in autocommit (no BEGIN and
 COMMIT), and not pinged before each use: a connection that fails is closed by its user.
 """
 

