@@ -1,14 +1,8 @@
-"""The model host: one bundle served with the SageMaker inference container contract.
-
-    GET  /ping          200 once `model_fn` has returned; 503 while it runs or if it failed
-    POST /invocations   input_fn(body, content_type) -> predict_fn(data, model)
-                        -> output_fn(prediction, accept) -> 200 with the result
-
-A bundle defines `model_fn` and `predict_fn`; `decode_batch` and `default_output_fn` stand in
-for the `input_fn` and `output_fn` it leaves out. Run as `metalake-serve` (by the engine's
-model hosts, and as the SageMaker image's `serve` program). It runs inside the bundle's
-environment, so it imports the standard library only (numpy and Pillow when the default
-input_fn runs). docs/bundles.md describes the contract.
+"""The model host: one bundle served with the SageMaker inference container contract
+(`GET /ping`, `POST /invocations`), with `decode_batch` and `default_output_fn` standing in for
+the `input_fn` and `output_fn` a bundle leaves out. Run as `metalake-serve`, inside the bundle's
+environment, so it imports the standard library only (numpy and Pillow for the default
+input_fn). docs/bundles.md describes the contract.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """System default models: the templates of `model_templates/` registered as `default-<application>`.
 
-Each template declares the weights files it loads in its `metalake.yaml` (`weights: yolov8n.pt`,
-a list or a pattern such as `resnet50-*.pth`; `extra_weights: {role: file}` for further files).
-A temporary copy of the template gets those files from METALAKE_WEIGHTS_DIR, is packed, and is
-registered like any upload; installing again adds a version only when the bytes changed. Missing
-`weights` refuse the install naming the exact file to provide, except for the embedding template
-(its model_fn falls back); missing `extra_weights` are reported (the bundle's model_fn looks for
-them at run time, in METALAKE_WEIGHTS_DIR or through its library's download).
+Each template's declared weights are copied from METALAKE_WEIGHTS_DIR into a temporary copy,
+which is packed and registered like any upload; installing again adds a version only when the
+bytes changed. What is refused and what is only reported: docs/bundles.md, "System defaults".
 """
 
 from __future__ import annotations
