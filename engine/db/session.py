@@ -29,7 +29,7 @@ def libpq_url(url: str) -> str:
 
 
 # pgvector's HNSW search width, set for every connection when it opens (no statement per
-# search): recall@10 0.997 at 100,000 2048-d vectors (bench/README.md). Searches that need more
+# search): it meets the recall goal at 100,000 vectors (bench/README.md). Searches that need more
 # (k > 100, filtered iterative scans) raise it for their transaction.
 HNSW_EF_SEARCH = 100
 

@@ -190,8 +190,8 @@ def _metadata_equals(key: str, value: Value) -> Condition:
     The documents are bound as JSON text (constants to the planner), and several are one
     `@> ANY (array)`: one index scan with a key each. Built in SQL instead
     (`jsonb_build_object`, two containments ORed), they were rebuilt for every row a
-    sequential scan read, 3x the cost, and the planner preferred that scan to two index
-    scans (bench/README.md, growth)."""
+    sequential scan read, at several times the cost, and the planner preferred that scan to
+    two index scans (bench/README.md, growth)."""
     key_json = json.dumps(key, ensure_ascii=False)
     values = [json.dumps(value.text, ensure_ascii=False)]
     if value.number is not None:
