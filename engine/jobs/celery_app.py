@@ -2,13 +2,8 @@
 as made here it sends tasks by name (the API, the lake's ingest jobs); a worker registers the
 tasks on it (`engine/jobs/worker.py`).
 
-Queues: `control` (planning, bookkeeping) and `inference` (chunks that run models), so GPU
-machines can consume only `inference`. Tasks are acknowledged late and prefetched one at a
-time. A pool process that dies mid-task has its task requeued at once
-(`task_reject_on_worker_lost`); a whole worker killed mid-task leaves its message in Redis's
-`unacked` set until the visibility timeout, kept long (3 h) so that a long chunk is never
-handed to a second worker while it runs. Chunk leases and the recovery sweep
-(`engine/jobs/recovery.py`) send such a chunk again within about a minute instead.
+Two queues, `control` and `inference`; tasks acknowledged late and prefetched one at a time.
+Why, and how leases cover a killed worker: docs/jobs.md, "Inside a worker".
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """Decoding a chunk's files into model input: RGB arrays at the job's input resolution.
 
-Images: Pillow, EXIF orientation applied, converted to RGB. Videos: OpenCV, every
-`stride`-th frame. Each frame remembers the original size so outputs can be scaled back.
-A file that cannot be read raises `MediaError` with the reason (that item fails, not the job).
-
-A JPEG much larger than the input resolution is decoded at a reduced scale (libjpeg's DCT
-scaling through `Image.draft`: 1/2, 1/4 or 1/8), never below twice the input resolution, and
-then resized as any other image: a 4000x3000 photo for a 320x320 model decodes at 1000x750,
-several times faster, and the model sees what the full decode would have given it within
-resampling noise. `original_size` stays the full size the user sees.
+Images: Pillow, EXIF orientation applied, large JPEGs decoded at a reduced DCT scale. Videos:
+OpenCV, every `stride`-th frame. Each frame remembers the original size so outputs can be
+scaled back. A file that cannot be read raises `MediaError` with the reason (that item fails,
+not the job).
 """
 
 from __future__ import annotations

@@ -1,40 +1,9 @@
 """Recovering the work of workers that died: chunk leases, the recovery sweep, resumable chunks.
 
-Chunks are acknowledged only once they have run (acks_late), but with Celery's Redis transport
-a message whose worker is killed outright (`kill -9`, the OOM killer, a lost machine) waits in
-the broker's `unacked` set for the whole visibility timeout (hours, so that a long chunk is
-never handed to a second worker while it runs) before any other worker sees it. Leases close
-that gap:
-
-- **Lease.** Before a chunk runs, its task takes a lease on (job, chunk): a `job_chunks` row
-  naming the worker process (`owner` = `host:pid:task id`) and `lease_expires_at`. A heartbeat
-  thread renews it every third of METALAKE_CHUNK_LEASE_SECONDS until the chunk ends; then it
-  is released. A delivery that finds another live lease is a duplicate (the chunk runs
-  elsewhere, e.g. a message Celery restored after a broker reconnect) and does nothing, with
-  two exceptions that carry the lease's own task id: the task's retry (a task that schedules
-  a retry leaves the lease as `retry:<task id>` for the countdown, so a worker killed while
-  holding that retry is noticed too; a retry in the same process takes its own lease back)
-  and Celery's requeue of a task whose pool process died,
-  taken over at once when that process is gone from this host.
-- **Planning.** The `plan` task holds a lease too, on the job's row `PLAN_CHUNK` (-1), from
-  before it selects the job's items until it has sent the chunks. A worker killed while
-  planning (before its transaction committed, or after it and before every chunk was sent)
-  leaves that lease to lapse, and a plan that could not send its chunks (the broker away) lets
-  it lapse at once.
-- **Sweep.** Each worker's main process runs `recover_lapsed` every METALAKE_RECOVERY_INTERVAL
-  seconds (`RecoverySweeper`): chunks of running jobs whose lease lapsed, and that still have
-  pending items, are sent to the queue again; so is the plan of an unfinished job whose plan
-  lease lapsed (planning again is idempotent: a planned job's plan sends its pending
-  chunks). Rows are locked `FOR UPDATE SKIP LOCKED` and the chunks sent inside that
-  transaction, so concurrent sweeps send each chunk once, and a sweep that cannot reach the
-  broker leaves the rows for the next one.
-- **Resume.** `resumable_chunks` is what `resume_job` (API, SDK, `metalake jobs resume`) sends
-  again: every chunk with pending items and no live lease. It is the one call for work the
-  broker lost (a Redis restarted without its data) rather than a worker.
-
-Sending a chunk twice is always safe: items only move pending -> done/failed inside the
-chunk's locked write transaction (engine/jobs/chunk.py), so a second run writes and counts
-nothing twice. Leases only keep the same chunk from being computed twice at once.
+A chunk (and a job's planning) runs under a lease renewed by a heartbeat; each worker's sweep
+(`recover_lapsed`, every METALAKE_RECOVERY_INTERVAL seconds) sends again the work whose lease
+lapsed, and `resumable_chunks` is what `resume_job` sends again. Why leases, and why sending a
+chunk twice is safe: docs/jobs.md, "Inside a worker".
 """
 
 from __future__ import annotations

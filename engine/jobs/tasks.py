@@ -1,19 +1,9 @@
 """The tasks registered on the Celery app: `plan` and `index` (control queue), `chunk`
-(inference), and the recovery sweep each worker runs beside them (which also sends `index`, the
-bulk build of an embedding space's HNSW index, engine/embeddings/indexing.py).
+(inference), and the recovery sweep each worker runs beside them.
 
-Each worker process makes its `WorkerContext` on its first task and closes it when the
-process shuts down. A chunk runs under a lease (`engine/jobs/recovery.py`), so the chunk of a
-worker killed mid-run is sent to another worker once the lease lapses, by the sweep the
-worker's main process runs every METALAKE_RECOVERY_INTERVAL seconds; a job's planning runs
-under a lease of its own, so a worker killed while planning has the job planned again.
-
-Retries: an unavailable database or object store (`ServiceUnavailable`: a restart, a
-failover) is retried with exponential backoff capped at 30 s for about three minutes; any
-other error three times (1, 2, 4 s). Then the chunk fails its items with the reason rather than
-leaving the job running forever. A chunk that cannot even take its lease because the database
-is away waits for it in place (same backoff), so the worker does not drain the queue into
-retries while the database is down.
+Each worker process makes its `WorkerContext` on its first task and closes it at shutdown.
+Chunks and plans run under leases (`engine/jobs/recovery.py`); the retry rules are in
+docs/jobs.md ("When something fails mid-job", "Inside a worker").
 """
 
 from __future__ import annotations
