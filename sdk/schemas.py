@@ -40,6 +40,8 @@ AnnotationStatus = Literal["applied", "proposed"]
 Scope = Literal["read", "write", "admin"]
 
 T = TypeVar("T")
+# A JSON document's object: what metadata, geometry, filters and error details are.
+JsonObject = dict[str, JsonValue]
 
 
 class Schema(BaseModel):
@@ -49,7 +51,7 @@ class Schema(BaseModel):
 class ErrorDetail(Schema):
     code: str
     message: str
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: JsonObject = Field(default_factory=dict)
 
 
 class ErrorBody(Schema):
@@ -97,7 +99,7 @@ class IngestRequest(Schema):
     content_type: ContentType
     entries: list[IngestEntry] = Field(default_factory=list, max_length=5000)
     s3_uri: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
 
 
 class IngestFailurePublic(Schema):
@@ -157,7 +159,7 @@ class AnnotationPublic(Schema):
     id: int
     label: str
     shape: AnnotationShape
-    geometry: dict[str, Any]
+    geometry: JsonObject
     confidence: float | None = None
     source: AnnotationSource
     status: AnnotationStatus = "applied"
@@ -165,7 +167,7 @@ class AnnotationPublic(Schema):
     operation_id: str | None = None
     model_version_id: int | None = None
     job_id: int | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
 
 
 class AnnotationCreate(Schema):
@@ -176,12 +178,12 @@ class AnnotationCreate(Schema):
 
     label: str = Field(description="Non-empty, at most 255 characters.")
     shape: AnnotationShape = "box"
-    geometry: dict[str, Any] = Field(default_factory=dict)
+    geometry: JsonObject = Field(default_factory=dict)
     confidence: float | None = Field(default=None, description="0..1 when given.")
     source: Literal["human", "machine"] = "human"
     status: AnnotationStatus = "applied"
     frame_index: int | None = Field(default=None, ge=0)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
 
 
 class TagCreate(Schema):
@@ -201,7 +203,8 @@ class AnnotationUploadRequest(Schema):
     annotation_shape_type: AnnotationShapeType
     is_normalized: bool = False
     is_model_run: bool = False
-    data: Any = Field(description='The file\'s content: {"images": [{"image", "annotations"}]}.')
+    data: JsonValue = Field(
+        description='The file\'s content: {"images": [{"image", "annotations"}]}.')
 
 
 class YoloLabels(Schema):
@@ -222,7 +225,7 @@ class AnnotationImportRequest(Schema):
         default=None, max_length=255,
         description="Defaults to `import:<format>:<sha256 of the content>`: re-importing the "
                     "same content replaces instead of duplicating.")
-    coco: Any = None
+    coco: JsonValue = None
     yolo: YoloLabels | None = None
 
 
@@ -244,7 +247,7 @@ class ExportedAnnotation(Schema):
     keypoints: list[list[float]] | None = None
     confidence: float | None = None
     source: AnnotationSource
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
     frame_index: int | None = None
     model_version_id: int | None = None
     operation_id: str | None = None
@@ -286,7 +289,7 @@ class ItemPublic(Schema):
     fps: float | None = None
     frame_count: int | None = None
     uploaded_at: datetime
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
     collections: list[str] = Field(default_factory=list)
     tags: list[TagPublic] = Field(default_factory=list)
     annotations: list[AnnotationPublic] = Field(default_factory=list)
@@ -296,7 +299,7 @@ class ItemQuery(Schema):
     """A search over the lake: the query language plus the filter object."""
 
     query: str | None = None
-    filter: dict[str, Any] | None = None
+    filter: JsonObject | None = None
     content_type: ContentType | None = None
     collection_id: int | None = None
     page_index: int = Field(default=0, ge=0)
@@ -306,7 +309,7 @@ class ItemQuery(Schema):
 class MetadataUpdate(Schema):
     """Keys to set on a file's metadata (merged); `null` values remove a key."""
 
-    metadata: dict[str, Any]
+    metadata: JsonObject
 
 
 # -- model registry -------------------------------------------------------------------------------
@@ -623,7 +626,7 @@ class SimilarityQuery(Schema):
     k: int = Field(default=10, ge=1, le=1000)
     collection_id: int | None = None
     query: str | None = None
-    filter: dict[str, Any] | None = None
+    filter: JsonObject | None = None
 
 
 class SimilarItem(Schema):

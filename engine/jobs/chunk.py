@@ -1,21 +1,9 @@
 """`chunk`: run one chunk of a job's items through the model and write the results.
 
-1. read the chunk's pending items (none, or the job cancelled: nothing to do);
-2. fetch and decode the files, one batched request per `request_batch_size` frames to the
-   job's platform (fewer when the platform's request size limit says so:
-   `InferencePlatform.images_per_request`), validate the outputs item by item.
-   The requests are pipelined (`_infer`): while the model host runs one request, helper
-   threads (niced, so they take the cores inference leaves idle rather than slowing it)
-   fetch and decode the next requests' files and validate the previous request's outputs,
-   and the writer (`_Writer`) stores the results of the items already answered;
-3. the writer's one transaction then locks the job row, moves the items pending ->
-   done/failed (only the ones still pending: a redelivered chunk counts nothing twice and
-   writes nothing twice), bumps the counters, sets the final status when no item is left
-   pending, and commits. If an item whose results went in early is no longer pending (the
-   job was cancelled meanwhile, or a redelivered copy finished first), that transaction is
-   rolled back and the chunk written again in one go, results only for the items that moved.
-
-Each chunk logs one line with its outcome and seconds per stage (`Stages`).
+Reads the chunk's pending items, sends their decoded frames to the job's platform in pipelined
+batched requests (`_infer`), checks the outputs, and writes the results in the chunk's one
+transaction (`_Writer`), for items still pending only. Each chunk logs one line with its
+outcome and seconds per stage (`Stages`). The pipeline and the write: docs/jobs.md.
 """
 
 
@@ -39,7 +27,7 @@ from engine.db.models import File, Model, ModelVersion
 from engine.db.session import database_errors, session_scope
 from engine.errors import ModelHostError
 from engine.hosting.contract import NPZ_CONTENT_TYPE, encode_batch, validate_outputs
-from engine.hosting.platforms.base import ModelVersionRef
+from engine.hosting.reference import ModelVersionRef
 from engine.jobs import results
 from engine.jobs.context import WorkerContext
 from engine.jobs.media import Frame, MediaError, decode_image, load_video, read_file

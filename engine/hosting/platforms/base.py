@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-# Still imported from here by engine/jobs/chunk.py; it lives in engine/hosting/reference.py.
-from engine.hosting.reference import ModelVersionRef as ModelVersionRef
+from engine.hosting.reference import ModelVersionRef
 
 if TYPE_CHECKING:
     from engine.config import Settings
