@@ -80,8 +80,9 @@ def engine_up(home: Path) -> Iterator[tuple[Any, str, str]]:
     """bench/common.py's embedded engine with INFO logs (the per-chunk stage lines) and a
     worker of one process: the 2-worker runs add a second (METALAKE_WORKER_CONCURRENCY=2,
     the default, gives the same two processes in one worker)."""
-    with embedded_engine(home, log_level="INFO",
-                         env={"METALAKE_WORKER_CONCURRENCY": "1"}) as engine:
+    with embedded_engine(
+        home, log_level="INFO", env={"METALAKE_WORKER_CONCURRENCY": "1"}
+    ) as engine:
         yield engine.settings, engine.url, engine.key
 
 
@@ -99,10 +100,23 @@ def extra_workers(settings: Any, count: int) -> Iterator[None]:
     try:
         for n in range(count):
             log = (settings.logs_dir / f"worker-extra{n + 1}.log").open("ab")
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "engine.cli", "worker", "--concurrency", "1",
-                 "--hostname", f"bench-extra{n + 1}@%h"],
-                env=env, stdout=log, stderr=subprocess.STDOUT))
+            processes.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "engine.cli",
+                        "worker",
+                        "--concurrency",
+                        "1",
+                        "--hostname",
+                        f"bench-extra{n + 1}@%h",
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
             log.close()
         deadline = time.monotonic() + 60
         from celery import Celery
@@ -142,8 +156,10 @@ def new_log_text(logs_dir: Path, before: dict[Path, int], pattern: str) -> str:
     return "\n".join(text)
 
 
-_CHUNK = re.compile(r"job \d+ chunk \d+: .* in ([0-9.]+) s \(fetch ([0-9.]+), decode ([0-9.]+), "
-                    r"inference ([0-9.]+), checks ([0-9.]+), write ([0-9.]+)\)")
+_CHUNK = re.compile(
+    r"job \d+ chunk \d+: .* in ([0-9.]+) s \(fetch ([0-9.]+), decode ([0-9.]+), "
+    r"inference ([0-9.]+), checks ([0-9.]+), write ([0-9.]+)\)"
+)
 _INVOKE = re.compile(r"invocation: (\d+) bytes in, (\d+) bytes out, ([0-9.]+) s")
 
 
@@ -152,31 +168,39 @@ def engine_stages(logs_dir: Path, before: dict[Path, int]) -> dict[str, float]:
     chunk and the model host's per-request time (`invocation: ... s`)."""
     chunks = _CHUNK.findall(new_log_text(logs_dir, before, "worker*.log"))
     calls = _INVOKE.findall(new_log_text(logs_dir, before, "hosts/*.log"))
-    stages = {"chunks": float(len(chunks)),
-              "chunk_seconds": sum(float(c[0]) for c in chunks)}
+    stages = {"chunks": float(len(chunks)), "chunk_seconds": sum(float(c[0]) for c in chunks)}
     for index, name in enumerate(STAGES, start=1):
         stages[name] = sum(float(c[index]) for c in chunks)
-    stages.update({"host_requests": float(len(calls)),
-                   "host_seconds": sum(float(c[2]) for c in calls),
-                   "request_mb": sum(int(c[0]) for c in calls) / 1e6,
-                   "response_mb": sum(int(c[1]) for c in calls) / 1e6})
+    stages.update(
+        {
+            "host_requests": float(len(calls)),
+            "host_seconds": sum(float(c[2]) for c in calls),
+            "request_mb": sum(int(c[0]) for c in calls) / 1e6,
+            "response_mb": sum(int(c[1]) for c in calls) / 1e6,
+        }
+    )
     return stages
 
 
-def run_job(client: Any, task: str, collection_id: int, model: str,
-            size: tuple[int, int]) -> tuple[dict[str, Any], float]:
+def run_job(
+    client: Any, task: str, collection_id: int, model: str, size: tuple[int, int]
+) -> tuple[dict[str, Any], float]:
     started = time.perf_counter()
     if task == "embeddings":
-        job = client.generate_embeddings_for_collection(collection_id, model,
-                                                        inference_platform="local")
+        job = client.generate_embeddings_for_collection(
+            collection_id, model, inference_platform="local"
+        )
     else:
-        job = client.auto_tag_collection(collection_id, model, size, CONFIDENCE, None, None,
-                                         "local")
+        job = client.auto_tag_collection(
+            collection_id, model, size, CONFIDENCE, None, None, "local"
+        )
     final = client.wait_for_job(job["job_id"], timeout=3600, poll_interval=5, progress=False)
     elapsed = time.perf_counter() - started
     if final["status"] != "succeeded":
-        raise SystemExit(f"{task} job {final['job_id']} ended {final['status']}: "
-                         f"{final.get('error')} {(final.get('errors') or [])[:2]}")
+        raise SystemExit(
+            f"{task} job {final['job_id']} ended {final['status']}: "
+            f"{final.get('error')} {(final.get('errors') or [])[:2]}"
+        )
     return dict(final), elapsed
 
 
@@ -191,9 +215,15 @@ def settle_indexes(client: Any, settings: Any, timeout: float = 300) -> None:
     def due(space: dict[str, Any]) -> bool:
         if space["index"] in ("building", "rebuilding"):
             return True
-        return bool(space["vectors"] >= build_threshold(
-            space["index"] != "none", space["indexed_vectors"],
-            min_vectors=settings.index_min_vectors, growth=settings.index_rebuild_growth))
+        return bool(
+            space["vectors"]
+            >= build_threshold(
+                space["index"] != "none",
+                space["indexed_vectors"],
+                min_vectors=settings.index_min_vectors,
+                growth=settings.index_rebuild_growth,
+            )
+        )
 
     while waiting := [s["name"] for s in client.list_embedding_spaces() if due(s)]:
         if time.monotonic() > deadline:
@@ -201,29 +231,45 @@ def settle_indexes(client: Any, settings: Any, timeout: float = 300) -> None:
         time.sleep(1)
 
 
-def engine_run(client: Any, settings: Any, task: str, collection_id: int, count: int,
-               workers: int) -> dict[str, Any]:
+def engine_run(
+    client: Any, settings: Any, task: str, collection_id: int, count: int, workers: int
+) -> dict[str, Any]:
     _, model, size, _ = TASKS[task]
     before = log_sizes(settings.logs_dir)
     final, elapsed = run_job(client, task, collection_id, model, size)
     created, finished = _stamp(final.get("created_at")), _stamp(final.get("finished_at"))
     server = (finished - created).total_seconds() if created and finished else None
     stages = engine_stages(settings.logs_dir, before)
-    figures = {"images": count, "workers": workers, "seconds": elapsed,
-               "images_per_s": count / elapsed, "server_seconds": server,
-               "server_images_per_s": count / server if server else None,
-               "stages_seconds": stages, "chunk_size": settings.chunk_size,
-               "request_batch_size": settings.request_batch_size, "done": final["done"],
-               "loadavg_1min_after": os.getloadavg()[0]}
-    print(f"  ENGINE {task:<11} {count} images, {workers} worker(s): {elapsed:.2f} s = "
-          f"{count / elapsed:.2f} images/s (server {server or float('nan'):.2f} s; "
-          + ", ".join(f"{name} {stages[name]:.1f}" for name in STAGES)
-          + f" s; load {os.getloadavg()[0]:.1f})", flush=True)
+    figures = {
+        "images": count,
+        "workers": workers,
+        "seconds": elapsed,
+        "images_per_s": count / elapsed,
+        "server_seconds": server,
+        "server_images_per_s": count / server if server else None,
+        "stages_seconds": stages,
+        "chunk_size": settings.chunk_size,
+        "request_batch_size": settings.request_batch_size,
+        "done": final["done"],
+        "loadavg_1min_after": os.getloadavg()[0],
+    }
+    print(
+        f"  ENGINE {task:<11} {count} images, {workers} worker(s): {elapsed:.2f} s = "
+        f"{count / elapsed:.2f} images/s (server {server or float('nan'):.2f} s; "
+        + ", ".join(f"{name} {stages[name]:.1f}" for name in STAGES)
+        + f" s; load {os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
     return figures
 
 
-def runs(home: Path, sets: dict[str, tuple[Path, int]], warm: Path, bundles_dir: Path,
-         worker_counts: list[int]) -> dict[str, dict[str, dict[str, Any]]]:
+def runs(
+    home: Path,
+    sets: dict[str, tuple[Path, int]],
+    warm: Path,
+    bundles_dir: Path,
+    worker_counts: list[int],
+) -> dict[str, dict[str, dict[str, Any]]]:
     """{set label: {task: {"bare": figures, "engine": {workers: figures}, "ratio": {...}}}}.
     The bare loop of a task runs right after the engine's 1-worker job on the same set (the
     engine idle), so both see the same load from whatever else runs on the machine."""
@@ -232,15 +278,21 @@ def runs(home: Path, sets: dict[str, tuple[Path, int]], warm: Path, bundles_dir:
 
     out: dict[str, dict[str, dict[str, Any]]] = {label: {} for label in sets}
     with engine_up(home) as (settings, url, key), closing(Client(url, key)) as client:
-        print(f"  chunk size {settings.chunk_size}, request batch "
-              f"{settings.request_batch_size}; logs in {settings.logs_dir}", flush=True)
+        print(
+            f"  chunk size {settings.chunk_size}, request batch "
+            f"{settings.request_batch_size}; logs in {settings.logs_dir}",
+            flush=True,
+        )
         collections: dict[str, int] = {}
         for label, (folder, count) in sets.items():
             started = time.perf_counter()
-            collections[label] = int(client.upload_files_to_collection(
-                str(folder), "image", f"bench_{label}"))
-            print(f"  uploaded {count} files ({label}) in {time.perf_counter() - started:.1f} s",
-                  flush=True)
+            collections[label] = int(
+                client.upload_files_to_collection(str(folder), "image", f"bench_{label}")
+            )
+            print(
+                f"  uploaded {count} files ({label}) in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
         warm_id = int(client.upload_files_to_collection(str(warm), "image", "bench_warmup"))
         for task, (application, model, size, builder) in TASKS.items():
             bundle = getattr(bundles, builder)(bundles_dir / model)
@@ -258,14 +310,16 @@ def runs(home: Path, sets: dict[str, tuple[Path, int]], warm: Path, bundles_dir:
                 for task, (_, model, size, _) in TASKS.items():
                     # a warm-up job of 2+ chunks starts the new workers' model hosts
                     _, cold = run_job(client, task, warm_id, model, size)
-                    print(f"  {task}: warm-up job with {workers} workers {cold:.1f} s",
-                          flush=True)
+                    print(f"  {task}: warm-up job with {workers} workers {cold:.1f} s", flush=True)
                     out[label][task]["engine"][workers] = engine_run(
-                        client, settings, task, collections[label], sets[label][1], workers)
+                        client, settings, task, collections[label], sets[label][1], workers
+                    )
     for tasks in out.values():
         for run in tasks.values():
-            run["ratio"] = {workers: figures["images_per_s"] / run["bare"]["images_per_s"]
-                            for workers, figures in run["engine"].items()}
+            run["ratio"] = {
+                workers: figures["images_per_s"] / run["bare"]["images_per_s"]
+                for workers, figures in run["engine"].items()
+            }
     return out
 
 
@@ -285,9 +339,11 @@ def bare_run(task: str, folder: Path, chunk_size: int, bundles_dir: Path) -> dic
     loaded = time.perf_counter()
     net = hooks["model_fn"](str(bundle))
     load_seconds = time.perf_counter() - loaded
-    parameters: dict[str, Any] = {"application": application, "input_resolution": list(size),
-                                  "confidence_threshold": CONFIDENCE if task != "embeddings"
-                                  else 0.0}
+    parameters: dict[str, Any] = {
+        "application": application,
+        "input_resolution": list(size),
+        "confidence_threshold": CONFIDENCE if task != "embeddings" else 0.0,
+    }
     files = sorted(folder.glob("*.jpg"))
 
     def one_batch(paths: list[Path], stages: dict[str, float]) -> None:
@@ -309,43 +365,61 @@ def bare_run(task: str, folder: Path, chunk_size: int, bundles_dir: Path) -> dic
         prediction = hooks["predict_fn"](batch, net)
         t4 = time.perf_counter()
         answer = hooks["output_fn"](prediction, "application/json")
-        decoded = json.loads(serve.encode_result(answer[0] if isinstance(answer, tuple)
-                                                 else answer))
+        decoded = json.loads(
+            serve.encode_result(answer[0] if isinstance(answer, tuple) else answer)
+        )
         assert len(decoded) == len(paths)
         t5 = time.perf_counter()
-        for name, seconds in (("fetch", t1 - t0), ("decode_resize", t2 - t1),
-                              ("encode", t3 - t2), ("inference", t4 - t3), ("write", t5 - t4)):
+        for name, seconds in (
+            ("fetch", t1 - t0),
+            ("decode_resize", t2 - t1),
+            ("encode", t3 - t2),
+            ("inference", t4 - t3),
+            ("write", t5 - t4),
+        ):
             stages[name] = stages.get(name, 0.0) + seconds
 
     one_batch(files[:chunk_size], {})  # warm-up (first-call allocations), not timed
     stages: dict[str, float] = {}
     started = time.perf_counter()
     for start in range(0, len(files), chunk_size):
-        one_batch(files[start:start + chunk_size], stages)
+        one_batch(files[start : start + chunk_size], stages)
     elapsed = time.perf_counter() - started
-    print(f"  BARE   {task:<11} {len(files)} images: {elapsed:.2f} s = "
-          f"{len(files) / elapsed:.2f} images/s, load {os.getloadavg()[0]:.1f}  (" + ", ".join(
-              f"{k} {v:.2f} s" for k, v in stages.items()) + f"; model_fn {load_seconds:.1f} s)",
-          flush=True)
-    return {"images": len(files), "seconds": elapsed, "images_per_s": len(files) / elapsed,
-            "stages_seconds": stages, "model_fn_seconds": load_seconds,
-            "loadavg_1min_after": os.getloadavg()[0],
-            "chunk_size": chunk_size}
+    print(
+        f"  BARE   {task:<11} {len(files)} images: {elapsed:.2f} s = "
+        f"{len(files) / elapsed:.2f} images/s, load {os.getloadavg()[0]:.1f}  ("
+        + ", ".join(f"{k} {v:.2f} s" for k, v in stages.items())
+        + f"; model_fn {load_seconds:.1f} s)",
+        flush=True,
+    )
+    return {
+        "images": len(files),
+        "seconds": elapsed,
+        "images_per_s": len(files) / elapsed,
+        "stages_seconds": stages,
+        "model_fn_seconds": load_seconds,
+        "loadavg_1min_after": os.getloadavg()[0],
+        "chunk_size": chunk_size,
+    }
 
 
 # -- report ---------------------------------------------------------------------------------
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'set':<14} {'task':<12} {'workers':>7} {'engine img/s':>12} {'(server)':>9} "
-             f"{'bare img/s':>10} {'ratio':>6}   seconds: fetch / decode / inference / "
-             "checks|encode / write"]
+    lines = [
+        f"{'set':<14} {'task':<12} {'workers':>7} {'engine img/s':>12} {'(server)':>9} "
+        f"{'bare img/s':>10} {'ratio':>6}   seconds: fetch / decode / inference / "
+        "checks|encode / write"
+    ]
     for label, tasks in results["runs"].items():
         for task, run in tasks.items():
             bare = run["bare"]
             b = bare["stages_seconds"]
-            lines.append(f"{label:<14} {task:<12} {'bare':>7} {'':>12} {'':>9} "
-                         f"{bare['images_per_s']:>10.2f} {'':>6}   bare   "
-                         f"{b['fetch']:.1f} / {b['decode_resize']:.1f} / {b['inference']:.1f}"
-                         f" / {b['encode']:.1f} / {b['write']:.1f}")
+            lines.append(
+                f"{label:<14} {task:<12} {'bare':>7} {'':>12} {'':>9} "
+                f"{bare['images_per_s']:>10.2f} {'':>6}   bare   "
+                f"{b['fetch']:.1f} / {b['decode_resize']:.1f} / {b['inference']:.1f}"
+                f" / {b['encode']:.1f} / {b['write']:.1f}"
+            )
             for workers, engine in run["engine"].items():
                 e = engine["stages_seconds"]
                 server = engine.get("server_images_per_s")
@@ -353,7 +427,8 @@ def table(results: dict[str, Any]) -> str:
                     f"{label:<14} {task:<12} {workers:>7} {engine['images_per_s']:>12.2f} "
                     f"{server if server else float('nan'):>9.2f} {'':>10} "
                     f"{run['ratio'][workers]:>5.2f}x   engine "
-                    + " / ".join(f"{e[name]:.1f}" for name in STAGES))
+                    + " / ".join(f"{e[name]:.1f}" for name in STAGES)
+                )
     return "\n".join(lines)
 
 
@@ -361,8 +436,14 @@ def chart(results: dict[str, Any]) -> None:
     plt = pyplot()
     if plt is None:
         return
-    counts = sorted({int(w) for tasks in results["runs"].values() for run in tasks.values()
-                     for w in run["engine"]})
+    counts = sorted(
+        {
+            int(w)
+            for tasks in results["runs"].values()
+            for run in tasks.values()
+            for w in run["engine"]
+        }
+    )
     labels: list[str] = []
     bare: list[float] = []
     engine: dict[int, list[float]] = {workers: [] for workers in counts}
@@ -375,7 +456,8 @@ def chart(results: dict[str, Any]) -> None:
                 figures = by_workers.get(workers)
                 engine[workers].append(figures["images_per_s"] if figures else 0.0)
     series = [("bare loop (same bundle, same batch)", bare)] + [
-        (f"engine, {w} worker{'s' if w > 1 else ''}", engine[w]) for w in counts]
+        (f"engine, {w} worker{'s' if w > 1 else ''}", engine[w]) for w in counts
+    ]
     fig, ax = plt.subplots(figsize=(2.8 * len(labels) + 2, 4.8))
     width = 0.8 / len(series)
     for n, (name, values) in enumerate(series):
@@ -384,12 +466,12 @@ def chart(results: dict[str, Any]) -> None:
         if n:
             for x, value, base in zip(xs, values, bare, strict=True):
                 if value:
-                    ax.text(x, value, f"{value / base:.2f}x", ha="center", va="bottom",
-                            fontsize=8)
+                    ax.text(x, value, f"{value / base:.2f}x", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(list(range(len(labels))), labels)
     ax.set_ylabel("images / s")
-    ax.set_title(f"Analysis throughput vs. the bare model ({results['machine']['cores']} "
-                 "cores, no GPU)")
+    ax.set_title(
+        f"Analysis throughput vs. the bare model ({results['machine']['cores']} cores, no GPU)"
+    )
     ax.legend(fontsize=8)
     save_chart(fig, "analysis")
 
@@ -397,13 +479,16 @@ def chart(results: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=1000, help="how many 640x480 JPEGs")
-    parser.add_argument("--large-images", type=int, default=64,
-                        help="how many 4000x3000 JPEGs (0: no large set)")
-    parser.add_argument("--workers", default="1,2",
-                        help="worker process counts to run the 640x480 set with")
+    parser.add_argument(
+        "--large-images", type=int, default=64, help="how many 4000x3000 JPEGs (0: no large set)"
+    )
+    parser.add_argument(
+        "--workers", default="1,2", help="worker process counts to run the 640x480 set with"
+    )
     parser.add_argument("--tasks", default="embeddings,autotagging")
-    parser.add_argument("--quick", action="store_true",
-                        help="120 images, no large set, 1 worker (while developing)")
+    parser.add_argument(
+        "--quick", action="store_true", help="120 images, no large set, 1 worker (while developing)"
+    )
     args = parser.parse_args()
     # stopped with SIGTERM (or from a background shell, where SIGINT is ignored): unwind, so the
     # embedded engine and its worker processes are stopped too
@@ -420,10 +505,15 @@ def main() -> int:
     TASKS.update(selected)
     import torch
 
-    model_runtime = {"gpu": torch.cuda.is_available(), "torch": torch.__version__,
-                     "torch_threads": torch.get_num_threads()}
-    print(f"machine: {describe(machine())}; {model_runtime} (other programs running here slow "
-          "both sides; see loadavg_1min_after in the JSON)")
+    model_runtime = {
+        "gpu": torch.cuda.is_available(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+    print(
+        f"machine: {describe(machine())}; {model_runtime} (other programs running here slow "
+        "both sides; see loadavg_1min_after in the JSON)"
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="metalake-bench-analysis-") as tmp:
         work = Path(tmp)
@@ -435,15 +525,25 @@ def main() -> int:
             began = time.perf_counter()
             nbytes = generate(work / label, count, size, seed)
             sets[label] = (work / label, count)
-            print(f"generated {count} {size[0]}x{size[1]} JPEGs ({nbytes / count / 1e3:.0f} kB "
-                  f"each) in {time.perf_counter() - began:.1f} s", flush=True)
+            print(
+                f"generated {count} {size[0]}x{size[1]} JPEGs ({nbytes / count / 1e3:.0f} kB "
+                f"each) in {time.perf_counter() - began:.1f} s",
+                flush=True,
+            )
         generate(work / "warmup", 128, (640, 480), 99)  # two chunks: warms two workers
 
         print("== engine and bare, in turns", flush=True)
         measured = runs(work / "home", sets, work / "warmup", work / "bundles", worker_counts)
-    results = write_results("analysis", {
-        "model_runtime": model_runtime, "goal_ratio": 1.0, "peer": PEER, "runs": measured,
-        "bench_seconds": time.perf_counter() - started})
+    results = write_results(
+        "analysis",
+        {
+            "model_runtime": model_runtime,
+            "goal_ratio": 1.0,
+            "peer": PEER,
+            "runs": measured,
+            "bench_seconds": time.perf_counter() - started,
+        },
+    )
     print("\n" + table(results))
     chart(results)
     return 0

@@ -57,16 +57,23 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cores": os.cpu_count(), "cpu": cpu_model, "ram_gb": memory_gb,
-            "kernel": platform.release(), "platform": platform.platform(),
-            "python": platform.python_version(),
-            "loadavg": [round(v, 2) for v in os.getloadavg()]}
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu_model,
+        "ram_gb": memory_gb,
+        "kernel": platform.release(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg": [round(v, 2) for v in os.getloadavg()],
+    }
 
 
 def describe(info: dict[str, Any]) -> str:
-    return (f"{info['cores']} cores ({info['cpu'] or 'unknown CPU'}), {info['ram_gb']} GB RAM, "
-            f"Linux {info['kernel']}, Python {info['python']}, load average "
-            f"{' / '.join(f'{v:.2f}' for v in info['loadavg'])}")
+    return (
+        f"{info['cores']} cores ({info['cpu'] or 'unknown CPU'}), {info['ram_gb']} GB RAM, "
+        f"Linux {info['kernel']}, Python {info['python']}, load average "
+        f"{' / '.join(f'{v:.2f}' for v in info['loadavg'])}"
+    )
 
 
 # -- the engine -------------------------------------------------------------------------------
@@ -85,17 +92,30 @@ def _echo(line: str) -> None:
 
 
 @contextmanager
-def embedded_engine(home: Path, *, log_level: str = "WARNING",
-                    env: dict[str, str] | None = None) -> Iterator[Engine]:
+def embedded_engine(
+    home: Path, *, log_level: str = "WARNING", env: dict[str, str] | None = None
+) -> Iterator[Engine]:
     """`supervisor.up` in `home` on free loopback ports; yields the `Engine`; always `down`."""
-    os.environ.update({
-        "METALAKE_HOME": str(home), "METALAKE_API_HOST": "127.0.0.1",
-        "METALAKE_API_PORT": str(free_port()), "METALAKE_PG_PORT": str(free_port()),
-        "METALAKE_REDIS_PORT": str(free_port()), "METALAKE_LOG_LEVEL": log_level,
-        "METALAKE_INFERENCE_PLATFORM": "local", **(env or {}),
-    })
-    for name in ("METALAKE_DATABASE_URL", "DATABASE_URL", "METALAKE_REDIS_URL", "REDIS_URL",
-                 "METALAKE_URL", "METALAKE_API_KEY"):
+    os.environ.update(
+        {
+            "METALAKE_HOME": str(home),
+            "METALAKE_API_HOST": "127.0.0.1",
+            "METALAKE_API_PORT": str(free_port()),
+            "METALAKE_PG_PORT": str(free_port()),
+            "METALAKE_REDIS_PORT": str(free_port()),
+            "METALAKE_LOG_LEVEL": log_level,
+            "METALAKE_INFERENCE_PLATFORM": "local",
+            **(env or {}),
+        }
+    )
+    for name in (
+        "METALAKE_DATABASE_URL",
+        "DATABASE_URL",
+        "METALAKE_REDIS_URL",
+        "REDIS_URL",
+        "METALAKE_URL",
+        "METALAKE_API_KEY",
+    ):
         os.environ.pop(name, None)  # embedded services only, never someone else's
     from engine.config import Settings
     from engine.runtime.state import EngineState, read_client_file
@@ -106,9 +126,12 @@ def embedded_engine(home: Path, *, log_level: str = "WARNING",
     try:
         result = up(settings, echo=_echo)
         print(f"  engine up in {time.perf_counter() - started:.1f} s at {result.url}", flush=True)
-        yield Engine(settings=settings, url=result.url,
-                     key=str(read_client_file(settings).get("api_key")),
-                     database_url=EngineState.from_settings(settings).database_url)
+        yield Engine(
+            settings=settings,
+            url=result.url,
+            key=str(read_client_file(settings).get("api_key")),
+            database_url=EngineState.from_settings(settings).database_url,
+        )
     finally:
         down(settings, echo=_echo)
 
@@ -149,8 +172,7 @@ def write_placeholders(folder: Path, names: Sequence[str]) -> None:
         (folder / name).write_bytes(base + name.encode())
 
 
-def generate_photos(folder: Path, names: Sequence[str], size: tuple[int, int],
-                    seed: int) -> None:
+def generate_photos(folder: Path, names: Sequence[str], size: tuple[int, int], seed: int) -> None:
     """Photo-like JPEGs (smooth colour fields, a few shapes, sensor noise), as analysis.py."""
     import numpy as np
     from PIL import Image, ImageDraw
@@ -193,6 +215,7 @@ def timed(call: Callable[[], Any]) -> tuple[Any, float]:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain text table, numbers right-aligned."""
+
     def cell(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
@@ -205,11 +228,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     numeric = [all(isinstance(row[i], int | float) for row in rows) for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if n else v.ljust(w)
-                         for v, w, n in zip(values, widths, numeric, strict=True))
+        return "  ".join(
+            v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric, strict=True)
+        )
 
-    return "\n".join([line(headers), line(["-" * w for w in widths]),
-                      *(line(r) for r in cells)])
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -218,8 +241,12 @@ def write_results(name: str, results: dict[str, Any]) -> dict[str, Any]:
     machine (as now, load average included); returns what was written."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    body = {"benchmark": name, "when": datetime.now().isoformat(timespec="seconds"),
-            "machine": machine(), **results}
+    body = {
+        "benchmark": name,
+        "when": datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(),
+        **results,
+    }
     path.write_text(json.dumps(body, indent=2) + "\n")
     print(f"results: {path.relative_to(ROOT)}")
     return body

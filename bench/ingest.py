@@ -54,8 +54,7 @@ def generate(folder: Path, count: int, size: tuple[int, int]) -> int:
     return total
 
 
-def upload(client: Any, folder: Path, collection: str, count: int,
-           expect: str) -> dict[str, Any]:
+def upload(client: Any, folder: Path, collection: str, count: int, expect: str) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a file the engine could not register is an error
         started = time.perf_counter()
@@ -64,8 +63,12 @@ def upload(client: Any, folder: Path, collection: str, count: int,
     report = client.last_upload_report
     if getattr(report, expect) != count:
         raise SystemExit(f"expected {count} files {expect}, the engine reported {report}")
-    return {"files": count, "seconds": elapsed, "files_per_s": count / elapsed,
-            "loadavg_1min": load()}
+    return {
+        "files": count,
+        "seconds": elapsed,
+        "files_per_s": count / elapsed,
+        "loadavg_1min": load(),
+    }
 
 
 def chart(results: dict[str, Any]) -> None:
@@ -78,12 +81,13 @@ def chart(results: dict[str, Any]) -> None:
     values = [runs["first_upload"]["files_per_s"], runs["re_upload"]["files_per_s"]]
     bars = ax.bar(labels, values, color=["tab:blue", "tab:green"])
     for bar, value in zip(bars, values, strict=True):
-        ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:,.0f}", ha="center",
-                va="bottom")
+        ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:,.0f}", ha="center", va="bottom")
     ax.axhline(GOAL, color="grey", linestyle="--", label=f"goal {GOAL:.0f} files/s")
     ax.set_ylabel("files / s")
-    ax.set_title(f"upload_files_to_collection, {results['files']:,} small JPEGs "
-                 f"({results['machine']['cores']} cores)")
+    ax.set_title(
+        f"upload_files_to_collection, {results['files']:,} small JPEGs "
+        f"({results['machine']['cores']} cores)"
+    )
     ax.legend()
     save_chart(fig, "ingest")
 
@@ -105,21 +109,39 @@ def main() -> int:
         work = Path(tmp)
         started = time.perf_counter()
         nbytes = generate(work / "images", args.files, (width, height))
-        print(f"generated {args.files:,} {width}x{height} JPEGs ({nbytes / args.files:.0f} bytes "
-              f"each) in {time.perf_counter() - started:.1f} s", flush=True)
-        with embedded_engine(work / "home") as engine, \
-                closing(Client(engine.url, engine.key, timeout=600)) as client:
+        print(
+            f"generated {args.files:,} {width}x{height} JPEGs ({nbytes / args.files:.0f} bytes "
+            f"each) in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        with (
+            embedded_engine(work / "home") as engine,
+            closing(Client(engine.url, engine.key, timeout=600)) as client,
+        ):
             first = upload(client, work / "images", "bench_ingest", args.files, "added")
             print(f"  first upload: {first['files_per_s']:,.0f} files/s", flush=True)
             again = upload(client, work / "images", "bench_ingest", args.files, "unchanged")
             print(f"  re-upload:    {again['files_per_s']:,.0f} files/s", flush=True)
             batch = int(engine.settings.ingest_batch_size)
-    results = {"files": args.files, "image_size": [width, height], "bytes_per_file":
-               nbytes / args.files, "ingest_batch_size": batch, "goal_files_per_s": GOAL,
-               "runs": {"first_upload": first, "re_upload": again}}
-    rows = [[name.replace("_", " "), run["files"], run["seconds"], run["files_per_s"],
-             run["files_per_s"] / GOAL, run["loadavg_1min"]]
-            for name, run in results["runs"].items()]
+    results = {
+        "files": args.files,
+        "image_size": [width, height],
+        "bytes_per_file": nbytes / args.files,
+        "ingest_batch_size": batch,
+        "goal_files_per_s": GOAL,
+        "runs": {"first_upload": first, "re_upload": again},
+    }
+    rows = [
+        [
+            name.replace("_", " "),
+            run["files"],
+            run["seconds"],
+            run["files_per_s"],
+            run["files_per_s"] / GOAL,
+            run["loadavg_1min"],
+        ]
+        for name, run in results["runs"].items()
+    ]
     print("\n" + table(["upload", "files", "seconds", "files/s", "x goal", "load"], rows))
     chart(write_results("ingest", results))
     return 0 if first["files_per_s"] >= GOAL else 1

@@ -72,10 +72,12 @@ SHARDS = 100
 SUPER_CLASSES = 10
 LATENT = 16
 GOALS = {"recall_at_10": 0.99, "unfiltered_p95_ms": 10.0, "filtered_p95_ms": 40.0}
-REFERENCE = ("pgvector 0.8 alone, by SQL, on this machine: halfvec(2048) HNSW m=16, "
-             "ef_construction=64 builds over 100k vectors in 104 s; ef_search=100 recall@10 "
-             "0.997 at p95 3.1 ms; 1%-filtered with iterative scans recall 1.0 at p95 24 ms; "
-             "an exact scan 1.1 s")
+REFERENCE = (
+    "pgvector 0.8 alone, by SQL, on this machine: halfvec(2048) HNSW m=16, "
+    "ef_construction=64 builds over 100k vectors in 104 s; ef_search=100 recall@10 "
+    "0.997 at p95 3.1 ms; 1%-filtered with iterative scans recall 1.0 at p95 24 ms; "
+    "an exact scan 1.1 s"
+)
 MODES = {  # name: (share of the items kept, query for query number q)
     "unfiltered": (1.0, None),
     "filter_10pct": (0.1, "metadata.decile = d{decile}"),
@@ -95,8 +97,9 @@ def clustered_vectors(count: int, dim: int, clusters: int, seed: int) -> np.ndar
     model = np.random.default_rng(20_250_805)
     base = model.gamma(0.5, 1.0, dim).astype(np.float32)
     supers = model.gamma(0.5, 1.0, (SUPER_CLASSES, dim)).astype(np.float32)
-    centres = (supers[np.arange(clusters) % SUPER_CLASSES]
-               + 0.5 * model.gamma(0.5, 1.0, (clusters, dim)).astype(np.float32))
+    centres = supers[np.arange(clusters) % SUPER_CLASSES] + 0.5 * model.gamma(
+        0.5, 1.0, (clusters, dim)
+    ).astype(np.float32)
     factors = (model.normal(0, 1, (clusters, LATENT, dim)) / np.sqrt(LATENT)).astype(np.float32)
     rng = np.random.default_rng(seed)
     out = np.empty((count, dim), np.float32)
@@ -130,8 +133,6 @@ def metadata(shard: int) -> dict[str, str]:
     return {"shard": f"s{shard:02d}", "decile": f"d{shard // 10}"}
 
 
-
-
 def query_text(mode: str, number: int) -> str | None:
     template = MODES[mode][1]
     shard = number % SHARDS
@@ -150,8 +151,9 @@ def kept(mode: str, number: int, count: int) -> np.ndarray:
     return selected
 
 
-def exact_top(vectors: np.ndarray, queries: np.ndarray, mode: str, count: int,
-              k: int) -> list[set[int]]:
+def exact_top(
+    vectors: np.ndarray, queries: np.ndarray, mode: str, count: int, k: int
+) -> list[set[int]]:
     """The exact top k (cosine: the vectors are unit length) of each query among the items
     its filter keeps."""
     truth = []
@@ -167,14 +169,16 @@ def exact_top(vectors: np.ndarray, queries: np.ndarray, mode: str, count: int,
 def ingest_placeholders(client: Any, folder: Path, start: int, stop: int) -> float:
     """Upload placeholder files start..stop-1, one call per shard (its metadata); seconds."""
     for shard in range(SHARDS):
-        write_placeholders(folder / f"s{shard:02d}",
-                           [file_name(i) for i in range(start + (shard - start) % SHARDS,
-                                                        stop, SHARDS)])
+        write_placeholders(
+            folder / f"s{shard:02d}",
+            [file_name(i) for i in range(start + (shard - start) % SHARDS, stop, SHARDS)],
+        )
     started = time.perf_counter()
     for shard in range(SHARDS):
         if any((folder / f"s{shard:02d}").iterdir()):
-            client.upload_files_to_collection(str(folder / f"s{shard:02d}"), "image", COLLECTION,
-                                              metadata(shard))
+            client.upload_files_to_collection(
+                str(folder / f"s{shard:02d}"), "image", COLLECTION, metadata(shard)
+            )
     return time.perf_counter() - started
 
 
@@ -186,20 +190,26 @@ def insert(clients: list[Any], vectors: np.ndarray, start: int, stop: int, space
     """`insert_image_embeddings` of vectors start..stop-1, split into one contiguous slice per
     client, the clients calling at the same time (threads); seconds until all returned."""
     bounds = np.linspace(start, stop, len(clients) + 1).astype(int)
-    slices = [[{"uniqueName": unique_name(i), "embeddings": vectors[i]} for i in range(lo, hi)]
-              for lo, hi in itertools.pairwise(bounds.tolist())]
+    slices = [
+        [{"uniqueName": unique_name(i), "embeddings": vectors[i]} for i in range(lo, hi)]
+        for lo, hi in itertools.pairwise(bounds.tolist())
+    ]
     written: list[int] = []
     failures: list[BaseException] = []
 
     def call(client: Any, entries: list[dict[str, Any]]) -> None:
         try:
-            written.append(int(client.insert_image_embeddings(
-                entries, space, [vectors.shape[1]])["written"]))
+            written.append(
+                int(client.insert_image_embeddings(entries, space, [vectors.shape[1]])["written"])
+            )
         except BaseException as exc:  # reported below, in the main thread
             failures.append(exc)
 
-    threads = [threading.Thread(target=call, args=(client, entries))
-               for client, entries in zip(clients, slices, strict=True) if entries]
+    threads = [
+        threading.Thread(target=call, args=(client, entries))
+        for client, entries in zip(clients, slices, strict=True)
+        if entries
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -218,8 +228,7 @@ def wait_for_index(client: Any, space_name: str, count: int) -> tuple[float, flo
     the end of the inserts, the build's own seconds)."""
     started = time.perf_counter()
     while True:
-        space = next((s for s in client.list_embedding_spaces() if s["name"] == space_name),
-                     None)
+        space = next((s for s in client.list_embedding_spaces() if s["name"] == space_name), None)
         if space and space["index"] == "ready" and space["indexed_vectors"] >= count:
             break
         if time.perf_counter() - started > 1800:
@@ -233,10 +242,12 @@ def method_of(engine: Engine, space: str, query: np.ndarray, text: str | None, k
     """How the engine found the neighbours (the API's `method`; the SDK returns items only)."""
     import httpx
 
-    response = httpx.post(f"{engine.url}/api/v1/search/similar", timeout=60,
-                          headers={"Authorization": f"Bearer {engine.key}"},
-                          json={"vector": query.tolist(), "model_name": space, "k": k,
-                                "query": text})
+    response = httpx.post(
+        f"{engine.url}/api/v1/search/similar",
+        timeout=60,
+        headers={"Authorization": f"Bearer {engine.key}"},
+        json={"vector": query.tolist(), "model_name": space, "k": k, "query": text},
+    )
     response.raise_for_status()
     return str(response.json()["method"])
 
@@ -250,27 +261,43 @@ def settle(engine: Engine) -> None:
     started = time.perf_counter()
     with psycopg.connect(libpq_url(engine.database_url), autocommit=True) as connection:
         connection.execute("CHECKPOINT")
-        while connection.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = "
-                                 "'autovacuum worker'").fetchone()[0] and \
-                time.perf_counter() - started < 120:
+        while (
+            connection.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            ).fetchone()[0]
+            and time.perf_counter() - started < 120
+        ):
             time.sleep(1)
-    print(f"  settled (checkpoint, autovacuum) in {time.perf_counter() - started:.1f} s",
-          flush=True)
+    print(
+        f"  settled (checkpoint, autovacuum) in {time.perf_counter() - started:.1f} s", flush=True
+    )
 
 
-def pgvector_alone(engine: Engine, space_name: str, queries: np.ndarray, truth: list[set[int]],
-                   k: int, ef_search: int, exact_queries: int) -> dict[str, Any]:
+def pgvector_alone(
+    engine: Engine,
+    space_name: str,
+    queries: np.ndarray,
+    truth: list[set[int]],
+    k: int,
+    ef_search: int,
+    exact_queries: int,
+) -> dict[str, Any]:
     """The same unfiltered search by SQL on the engine's database, no API: the index query
     alone (file ids only) at `ef_search`, with the engine's other settings for the space, and a
     few exact scans, for comparison."""
     import psycopg
 
     with psycopg.connect(libpq_url(engine.database_url)) as connection:
-        space, dim = connection.execute("SELECT id, dim FROM embedding_spaces WHERE name = %s",
-                                        (space_name,)).fetchone() or (0, 0)
-        names: dict[int, str] = dict(connection.execute(
-            "SELECT e.file_id, f.unique_name FROM embeddings e JOIN files f ON f.id = e.file_id "
-            "WHERE e.space_id = %s", (space,)).fetchall())
+        space, dim = connection.execute(
+            "SELECT id, dim FROM embedding_spaces WHERE name = %s", (space_name,)
+        ).fetchone() or (0, 0)
+        names: dict[int, str] = dict(
+            connection.execute(
+                "SELECT e.file_id, f.unique_name FROM embeddings e "
+                "JOIN files f ON f.id = e.file_id WHERE e.space_id = %s",
+                (space,),
+            ).fetchall()
+        )
         connection.execute(f"SET hnsw.ef_search = {int(ef_search)}")
         # and what the engine sets for a search of this space (a small one turns sorting off:
         # the planner would sort all its vectors instead)
@@ -278,11 +305,15 @@ def pgvector_alone(engine: Engine, space_name: str, queries: np.ndarray, truth: 
             if name != "hnsw.ef_search":
                 connection.execute(f"SET {name} = {value}")
         # the engine's index expression and partial predicate (engine/embeddings/store.py)
-        index_sql = (f"SELECT file_id FROM embeddings WHERE space_id = {int(space)} ORDER BY "
-                     f"vector::halfvec({int(dim)}) <=> %s::halfvec({int(dim)}) LIMIT {int(k)}")
-        exact_sql = (f"SELECT file_id FROM (SELECT file_id, vector <=> %s::vector({int(dim)}) "
-                     f"AS d FROM embeddings WHERE space_id = {int(space)} OFFSET 0) s "
-                     f"ORDER BY d LIMIT {int(k)}")
+        index_sql = (
+            f"SELECT file_id FROM embeddings WHERE space_id = {int(space)} ORDER BY "
+            f"vector::halfvec({int(dim)}) <=> %s::halfvec({int(dim)}) LIMIT {int(k)}"
+        )
+        exact_sql = (
+            f"SELECT file_id FROM (SELECT file_id, vector <=> %s::vector({int(dim)}) "
+            f"AS d FROM embeddings WHERE space_id = {int(space)} OFFSET 0) s "
+            f"ORDER BY d LIMIT {int(k)}"
+        )
         latencies, recalls, exact = [], [], []
         for number, query in enumerate(queries):
             text = "[" + ",".join(map(str, query.tolist())) + "]"
@@ -295,9 +326,13 @@ def pgvector_alone(engine: Engine, space_name: str, queries: np.ndarray, truth: 
                 started = time.perf_counter()
                 connection.execute(exact_sql, (text,)).fetchall()
                 exact.append((time.perf_counter() - started) * 1000)
-    return {"recall_at_10": float(np.mean(recalls)), "p50_ms": percentile(latencies, 50),
-            "p95_ms": percentile(latencies, 95),
-            "exact_scan_ms": percentile(exact, 50) if exact else None, "ef_search": ef_search}
+    return {
+        "recall_at_10": float(np.mean(recalls)),
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "exact_scan_ms": percentile(exact, 50) if exact else None,
+        "ef_search": ef_search,
+    }
 
 
 class Background:
@@ -330,7 +365,8 @@ class Background:
                     "SELECT backend_type, left(query, 60) FROM pg_stat_activity "
                     "WHERE pid <> pg_backend_pid() AND state = 'active' AND (backend_type "
                     "= 'autovacuum worker' OR query ~* '^\\s*(VACUUM|ANALYZE|CREATE INDEX|"
-                    "REINDEX|CHECKPOINT)')").fetchall()
+                    "REINDEX|CHECKPOINT)')"
+                ).fetchall()
                 self.samples += 1
                 self.busy += bool(rows)
                 for kind, query in rows:
@@ -338,46 +374,70 @@ class Background:
                     self.seen[label] = self.seen.get(label, 0) + 1
 
     def figures(self) -> dict[str, Any]:
-        return {"busy_share": self.busy / max(self.samples, 1), "samples": self.samples,
-                "seen": dict(sorted(self.seen.items(), key=lambda kv: -kv[1])[:5])}
+        return {
+            "busy_share": self.busy / max(self.samples, 1),
+            "samples": self.samples,
+            "seen": dict(sorted(self.seen.items(), key=lambda kv: -kv[1])[:5]),
+        }
 
 
-def measure(engine: Engine, client: Any, space: str, queries: np.ndarray,
-            truth: dict[str, list[set[int]]], count: int, k: int) -> dict[str, dict[str, Any]]:
+def measure(
+    engine: Engine,
+    client: Any,
+    space: str,
+    queries: np.ndarray,
+    truth: dict[str, list[set[int]]],
+    count: int,
+    k: int,
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for mode in MODES:
         for number in range(min(WARMUP, len(queries))):
-            client.get_similar_items(vector=queries[-1 - number], model_name=space, k=k,
-                                     query=query_text(mode, number + 7))
+            client.get_similar_items(
+                vector=queries[-1 - number],
+                model_name=space,
+                k=k,
+                query=query_text(mode, number + 7),
+            )
         latencies, recalls, short = [], [], 0
         with Background(engine) as background:
             for number, query in enumerate(queries):
                 text = query_text(mode, number)
                 started = time.perf_counter()
-                items = client.get_similar_items(vector=query, model_name=space, k=k,
-                                                 query=text)
+                items = client.get_similar_items(vector=query, model_name=space, k=k, query=text)
                 latencies.append((time.perf_counter() - started) * 1000)
-                found = {int(item["unique_name"].rsplit("v", 1)[1].split(".")[0])
-                         for item in items}
+                found = {int(item["unique_name"].rsplit("v", 1)[1].split(".")[0]) for item in items}
                 expected = truth[mode][number]
                 short += len(items) < min(k, len(kept(mode, number, count)))
                 recalls.append(len(found & expected) / len(expected))
-        out[mode] = {"queries": len(queries), "recall_at_10": float(np.mean(recalls)),
-                     "recall_min": float(np.min(recalls)),
-                     # queries whose true neighbours the graph did not reach (bench/README.md)
-                     "queries_finding_none": [n for n, r in enumerate(recalls) if r == 0],
-                     "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
-                     "mean_ms": float(np.mean(latencies)), "max_ms": max(latencies),
-                     "short_results": short, "method": method_of(engine, space, queries[0],
-                                                                 query_text(mode, 0), k),
-                     "matching_items": int(count * MODES[mode][0]), "loadavg_1min": load(),
-                     "background": background.figures()}
+        out[mode] = {
+            "queries": len(queries),
+            "recall_at_10": float(np.mean(recalls)),
+            "recall_min": float(np.min(recalls)),
+            # queries whose true neighbours the graph did not reach (bench/README.md)
+            "queries_finding_none": [n for n, r in enumerate(recalls) if r == 0],
+            "p50_ms": percentile(latencies, 50),
+            "p95_ms": percentile(latencies, 95),
+            "mean_ms": float(np.mean(latencies)),
+            "max_ms": max(latencies),
+            "short_results": short,
+            "method": method_of(engine, space, queries[0], query_text(mode, 0), k),
+            "matching_items": int(count * MODES[mode][0]),
+            "loadavg_1min": load(),
+            "background": background.figures(),
+        }
         if background.busy:
-            print(f"    (meanwhile, in {background.busy} of {background.samples} samples: "
-                  f"{'; '.join(background.seen)})", flush=True)
-        print(f"    {mode:<13} recall@{k} {out[mode]['recall_at_10']:.4f}  p50 "
-              f"{out[mode]['p50_ms']:.1f} ms  p95 {out[mode]['p95_ms']:.1f} ms  "
-              f"({out[mode]['method']}, {short} short, load {load():.1f})", flush=True)
+            print(
+                f"    (meanwhile, in {background.busy} of {background.samples} samples: "
+                f"{'; '.join(background.seen)})",
+                flush=True,
+            )
+        print(
+            f"    {mode:<13} recall@{k} {out[mode]['recall_at_10']:.4f}  p50 "
+            f"{out[mode]['p50_ms']:.1f} ms  p95 {out[mode]['p95_ms']:.1f} ms  "
+            f"({out[mode]['method']}, {short} short, load {load():.1f})",
+            flush=True,
+        )
     return out
 
 
@@ -388,16 +448,24 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     started = time.perf_counter()
     vectors = clustered_vectors(args.vectors, args.dim, args.clusters, seed=1)
     queries = clustered_vectors(args.queries, args.dim, args.clusters, seed=2)
-    print(f"generated {args.vectors:,} + {args.queries} {args.dim}-d vectors in "
-          f"{time.perf_counter() - started:.1f} s", flush=True)
+    print(
+        f"generated {args.vectors:,} + {args.queries} {args.dim}-d vectors in "
+        f"{time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
     results: list[dict[str, Any]] = []
     # every stage searched through its index, whatever its size (`--stages` below 1,000 too)
-    quick_index = {"METALAKE_INDEX_QUIET_SECONDS": "2", "METALAKE_RECOVERY_INTERVAL": "1",
-                   "METALAKE_INDEX_MIN_VECTORS": "0"}
+    quick_index = {
+        "METALAKE_INDEX_QUIET_SECONDS": "2",
+        "METALAKE_RECOVERY_INTERVAL": "1",
+        "METALAKE_INDEX_MIN_VECTORS": "0",
+    }
     with embedded_engine(work / "home", env=quick_index) as engine, ExitStack() as stack:
         client = stack.enter_context(closing(Client(engine.url, engine.key, timeout=600)))
-        inserters = [stack.enter_context(closing(Client(engine.url, engine.key, timeout=600)))
-                     for _ in range(args.insert_clients)]
+        inserters = [
+            stack.enter_context(closing(Client(engine.url, engine.key, timeout=600)))
+            for _ in range(args.insert_clients)
+        ]
         done = 0
         for stage, count in enumerate(stages):
             print(f"== {count:,} vectors", flush=True)
@@ -406,37 +474,68 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             space = space_name(count)
             seconds = insert(inserters, vectors, 0, count, space)
             rate = count / seconds
-            print(f"  inserted {count:,} vectors into {space} in {seconds:.1f} s = {rate:,.0f} "
-                  f"vectors/s ({args.insert_clients} concurrent callers; load {load():.1f})",
-                  flush=True)
+            print(
+                f"  inserted {count:,} vectors into {space} in {seconds:.1f} s = {rate:,.0f} "
+                f"vectors/s ({args.insert_clients} concurrent callers; load {load():.1f})",
+                flush=True,
+            )
             waited, build = wait_for_index(client, space, count)
-            print(f"  HNSW index ready {waited:.1f} s after the inserts (the build itself: "
-                  f"{'?' if build is None else f'{build:.1f}'} s)", flush=True)
+            print(
+                f"  HNSW index ready {waited:.1f} s after the inserts (the build itself: "
+                f"{'?' if build is None else f'{build:.1f}'} s)",
+                flush=True,
+            )
             settle(engine)
             truth = {mode: exact_top(vectors, queries, mode, count, args.k) for mode in MODES}
             exact = time.perf_counter()
             exact_top(vectors, queries[:20], "unfiltered", count, args.k)
             numpy_ms = (time.perf_counter() - exact) / 20 * 1000
             modes = measure(engine, client, space, queries, truth, count, args.k)
-            alone = [pgvector_alone(engine, space, queries, truth["unfiltered"], args.k, ef,
-                                    5 if ef == REFERENCE_EF_SEARCH else 0)
-                     for ef in sorted({REFERENCE_EF_SEARCH, EF_SEARCH})]
+            alone = [
+                pgvector_alone(
+                    engine,
+                    space,
+                    queries,
+                    truth["unfiltered"],
+                    args.k,
+                    ef,
+                    5 if ef == REFERENCE_EF_SEARCH else 0,
+                )
+                for ef in sorted({REFERENCE_EF_SEARCH, EF_SEARCH})
+            ]
             for figures in alone:
-                print(f"    pgvector alone (SQL, ef_search {figures['ef_search']}): recall@"
-                      f"{args.k} {figures['recall_at_10']:.4f}  p50 {figures['p50_ms']:.1f} ms "
-                      f" p95 {figures['p95_ms']:.1f} ms", flush=True)
-            results.append({
-                "vectors": count, "space": space, "inserted": count, "insert_seconds": seconds,
-                "insert_vectors_per_s": rate,
-                "index_ready_after_s": waited, "index_build_seconds": build,
-                "ingest_placeholder_seconds": ingest, "numpy_exact_ms_per_query": numpy_ms,
-                "index_mb": sql_scalar(engine.database_url,
-                                       "SELECT pg_relation_size(('ix_embeddings_hnsw_' || id)"
-                                       f"::regclass) / 1e6 FROM embedding_spaces "
-                                       f"WHERE name = '{space}'"),
-                "table_mb": sql_scalar(engine.database_url,  # every stage's space
-                                       "SELECT pg_total_relation_size('embeddings') / 1e6"),
-                "modes": modes, "pgvector_alone": alone, "loadavg_1min": load()})
+                print(
+                    f"    pgvector alone (SQL, ef_search {figures['ef_search']}): recall@"
+                    f"{args.k} {figures['recall_at_10']:.4f}  p50 {figures['p50_ms']:.1f} ms "
+                    f" p95 {figures['p95_ms']:.1f} ms",
+                    flush=True,
+                )
+            results.append(
+                {
+                    "vectors": count,
+                    "space": space,
+                    "inserted": count,
+                    "insert_seconds": seconds,
+                    "insert_vectors_per_s": rate,
+                    "index_ready_after_s": waited,
+                    "index_build_seconds": build,
+                    "ingest_placeholder_seconds": ingest,
+                    "numpy_exact_ms_per_query": numpy_ms,
+                    "index_mb": sql_scalar(
+                        engine.database_url,
+                        "SELECT pg_relation_size(('ix_embeddings_hnsw_' || id)"
+                        f"::regclass) / 1e6 FROM embedding_spaces "
+                        f"WHERE name = '{space}'",
+                    ),
+                    "table_mb": sql_scalar(
+                        engine.database_url,  # every stage's space
+                        "SELECT pg_total_relation_size('embeddings') / 1e6",
+                    ),
+                    "modes": modes,
+                    "pgvector_alone": alone,
+                    "loadavg_1min": load(),
+                }
+            )
             done = count
     return {"stages": results}
 
@@ -444,33 +543,81 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 # -- report -----------------------------------------------------------------------------------
 def met(stage: dict[str, Any]) -> dict[str, bool]:
     modes = stage["modes"]
-    return {mode: (modes[mode]["recall_at_10"] >= GOALS["recall_at_10"]
-                   and modes[mode]["short_results"] == 0
-                   and modes[mode]["p95_ms"] <= (GOALS["unfiltered_p95_ms"]
-                                                 if mode == "unfiltered"
-                                                 else GOALS["filtered_p95_ms"]))
-            for mode in MODES}
+    return {
+        mode: (
+            modes[mode]["recall_at_10"] >= GOALS["recall_at_10"]
+            and modes[mode]["short_results"] == 0
+            and modes[mode]["p95_ms"]
+            <= (GOALS["unfiltered_p95_ms"] if mode == "unfiltered" else GOALS["filtered_p95_ms"])
+        )
+        for mode in MODES
+    }
 
 
 def report(results: dict[str, Any]) -> str:
     rows = []
     for stage in results["stages"]:
         for mode, figures in stage["modes"].items():
-            rows.append([stage["vectors"], mode, figures["method"], figures["recall_at_10"],
-                         figures["p50_ms"], figures["p95_ms"], figures["short_results"],
-                         "yes" if stage["goal_met"][mode] else "NO"])
+            rows.append(
+                [
+                    stage["vectors"],
+                    mode,
+                    figures["method"],
+                    figures["recall_at_10"],
+                    figures["p50_ms"],
+                    figures["p95_ms"],
+                    figures["short_results"],
+                    "yes" if stage["goal_met"][mode] else "NO",
+                ]
+            )
         for alone in stage["pgvector_alone"]:
-            rows.append([stage["vectors"], "unfiltered",
-                         f"pgvector alone, SQL, ef_search {alone['ef_search']}",
-                         alone["recall_at_10"], alone["p50_ms"], alone["p95_ms"], "", ""])
-    inserts = [[s["vectors"], s["inserted"], s["insert_seconds"], s["insert_vectors_per_s"],
-                s["index_build_seconds"], s["index_ready_after_s"], s["index_mb"],
-                s["table_mb"], s["pgvector_alone"][0]["exact_scan_ms"]]
-               for s in results["stages"]]
-    return (table(["vectors", "search", "method", "recall@10", "p50 ms", "p95 ms", "short",
-                   "goal met"], rows) + "\n\n"
-            + table(["vectors", "inserted", "insert s", "vectors/s", "HNSW build s",
-                     "ready after s", "HNSW MB", "table MB", "exact scan ms"], inserts))
+            rows.append(
+                [
+                    stage["vectors"],
+                    "unfiltered",
+                    f"pgvector alone, SQL, ef_search {alone['ef_search']}",
+                    alone["recall_at_10"],
+                    alone["p50_ms"],
+                    alone["p95_ms"],
+                    "",
+                    "",
+                ]
+            )
+    inserts = [
+        [
+            s["vectors"],
+            s["inserted"],
+            s["insert_seconds"],
+            s["insert_vectors_per_s"],
+            s["index_build_seconds"],
+            s["index_ready_after_s"],
+            s["index_mb"],
+            s["table_mb"],
+            s["pgvector_alone"][0]["exact_scan_ms"],
+        ]
+        for s in results["stages"]
+    ]
+    return (
+        table(
+            ["vectors", "search", "method", "recall@10", "p50 ms", "p95 ms", "short", "goal met"],
+            rows,
+        )
+        + "\n\n"
+        + table(
+            [
+                "vectors",
+                "inserted",
+                "insert s",
+                "vectors/s",
+                "HNSW build s",
+                "ready after s",
+                "HNSW MB",
+                "table MB",
+                "exact scan ms",
+            ],
+            inserts,
+        )
+    )
 
 
 def chart(results: dict[str, Any]) -> None:
@@ -484,54 +631,97 @@ def chart(results: dict[str, Any]) -> None:
         p95 = [s["modes"][mode]["p95_ms"] for s in stages]
         p50 = [s["modes"][mode]["p50_ms"] for s in stages]
         (line,) = left.plot(sizes, p95, marker="o", label=f"{mode} p95")
-        left.plot(sizes, p50, marker=".", linestyle=":", color=line.get_color(),
-                  label=f"{mode} p50")
-        middle.plot(sizes, [s["modes"][mode]["recall_at_10"] for s in stages], marker="o",
-                    label=mode)
+        left.plot(
+            sizes, p50, marker=".", linestyle=":", color=line.get_color(), label=f"{mode} p50"
+        )
+        middle.plot(
+            sizes, [s["modes"][mode]["recall_at_10"] for s in stages], marker="o", label=mode
+        )
     for index, ef in enumerate(sorted({a["ef_search"] for a in stages[0]["pgvector_alone"]})):
         alone = [next(a for a in s["pgvector_alone"] if a["ef_search"] == ef) for s in stages]
         style = ("--", ":")[index % 2]
-        left.plot(sizes, [a["p95_ms"] for a in alone], color="black", linestyle=style,
-                  label=f"pgvector alone p95 (SQL, ef_search {ef})")
-        middle.plot(sizes, [a["recall_at_10"] for a in alone], color="black", linestyle=style,
-                    label=f"pgvector alone (SQL, ef_search {ef})")
+        left.plot(
+            sizes,
+            [a["p95_ms"] for a in alone],
+            color="black",
+            linestyle=style,
+            label=f"pgvector alone p95 (SQL, ef_search {ef})",
+        )
+        middle.plot(
+            sizes,
+            [a["recall_at_10"] for a in alone],
+            color="black",
+            linestyle=style,
+            label=f"pgvector alone (SQL, ef_search {ef})",
+        )
     left.axhline(GOALS["unfiltered_p95_ms"], color="grey", linestyle="--", linewidth=0.8)
     left.axhline(GOALS["filtered_p95_ms"], color="grey", linestyle="-.", linewidth=0.8)
-    left.set(xscale="log", ylabel="ms per get_similar_items (SDK wall time)",
-             xlabel="vectors in the space", title="latency (goals: 10 ms / 40 ms p95)")
+    left.set(
+        xscale="log",
+        ylabel="ms per get_similar_items (SDK wall time)",
+        xlabel="vectors in the space",
+        title="latency (goals: 10 ms / 40 ms p95)",
+    )
     left.legend(fontsize=7)
     middle.axhline(GOALS["recall_at_10"], color="grey", linestyle="--", linewidth=0.8)
-    middle.set(xscale="log", ylabel="recall@10 vs exact", xlabel="vectors in the space",
-               title="recall (goal 0.99)", ylim=(min(0.98, *(
-                   s["modes"][m]["recall_at_10"] for s in stages for m in MODES),
-                   *(a["recall_at_10"] for s in stages for a in s["pgvector_alone"])) - 0.005,
-                   1.002))
+    middle.set(
+        xscale="log",
+        ylabel="recall@10 vs exact",
+        xlabel="vectors in the space",
+        title="recall (goal 0.99)",
+        ylim=(
+            min(
+                0.98,
+                *(s["modes"][m]["recall_at_10"] for s in stages for m in MODES),
+                *(a["recall_at_10"] for s in stages for a in s["pgvector_alone"]),
+            )
+            - 0.005,
+            1.002,
+        ),
+    )
     middle.legend(fontsize=8)
     labels = [str(s) for s in sizes]
     right.bar(labels, [s["insert_seconds"] for s in stages], label="inserts")
-    right.bar(labels, [s["index_build_seconds"] or 0 for s in stages],
-              bottom=[s["insert_seconds"] for s in stages], label="HNSW bulk build")
-    right.set(ylabel="seconds", xlabel="stage (vectors in the space after it)",
-              title="insert_image_embeddings, then the index build")
+    right.bar(
+        labels,
+        [s["index_build_seconds"] or 0 for s in stages],
+        bottom=[s["insert_seconds"] for s in stages],
+        label="HNSW bulk build",
+    )
+    right.set(
+        ylabel="seconds",
+        xlabel="stage (vectors in the space after it)",
+        title="insert_image_embeddings, then the index build",
+    )
     right.legend(fontsize=8)
-    fig.suptitle(f"Similarity search through the API, {results['config']['dim']}-d, "
-                 f"k={results['config']['k']} ({results['machine']['cores']} cores)")
+    fig.suptitle(
+        f"Similarity search through the API, {results['config']['dim']}-d, "
+        f"k={results['config']['k']} ({results['machine']['cores']} cores)"
+    )
     save_chart(fig, "similarity")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vectors", type=int, default=100_000)
-    parser.add_argument("--stages", default="1000,10000",
-                        help="sizes measured on the way to --vectors (comma-separated)")
+    parser.add_argument(
+        "--stages",
+        default="1000,10000",
+        help="sizes measured on the way to --vectors (comma-separated)",
+    )
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--clusters", type=int, default=100)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--insert-clients", type=int, default=2,
-                        help="concurrent insert_image_embeddings callers (one per core)")
-    parser.add_argument("--quick", action="store_true",
-                        help="10,000 vectors (stage 1,000) and 100 queries")
+    parser.add_argument(
+        "--insert-clients",
+        type=int,
+        default=2,
+        help="concurrent insert_image_embeddings callers (one per core)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="10,000 vectors (stage 1,000) and 100 queries"
+    )
     args = parser.parse_args()
     if args.quick:
         args.vectors, args.stages, args.queries = 10_000, "1000", 100
@@ -543,14 +733,28 @@ def main() -> int:
         measured = run(args, Path(tmp))
     for stage in measured["stages"]:
         stage["goal_met"] = met(stage)
-    results = {"config": {"vectors": args.vectors, "dim": args.dim, "clusters": args.clusters,
-                          "latent_factors": LATENT, "queries": args.queries, "k": args.k,
-                          "insert_clients": args.insert_clients,
-                          "space": SPACE, "super_classes": SUPER_CLASSES,
-                          "hnsw": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION,
-                                   "engine_ef_search": EF_SEARCH},
-                          "filters": {m: MODES[m][1] for m in MODES}},
-               "goals": GOALS, "reference": REFERENCE, **measured}
+    results = {
+        "config": {
+            "vectors": args.vectors,
+            "dim": args.dim,
+            "clusters": args.clusters,
+            "latent_factors": LATENT,
+            "queries": args.queries,
+            "k": args.k,
+            "insert_clients": args.insert_clients,
+            "space": SPACE,
+            "super_classes": SUPER_CLASSES,
+            "hnsw": {
+                "m": HNSW_M,
+                "ef_construction": HNSW_EF_CONSTRUCTION,
+                "engine_ef_search": EF_SEARCH,
+            },
+            "filters": {m: MODES[m][1] for m in MODES},
+        },
+        "goals": GOALS,
+        "reference": REFERENCE,
+        **measured,
+    }
     print("\n" + report(results))
     chart(write_results("similarity", results))
     return 0 if all(measured["stages"][-1]["goal_met"].values()) else 1

@@ -62,8 +62,9 @@ def create_key(*, session: Session, name: str, scopes: Sequence[str]) -> tuple[s
 
 # Runs on every request: the columns it needs (not the ORM entity), in a statement built once
 # and executed on the session's connection (Core, no ORM layer), not rebuilt per request.
-KEY_LOOKUP = (select(ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.last_used_at)
-              .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)))
+KEY_LOOKUP = select(ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.last_used_at).where(
+    ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None)
+)
 
 
 def use_to_record(last_used_at: datetime | None, now: datetime) -> bool:
@@ -80,16 +81,12 @@ def authenticate(*, session: Session, key: str | None) -> Principal:
         raise Unauthorized("The API key is not valid (unknown or revoked).")
     now = datetime.now(UTC)
     if use_to_record(row.last_used_at, now):
-        session.execute(
-            update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now)
-        )
+        session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=now))
     return Principal(key_id=row.id, name=row.name, scopes=frozenset(row.scopes))
 
 
 def revoke_key(*, session: Session, key_id: int) -> None:
-    session.execute(
-        update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=datetime.now(UTC))
-    )
+    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=datetime.now(UTC)))
 
 
 def list_keys(*, session: Session) -> list[ApiKey]:

@@ -87,9 +87,12 @@ def status() -> None:
 @app.command()
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = (
-        "control,inference"),
-    concurrency: Annotated[int | None, typer.Option(
-        min=1, help="Worker processes (default METALAKE_WORKER_CONCURRENCY).")] = None,
+        "control,inference"
+    ),
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes (default METALAKE_WORKER_CONCURRENCY)."),
+    ] = None,
     pool: Annotated[str, typer.Option(help="Celery pool (prefork, solo, threads).")] = "prefork",
     hostname: Annotated[str | None, typer.Option(help="Celery node name (name@host).")] = None,
 ) -> None:
@@ -100,17 +103,24 @@ def worker(
 
     settings = Settings()
     if not settings.redis_url:
-        raise InvalidInput("`metalake worker` needs REDIS_URL (and DATABASE_URL); to run the "
-                           "whole engine on this machine use `metalake up`.")
-    run_worker(settings, queues=[q for q in queues.split(",") if q],
-               concurrency=concurrency or settings.worker_concurrency, pool=pool,
-               hostname=hostname)
+        raise InvalidInput(
+            "`metalake worker` needs REDIS_URL (and DATABASE_URL); to run the "
+            "whole engine on this machine use `metalake up`."
+        )
+    run_worker(
+        settings,
+        queues=[q for q in queues.split(",") if q],
+        concurrency=concurrency or settings.worker_concurrency,
+        pool=pool,
+        hostname=hostname,
+    )
 
 
 @app.command("worker-ping")
 def worker_ping(
-    hostname: Annotated[str | None, typer.Option(
-        help="Node to ping; default: the `celery@<this host>` worker.")] = None,
+    hostname: Annotated[
+        str | None, typer.Option(help="Node to ping; default: the `celery@<this host>` worker.")
+    ] = None,
 ) -> None:
     """Exit 0 if the worker answers a Celery ping (a container health check)."""
     import socket
@@ -138,11 +148,18 @@ def api(
 
     settings = Settings()
     if not settings.database_url:
-        raise InvalidInput("`metalake api` needs DATABASE_URL; to run the whole engine on this "
-                           "machine use `metalake up`.")
-    uvicorn.run("engine.api.app:app_from_env", factory=True,
-                host=host or settings.api_host, port=port or settings.api_port,
-                log_level=settings.log_level.lower(), proxy_headers=True)
+        raise InvalidInput(
+            "`metalake api` needs DATABASE_URL; to run the whole engine on this "
+            "machine use `metalake up`."
+        )
+    uvicorn.run(
+        "engine.api.app:app_from_env",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
 
 
 @db_app.command("upgrade")

@@ -20,12 +20,17 @@ def settings_epilog() -> str:
     """The configuration table for `metalake --help` (reads the Settings class, not the env)."""
     from engine.config import settings_table
 
-    lines = ["Configuration (environment variables; `metalake up` passes them to the API and "
-             "worker):", ""]
+    lines = [
+        "Configuration (environment variables; `metalake up` passes them to the API and worker):",
+        "",
+    ]
     for variable, default, description in settings_table():
         lines.append(f"  {variable}  [default: {default}]")
-        lines.extend(textwrap.wrap(description, width=88, initial_indent="      ",
-                                   subsequent_indent="      "))
+        lines.extend(
+            textwrap.wrap(
+                description, width=88, initial_indent="      ", subsequent_indent="      "
+            )
+        )
     # Click rewraps paragraphs unless they start with \b.
     return "\n\n".join("\b\n" + block for block in _paragraphs(lines))
 
@@ -50,8 +55,11 @@ def reachable_database_url(settings: Settings) -> str:
     url = settings.database_url or state.database_url
     problem = postgres_problem(url)
     if problem:
-        where = "DATABASE_URL" if settings.database_url else (
-            f"the embedded database of {settings.home} (start it with `metalake up`)")
+        where = (
+            "DATABASE_URL"
+            if settings.database_url
+            else (f"the embedded database of {settings.home} (start it with `metalake up`)")
+        )
         raise ServiceUnavailable(f"Cannot reach {where}: {problem}")
     return url
 

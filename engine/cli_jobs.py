@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 jobs_app = typer.Typer(
     help="Analysis jobs: list, show, wait for, cancel, retry failed items, resume, and "
-         "accept or reject a preview job's proposed annotations.", no_args_is_help=True)
+    "accept or reject a preview job's proposed annotations.",
+    no_args_is_help=True,
+)
 
 FAILED_EXIT_STATUSES = (JobStatus.FAILED, JobStatus.CANCELLED)
 
@@ -63,11 +65,13 @@ def parse_resolution(value: str) -> tuple[int, int]:
     try:
         width, height = (int(p.strip()) for p in parts)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not WIDTHxHEIGHT, e.g. 300x300",
-                                 param_hint="--resolution") from None
+        raise typer.BadParameter(
+            f"{value!r} is not WIDTHxHEIGHT, e.g. 300x300", param_hint="--resolution"
+        ) from None
     if width < 1 or height < 1:
-        raise typer.BadParameter(f"{value!r}: width and height must be positive",
-                                 param_hint="--resolution")
+        raise typer.BadParameter(
+            f"{value!r}: width and height must be positive", param_hint="--resolution"
+        )
     return width, height
 
 
@@ -80,8 +84,9 @@ def parse_prompts(values: list[str] | None) -> list[dict[str, str]] | None:
         label, sep, description = value.partition("=")
         label, description = label.strip(), description.strip()
         if not label or (sep and not description):
-            raise typer.BadParameter(f"{value!r} is not LABEL or LABEL=DESCRIPTION",
-                                     param_hint="--prompt")
+            raise typer.BadParameter(
+                f"{value!r} is not LABEL or LABEL=DESCRIPTION", param_hint="--prompt"
+            )
         prompts.append({"label": label, "description": description or label})
     return prompts
 
@@ -91,17 +96,24 @@ def read_vector_file(path: Path) -> list[float]:
     try:
         data = json.loads(path.read_text())
     except OSError as exc:
-        raise typer.BadParameter(f"cannot read {path}: {exc.strerror or exc}",
-                                 param_hint="--vector-file") from None
+        raise typer.BadParameter(
+            f"cannot read {path}: {exc.strerror or exc}", param_hint="--vector-file"
+        ) from None
     except ValueError as exc:
-        raise typer.BadParameter(f"{path} is not valid JSON: {exc}",
-                                 param_hint="--vector-file") from None
+        raise typer.BadParameter(
+            f"{path} is not valid JSON: {exc}", param_hint="--vector-file"
+        ) from None
     if isinstance(data, Mapping):
         data = data.get("embeddings", data.get("vector"))
-    if (not isinstance(data, list) or not data
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in data)):
-        raise typer.BadParameter(f"{path} must hold a JSON list of numbers (or an object with "
-                                 "an \"embeddings\" list)", param_hint="--vector-file")
+    if (
+        not isinstance(data, list)
+        or not data
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in data)
+    ):
+        raise typer.BadParameter(
+            f'{path} must hold a JSON list of numbers (or an object with an "embeddings" list)',
+            param_hint="--vector-file",
+        )
     return [float(v) for v in data]
 
 
@@ -113,10 +125,16 @@ def _collection(value: str) -> int | str:
 def job_line(job: Mapping[str, Any]) -> str:
     """One readable line: id, kind, status, progress, model, platform, created."""
     progress = f"{job['done'] + job['failed']}/{job['total']}"
-    parts = [f"{job['job_id']:>6}", f"{job['kind']:<16}", f"{job['status']:<16}",
-             f"{progress:>11}", f"failed {job['failed']:<5}",
-             f"{job.get('model') or '-':<24}", f"{job['platform']:<6}",
-             _time(job.get("created_at"))]
+    parts = [
+        f"{job['job_id']:>6}",
+        f"{job['kind']:<16}",
+        f"{job['status']:<16}",
+        f"{progress:>11}",
+        f"failed {job['failed']:<5}",
+        f"{job.get('model') or '-':<24}",
+        f"{job['platform']:<6}",
+        _time(job.get("created_at")),
+    ]
     return "  ".join(parts).rstrip()
 
 
@@ -151,8 +169,9 @@ def _time(value: Any) -> str:
     return text[:19].replace("T", " ")
 
 
-def _submitted(client: Client, submitted: Mapping[str, Any], wait: bool,
-               timeout: float | None) -> None:
+def _submitted(
+    client: Client, submitted: Mapping[str, Any], wait: bool, timeout: float | None
+) -> None:
     job_id = submitted["job_id"]
     total = submitted["total"]
     count = f", {total} file{'s' if total != 1 else ''}"  # counted when the job was submitted
@@ -176,31 +195,55 @@ def _json(value: Any) -> None:
 
 
 # -- shared options -------------------------------------------------------------------------------
-CollectionArg = Annotated[str, typer.Argument(metavar="COLLECTION_ID",
-                                              help="The collection's id (or name).")]
+CollectionArg = Annotated[
+    str, typer.Argument(metavar="COLLECTION_ID", help="The collection's id (or name).")
+]
 ContentTypeArg = Annotated[str, typer.Argument(metavar="CONTENT_TYPE", help="image or video.")]
-ModelOpt = Annotated[str, typer.Option("--model", "-m",
-                                       help="Model name (or NAME@N); default: the system's.")]
-ResolutionOpt = Annotated[str, typer.Option(
-    "--resolution", metavar="WxH", help="Input resolution the images are resized to.")]
-ConfidenceOpt = Annotated[float, typer.Option("--confidence", min=0.0, max=1.0,
-                                              help="Keep detections at or above this.")]
-QueryOpt = Annotated[str | None, typer.Option(
-    "--query", "-q", help="Only files matching this lake query.")]
-FilterOpt = Annotated[str | None, typer.Option(
-    "--filter", help='JSON: {"annotation_types": ["human"], "from_date": "2024-01-01"}.')]
-PlatformOpt = Annotated[str, typer.Option(
-    "--platform", help="local, aws, or use_env (METALAKE_INFERENCE_PLATFORM).")]
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Model name (or NAME@N); default: the system's.")
+]
+ResolutionOpt = Annotated[
+    str,
+    typer.Option("--resolution", metavar="WxH", help="Input resolution the images are resized to."),
+]
+ConfidenceOpt = Annotated[
+    float, typer.Option("--confidence", min=0.0, max=1.0, help="Keep detections at or above this.")
+]
+QueryOpt = Annotated[
+    str | None, typer.Option("--query", "-q", help="Only files matching this lake query.")
+]
+FilterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--filter", help='JSON: {"annotation_types": ["human"], "from_date": "2024-01-01"}.'
+    ),
+]
+PlatformOpt = Annotated[
+    str, typer.Option("--platform", help="local, aws, or use_env (METALAKE_INFERENCE_PLATFORM).")
+]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the job, with a progress bar.")]
-TimeoutOpt = Annotated[float | None, typer.Option(
-    "--timeout", min=0.0, help="With --wait: give up waiting after this many seconds.")]
-PromptOpt = Annotated[list[str] | None, typer.Option(
-    "--prompt", "-p", metavar="LABEL[=DESCRIPTION]",
-    help="A label to annotate, prompted with DESCRIPTION (default: the label). Repeatable.")]
-AnnotationTypeOpt = Annotated[str, typer.Option(
-    "--type", help="polygon or box.")]
-PreviewOpt = Annotated[bool, typer.Option(
-    "--preview", help="Propose the annotations (accept or reject them with `metalake jobs`).")]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout", min=0.0, help="With --wait: give up waiting after this many seconds."
+    ),
+]
+PromptOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--prompt",
+        "-p",
+        metavar="LABEL[=DESCRIPTION]",
+        help="A label to annotate, prompted with DESCRIPTION (default: the label). Repeatable.",
+    ),
+]
+AnnotationTypeOpt = Annotated[str, typer.Option("--type", help="polygon or box.")]
+PreviewOpt = Annotated[
+    bool,
+    typer.Option(
+        "--preview", help="Propose the annotations (accept or reject them with `metalake jobs`)."
+    ),
+]
 
 
 def _annotation_type(value: str) -> str:
@@ -211,115 +254,182 @@ def _annotation_type(value: str) -> str:
 
 # -- analysis commands ----------------------------------------------------------------------------
 def autotag(
-    collection_id: CollectionArg, model: ModelOpt = "default",
-    resolution: ResolutionOpt = "300x300", confidence: ConfidenceOpt = 0.5,
-    query: QueryOpt = None, filter_: FilterOpt = None, platform: PlatformOpt = "use_env",
-    wait: WaitOpt = False, timeout: TimeoutOpt = None,
+    collection_id: CollectionArg,
+    model: ModelOpt = "default",
+    resolution: ResolutionOpt = "300x300",
+    confidence: ConfidenceOpt = 0.5,
+    query: QueryOpt = None,
+    filter_: FilterOpt = None,
+    platform: PlatformOpt = "use_env",
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = None,
 ) -> None:
     """Autotag a collection's files (tags and machine boxes) with an autotagging model."""
     size, filters = parse_resolution(resolution), parse_json_option(filter_, "--filter")
     with sdk_client() as client:
-        submitted = client.auto_tag_collection(_collection(collection_id), model, size,
-                                               confidence, query, filters, platform)
+        submitted = client.auto_tag_collection(
+            _collection(collection_id), model, size, confidence, query, filters, platform
+        )
         _submitted(client, submitted, wait, timeout)
 
 
 def autotag_lake(
-    content_type: ContentTypeArg, model: ModelOpt = "default",
-    resolution: ResolutionOpt = "300x300", confidence: ConfidenceOpt = 0.5,
-    query: QueryOpt = None, filter_: FilterOpt = None, platform: PlatformOpt = "use_env",
-    wait: WaitOpt = False, timeout: TimeoutOpt = None,
+    content_type: ContentTypeArg,
+    model: ModelOpt = "default",
+    resolution: ResolutionOpt = "300x300",
+    confidence: ConfidenceOpt = 0.5,
+    query: QueryOpt = None,
+    filter_: FilterOpt = None,
+    platform: PlatformOpt = "use_env",
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = None,
 ) -> None:
     """Autotag every CONTENT_TYPE file of the lake (narrowed by --query / --filter)."""
     size, filters = parse_resolution(resolution), parse_json_option(filter_, "--filter")
     with sdk_client() as client:
-        submitted = client.generate_auto_tags_to_metalake(content_type, model, size, confidence,
-                                                          query, filters, platform)
+        submitted = client.generate_auto_tags_to_metalake(
+            content_type, model, size, confidence, query, filters, platform
+        )
         _submitted(client, submitted, wait, timeout)
 
 
 def annotate(
-    collection_id: CollectionArg, prompt: PromptOpt = None, model: ModelOpt = "default",
-    annotation_type: AnnotationTypeOpt = "polygon", confidence: ConfidenceOpt = 0.5,
-    query: QueryOpt = None, filter_: FilterOpt = None, platform: PlatformOpt = "use_env",
-    preview: PreviewOpt = False, wait: WaitOpt = False, timeout: TimeoutOpt = None,
+    collection_id: CollectionArg,
+    prompt: PromptOpt = None,
+    model: ModelOpt = "default",
+    annotation_type: AnnotationTypeOpt = "polygon",
+    confidence: ConfidenceOpt = 0.5,
+    query: QueryOpt = None,
+    filter_: FilterOpt = None,
+    platform: PlatformOpt = "use_env",
+    preview: PreviewOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = None,
 ) -> None:
     """Auto-annotate the prompted labels (polygons or boxes) on a collection's files."""
     prompts, kind = parse_prompts(prompt), _annotation_type(annotation_type)
     filters = parse_json_option(filter_, "--filter")
     with sdk_client() as client:
         submitted = client.auto_annotate_collection(
-            _collection(collection_id), model, list(prompts) if prompts else None, kind,
-            confidence, query, filters, platform, preview)
+            _collection(collection_id),
+            model,
+            list(prompts) if prompts else None,
+            kind,
+            confidence,
+            query,
+            filters,
+            platform,
+            preview,
+        )
         _submitted(client, submitted, wait, timeout)
 
 
 def annotate_lake(
-    content_type: ContentTypeArg, prompt: PromptOpt = None, model: ModelOpt = "default",
-    annotation_type: AnnotationTypeOpt = "polygon", confidence: ConfidenceOpt = 0.5,
-    query: QueryOpt = None, filter_: FilterOpt = None, platform: PlatformOpt = "use_env",
-    preview: PreviewOpt = False, wait: WaitOpt = False, timeout: TimeoutOpt = None,
+    content_type: ContentTypeArg,
+    prompt: PromptOpt = None,
+    model: ModelOpt = "default",
+    annotation_type: AnnotationTypeOpt = "polygon",
+    confidence: ConfidenceOpt = 0.5,
+    query: QueryOpt = None,
+    filter_: FilterOpt = None,
+    platform: PlatformOpt = "use_env",
+    preview: PreviewOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = None,
 ) -> None:
     """Auto-annotate the prompted labels on every CONTENT_TYPE file of the lake."""
     prompts, kind = parse_prompts(prompt), _annotation_type(annotation_type)
     filters = parse_json_option(filter_, "--filter")
     with sdk_client() as client:
         submitted = client.generate_auto_annotations_to_metalake(
-            content_type, model, list(prompts) if prompts else None, kind, confidence, query,
-            filters, platform, preview)
+            content_type,
+            model,
+            list(prompts) if prompts else None,
+            kind,
+            confidence,
+            query,
+            filters,
+            platform,
+            preview,
+        )
         _submitted(client, submitted, wait, timeout)
 
 
 def embed(
-    collection_id: CollectionArg, model: ModelOpt = "default", query: QueryOpt = None,
-    filter_: FilterOpt = None, platform: PlatformOpt = "use_env", wait: WaitOpt = False,
+    collection_id: CollectionArg,
+    model: ModelOpt = "default",
+    query: QueryOpt = None,
+    filter_: FilterOpt = None,
+    platform: PlatformOpt = "use_env",
+    wait: WaitOpt = False,
     timeout: TimeoutOpt = None,
 ) -> None:
     """Compute one embedding per selected file of a collection (default: ResNet50)."""
     filters = parse_json_option(filter_, "--filter")
     with sdk_client() as client:
         submitted = client.generate_embeddings_for_collection(
-            _collection(collection_id), model, query, filters, platform)
+            _collection(collection_id), model, query, filters, platform
+        )
         _submitted(client, submitted, wait, timeout)
 
 
 def embed_lake(
-    content_type: ContentTypeArg, model: ModelOpt = "default", query: QueryOpt = None,
-    filter_: FilterOpt = None, platform: PlatformOpt = "use_env", wait: WaitOpt = False,
+    content_type: ContentTypeArg,
+    model: ModelOpt = "default",
+    query: QueryOpt = None,
+    filter_: FilterOpt = None,
+    platform: PlatformOpt = "use_env",
+    wait: WaitOpt = False,
     timeout: TimeoutOpt = None,
 ) -> None:
     """Compute one embedding per selected CONTENT_TYPE file of the lake."""
     filters = parse_json_option(filter_, "--filter")
     with sdk_client() as client:
-        submitted = client.generate_embeddings_to_metalake(content_type, model, query, filters,
-                                                           platform)
+        submitted = client.generate_embeddings_to_metalake(
+            content_type, model, query, filters, platform
+        )
         _submitted(client, submitted, wait, timeout)
 
 
 def similar(
-    name: Annotated[str | None, typer.Option(
-        "--name", "-n", metavar="UNIQUE_NAME", help="Search with this file's stored vector.")
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name", "-n", metavar="UNIQUE_NAME", help="Search with this file's stored vector."
+        ),
     ] = None,
-    vector_file: Annotated[Path | None, typer.Option(
-        "--vector-file", metavar="FILE.json", help="Search with this vector (a JSON list).")
+    vector_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--vector-file", metavar="FILE.json", help="Search with this vector (a JSON list)."
+        ),
     ] = None,
     model: ModelOpt = "default",
     k: Annotated[int, typer.Option("-k", "--k", min=1, help="Neighbours to return.")] = 10,
-    collection_id: Annotated[str | None, typer.Option(
-        "--collection-id", help="Only among this collection's files.")] = None,
-    query: QueryOpt = None, filter_: FilterOpt = None,
+    collection_id: Annotated[
+        str | None, typer.Option("--collection-id", help="Only among this collection's files.")
+    ] = None,
+    query: QueryOpt = None,
+    filter_: FilterOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The K files most similar (cosine) to a file or to a vector, best first."""
     if (name is None) == (vector_file is None):
-        raise typer.BadParameter("give exactly one of --name or --vector-file",
-                                 param_hint="--name / --vector-file")
+        raise typer.BadParameter(
+            "give exactly one of --name or --vector-file", param_hint="--name / --vector-file"
+        )
     vector = read_vector_file(vector_file) if vector_file is not None else None
     filters = parse_json_option(filter_, "--filter")
     with sdk_client() as client:
         items = client.get_similar_items(
-            name, vector, model, k,
-            _collection(collection_id) if collection_id is not None else None, query, filters)
+            name,
+            vector,
+            model,
+            k,
+            _collection(collection_id) if collection_id is not None else None,
+            query,
+            filters,
+        )
     if as_json:
         _json(items)
         return
@@ -335,12 +445,20 @@ AsJsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 @jobs_app.command("list")
 def list_(
-    status: Annotated[str | None, typer.Option(
-        help="Only jobs in this status (queued, running, succeeded, partially_failed, failed, "
-             "cancelled).")] = None,
-    kind: Annotated[str | None, typer.Option(
-        help="Only jobs of this kind (autotagging, auto_annotation, embedding, "
-             "embedding_import).")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            help="Only jobs in this status (queued, running, succeeded, partially_failed, failed, "
+            "cancelled)."
+        ),
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            help="Only jobs of this kind (autotagging, auto_annotation, embedding, "
+            "embedding_import)."
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Jobs to show.")] = 50,
     as_json: AsJsonOpt = False,
 ) -> None:
@@ -370,8 +488,10 @@ def show(job_id: JobIdArg, as_json: AsJsonOpt = False) -> None:
 @jobs_app.command("wait")
 def wait_(
     job_id: JobIdArg,
-    timeout: Annotated[float | None, typer.Option(
-        min=0.0, help="Give up after this many seconds (the job goes on).")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Give up after this many seconds (the job goes on)."),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Wait for a job to finish and show it; exit 1 if it failed or was cancelled."""
@@ -404,8 +524,12 @@ def resume(job_id: JobIdArg) -> None:
     typer.echo(job_line(job))
 
 
-NamesOpt = Annotated[list[str] | None, typer.Option(
-    "--name", "-n", metavar="UNIQUE_NAME", help="Only this file's proposals. Repeatable.")]
+NamesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--name", "-n", metavar="UNIQUE_NAME", help="Only this file's proposals. Repeatable."
+    ),
+]
 
 
 @jobs_app.command("accept")

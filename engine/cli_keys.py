@@ -13,8 +13,9 @@ import typer
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-keys_app = typer.Typer(help="API keys (stored hashed; a key is shown once, when created).",
-                       no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys (stored hashed; a key is shown once, when created).", no_args_is_help=True
+)
 
 
 class Scope(StrEnum):
@@ -39,19 +40,24 @@ def _session() -> Iterator[Session]:
 
 @keys_app.command("create")
 def create(
-    scope: Annotated[Scope, typer.Option(help="read < write < admin; each includes the ones "
-                                              "before it.")],
+    scope: Annotated[
+        Scope, typer.Option(help="read < write < admin; each includes the ones before it.")
+    ],
     name: Annotated[str | None, typer.Option(help="A label to recognise the key by.")] = None,
 ) -> None:
     """Create an API key and print it (it cannot be shown again)."""
     from engine import auth
 
     with _session() as session:
-        key, row = auth.create_key(session=session, name=name or f"cli {scope.value} key",
-                                   scopes=[scope.value])
+        key, row = auth.create_key(
+            session=session, name=name or f"cli {scope.value} key", scopes=[scope.value]
+        )
         key_id, key_name = row.id, row.name
-    typer.echo(f"Created API key {key_id} ({key_name!r}, scope {scope.value}). "
-               "It is shown only this once:", err=True)
+    typer.echo(
+        f"Created API key {key_id} ({key_name!r}, scope {scope.value}). "
+        "It is shown only this once:",
+        err=True,
+    )
     typer.echo(key)
 
 
@@ -61,13 +67,19 @@ def list_() -> None:
     from engine import auth
 
     with _session() as session:
-        rows = [(k.id, k.name, k.prefix, ",".join(k.scopes), k.created_at, k.last_used_at,
-                 k.revoked_at) for k in auth.list_keys(session=session)]
-    typer.echo(f"{'id':>4}  {'prefix':<13} {'scopes':<8} {'created':<16} {'last used':<16} "
-               f"{'state':<8} name")
+        rows = [
+            (k.id, k.name, k.prefix, ",".join(k.scopes), k.created_at, k.last_used_at, k.revoked_at)
+            for k in auth.list_keys(session=session)
+        ]
+    typer.echo(
+        f"{'id':>4}  {'prefix':<13} {'scopes':<8} {'created':<16} {'last used':<16} "
+        f"{'state':<8} name"
+    )
     for key_id, name, prefix, scopes, created, used, revoked in rows:
-        typer.echo(f"{key_id:>4}  {prefix + '…':<13} {scopes:<8} {_when(created):<16} "
-                   f"{_when(used):<16} {'revoked' if revoked else 'active':<8} {name}")
+        typer.echo(
+            f"{key_id:>4}  {prefix + '…':<13} {scopes:<8} {_when(created):<16} "
+            f"{_when(used):<16} {'revoked' if revoked else 'active':<8} {name}"
+        )
 
 
 @keys_app.command("revoke")

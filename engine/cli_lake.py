@@ -19,12 +19,17 @@ def register_lake_commands(app: typer.Typer) -> None:
 
 
 def ingest(
-    path: Annotated[str, typer.Argument(help="A folder (recursive), a file, or s3://bucket/prefix.")],
-    collection: Annotated[str, typer.Option("--collection", "-c",
-                                            help="Collection name (created if new).")],
+    path: Annotated[
+        str, typer.Argument(help="A folder (recursive), a file, or s3://bucket/prefix.")
+    ],
+    collection: Annotated[
+        str, typer.Option("--collection", "-c", help="Collection name (created if new).")
+    ],
     content_type: Annotated[str, typer.Option(help="image or video.")] = "image",
-    meta: Annotated[str | None, typer.Option(
-        help='Metadata for every file, a JSON object: \'{"camera": "cam 1"}\'.')] = None,
+    meta: Annotated[
+        str | None,
+        typer.Option(help='Metadata for every file, a JSON object: \'{"camera": "cam 1"}\'.'),
+    ] = None,
 ) -> None:
     """Register the files under PATH in a collection of the lake."""
     import warnings
@@ -36,13 +41,16 @@ def ingest(
     location = path if "://" in path else os.path.abspath(os.path.expanduser(path))
     with closing(Client()) as client, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the failures are listed below instead
-        collection_id = client.upload_files_to_collection(location, content_type, collection,
-                                                          metadata)
+        collection_id = client.upload_files_to_collection(
+            location, content_type, collection, metadata
+        )
         report = client.last_upload_report
     typer.echo(f"ingested {location} into collection {collection!r} (id {collection_id})")
     if report is not None:
-        typer.echo(f"  added {report.added}, updated {report.updated}, "
-                   f"unchanged {report.unchanged}, failed {len(report.failed)}")
+        typer.echo(
+            f"  added {report.added}, updated {report.updated}, "
+            f"unchanged {report.unchanged}, failed {len(report.failed)}"
+        )
         for failure in report.failed[:20]:
             typer.echo(f"  failed: {failure.path}: {failure.reason}", err=True)
         if len(report.failed) > 20:
@@ -50,11 +58,19 @@ def ingest(
 
 
 def query(
-    text: Annotated[str | None, typer.Argument(
-        metavar="QUERY", help='e.g. \'annotation.label=Bird AND metadata.camera!="cam 2"\'; '
-                              "omit to list everything.")] = None,
-    filter_: Annotated[str | None, typer.Option(
-        "--filter", help='JSON: {"annotation_types": ["human"], "from_date": "2024-01-01"}.')
+    text: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="QUERY",
+            help="e.g. 'annotation.label=Bird AND metadata.camera!=\"cam 2\"'; "
+            "omit to list everything.",
+        ),
+    ] = None,
+    filter_: Annotated[
+        str | None,
+        typer.Option(
+            "--filter", help='JSON: {"annotation_types": ["human"], "from_date": "2024-01-01"}.'
+        ),
     ] = None,
     collection_id: Annotated[int | None, typer.Option(help="Only this collection.")] = None,
     item_type: Annotated[str, typer.Option("--type", help="image or video.")] = "image",

@@ -15,11 +15,17 @@ import typer
 
 models_app = typer.Typer(
     help="Model registry: register bundles (docs/bundles.md), list, show, delete, and install "
-         "the system default models.", no_args_is_help=True)
+    "the system default models.",
+    no_args_is_help=True,
+)
 
 NameOption = Annotated[str, typer.Option("--name", "-n", help="The model's name.")]
-ApplicationOption = Annotated[str, typer.Option(
-    "--application", "-a", help="autotagging (or auto_tagging), auto_annotation or embedding.")]
+ApplicationOption = Annotated[
+    str,
+    typer.Option(
+        "--application", "-a", help="autotagging (or auto_tagging), auto_annotation or embedding."
+    ),
+]
 
 
 def _size(size: int) -> str:
@@ -34,7 +40,8 @@ def _size(size: int) -> str:
 @models_app.command("register")
 def register(
     path: Annotated[str, typer.Argument(help="The bundle folder, or a .tar.gz of it.")],
-    name: NameOption, application: ApplicationOption,
+    name: NameOption,
+    application: ApplicationOption,
 ) -> None:
     """Register a bundle as model NAME (a new version if NAME exists)."""
     from contextlib import closing
@@ -43,14 +50,17 @@ def register(
 
     with closing(Client()) as client:
         version = client.register_model(path, name, application)
-    typer.echo(f"registered {version['reference']} ({version['application']}, "
-               f"{_size(version['size_bytes'])}, sha256 {version['sha256'][:12]})")
+    typer.echo(
+        f"registered {version['reference']} ({version['application']}, "
+        f"{_size(version['size_bytes'])}, sha256 {version['sha256'][:12]})"
+    )
 
 
 @models_app.command("list")
 def list_(
-    application: Annotated[str | None, typer.Option(
-        "--application", "-a", help="Only models of this application.")] = None,
+    application: Annotated[
+        str | None, typer.Option("--application", "-a", help="Only models of this application.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List registered models: name, application, latest version, system default."""
@@ -66,16 +76,19 @@ def list_(
     typer.echo(f"{'name':<32} {'application':<16} {'latest':>6}  {'default':<7} created")
     for model in models:
         default = "yes" if model["is_system_default"] else ""
-        typer.echo(f"{model['name']:<32} {model['application']:<16} "
-                   f"{model['latest_version']:>6}  {default:<7} "
-                   f"{model['created_at'][:16].replace('T', ' ')}")
+        typer.echo(
+            f"{model['name']:<32} {model['application']:<16} "
+            f"{model['latest_version']:>6}  {default:<7} "
+            f"{model['created_at'][:16].replace('T', ' ')}"
+        )
     typer.echo(f"{len(models)} model{'s' if len(models) != 1 else ''}")
 
 
 @models_app.command("show")
 def show(
-    reference: Annotated[str, typer.Argument(metavar="NAME[@N]",
-                                             help="A model, or one version of it.")],
+    reference: Annotated[
+        str, typer.Argument(metavar="NAME[@N]", help="A model, or one version of it.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show a model's versions and one version in full (the latest, or NAME@N)."""
@@ -95,8 +108,11 @@ def show(
 def describe(model: dict[str, Any]) -> list[str]:
     version = model["version"]
     labels = version.get("label_list")
-    label_text = "-" if not labels else (
-        f"{len(labels)}: {', '.join(labels[:8])}{', ...' if len(labels) > 8 else ''}")
+    label_text = (
+        "-"
+        if not labels
+        else (f"{len(labels)}: {', '.join(labels[:8])}{', ...' if len(labels) > 8 else ''}")
+    )
     lines = [
         f"{model['name']}  ({model['application']}"
         f"{', system default' if model['is_system_default'] else ''})",
@@ -123,8 +139,10 @@ def describe(model: dict[str, Any]) -> list[str]:
 @models_app.command("delete")
 def delete(
     name: Annotated[str, typer.Argument(help="The model (all its versions).")],
-    force: Annotated[bool, typer.Option(
-        "--force", help="Delete it even if it is a system model (install-defaults).")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Delete it even if it is a system model (install-defaults)."),
+    ] = False,
 ) -> None:
     """Delete a model and all its versions (needs an admin key; refused while a job uses it,
     and for a system model without --force)."""
@@ -139,10 +157,14 @@ def delete(
 
 @models_app.command("install-defaults")
 def install_defaults(
-    templates: Annotated[Path | None, typer.Option(
-        help="The model_templates folder. Default: the one of this source tree.")] = None,
-    application: Annotated[list[str] | None, typer.Option(
-        "--application", "-a", help="Only this application's default (repeatable).")] = None,
+    templates: Annotated[
+        Path | None,
+        typer.Option(help="The model_templates folder. Default: the one of this source tree."),
+    ] = None,
+    application: Annotated[
+        list[str] | None,
+        typer.Option("--application", "-a", help="Only this application's default (repeatable)."),
+    ] = None,
 ) -> None:
     """Register the default templates (YOLOv8 autotagging, ResNet50 embedding, text-prompt
     auto-annotation) as the system defaults, with weights from METALAKE_WEIGHTS_DIR.
@@ -157,14 +179,21 @@ def install_defaults(
     db_engine = make_engine(reachable_database_url(settings), pool_size=1)
     try:
         with session_scope(make_session_factory(db_engine)) as session:
-            results = install(session=session, storage=registry_storage(settings),
-                              settings=settings, templates=templates, applications=application)
+            results = install(
+                session=session,
+                storage=registry_storage(settings),
+                settings=settings,
+                templates=templates,
+                applications=application,
+            )
     finally:
         db_engine.dispose()
     for result in results:
         state = "installed" if result.installed else "already installed"
         extra = f"; weights: {', '.join(result.weights)}" if result.weights else ""
         if result.missing_weights:
-            extra += (f"; without {', '.join(result.missing_weights)} (not in "
-                      f"{settings.weights_path}: its model_fn falls back)")
+            extra += (
+                f"; without {', '.join(result.missing_weights)} (not in "
+                f"{settings.weights_path}: its model_fn falls back)"
+            )
         typer.echo(f"{state} {result.name}@{result.version} ({result.application}{extra})")

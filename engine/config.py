@@ -45,7 +45,8 @@ class Settings(BaseSettings):
     pg_port: int = Field(default=8471, description="Port of the embedded PostgreSQL (loopback).")
     redis_port: int = Field(default=8472, description="Port of the embedded Redis (loopback).")
     pg_shared_buffers: str = Field(
-        default="auto", pattern=r"^(auto|[0-9]+ ?(kB|MB|GB|TB))$",
+        default="auto",
+        pattern=r"^(auto|[0-9]+ ?(kB|MB|GB|TB))$",
         description=(
             "shared_buffers of the embedded PostgreSQL. auto: a quarter of the memory this "
             "machine (or its container limit) has, between 128MB and 8GB. Similarity indexes "
@@ -75,21 +76,24 @@ class Settings(BaseSettings):
     )
     max_page_size: int = Field(default=1000, description="Largest page a list call may ask for.")
     request_max_bytes: int = Field(
-        default=16 << 20, gt=0,
+        default=16 << 20,
+        gt=0,
         description="Largest request body the API takes, but on the upload routes; a larger "
-                    "one is a 413, refused before it is read. 16 MiB holds the largest JSON "
-                    "call: an embeddings batch of 99 vectors of 4,000 dimensions.",
+        "one is a 413, refused before it is read. 16 MiB holds the largest JSON "
+        "call: an embeddings batch of 99 vectors of 4,000 dimensions.",
     )
     upload_max_bytes: int = Field(
-        default=17 << 30, gt=0,
+        default=17 << 30,
+        gt=0,
         description="Largest body of a file upload (multipart POST /collections/{name}/upload), "
-                    "streamed to temporary files as it arrives: room for one file of the "
-                    "16 GiB METALAKE_INGEST_MAX_FILE_BYTES and its framing.",
+        "streamed to temporary files as it arrives: room for one file of the "
+        "16 GiB METALAKE_INGEST_MAX_FILE_BYTES and its framing.",
     )
     annotation_max_bytes: int = Field(
-        default=1 << 30, gt=0,
+        default=1 << 30,
+        gt=0,
         description="Largest body of an annotation upload or import (MetaLake, COCO or YOLO "
-                    "JSON); the API reads it whole into memory to parse it.",
+        "JSON); the API reads it whole into memory to parse it.",
     )
     ingest_batch_size: int = Field(default=200, description="Files the SDK sends per ingest call.")
     max_image_pixels: int = Field(
@@ -97,14 +101,16 @@ class Settings(BaseSettings):
         description="Images declaring more pixels than this are refused as decompression bombs.",
     )
     ingest_max_file_bytes: int = Field(
-        default=16 << 30, gt=0,
+        default=16 << 30,
+        gt=0,
         description="Largest file an ingest or upload registers; a larger one is recorded as "
-                    "a failure without being read.",
+        "a failure without being read.",
     )
     ingest_max_listing: int = Field(
-        default=10_000, gt=0,
+        default=10_000,
+        gt=0,
         description="Most objects one ingest request lists under an s3:// prefix; a larger "
-                    "prefix is ingested by a background job, this many objects a transaction.",
+        "prefix is ingested by a background job, this many objects a transaction.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the API and workers."
@@ -118,18 +124,20 @@ class Settings(BaseSettings):
         ),
     )
     bundle_max_bytes: int = Field(
-        default=4 << 30, gt=0,
+        default=4 << 30,
+        gt=0,
         description="Largest model bundle (its files' total size, unpacked); larger is a 413.",
     )
     bundle_max_files: int = Field(
         default=10_000, gt=0, description="Most files and folders a model bundle may hold."
     )
     document_max_bytes: int = Field(
-        default=4 << 20, gt=0,
+        default=4 << 20,
+        gt=0,
         description="Largest JSON or YAML document the engine parses from a user (a YOLO "
-                    "data_yaml, a bundle's label_list.yaml or metalake.yaml, a JSON form "
-                    "field or filter); larger is a 413. Any document nested more than 100 "
-                    "levels, or whose YAML aliases add more than 10,000 values, is a 400.",
+        "data_yaml, a bundle's label_list.yaml or metalake.yaml, a JSON form "
+        "field or filter); larger is a 413. Any document nested more than 100 "
+        "levels, or whose YAML aliases add more than 10,000 values, is a 400.",
     )
     weights_dir: Path | None = Field(
         default=None,
@@ -147,26 +155,31 @@ class Settings(BaseSettings):
         ),
     )
     env_install_timeout: float = Field(
-        default=1800, gt=0,
+        default=1800,
+        gt=0,
         description="Seconds `pip install -r requirements.txt` may take for a bundle.",
     )
     host_start_timeout: float = Field(
-        default=300, gt=0,
+        default=300,
+        gt=0,
         description="Seconds a model host may take to start and run the bundle's model_fn.",
     )
     host_request_timeout: float = Field(
-        default=300, gt=0,
+        default=300,
+        gt=0,
         description="Seconds a model host may take for one batch; then it is killed.",
     )
     host_memory_limit_mb: int = Field(
-        default=8192, ge=0,
+        default=8192,
+        ge=0,
         description=(
             "Resident memory (MB) a model host and its children may use; above it the host is "
             "killed and its batch fails. 0: no limit."
         ),
     )
     host_idle_seconds: float = Field(
-        default=600, gt=0,
+        default=600,
+        gt=0,
         description="A model host unused for this many seconds is stopped.",
     )
     host_env_allow: str = Field(
@@ -181,24 +194,27 @@ class Settings(BaseSettings):
     sandbox: Literal["auto", "off"] = Field(
         default="auto",
         description="How model hosts run bundle code. auto: boxed in with bubblewrap (own "
-                    "uid, PID/network/mount namespaces, a read-only view of the bundle) where "
-                    "the machine allows it, else unboxed with a warning on `metalake status` "
-                    "and every job. off: never boxed (development only).",
+        "uid, PID/network/mount namespaces, a read-only view of the bundle) where "
+        "the machine allows it, else unboxed with a warning on `metalake status` "
+        "and every job. off: never boxed (development only).",
     )
     require_sandbox: bool = Field(
         default=False,
         description="Refuse to run model code that cannot be boxed in (jobs fail with the "
-                    "reason) instead of running it unboxed with a warning.",
+        "reason) instead of running it unboxed with a warning.",
     )
     sandbox_uid: int = Field(
-        default=62000, ge=1, le=2**31 - 2,
+        default=62000,
+        ge=1,
+        le=2**31 - 2,
         description="Unprivileged uid (and gid) model hosts run as when the engine runs as "
-                    "root. Give it no other use on the machine.",
+        "root. Give it no other use on the machine.",
     )
     sandbox_tmp_mb: int = Field(
-        default=1024, ge=16,
+        default=1024,
+        ge=16,
         description="Size (MB) of a boxed model host's private writable /tmp, its only "
-                    "writable place besides the socket it answers on.",
+        "writable place besides the socket it answers on.",
     )
     inference_platform: Literal["local", "aws"] = Field(
         default="local",
@@ -208,7 +224,9 @@ class Settings(BaseSettings):
         ),
     )
     chunk_size: int = Field(
-        default=64, gt=0, le=1024,
+        default=64,
+        gt=0,
+        le=1024,
         description=(
             "Files per job chunk: one database transaction each. The chunk's frames go to the "
             "model in requests of `request_batch_size`, pipelined (the next request's files are "
@@ -216,14 +234,18 @@ class Settings(BaseSettings):
         ),
     )
     request_batch_size: int = Field(
-        default=16, gt=0, le=1024,
+        default=16,
+        gt=0,
+        le=1024,
         description=(
             "Frames per model request within a chunk (never more than `chunk_size`; on `aws` "
             "also capped by METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES)."
         ),
     )
     worker_concurrency: int = Field(
-        default=2, gt=0, le=64,
+        default=2,
+        gt=0,
+        le=64,
         description=(
             "Chunks one `metalake worker` runs at once (prefork processes, each with its own "
             "model host). Two on a 2-core machine let one chunk's decode and write overlap "
@@ -232,18 +254,22 @@ class Settings(BaseSettings):
         ),
     )
     chunk_decode_threads: int = Field(
-        default=2, gt=0, le=32,
+        default=2,
+        gt=0,
+        le=32,
         description=(
             "Threads a worker uses to fetch and decode a chunk's files ahead of the model "
             "request that needs them."
         ),
     )
     video_frame_stride: int = Field(
-        default=30, gt=0,
+        default=30,
+        gt=0,
         description="Analysis jobs sample every N-th frame of a video.",
     )
     chunk_lease_seconds: float = Field(
-        default=60, gt=0,
+        default=60,
+        gt=0,
         description=(
             "A running chunk holds a lease in the database, renewed every third of this; when "
             "its worker dies (killed, lost power) the lease lapses after this many seconds and "
@@ -251,14 +277,16 @@ class Settings(BaseSettings):
         ),
     )
     recovery_interval: float = Field(
-        default=15, ge=0,
+        default=15,
+        ge=0,
         description=(
             "Seconds between each worker's sweeps for chunks whose lease lapsed (0: this "
             "worker does not sweep)."
         ),
     )
     index_quiet_seconds: float = Field(
-        default=10, ge=0,
+        default=10,
+        ge=0,
         description=(
             "A space's HNSW index is built in bulk once no vectors have been written to it for "
             "this many seconds (by a worker's sweep; until then searches scan exactly). A bulk "
@@ -267,7 +295,8 @@ class Settings(BaseSettings):
         ),
     )
     index_min_vectors: int = Field(
-        default=1_000, ge=0,
+        default=1_000,
+        ge=0,
         description=(
             "A space's first HNSW index is built once it holds this many vectors; smaller "
             "spaces are scanned exactly, and vectors written into them do not pay for joining "
@@ -275,7 +304,8 @@ class Settings(BaseSettings):
         ),
     )
     index_rebuild_growth: float = Field(
-        default=0.5, gt=0,
+        default=0.5,
+        gt=0,
         description=(
             "A space's index is rebuilt in bulk (REINDEX CONCURRENTLY, searches go on) once the "
             "space has this much more vectors than the last build covered (0.5: 50% more). "
@@ -283,14 +313,17 @@ class Settings(BaseSettings):
         ),
     )
     index_build_memory: str = Field(
-        default="1GB", pattern=r"^[0-9]+ ?(kB|MB|GB|TB)$",
+        default="1GB",
+        pattern=r"^[0-9]+ ?(kB|MB|GB|TB)$",
         description=(
             "PostgreSQL maintenance_work_mem for index builds. The graph should fit in it, "
             "else the build is slower; bench/README.md has the sizes of the indexes measured."
         ),
     )
     index_build_workers: int = Field(
-        default=0, ge=0, le=16,
+        default=0,
+        ge=0,
+        le=16,
         description=(
             "PostgreSQL parallel workers per index build (max_parallel_maintenance_workers). "
             "0, one process: a parallel build was no faster on 2 cores and its graph found "
@@ -338,17 +371,19 @@ class Settings(BaseSettings):
     sagemaker_runtime_endpoint_url: str | None = Field(
         default=None,
         description="sagemaker-runtime endpoint for invocations. Unset: "
-                    "METALAKE_SAGEMAKER_ENDPOINT_URL, else AWS.",
+        "METALAKE_SAGEMAKER_ENDPOINT_URL, else AWS.",
     )
     sagemaker_max_payload_bytes: int = Field(
-        default=6_000_000, gt=0,
+        default=6_000_000,
+        gt=0,
         description=(
             "Largest request body sent to an endpoint (SageMaker refuses more than 6 MB); "
             "chunks are split by bytes to stay under it."
         ),
     )
     sagemaker_endpoint_timeout: float = Field(
-        default=1800, gt=0,
+        default=1800,
+        gt=0,
         description="Seconds a new SageMaker endpoint may take to become InService.",
     )
 

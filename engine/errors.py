@@ -396,11 +396,22 @@ class EndpointError(ModelHostError):
 
     code = "endpoint_error"
 
-    def __init__(self, message: str | None = None, *, endpoint_name: str,
-                 version_key: str | None = None, log_file: str | None = None,
-                 **details: Any) -> None:
-        super().__init__(message, version_key=version_key, log_file=log_file,
-                         endpoint_name=endpoint_name, **details)
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        endpoint_name: str,
+        version_key: str | None = None,
+        log_file: str | None = None,
+        **details: Any,
+    ) -> None:
+        super().__init__(
+            message,
+            version_key=version_key,
+            log_file=log_file,
+            endpoint_name=endpoint_name,
+            **details,
+        )
         self.endpoint_name = endpoint_name
 
 

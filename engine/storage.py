@@ -51,16 +51,20 @@ class S3Object:
 class Storage:
     """Reads and writes objects by URI. One instance per process, built from `Settings`."""
 
-    def __init__(self, *, s3_endpoint_url: str | None, s3_region: str,
-                 managed_url: str | None) -> None:
+    def __init__(
+        self, *, s3_endpoint_url: str | None, s3_region: str, managed_url: str | None
+    ) -> None:
         self.s3_endpoint_url = s3_endpoint_url
         self.s3_region = s3_region
         self.managed_url = managed_url.rstrip("/") if managed_url else None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Storage:
-        return cls(s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region,
-                   managed_url=settings.managed_storage_url)
+        return cls(
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
+            managed_url=settings.managed_storage_url,
+        )
 
     @cached_property
     def s3(self) -> Any:
@@ -68,9 +72,10 @@ class Storage:
         from botocore.config import Config
 
         return boto3.client(
-            "s3", endpoint_url=self.s3_endpoint_url, region_name=self.s3_region,
-            config=Config(retries={"max_attempts": 5, "mode": "standard"},
-                          max_pool_connections=32),
+            "s3",
+            endpoint_url=self.s3_endpoint_url,
+            region_name=self.s3_region,
+            config=Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=32),
         )
 
     # -- reading ---------------------------------------------------------------------------
@@ -112,8 +117,9 @@ class Storage:
             paginator = self.s3.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
-                    yield S3Object(uri=f"s3://{bucket}/{item['Key']}", key=item["Key"],
-                                   size=int(item["Size"]))
+                    yield S3Object(
+                        uri=f"s3://{bucket}/{item['Key']}", key=item["Key"], size=int(item["Size"])
+                    )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code == "NoSuchBucket":
@@ -123,8 +129,9 @@ class Storage:
             raise StorageError(f"S3 is unreachable listing {uri}: {exc}", uri=uri) from exc
 
     # -- writing (managed storage) ------------------------------------------------------------
-    def put_content_addressed(self, source: IO[bytes], *, namespace: str, suffix: str = "") -> \
-            tuple[str, str, int]:
+    def put_content_addressed(
+        self, source: IO[bytes], *, namespace: str, suffix: str = ""
+    ) -> tuple[str, str, int]:
         """Copy a stream into managed storage under `<namespace>/<sha256><suffix>`.
 
         Returns (uri, sha256, size). Writing the same bytes twice yields the same URI.
@@ -168,6 +175,6 @@ class Storage:
             except (ClientError, BotoCoreError) as exc:
                 raise StorageError(f"Could not write s3://{bucket}/{full_key}: {exc}") from exc
             return f"s3://{bucket}/{full_key}"
-        raise InvalidPath(f"METALAKE_MANAGED_STORAGE_URL must be file:// or s3://, "
-                          f"not {self.managed_url!r}")
-
+        raise InvalidPath(
+            f"METALAKE_MANAGED_STORAGE_URL must be file:// or s3://, not {self.managed_url!r}"
+        )

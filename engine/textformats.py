@@ -63,13 +63,19 @@ def check_size(data: str | bytes, what: str, limits: TextLimits) -> None:
         raise DocumentTooLarge(
             f"{what} is larger than {limits.max_bytes:,} bytes ({SIZE_SETTING}); send a smaller "
             "document or ask the engine's operator to raise the limit.",
-            document=what, reason="too_large", limit=limits.max_bytes)
+            document=what,
+            reason="too_large",
+            limit=limits.max_bytes,
+        )
 
 
 def too_deep(what: str, limit: int) -> InvalidDocument:
     return InvalidDocument(
-        f"{what} is nested too deeply: more than {limit} levels of lists or mappings; "
-        "flatten it.", document=what, reason="too_deep", limit=limit)
+        f"{what} is nested too deeply: more than {limit} levels of lists or mappings; flatten it.",
+        document=what,
+        reason="too_deep",
+        limit=limit,
+    )
 
 
 # -- JSON ------------------------------------------------------------------------------------------
@@ -102,9 +108,12 @@ def not_json(what: str, exc: ValueError) -> InvalidDocument:
     if "digits" in str(exc) and not isinstance(exc, json.JSONDecodeError):
         return InvalidDocument(  # int()'s limit of 4,300 digits (sys.get_int_max_str_digits)
             f"{what} holds a number of more than 4,300 digits; no field takes one.",
-            document=what, reason="number_too_long")
-    return InvalidDocument(f"{what} is not valid JSON: {excerpt(str(exc))}.", document=what,
-                           reason="syntax")
+            document=what,
+            reason="number_too_long",
+        )
+    return InvalidDocument(
+        f"{what} is not valid JSON: {excerpt(str(exc))}.", document=what, reason="syntax"
+    )
 
 
 def depth_exceeds(value: Any, limit: int) -> bool:
@@ -120,8 +129,9 @@ def depth_exceeds(value: Any, limit: int) -> bool:
             continue
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children
-                     if isinstance(child, dict | list | tuple))
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
+        )
     return False
 
 
@@ -141,8 +151,9 @@ def load_yaml(text: str, *, what: str, limits: TextLimits | None = None) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise InvalidDocument(f"{what} is not valid YAML{where}: {excerpt(problem)}.",
-                              document=what, reason="syntax") from exc
+        raise InvalidDocument(
+            f"{what} is not valid YAML{where}: {excerpt(problem)}.", document=what, reason="syntax"
+        ) from exc
     except RecursionError as exc:
         raise too_deep(what, limits.max_depth) from exc
     except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as exc:
@@ -151,7 +162,10 @@ def load_yaml(text: str, *, what: str, limits: TextLimits | None = None) -> Any:
         raise InvalidDocument(
             f"{what} is not valid YAML: a value cannot be read as its tag says "
             f"({type(exc).__name__}: {excerpt(str(exc), 80)}); remove the `!!` tag or fix the "
-            "value.", document=what, reason="tag") from exc
+            "value.",
+            document=what,
+            reason="tag",
+        ) from exc
 
 
 def _check_events(events: Iterator[yaml.Event], what: str, limits: TextLimits) -> None:
@@ -185,14 +199,19 @@ def _check_events(events: Iterator[yaml.Event], what: str, limits: TextLimits) -
                 raise InvalidDocument(
                     f"{what}: the alias *{excerpt(anchor, 40)} refers to a list or mapping that "
                     "contains it (a value inside itself); write the values out.",
-                    document=what, reason="aliases")
+                    document=what,
+                    reason="aliases",
+                )
             size, height = anchored.get(anchor, (1, 0))  # an unknown anchor: load() reports it
             expanded += size
             if expanded > limits.alias_budget:
                 raise InvalidDocument(
                     f"{what}: its aliases (`*name`) stand for more than {limits.alias_budget:,} "
                     "values; write the values out instead of repeating aliases.",
-                    document=what, reason="aliases", limit=limits.alias_budget)
+                    document=what,
+                    reason="aliases",
+                    limit=limits.alias_budget,
+                )
             if len(stack) + height > limits.max_depth:
                 raise too_deep(what, limits.max_depth)
         else:

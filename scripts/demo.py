@@ -41,13 +41,18 @@ def show_query(client: Any, query: str, truth: Callable[[Any], bool], shapes: li
     expected = sorted(s.file_name for s in shapes if truth(s))
     items = list(client.iter_items("image", query=query))
     found = sorted(item["name"] for item in items)
-    verdict = "matches the generated truth" if found == expected else (
-        f"EXPECTED {len(expected)}: {expected[:5]}...")
+    verdict = (
+        "matches the generated truth"
+        if found == expected
+        else (f"EXPECTED {len(expected)}: {expected[:5]}...")
+    )
     print(f"\nquery: {query}\n  {len(items)} item(s), {verdict}")
     for item in items[:5]:
         meta = item.get("metadata", {})
-        print(f"    {item['uniqueName']:<32} {item.get('width')}x{item.get('height')}  "
-              f"camera={meta.get('camera')!r}")
+        print(
+            f"    {item['uniqueName']:<32} {item.get('width')}x{item.get('height')}  "
+            f"camera={meta.get('camera')!r}"
+        )
     if len(items) > 5:
         print(f"    ... and {len(items) - 5} more")
     return found == expected
@@ -79,18 +84,25 @@ def register(client: Any, bundle: Path, name: str, application: str) -> str:
         print(f"  {latest['reference']} is already this bundle (same sha256): not registered again")
         return str(latest["reference"])
     version = client.register_model(str(archive), name, application)
-    extra = (f"labels {version['label_list']}" if version.get("label_list")
-             else f"dimension {version.get('embedding_dim')}")
-    print(f"  registered {version['reference']} ({application}, {version['size_bytes'] / 1e6:.1f}"
-          f" MB, {extra})")
+    extra = (
+        f"labels {version['label_list']}"
+        if version.get("label_list")
+        else f"dimension {version.get('embedding_dim')}"
+    )
+    print(
+        f"  registered {version['reference']} ({application}, {version['size_bytes'] / 1e6:.1f}"
+        f" MB, {extra})"
+    )
     return str(version["reference"])
 
 
 def wait(client: Any, job: dict[str, Any]) -> dict[str, Any]:
     print(f"  job {job['job_id']} submitted ({job['status']})")
     final = client.wait_for_job(job["job_id"], timeout=JOB_TIMEOUT)
-    print(f"  job {final['job_id']}: {final['status']} (done {final['done']}, failed "
-          f"{final['failed']})")
+    print(
+        f"  job {final['job_id']}: {final['status']} (done {final['done']}, failed "
+        f"{final['failed']})"
+    )
     if final.get("error"):
         print(f"    error: {final['error']}")
     for item in (final.get("errors") or [])[:3]:
@@ -115,9 +127,11 @@ def analyse(client: Any, collection_id: int, shapes: list[Any]) -> bool:
     section(f"Registering the shapes detector as {DETECTOR!r}")
     cached = (models.cache_root() / models.DETECTOR.key() / "best.pt").is_file()
     if not cached:
-        print("  no pretrained weights can be downloaded here, so the demo trains its own: "
-              "YOLOv8n from\n  scratch on generated shapes, on the CPU (~2.5 min, once; cached "
-              f"in {models.cache_root()})")
+        print(
+            "  no pretrained weights can be downloaded here, so the demo trains its own: "
+            "YOLOv8n from\n  scratch on generated shapes, on the CPU (~2.5 min, once; cached "
+            f"in {models.cache_root()})"
+        )
     started = time.monotonic()
     detector = models.trained_detector()
     metrics = detector.metrics
@@ -128,14 +142,19 @@ def analyse(client: Any, collection_id: int, shapes: list[Any]) -> bool:
     register(client, bundle, DETECTOR, "autotagging")
 
     section(f"Auto-tagging the files matching {SUBSET}")
-    job = client.auto_tag_collection(collection_id, DETECTOR, (160, 160), 0.5, SUBSET, None,
-                                     "local")
+    job = client.auto_tag_collection(
+        collection_id, DETECTOR, (160, 160), 0.5, SUBSET, None, "local"
+    )
     final = wait(client, job)
     ok &= final["status"] == "succeeded"
-    inside = {i["name"]: i for i in client.iter_items("image", collection_id=collection_id,
-                                                      query=SUBSET)}
-    outside = [i for i in client.iter_items("image", collection_id=collection_id)
-               if i["name"] not in inside]
+    inside = {
+        i["name"]: i for i in client.iter_items("image", collection_id=collection_id, query=SUBSET)
+    }
+    outside = [
+        i
+        for i in client.iter_items("image", collection_id=collection_id)
+        if i["name"] not in inside
+    ]
     tp = predicted = 0
     for name, item in inside.items():
         got = machine_tags(item)
@@ -143,24 +162,34 @@ def analyse(client: Any, collection_id: int, shapes: list[Any]) -> bool:
         predicted += len(got)
     tagged = sum(bool(machine_tags(i)) for i in inside.values())
     precision, recall = tp / max(predicted, 1), tp / max(len(inside), 1)
-    print(f"  {tagged} of {len(inside)} selected files tagged; precision {precision:.2f}, "
-          f"recall {recall:.2f} against the generated truth")
+    print(
+        f"  {tagged} of {len(inside)} selected files tagged; precision {precision:.2f}, "
+        f"recall {recall:.2f} against the generated truth"
+    )
     for name in sorted(inside)[:4]:
         got = sorted(machine_tags(inside[name])) or ["-"]
         mark = "ok" if got == [truth[name].shape] else "differs"
-        print(f"    {inside[name]['uniqueName']:<32} tags {', '.join(got):<16} truth "
-              f"{truth[name].shape:<9} {mark}")
+        print(
+            f"    {inside[name]['uniqueName']:<32} tags {', '.join(got):<16} truth "
+            f"{truth[name].shape:<9} {mark}"
+        )
     leaked = [i["uniqueName"] for i in outside if machine_tags(i)]
-    print(f"  {len(outside)} files outside the query (cam 3): "
-          + ("none has a machine tag" if not leaked else f"TAGGED: {leaked[:5]}"))
+    print(
+        f"  {len(outside)} files outside the query (cam 3): "
+        + ("none has a machine tag" if not leaked else f"TAGGED: {leaked[:5]}")
+    )
     if recall < 0.8:
-        print("  note: the detector is a 2-minute model trained on generated 160x160 scenes; "
-              "images\n  far from those (aspect, shape size) are where it misses")
+        print(
+            "  note: the detector is a 2-minute model trained on generated 160x160 scenes; "
+            "images\n  far from those (aspect, shape size) are where it misses"
+        )
     ok &= not leaked
 
     section(f"Embeddings with {EMBEDDER!r}")
-    print("  no pretrained ResNet50 weights offline: this one has seeded random weights, so "
-          "neighbours\n  reflect colour and layout, not learnt shape features")
+    print(
+        "  no pretrained ResNet50 weights offline: this one has seeded random weights, so "
+        "neighbours\n  reflect colour and layout, not learnt shape features"
+    )
     bundle = bundles.resnet50_bundle(BUNDLES / EMBEDDER)
     register(client, bundle, EMBEDDER, "embedding")
     final = wait(client, client.generate_embeddings_for_collection(collection_id, EMBEDDER))
@@ -168,11 +197,12 @@ def analyse(client: Any, collection_id: int, shapes: list[Any]) -> bool:
 
     section("Similarity search")
     probe = next(iter(sorted(inside.values(), key=lambda i: i["name"])))
-    print(f"  5 nearest to {probe['uniqueName']} ({truth[probe['name']].shape}, "
-          f"{probe['width']}x{probe['height']}):")
+    print(
+        f"  5 nearest to {probe['uniqueName']} ({truth[probe['name']].shape}, "
+        f"{probe['width']}x{probe['height']}):"
+    )
     names = {i["uniqueName"]: i["name"] for i in [*inside.values(), *outside]}
-    for hit in client.get_similar_items(unique_name=probe["uniqueName"], model_name=EMBEDDER,
-                                        k=5):
+    for hit in client.get_similar_items(unique_name=probe["uniqueName"], model_name=EMBEDDER, k=5):
         shape = truth[names[hit["unique_name"]]] if hit["unique_name"] in names else None
         what = f"{shape.shape:<9} {shape.width}x{shape.height}" if shape else ""
         print(f"    {hit['score']:.4f}  {hit['unique_name']:<32} {what}")
@@ -221,8 +251,9 @@ def main() -> int:
 
     section(f"Generating shape images into {IMAGES.relative_to(ROOT)}")
     shapes = generate(IMAGES, 60)
-    counts = {name: sum(s.shape == name for s in shapes) for name in ("circle", "square",
-                                                                       "triangle")}
+    counts = {
+        name: sum(s.shape == name for s in shapes) for name in ("circle", "square", "triangle")
+    }
     print(f"  {len(shapes)} images: " + ", ".join(f"{n} {k}s" for k, n in counts.items()))
 
     # Talk to the demo engine explicitly, whatever METALAKE_URL this shell may have set.
@@ -230,12 +261,15 @@ def main() -> int:
     try:
         with closing(Client(result.url, key)) as client:
             section(f"Ingesting into collection {COLLECTION!r}")
-            collection_id = client.upload_files_to_collection(str(IMAGES), "image", COLLECTION,
-                                                              {"source": "demo"})
+            collection_id = client.upload_files_to_collection(
+                str(IMAGES), "image", COLLECTION, {"source": "demo"}
+            )
             report = client.last_upload_report
             if report is not None:
-                print(f"  collection id {collection_id}: added {report.added}, unchanged "
-                      f"{report.unchanged}, failed {len(report.failed)}")
+                print(
+                    f"  collection id {collection_id}: added {report.added}, unchanged "
+                    f"{report.unchanged}, failed {len(report.failed)}"
+                )
             camera_of = {s.file_name: s.camera for s in shapes}
             for item in client.iter_items("image", collection_id=collection_id):
                 camera = camera_of.get(item["name"])
@@ -245,18 +279,31 @@ def main() -> int:
 
             section("Querying the lake")
             correct = [
-                show_query(client, 'metadata.camera = "cam 1"',
-                           lambda s: s.camera == "cam 1", shapes),
-                show_query(client, "width >= 240 AND name ~ circle",
-                           lambda s: s.width >= 240 and s.shape == "circle", shapes),
-                show_query(client, '(name ~ square OR name ~ triangle) AND '
-                                   'metadata.camera != "cam 2" AND height > 160',
-                           lambda s: s.shape in ("square", "triangle")
-                           and s.camera != "cam 2" and s.height > 160, shapes),
+                show_query(
+                    client, 'metadata.camera = "cam 1"', lambda s: s.camera == "cam 1", shapes
+                ),
+                show_query(
+                    client,
+                    "width >= 240 AND name ~ circle",
+                    lambda s: s.width >= 240 and s.shape == "circle",
+                    shapes,
+                ),
+                show_query(
+                    client,
+                    "(name ~ square OR name ~ triangle) AND "
+                    'metadata.camera != "cam 2" AND height > 160',
+                    lambda s: (
+                        s.shape in ("square", "triangle") and s.camera != "cam 2" and s.height > 160
+                    ),
+                    shapes,
+                ),
             ]
             if missing := _missing_model_packages():
-                print(f"\nerror: the model part of the demo needs {', '.join(missing)} (the "
-                      "`models` extra): pip install -e '.[models]'", file=sys.stderr)
+                print(
+                    f"\nerror: the model part of the demo needs {', '.join(missing)} (the "
+                    "`models` extra): pip install -e '.[models]'",
+                    file=sys.stderr,
+                )
                 return 1
             analysed = analyse(client, int(collection_id), shapes)
     except MetaLakeError as exc:
@@ -267,8 +314,10 @@ def main() -> int:
     home, bin_dir = settings.home, _shown(Path(sys.executable).parent)
     print(f"  status:   METALAKE_HOME={home} {bin_dir}/metalake status   (or: make status)")
     print(f"  query:    METALAKE_HOME={home} {bin_dir}/metalake query 'name ~ triangle'")
-    print(f"  SDK:      METALAKE_HOME={home} {bin_dir}/python -c 'from sdk import Client; "
-          "print(Client().get_item_list_from_datalake(query=\"name ~ circle\")[0])'")
+    print(
+        f"  SDK:      METALAKE_HOME={home} {bin_dir}/python -c 'from sdk import Client; "
+        'print(Client().get_item_list_from_datalake(query="name ~ circle")[0])\''
+    )
     print("  stop it:  make down")
     if not all(correct):
         print("error: a query did not find what was generated (see above)", file=sys.stderr)
@@ -282,8 +331,11 @@ def main() -> int:
 def _missing_model_packages() -> list[str]:
     import importlib.util
 
-    return [name for name in ("torch", "torchvision", "ultralytics")
-            if importlib.util.find_spec(name) is None]
+    return [
+        name
+        for name in ("torch", "torchvision", "ultralytics")
+        if importlib.util.find_spec(name) is None
+    ]
 
 
 if __name__ == "__main__":

@@ -16,8 +16,13 @@ PREDICTED = (255, 40, 40)
 TRUTH = (40, 220, 40)
 
 
-def annotate(image_path: Path, annotations: Iterable[dict[str, Any]], out_path: Path, *,
-             truth_box: tuple[float, float, float, float] | None = None) -> Path:
+def annotate(
+    image_path: Path,
+    annotations: Iterable[dict[str, Any]],
+    out_path: Path,
+    *,
+    truth_box: tuple[float, float, float, float] | None = None,
+) -> Path:
     """Write `image_path` with every box annotation drawn (red, `label conf`) and, if given,
     the generated true box (green, thin) to `out_path`."""
     image = Image.open(image_path).convert("RGB")

@@ -50,13 +50,16 @@ def _read_json(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
-        raise BadRequest(f"{what} {str(path)!r} is not UTF-8 text: {exc}.",
-                         code="invalid_annotations") from exc
+        raise BadRequest(
+            f"{what} {str(path)!r} is not UTF-8 text: {exc}.", code="invalid_annotations"
+        ) from exc
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"{what} {str(path)!r} is not valid JSON: {exc.msg} at line "
-                         f"{exc.lineno} column {exc.colno}; nothing was sent.",
-                         code="invalid_annotations",
-                         details={"line": exc.lineno, "column": exc.colno}) from exc
+        raise BadRequest(
+            f"{what} {str(path)!r} is not valid JSON: {exc.msg} at line "
+            f"{exc.lineno} column {exc.colno}; nothing was sent.",
+            code="invalid_annotations",
+            details={"line": exc.lineno, "column": exc.colno},
+        ) from exc
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -67,8 +70,10 @@ def _coco_file(path: Path) -> Path:
     if path.is_dir():
         found = sorted(p for p in path.glob("*.json") if not p.name.startswith("."))
         if len(found) != 1:
-            raise BadRequest(f"{str(path)!r} holds {len(found)} .json files; pass the COCO file "
-                             "itself.", code="invalid_path")
+            raise BadRequest(
+                f"{str(path)!r} holds {len(found)} .json files; pass the COCO file itself.",
+                code="invalid_path",
+            )
         return found[0]
     return path
 
@@ -77,12 +82,20 @@ def _yolo_folder(path: Path) -> YoloLabels:
     """Label files (under `labels/` when there is one), plus data.yaml / classes.txt content."""
     root = path.parent if path.is_file() else path
     if not root.is_dir():
-        raise BadRequest(f"{str(path)!r} is not a YOLO folder (a folder of <image>.txt label "
-                         "files with data.yaml or classes.txt).", code="invalid_path")
-    yaml_file = path if path.is_file() and path.suffix in (".yaml", ".yml") else next(
-        (root / n for n in YAML_NAMES if (root / n).is_file()), None)
-    class_file = next((root / n for n in CLASS_FILE_NAMES if (root / n).is_file()),
-                      next(iter(sorted(root.glob("*.names"))), None))
+        raise BadRequest(
+            f"{str(path)!r} is not a YOLO folder (a folder of <image>.txt label "
+            "files with data.yaml or classes.txt).",
+            code="invalid_path",
+        )
+    yaml_file = (
+        path
+        if path.is_file() and path.suffix in (".yaml", ".yml")
+        else next((root / n for n in YAML_NAMES if (root / n).is_file()), None)
+    )
+    class_file = next(
+        (root / n for n in CLASS_FILE_NAMES if (root / n).is_file()),
+        next(iter(sorted(root.glob("*.names"))), None),
+    )
     label_root = root / "labels" if (root / "labels").is_dir() else root
     labels = {
         p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
@@ -101,7 +114,9 @@ def _yolo_folder(path: Path) -> YoloLabels:
 class AnnotationCalls(BaseClient):
     # -- one file ------------------------------------------------------------------------------
     def add_annotations(
-        self, unique_name: str, annotations: Sequence[AnnotationCreate | Mapping[str, Any]],
+        self,
+        unique_name: str,
+        annotations: Sequence[AnnotationCreate | Mapping[str, Any]],
     ) -> list[AnnotationPublic]:
         """Add annotations to a file (pixel geometry, e.g. `{"label": "Bird", "shape": "box",
         "geometry": {"x1": 10, "y1": 20, "x2": 110, "y2": 70}}`). All or none are stored."""
@@ -109,8 +124,9 @@ class AnnotationCalls(BaseClient):
         rows = self._post(f"/files/{_segment(unique_name)}/annotations", json=body)
         return [AnnotationPublic.model_validate(r) for r in rows]
 
-    def list_annotations(self, unique_name: str, source: str | None = None,
-                         model_version_id: int | None = None) -> list[AnnotationPublic]:
+    def list_annotations(
+        self, unique_name: str, source: str | None = None, model_version_id: int | None = None
+    ) -> list[AnnotationPublic]:
         """All annotations of a file, optionally of one source or model version."""
         params: dict[str, Any] = {"page_size": 1000}
         if source is not None:
@@ -120,9 +136,12 @@ class AnnotationCalls(BaseClient):
         found: list[AnnotationPublic] = []
         page_index = 0
         while True:
-            page = Page[AnnotationPublic].model_validate(self._get(
-                f"/files/{_segment(unique_name)}/annotations",
-                params={**params, "page_index": page_index}))
+            page = Page[AnnotationPublic].model_validate(
+                self._get(
+                    f"/files/{_segment(unique_name)}/annotations",
+                    params={**params, "page_index": page_index},
+                )
+            )
             found.extend(page.items)
             page_index += 1
             if not page.items or len(found) >= page.total:
@@ -134,8 +153,7 @@ class AnnotationCalls(BaseClient):
     def add_tags(self, unique_name: str, names: str | Sequence[str]) -> list[TagPublic]:
         """Add human tags to a file; returns all of its tags."""
         tags = [names] if isinstance(names, str) else list(names)
-        rows = self._post(f"/files/{_segment(unique_name)}/tags",
-                          json=[{"name": n} for n in tags])
+        rows = self._post(f"/files/{_segment(unique_name)}/tags", json=[{"name": n} for n in tags])
         return [TagPublic.model_validate(r) for r in rows]
 
     def list_tags(self, unique_name: str) -> list[TagPublic]:
@@ -143,13 +161,19 @@ class AnnotationCalls(BaseClient):
         return [TagPublic.model_validate(r) for r in rows]
 
     def delete_tag(self, unique_name: str, name: str, source: str = "human") -> None:
-        self._delete(f"/files/{_segment(unique_name)}/tags/{_segment(name)}",
-                     params={"source": source})
+        self._delete(
+            f"/files/{_segment(unique_name)}/tags/{_segment(name)}", params={"source": source}
+        )
 
     # -- annotation sets -------------------------------------------------------------------------
     def upload_annotations_for_folder(
-        self, collection_name: str, operation_unique_id: str, json_data_file_path: PathLike,
-        annotation_shape_type: str, is_normalized: bool = False, is_model_run: bool = False,
+        self,
+        collection_name: str,
+        operation_unique_id: str,
+        json_data_file_path: PathLike,
+        annotation_shape_type: str,
+        is_normalized: bool = False,
+        is_model_run: bool = False,
     ) -> AnnotationUploadReport:
         """Upload a MetaLake annotation JSON for the images of a collection.
 
@@ -163,14 +187,25 @@ class AnnotationCalls(BaseClient):
         request = AnnotationUploadRequest(
             operation_unique_id=operation_unique_id,
             annotation_shape_type=annotation_shape_type.lower(),  # type: ignore[arg-type]
-            is_normalized=is_normalized, is_model_run=is_model_run, data=data)
-        result = self._post(f"/collections/by-name/{_segment(collection_name)}/annotations/upload",
-                            json=request.model_dump(mode="json"))
+            is_normalized=is_normalized,
+            is_model_run=is_model_run,
+            data=data,
+        )
+        result = self._post(
+            f"/collections/by-name/{_segment(collection_name)}/annotations/upload",
+            json=request.model_dump(mode="json"),
+        )
         return AnnotationUploadReport.model_validate(result)
 
-    def import_annotations(self, collection_id: int, path: PathLike, format: str = "coco",
-                           annotation_type: str = "human", *,
-                           operation_id: str | None = None) -> AnnotationUploadReport:
+    def import_annotations(
+        self,
+        collection_id: int,
+        path: PathLike,
+        format: str = "coco",
+        annotation_type: str = "human",
+        *,
+        operation_id: str | None = None,
+    ) -> AnnotationUploadReport:
         """Import annotations for a collection's images from COCO JSON or a YOLO folder.
 
         COCO: the JSON file (or a folder holding exactly one). YOLO: the folder of `<stem>.txt`
@@ -184,22 +219,36 @@ class AnnotationCalls(BaseClient):
             raise BadRequest(f"{str(path)!r} does not exist.", code="invalid_path")
         if fmt == "coco":
             request = AnnotationImportRequest(
-                format="coco", annotation_type=annotation_type,  # type: ignore[arg-type]
-                operation_id=operation_id, coco=_read_json(_coco_file(source), "The COCO file"))
+                format="coco",
+                annotation_type=annotation_type,  # type: ignore[arg-type]
+                operation_id=operation_id,
+                coco=_read_json(_coco_file(source), "The COCO file"),
+            )
         elif fmt == "yolo":
             request = AnnotationImportRequest(
-                format="yolo", annotation_type=annotation_type,  # type: ignore[arg-type]
-                operation_id=operation_id, yolo=_yolo_folder(source))
+                format="yolo",
+                annotation_type=annotation_type,  # type: ignore[arg-type]
+                operation_id=operation_id,
+                yolo=_yolo_folder(source),
+            )
         else:
-            raise BadRequest(f"format must be 'coco' or 'yolo', not {format!r}.",
-                             code="invalid_input")
-        result = self._post(f"/collections/{collection_id}/annotations/import",
-                            json=request.model_dump(mode="json", exclude_none=True))
+            raise BadRequest(
+                f"format must be 'coco' or 'yolo', not {format!r}.", code="invalid_input"
+            )
+        result = self._post(
+            f"/collections/{collection_id}/annotations/import",
+            json=request.model_dump(mode="json", exclude_none=True),
+        )
         return AnnotationUploadReport.model_validate(result)
 
-    def download_annotations(self, collection_id: int, model_id: int | None = None, *,
-                             output_dir: PathLike | None = None,
-                             include_files: bool = True) -> Path:
+    def download_annotations(
+        self,
+        collection_id: int,
+        model_id: int | None = None,
+        *,
+        output_dir: PathLike | None = None,
+        include_files: bool = True,
+    ) -> Path:
         """Write `annotations.json` (the upload format, pixel coordinates) and the files under
         `images/` into `output_dir` (default `./<collection name>_annotations`); returns it.
 
@@ -213,8 +262,11 @@ class AnnotationCalls(BaseClient):
             params: dict[str, Any] = {"page_index": len(pages), "page_size": 500}
             if model_id is not None:
                 params["model_version_id"] = model_id
-            pages.append(AnnotationExportPage.model_validate(
-                self._get(f"/collections/{collection_id}/annotations/export", params=params)))
+            pages.append(
+                AnnotationExportPage.model_validate(
+                    self._get(f"/collections/{collection_id}/annotations/export", params=params)
+                )
+            )
             if not pages[-1].images:
                 break
         name = pages[0].collection_name
@@ -224,7 +276,8 @@ class AnnotationCalls(BaseClient):
         if include_files:
             self._download_files(images, out / "images")
         document = {
-            "collection_id": pages[0].collection_id, "collection_name": name,
+            "collection_id": pages[0].collection_id,
+            "collection_name": name,
             "model_version_id": model_id,
             "images": [image.model_dump(mode="json", exclude_none=True) for image in images],
         }
@@ -237,8 +290,7 @@ class AnnotationCalls(BaseClient):
     def _download_files(self, images: list[ExportedImage], folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         root = folder.resolve()
-        for image in tqdm(images, desc="files", unit="file",
-                          disable=len(images) < PROGRESS_FROM):
+        for image in tqdm(images, desc="files", unit="file", disable=len(images) < PROGRESS_FROM):
             target = (folder / image.image).resolve()
             if not target.is_relative_to(root):  # a name must not escape the folder
                 target = root / _segment(image.image)
@@ -262,9 +314,10 @@ class AnnotationCalls(BaseClient):
                         handle.write(chunk)
         except httpx.TransportError as exc:
             partial.unlink(missing_ok=True)
-            raise EngineUnreachable(f"Lost the engine at {self.url} while downloading {path}: "
-                                    f"{exc}. Run the call again; finished files are kept.") \
-                from exc
+            raise EngineUnreachable(
+                f"Lost the engine at {self.url} while downloading {path}: "
+                f"{exc}. Run the call again; finished files are kept."
+            ) from exc
         partial.replace(target)
 
 

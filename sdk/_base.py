@@ -37,6 +37,7 @@ def local_engine() -> tuple[str | None, str | None]:
 def same_engine(url: str, other: str) -> bool:
     """Whether two engine URLs name the same place: scheme, host and port (the scheme's default
     when left out) and path, compared without case in scheme and host and a trailing `/`."""
+
     def parts(value: str) -> tuple[str, str | None, int | None, str]:
         split = urlsplit(value.strip())
         scheme = split.scheme.lower()
@@ -53,11 +54,13 @@ def same_engine(url: str, other: str) -> bool:
 class BaseClient:
     """HTTP plumbing: base URL, bearer key, JSON in and out, errors mapped to SDK exceptions."""
 
-    def __init__(self, url: str | None = None, api_key: str | None = None, *,
-                 timeout: float = 120.0) -> None:
+    def __init__(
+        self, url: str | None = None, api_key: str | None = None, *, timeout: float = 120.0
+    ) -> None:
         local_url, local_key = (None, None)
         if not (url or os.environ.get("METALAKE_URL")) or not (
-                api_key or os.environ.get("METALAKE_API_KEY")):
+            api_key or os.environ.get("METALAKE_API_KEY")
+        ):
             local_url, local_key = local_engine()
         self.url = (url or os.environ.get("METALAKE_URL") or local_url or "").rstrip("/")
         # The local engine's admin key goes only to the URL written beside it: never to
@@ -71,8 +74,7 @@ class BaseClient:
                 "local engine with `metalake up`."
             )
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        self._http = httpx.Client(base_url=self.url + API_PREFIX, headers=headers,
-                                  timeout=timeout)
+        self._http = httpx.Client(base_url=self.url + API_PREFIX, headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -88,8 +90,7 @@ class BaseClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise EngineUnreachable(
-                f"Cannot reach the engine at {self.url}: {exc}. Is it running? "
-                "(`metalake status`)"
+                f"Cannot reach the engine at {self.url}: {exc}. Is it running? (`metalake status`)"
             ) from exc
         if response.status_code == 204:
             return None

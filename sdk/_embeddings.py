@@ -28,12 +28,18 @@ from sdk.schemas import (
 
 def _model(model_name: str | None, model_id: str | None, *, default: str | None = None) -> str:
     if model_id and model_name and model_id != model_name:
-        raise BadRequest(f"model_id {model_id!r} and model_name {model_name!r} differ; they are "
-                         "two names for one argument: pass one.", code="invalid_input")
+        raise BadRequest(
+            f"model_id {model_id!r} and model_name {model_name!r} differ; they are "
+            "two names for one argument: pass one.",
+            code="invalid_input",
+        )
     name = model_name or model_id or default
     if not name:
-        raise BadRequest("Name the model (model_name): a registered embedding model, or any "
-                         "name for vectors computed elsewhere.", code="invalid_input")
+        raise BadRequest(
+            "Name the model (model_name): a registered embedding model, or any "
+            "name for vectors computed elsewhere.",
+            code="invalid_input",
+        )
     return name
 
 
@@ -55,23 +61,33 @@ def _entries(embedding_list: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     for index, entry in enumerate(embedding_list):
         name = entry.get("uniqueName", entry.get("unique_name"))
         if name is None or "embeddings" not in entry:
-            raise BadRequest(f"embedding_list[{index}] needs \"uniqueName\" and \"embeddings\".",
-                             code="invalid_embeddings")
+            raise BadRequest(
+                f'embedding_list[{index}] needs "uniqueName" and "embeddings".',
+                code="invalid_embeddings",
+            )
         vector = _floats(entry["embeddings"])
         # a sum is finite when every number is (or it overflowed: then the walk finds none)
-        bad = None if math.isfinite(sum(vector)) else next(
-            (v for v in vector if not math.isfinite(v)), None)
+        bad = (
+            None
+            if math.isfinite(sum(vector))
+            else next((v for v in vector if not math.isfinite(v)), None)
+        )
         if bad is not None:
-            raise BadRequest(f"embedding_list[{index}] ({name!r}) holds {bad!r}, not a finite "
-                             "number. Nothing was sent.", code="invalid_embeddings")
+            raise BadRequest(
+                f"embedding_list[{index}] ({name!r}) holds {bad!r}, not a finite "
+                "number. Nothing was sent.",
+                code="invalid_embeddings",
+            )
         entries.append({"uniqueName": name, "embeddings": vector})
     return entries
 
 
 def _dimension(vector_dimension: Sequence[int] | int | None) -> list[int]:
     if vector_dimension is None:
-        raise BadRequest("Pass vector_dimension, the vectors' length as a list, e.g. [2048].",
-                         code="invalid_input")
+        raise BadRequest(
+            "Pass vector_dimension, the vectors' length as a list, e.g. [2048].",
+            code="invalid_input",
+        )
     if isinstance(vector_dimension, int):
         return [vector_dimension]
     return [int(d) for d in vector_dimension]
@@ -79,9 +95,14 @@ def _dimension(vector_dimension: Sequence[int] | int | None) -> list[int]:
 
 class EmbeddingCalls(BaseClient):
     def insert_image_embeddings_batch(
-            self, embedding_list: Sequence[Mapping[str, Any]], model_name: str | None = None,
-            vector_dimension: Sequence[int] | int | None = None, session_id: str = "", *,
-            model_id: str | None = None) -> dict[str, Any]:
+        self,
+        embedding_list: Sequence[Mapping[str, Any]],
+        model_name: str | None = None,
+        vector_dimension: Sequence[int] | int | None = None,
+        session_id: str = "",
+        *,
+        model_id: str | None = None,
+    ) -> dict[str, Any]:
         """Store vectors for files given by unique name: `[{"uniqueName": ...,
         "embeddings": [...]}, ...]`, fewer than 100 of them, all of `vector_dimension` (e.g.
         `[2048]`). All or nothing: an unknown unique name or an invalid vector stores none.
@@ -94,19 +115,27 @@ class EmbeddingCalls(BaseClient):
             raise BadRequest(
                 f"embedding_list holds {len(embedding_list)} entries; a batch must hold fewer "
                 f"than {MAX_EMBEDDING_BATCH + 1}. Use insert_image_embeddings, which sends any "
-                "number in batches.", code="embedding_batch_too_large",
-                details={"count": len(embedding_list), "limit": MAX_EMBEDDING_BATCH})
-        body = {"embedding_list": _entries(embedding_list),
-                "model_name": _model(model_name, model_id),
-                "vector_dimension": _dimension(vector_dimension), "session_id": session_id or ""}
-        result = EmbeddingBatchResult.model_validate(self._post("/embeddings/batch",
-                                                                **_json(body)))
+                "number in batches.",
+                code="embedding_batch_too_large",
+                details={"count": len(embedding_list), "limit": MAX_EMBEDDING_BATCH},
+            )
+        body = {
+            "embedding_list": _entries(embedding_list),
+            "model_name": _model(model_name, model_id),
+            "vector_dimension": _dimension(vector_dimension),
+            "session_id": session_id or "",
+        }
+        result = EmbeddingBatchResult.model_validate(self._post("/embeddings/batch", **_json(body)))
         return result.model_dump()
 
     def insert_image_embeddings(
-            self, embedding_list: Sequence[Mapping[str, Any]], model_name: str | None = None,
-            vector_dimension: Sequence[int] | int | None = None, *,
-            model_id: str | None = None) -> dict[str, Any]:
+        self,
+        embedding_list: Sequence[Mapping[str, Any]],
+        model_name: str | None = None,
+        vector_dimension: Sequence[int] | int | None = None,
+        *,
+        model_id: str | None = None,
+    ) -> dict[str, Any]:
         """Store any number of vectors (see `insert_image_embeddings_batch`), sent in batches of
         up to 99 under one new session id, so the import is one job.
 
@@ -119,13 +148,15 @@ class EmbeddingCalls(BaseClient):
         session_id = f"import-{uuid.uuid4().hex}"
         written, batches, last = 0, 0, None
         for start in range(0, len(embedding_list), MAX_EMBEDDING_BATCH):
-            batch = embedding_list[start:start + MAX_EMBEDDING_BATCH]
+            batch = embedding_list[start : start + MAX_EMBEDDING_BATCH]
             try:
                 last = self.insert_image_embeddings_batch(batch, name, dimension, session_id)
             except BadRequest as exc:
                 if written:
-                    exc.message = (f"{exc.message} (entries {start}-{start + len(batch) - 1}; "
-                                   f"the {written} entries before them were stored)")
+                    exc.message = (
+                        f"{exc.message} (entries {start}-{start + len(batch) - 1}; "
+                        f"the {written} entries before them were stored)"
+                    )
                     exc.args = (exc.message,)
                 raise
             written += int(last["written"])
@@ -134,9 +165,13 @@ class EmbeddingCalls(BaseClient):
             raise BadRequest("embedding_list is empty.", code="invalid_embeddings")
         return {**last, "written": written, "batches": batches}
 
-    def get_embedding_vector(self, unique_names: Sequence[str] | str,
-                             model_name: str | None = None, *,
-                             model_id: str | None = None) -> list[dict[str, Any]]:
+    def get_embedding_vector(
+        self,
+        unique_names: Sequence[str] | str,
+        model_name: str | None = None,
+        *,
+        model_id: str | None = None,
+    ) -> list[dict[str, Any]]:
         """The stored vectors of the files, in the order given: `[{"uniqueName": ...,
         "embeddings": [...] or None when the file has none for this model}]`."""
         names = [unique_names] if isinstance(unique_names, str) else list(unique_names)
@@ -148,22 +183,38 @@ class EmbeddingCalls(BaseClient):
         """Every embedding space: `name`, `dimension`, `vectors`, and its HNSW `index`
         (`none` until a worker builds it once writes go quiet, `building`, `rebuilding` or
         `ready`) with `indexed_vectors`, `index_built_at` and `index_build_seconds`."""
-        return [EmbeddingSpaceInfo.model_validate(space).model_dump()
-                for space in self._get("/embeddings/spaces")]
+        return [
+            EmbeddingSpaceInfo.model_validate(space).model_dump()
+            for space in self._get("/embeddings/spaces")
+        ]
 
-    def get_similar_items(self, unique_name: str | None = None,
-                          vector: Sequence[float] | None = None, model_name: str = "default",
-                          k: int = 10, collection_id: int | str | None = None,
-                          query: str | None = None, filter: Mapping[str, Any] | None = None,
-                          *, model_id: str | None = None) -> list[dict[str, Any]]:
+    def get_similar_items(
+        self,
+        unique_name: str | None = None,
+        vector: Sequence[float] | None = None,
+        model_name: str = "default",
+        k: int = 10,
+        collection_id: int | str | None = None,
+        query: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+        *,
+        model_id: str | None = None,
+    ) -> list[dict[str, Any]]:
         """The `k` files most similar (cosine) to file `unique_name`'s vector or to `vector`,
         best first, as `[{"unique_name": ..., "score": 1 - cosine distance}]`; optionally only
         among a collection's files and/or those matching `query` and `filter`."""
-        body = {"unique_name": unique_name,
-                "vector": None if vector is None else _floats(vector),
-                "model_name": _model(None if model_name == "default" and model_id else model_name,
-                                     model_id, default="default"),
-                "k": k, "collection_id": collection_id, "query": query,
-                "filter": dict(filter) if filter is not None else None}
+        body = {
+            "unique_name": unique_name,
+            "vector": None if vector is None else _floats(vector),
+            "model_name": _model(
+                None if model_name == "default" and model_id else model_name,
+                model_id,
+                default="default",
+            ),
+            "k": k,
+            "collection_id": collection_id,
+            "query": query,
+            "filter": dict(filter) if filter is not None else None,
+        }
         result = SimilarItems.model_validate(self._post("/search/similar", **_json(body)))
         return [item.model_dump() for item in result.items]

@@ -36,19 +36,24 @@ def _application(value: str | None) -> Application:
     application = APPLICATION_SPELLINGS.get(str(value).strip().lower()) if value else None
     if application is None:
         accepted = ", ".join(repr(s) for s in APPLICATION_SPELLINGS)
-        raise BadRequest(f"Unknown application {value!r}: use one of {accepted}.",
-                         code="unknown_application")
+        raise BadRequest(
+            f"Unknown application {value!r}: use one of {accepted}.", code="unknown_application"
+        )
     return application
 
 
 def _model_name(model_id: str | None, model_name: str | None) -> str:
     if model_id and model_name and model_id != model_name:
-        raise BadRequest(f"model_id {model_id!r} and model_name {model_name!r} differ; they are "
-                         "two names for one argument: pass one.", code="invalid_input")
+        raise BadRequest(
+            f"model_id {model_id!r} and model_name {model_name!r} differ; they are "
+            "two names for one argument: pass one.",
+            code="invalid_input",
+        )
     name = model_id or model_name
     if not name:
-        raise BadRequest("Name the model: register_model(path, model_id, application).",
-                         code="invalid_input")
+        raise BadRequest(
+            "Name the model: register_model(path, model_id, application).", code="invalid_input"
+        )
     return name
 
 
@@ -60,9 +65,14 @@ def _chunks(handle: IO[bytes], bar: Any) -> Iterator[bytes]:
 
 
 class ModelCalls(BaseClient):
-    def register_model(self, path: str | os.PathLike[str], model_id: str | None = None,
-                       application: str | None = None, *,
-                       model_name: str | None = None) -> dict[str, Any]:
+    def register_model(
+        self,
+        path: str | os.PathLike[str],
+        model_id: str | None = None,
+        application: str | None = None,
+        *,
+        model_name: str | None = None,
+    ) -> dict[str, Any]:
         """Register the bundle at `path` (a folder in the bundle layout, or a `.tar.gz` of one)
         as model `model_id` (alias `model_name`) for `application`: `autotagging` (or
         `auto_tagging`), `auto_annotation` or `embedding`.
@@ -78,8 +88,10 @@ class ModelCalls(BaseClient):
         source = Path(path).expanduser()
         if not source.exists():
             where = "" if source.is_absolute() else f" (relative to {Path.cwd()})"
-            raise BadRequest(f"{str(path)!r} does not exist{where}; pass the bundle folder or a "
-                             ".tar.gz of it.", code="invalid_path")
+            raise BadRequest(
+                f"{str(path)!r} does not exist{where}; pass the bundle folder or a .tar.gz of it.",
+                code="invalid_path",
+            )
         if source.is_dir():
             with tempfile.TemporaryDirectory(prefix="metalake-bundle-") as work:
                 archive = Path(work) / "bundle.tar.gz"
@@ -87,19 +99,27 @@ class ModelCalls(BaseClient):
                 return self._upload_bundle(archive, name, kind)
         return self._upload_bundle(source, name, kind)
 
-    def _upload_bundle(self, archive: Path, name: str, application: Application) -> \
-            dict[str, Any]:
+    def _upload_bundle(self, archive: Path, name: str, application: Application) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         size = archive.stat().st_size
-        with archive.open("rb") as handle, tqdm(
-                total=size, unit="B", unit_scale=True, desc=f"Uploading {name}",
-                disable=size < PROGRESS_MIN_BYTES) as bar:
+        with (
+            archive.open("rb") as handle,
+            tqdm(
+                total=size,
+                unit="B",
+                unit_scale=True,
+                desc=f"Uploading {name}",
+                disable=size < PROGRESS_MIN_BYTES,
+            ) as bar,
+        ):
             body = self._post(
-                f"/models/{quote(name, safe='')}/versions", params={"application": application},
+                f"/models/{quote(name, safe='')}/versions",
+                params={"application": application},
                 content=_chunks(handle, bar),  # streamed: Content-Length set below
                 headers={"Content-Type": "application/gzip", "Content-Length": str(size)},
-                timeout=REGISTER_TIMEOUT)
+                timeout=REGISTER_TIMEOUT,
+            )
         return ModelVersionPublic.model_validate(body).model_dump(mode="json")
 
     def list_models(self, application: str | None = None) -> list[dict[str, Any]]:
@@ -118,5 +138,4 @@ class ModelCalls(BaseClient):
     def delete_model(self, name: str, *, force: bool = False) -> None:
         """Delete a model and all its versions (needs an admin key; refused with Conflict
         while a job uses it, and for a system model of `install-defaults` unless `force`)."""
-        self._delete(f"/models/{quote(name, safe='')}",
-                     params={"force": "true"} if force else None)
+        self._delete(f"/models/{quote(name, safe='')}", params={"force": "true"} if force else None)

@@ -8,8 +8,14 @@ from typing import Any
 class MetaLakeError(Exception):
     """The MetaLake engine refused or failed the request."""
 
-    def __init__(self, message: str, *, code: str = "error", status: int | None = None,
-                 details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "error",
+        status: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -50,8 +56,13 @@ class ServerError(MetaLakeError):
 
 
 _BY_STATUS: dict[int, type[MetaLakeError]] = {
-    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
-    413: BadRequest, 422: ValidationFailed,
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    413: BadRequest,
+    422: ValidationFailed,
 }
 
 

@@ -54,10 +54,13 @@ def pack_bundle(directory: str | os.PathLike[str], target: str | os.PathLike[str
     source = Path(directory)
     if not source.is_dir():
         raise NotADirectoryError(f"{source} is not a folder")
-    with open(target, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=COMPRESS_LEVEL,
-                          mtime=0) as zipped, \
-            tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        open(target, "wb") as raw,
+        gzip.GzipFile(
+            filename="", mode="wb", fileobj=raw, compresslevel=COMPRESS_LEVEL, mtime=0
+        ) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for path, name, is_dir in bundle_entries(source):
             info = tarfile.TarInfo(name)
             info.mtime = 0

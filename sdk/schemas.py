@@ -204,7 +204,8 @@ class AnnotationUploadRequest(Schema):
     is_normalized: bool = False
     is_model_run: bool = False
     data: JsonValue = Field(
-        description='The file\'s content: {"images": [{"image", "annotations"}]}.')
+        description='The file\'s content: {"images": [{"image", "annotations"}]}.'
+    )
 
 
 class YoloLabels(Schema):
@@ -222,9 +223,11 @@ class AnnotationImportRequest(Schema):
     format: Literal["coco", "yolo"]
     annotation_type: Literal["human", "machine"] = "human"
     operation_id: str | None = Field(
-        default=None, max_length=255,
+        default=None,
+        max_length=255,
         description="Defaults to `import:<format>:<sha256 of the content>`: re-importing the "
-                    "same content replaces instead of duplicating.")
+        "same content replaces instead of duplicating.",
+    )
     coco: JsonValue = None
     yolo: YoloLabels | None = None
 
@@ -254,8 +257,9 @@ class ExportedAnnotation(Schema):
 
 
 class ExportedImage(Schema):
-    image: str = Field(description="Name to upload it back with (unique name minus "
-                                   "`<collection>_`).")
+    image: str = Field(
+        description="Name to upload it back with (unique name minus `<collection>_`)."
+    )
     unique_name: str
     file_id: int
     sha256: str | None = None
@@ -393,15 +397,23 @@ AnnotationType = Literal["polygon", "box"]
 # What each job parameter must be, said the way a user can act on: {value} is what was sent.
 _RULES: dict[str, tuple[str, str]] = {
     "inference_platform": (
-        "unknown_platform", "Unknown inference platform {value}: use 'local', 'aws' or "
-        "'use_env' (METALAKE_INFERENCE_PLATFORM)."),
+        "unknown_platform",
+        "Unknown inference platform {value}: use 'local', 'aws' or "
+        "'use_env' (METALAKE_INFERENCE_PLATFORM).",
+    ),
     "input_resolution": (
-        "invalid_input", "input_resolution must be two positive integers (width, height) up "
-        f"to {MAX_RESOLUTION}, e.g. (480, 480); got {{value}}."),
+        "invalid_input",
+        "input_resolution must be two positive integers (width, height) up "
+        f"to {MAX_RESOLUTION}, e.g. (480, 480); got {{value}}.",
+    ),
     "confidence_threshold": (
-        "invalid_input", "confidence_threshold must be a number between 0 and 1; got {value}."),
+        "invalid_input",
+        "confidence_threshold must be a number between 0 and 1; got {value}.",
+    ),
     "annotation_type": (
-        "invalid_input", "annotation_type must be 'polygon' or 'box'; got {value}."),
+        "invalid_input",
+        "annotation_type must be 'polygon' or 'box'; got {value}.",
+    ),
     "content_type": ("invalid_input", "content_type must be 'image' or 'video'; got {value}."),
 }
 
@@ -413,8 +425,11 @@ def input_error(errors: list[Any]) -> tuple[str, str, dict[str, Any]] | None:
         return None
     first = errors[0]
     field = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
-    return (first["type"], first["msg"],
-            {"field": field, "value": (first.get("ctx") or {}).get("value")})
+    return (
+        first["type"],
+        first["msg"],
+        {"field": field, "value": (first.get("ctx") or {}).get("value")},
+    )
 
 
 class _JobSelection(Schema):
@@ -423,17 +438,20 @@ class _JobSelection(Schema):
 
     collection_id: int | str | None = None
     content_type: ContentType | None = Field(
-        default=None, description="Required without collection_id.")
+        default=None, description="Required without collection_id."
+    )
     model_id: str | None = "default"
     query: str | None = None
     filter: dict[str, JsonValue] | None = None
     inference_platform: PlatformChoice = Field(
-        default=PlatformChoice.USE_ENV, description="Any case; null means use_env.")
+        default=PlatformChoice.USE_ENV, description="Any case; null means use_env."
+    )
 
     @field_validator(*_RULES, mode="wrap", check_fields=False)
     @classmethod
-    def _by_rule(cls, value: Any, handler: ValidatorFunctionWrapHandler,
-                 info: ValidationInfo) -> Any:
+    def _by_rule(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
         """The field's own type and constraints, refused with its rule's message; null means
         the default (the seed SDK sends it)."""
         name = info.field_name or ""
@@ -456,7 +474,8 @@ class AutotagRequest(_JobSelection):
 
 class AutoAnnotateRequest(_JobSelection):
     prompt: list[PromptEntry | str] | None = Field(
-        default=None, description="None: the model's own label list.")
+        default=None, description="None: the model's own label list."
+    )
     annotation_type: AnnotationType = "polygon"
     confidence_threshold: Threshold = 0.5
     input_resolution: Resolution = (640, 640)
@@ -505,8 +524,10 @@ class EmbeddingImportParams(_Params):
 InferenceParams = AutotagParams | AutoAnnotateParams | EmbedParams  # jobs that run a model
 JobParams = InferenceParams | EmbeddingImportParams
 PARAMS_BY_KIND: dict[JobKind, type[JobParams]] = {
-    JobKind.AUTOTAGGING: AutotagParams, JobKind.AUTO_ANNOTATION: AutoAnnotateParams,
-    JobKind.EMBEDDING: EmbedParams, JobKind.EMBEDDING_IMPORT: EmbeddingImportParams,
+    JobKind.AUTOTAGGING: AutotagParams,
+    JobKind.AUTO_ANNOTATION: AutoAnnotateParams,
+    JobKind.EMBEDDING: EmbedParams,
+    JobKind.EMBEDDING_IMPORT: EmbeddingImportParams,
 }
 
 
@@ -532,18 +553,21 @@ class JobPublic(Schema):
     collection_id: int | None = None
     params: JobParams | None = Field(
         description="What the job runs with; null when the stored params cannot be read as "
-                    "this engine's (written by another version).")
+        "this engine's (written by another version)."
+    )
     total: int
     done: int
     failed: int
     cancel_requested: bool = False
     error: str | None = None
-    errors: list[JobItemError] = Field(default_factory=list,
-                                       description="Failed items (the first 100) and why.")
+    errors: list[JobItemError] = Field(
+        default_factory=list, description="Failed items (the first 100) and why."
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="What to know about how the job ran, e.g. that its model code was not "
-                    "sandboxed and why.")
+        "sandboxed and why.",
+    )
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -567,8 +591,9 @@ MAX_EMBEDDING_BATCH = 99
 
 
 def _unique_name_field() -> Any:
-    return Field(validation_alias=AliasChoices("uniqueName", "unique_name"),
-                 serialization_alias="uniqueName")
+    return Field(
+        validation_alias=AliasChoices("uniqueName", "unique_name"), serialization_alias="uniqueName"
+    )
 
 
 class EmbeddingEntry(Schema):

@@ -46,7 +46,11 @@ class JobStatus(StrEnum):
 
 
 FINISHED_JOB_STATUSES: tuple[JobStatus, ...] = (
-    JobStatus.SUCCEEDED, JobStatus.PARTIALLY_FAILED, JobStatus.FAILED, JobStatus.CANCELLED)
+    JobStatus.SUCCEEDED,
+    JobStatus.PARTIALLY_FAILED,
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+)
 
 
 class ItemStatus(StrEnum):

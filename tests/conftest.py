@@ -45,18 +45,31 @@ os.environ.pop("METALAKE_API_KEY", None)
 # one, directly or through other fixtures, is marked `integration`, and so is a `faults` test;
 # `make test-fast` runs the others (`-m "not integration"`). A module whose tests start engine
 # processes themselves says so: `pytestmark = pytest.mark.integration`.
-INTEGRATION_FIXTURES = frozenset({
-    "postgres_server_url", "redis_url", "moto", "database_url", "session_factory", "session",
-    "api_url", "client", "worker",
-    "shapes_datasets", "shapes_detector", "shapes_segmenter", "resnet50_random_weights",
-    "text_prompt_random_bundle",
-})
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "postgres_server_url",
+        "redis_url",
+        "moto",
+        "database_url",
+        "session_factory",
+        "session",
+        "api_url",
+        "client",
+        "worker",
+        "shapes_datasets",
+        "shapes_detector",
+        "shapes_segmenter",
+        "resnet50_random_weights",
+        "text_prompt_random_bundle",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if (INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ()))
-                or item.get_closest_marker("faults")):
+        if INTEGRATION_FIXTURES.intersection(
+            getattr(item, "fixturenames", ())
+        ) or item.get_closest_marker("faults"):
             item.add_marker(pytest.mark.integration)
 
 
@@ -127,12 +140,16 @@ def template_db(postgres_server_url: str) -> str:
 def database_url(postgres_server_url: str, template_db: str) -> Iterator[str]:
     name = f"test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(TEMPLATE_DB)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE_DB)
+            )
+        )
     yield _with_database(postgres_server_url, name)
     with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture

@@ -24,8 +24,9 @@ class LakeImage:
     height: int
 
 
-def make_collection(session: Session, root: Path, name: str,
-                    images: dict[str, tuple[int, int]]) -> tuple[int, dict[str, LakeImage]]:
+def make_collection(
+    session: Session, root: Path, name: str, images: dict[str, tuple[int, int]]
+) -> tuple[int, dict[str, LakeImage]]:
     """Create `name` with one real image per relative path (`{"a/b.jpg": (w, h)}`) under
     `root`, registered like ingest does; commits so the API sees it."""
     collection = Collection(name=name, content_type="image")
@@ -38,13 +39,20 @@ def make_collection(session: Session, root: Path, name: str,
         colour = (len(made) * 40 % 256, 120, 200)
         Image.new("RGB", (width, height), colour).save(path)
         data = path.read_bytes()
-        row = File(unique_name=f"{name}_{relative.replace('/', '_')}", storage_uri=file_uri(path),
-                   sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
-                   content_type="image", width=width, height=height)
+        row = File(
+            unique_name=f"{name}_{relative.replace('/', '_')}",
+            storage_uri=file_uri(path),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
+            content_type="image",
+            width=width,
+            height=height,
+        )
         session.add(row)
         session.flush()
-        session.execute(insert(collection_files).values(collection_id=collection.id,
-                                                        file_id=row.id))
+        session.execute(
+            insert(collection_files).values(collection_id=collection.id, file_id=row.id)
+        )
         made[relative] = LakeImage(row.id, row.unique_name, path, width, height)
     session.commit()
     return collection.id, made

@@ -29,7 +29,7 @@ TRUTH_LABEL = {"ball": "circle", "square": "square"}
 
 
 @pytest.fixture
-def prompt_bundle(tmp_path: Path, shapes_segmenter: TrainedModel) -> Path:  # noqa: F811
+def prompt_bundle(tmp_path: Path, shapes_segmenter: TrainedModel) -> Path:
     bundle = tmp_path / "shapes_prompt_seg"
     shutil.copytree(BUNDLE, bundle, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copyfile(shapes_segmenter.weights, bundle / "shapes-seg.pt")
@@ -44,9 +44,11 @@ def lake(client: Any, tmp_path: Path, prompt_bundle: Path) -> dict[str, Any]:
     for index in range(20):
         s = scene(index, seed=11)
         s.image.resize((160 * SCALE, 160 * SCALE), Image.Resampling.NEAREST).save(
-            folder / f"s{index:02d}.png")
-        truth[f"ann_s{index:02d}.png"] = [(sh.label, [v * SCALE for v in sh.box])
-                                          for sh in s.shapes]
+            folder / f"s{index:02d}.png"
+        )
+        truth[f"ann_s{index:02d}.png"] = [
+            (sh.label, [v * SCALE for v in sh.box]) for sh in s.shapes
+        ]
     cid = client.upload_files_to_collection(folder, "image", "ann")
     client.register_model(prompt_bundle, "shapes_prompt", "auto_annotation")
     return {"cid": cid, "truth": truth}
@@ -54,8 +56,11 @@ def lake(client: Any, tmp_path: Path, prompt_bundle: Path) -> dict[str, Any]:
 
 def _machine(session: Session, job_id: int | None = None) -> list[tuple[str, Annotation]]:
     session.expire_all()
-    query = (select(File.unique_name, Annotation).join(File, File.id == Annotation.file_id)
-             .where(Annotation.source == "machine"))
+    query = (
+        select(File.unique_name, Annotation)
+        .join(File, File.id == Annotation.file_id)
+        .where(Annotation.source == "machine")
+    )
     if job_id is not None:
         query = query.where(Annotation.job_id == job_id)
     return [(name, a) for name, a in session.execute(query)]
@@ -80,15 +85,18 @@ def _check_geometry(rows: list[tuple[str, Annotation]], truth: dict[str, Any]) -
         good += max((iou(box, t) for t in same), default=0.0) >= 0.5
     assert good >= 0.8 * len(rows), (good, len(rows))
     # recall: most prompted truth shapes got an annotation
-    prompted = sum(1 for shapes in truth.values() for label, _ in shapes
-                   if label in TRUTH_LABEL.values())
+    prompted = sum(
+        1 for shapes in truth.values() for label, _ in shapes if label in TRUTH_LABEL.values()
+    )
     assert len(rows) >= 0.7 * prompted, (len(rows), prompted)
 
 
 def test_auto_annotate_polygons_then_boxes(
-        client: Any, worker: Any, lake: dict[str, Any], session: Session) -> None:  # noqa: F811
-    job = client.auto_annotate_collection(lake["cid"], "shapes_prompt", PROMPT, "polygon", 0.5,
-                                          None, None, "local")
+    client: Any, worker: Any, lake: dict[str, Any], session: Session
+) -> None:
+    job = client.auto_annotate_collection(
+        lake["cid"], "shapes_prompt", PROMPT, "polygon", 0.5, None, None, "local"
+    )
     assert set(job) == {"job_id", "status", "total"}
     final = client.wait_for_job(job["job_id"], timeout=120, progress=False)
     assert final["status"] == "succeeded", final
@@ -102,14 +110,20 @@ def test_auto_annotate_polygons_then_boxes(
     assert all(a.frame_index is None and 0.5 <= (a.confidence or 0) <= 1 for _, a in rows)
     _check_geometry(rows, lake["truth"])
     # applied machine annotations are what `annotation.label=` sees
-    balls = {i["uniqueName"] for i in client.get_item_list_from_collection(
-        lake["cid"], "annotation.label=ball", page_size=100)}
+    balls = {
+        i["uniqueName"]
+        for i in client.get_item_list_from_collection(
+            lake["cid"], "annotation.label=ball", page_size=100
+        )
+    }
     assert balls == {name for name, a in rows if a.label == "ball"}
 
-    boxes = client.auto_annotate_collection(lake["cid"], "shapes_prompt", PROMPT, "box", 0.5,
-                                            None, None, "local")
-    assert client.wait_for_job(boxes["job_id"], timeout=120,
-                               progress=False)["status"] == "succeeded"
+    boxes = client.auto_annotate_collection(
+        lake["cid"], "shapes_prompt", PROMPT, "box", 0.5, None, None, "local"
+    )
+    assert (
+        client.wait_for_job(boxes["job_id"], timeout=120, progress=False)["status"] == "succeeded"
+    )
     rows = _machine(session)  # the rerun of the same version replaced the polygons
     assert rows
     assert all(a.shape == "box" and a.job_id == boxes["job_id"] for _, a in rows)
@@ -117,12 +131,15 @@ def test_auto_annotate_polygons_then_boxes(
 
 
 def test_preview_accept_by_job_and_reject_by_item(
-        client: Any, worker: Any, lake: dict[str, Any], session: Session) -> None:  # noqa: F811
+    client: Any, worker: Any, lake: dict[str, Any], session: Session
+) -> None:
     cid = lake["cid"]
-    first = client.auto_annotate_collection(cid, "shapes_prompt", PROMPT, "box", 0.5,
-                                            preview=True, inference_platform="local")
-    assert client.wait_for_job(first["job_id"], timeout=120,
-                               progress=False)["status"] == "succeeded"
+    first = client.auto_annotate_collection(
+        cid, "shapes_prompt", PROMPT, "box", 0.5, preview=True, inference_platform="local"
+    )
+    assert (
+        client.wait_for_job(first["job_id"], timeout=120, progress=False)["status"] == "succeeded"
+    )
     proposed = _machine(session, first["job_id"])
     assert proposed
     assert all(a.status == "proposed" for _, a in proposed)
@@ -134,14 +151,18 @@ def test_preview_accept_by_job_and_reject_by_item(
     applied = _machine(session, first["job_id"])
     assert {a.id for _, a in applied} == {a.id for _, a in proposed}
     assert all(a.status == "applied" for _, a in applied)
-    squares = {i["uniqueName"] for i in client.get_item_list_from_collection(
-        cid, "annotation.label=square", page_size=100)}
+    squares = {
+        i["uniqueName"]
+        for i in client.get_item_list_from_collection(cid, "annotation.label=square", page_size=100)
+    }
     assert squares == {name for name, a in applied if a.label == "square"}
 
-    second = client.auto_annotate_collection(cid, "shapes_prompt", PROMPT, "polygon", 0.5,
-                                             preview=True, inference_platform="local")
-    assert client.wait_for_job(second["job_id"], timeout=120,
-                               progress=False)["status"] == "succeeded"
+    second = client.auto_annotate_collection(
+        cid, "shapes_prompt", PROMPT, "polygon", 0.5, preview=True, inference_platform="local"
+    )
+    assert (
+        client.wait_for_job(second["job_id"], timeout=120, progress=False)["status"] == "succeeded"
+    )
     new = _machine(session, second["job_id"])
     assert new
     assert all(a.status == "proposed" for _, a in new)
@@ -155,8 +176,10 @@ def test_preview_accept_by_job_and_reject_by_item(
     assert {name for name, _ in left} == set(kept)
     assert all(a.status == "proposed" for _, a in left)
     # still invisible to queries: only the accepted first job's annotations count
-    assert {i["uniqueName"] for i in client.get_item_list_from_collection(
-        cid, "annotation.label=square", page_size=100)} == squares
+    assert {
+        i["uniqueName"]
+        for i in client.get_item_list_from_collection(cid, "annotation.label=square", page_size=100)
+    } == squares
     # the others can still be accepted by item
     report = client.accept_proposals(second["job_id"], kept[:1])
     assert report["annotations"] == sum(1 for name, _ in new if name == kept[0])
@@ -171,8 +194,7 @@ def test_auto_annotate_validation(client: Any, lake: dict[str, Any]) -> None:
     with pytest.raises(BadRequest):
         client.auto_annotate_collection(cid, "shapes_prompt", PROMPT, "box", 2.0)
     with pytest.raises(BadRequest) as platform:
-        client.auto_annotate_collection(cid, "shapes_prompt", PROMPT, "box", 0.5, None, None,
-                                        "gcp")
+        client.auto_annotate_collection(cid, "shapes_prompt", PROMPT, "box", 0.5, None, None, "gcp")
     assert platform.value.code == "unknown_platform"
     with pytest.raises(NotFound):
         client.auto_annotate_collection(cid, "no_such_model", PROMPT)
@@ -180,6 +202,7 @@ def test_auto_annotate_validation(client: Any, lake: dict[str, Any]) -> None:
     job = client.generate_auto_annotations_to_metalake("image", "shapes_prompt")
     assert job["status"] == "queued"
     assert client.get_job(job["job_id"])["params"]["prompt"] == [
-        {"label": name, "description": name} for name in ("circle", "square", "triangle")]
+        {"label": name, "description": name} for name in ("circle", "square", "triangle")
+    ]
     with pytest.raises(NotFound):
         client.accept_proposals(424242)

@@ -27,8 +27,10 @@ def _write(folder: Path, start: int, count: int) -> dict[str, dict[str, Any]]:
         s = scene(index, seed=7)
         name = f"img{index:03d}.png"
         s.image.resize((160 * SCALE, 160 * SCALE), Image.Resampling.NEAREST).save(folder / name)
-        truth[name] = {"labels": {sh.label for sh in s.shapes},
-                       "boxes": [(sh.label, [v * SCALE for v in sh.box]) for sh in s.shapes]}
+        truth[name] = {
+            "labels": {sh.label for sh in s.shapes},
+            "boxes": [(sh.label, [v * SCALE for v in sh.box]) for sh in s.shapes],
+        }
     return truth
 
 
@@ -42,16 +44,21 @@ def lake(client: Any, tmp_path: Path, session: Session) -> dict[str, Any]:
     client.upload_files_to_collection(tmp_path / "b", "image", "shapes", {"split": "b"})
     human = ["shapes_img000.png", "shapes_img001.png"]
     for name in human:
-        client.add_annotations(name, [{"label": "square", "shape": "box", "geometry":
-                                       {"x1": 1, "y1": 1, "x2": 5, "y2": 5}}])
+        client.add_annotations(
+            name,
+            [{"label": "square", "shape": "box", "geometry": {"x1": 1, "y1": 1, "x2": 5, "y2": 5}}],
+        )
     expected = {f"shapes_img{i:03d}.png" for i in range(2, 44)}
     return {"cid": cid, "truth": truth, "expected": expected, "human": human}
 
 
 def _tags(session: Session) -> dict[str, dict[str, Tag]]:
     session.expire_all()
-    rows = session.execute(select(File.unique_name, Tag).join(Tag, Tag.file_id == File.id)
-                           .where(Tag.source == "machine"))
+    rows = session.execute(
+        select(File.unique_name, Tag)
+        .join(Tag, Tag.file_id == File.id)
+        .where(Tag.source == "machine")
+    )
     out: dict[str, dict[str, Tag]] = {}
     for name, tag in rows:
         out.setdefault(name, {})[tag.name] = tag
@@ -59,14 +66,23 @@ def _tags(session: Session) -> dict[str, dict[str, Tag]]:
 
 
 def test_autotag_selects_subset_and_matches_truth(
-        client: Any, worker: Any, lake: dict[str, Any], session: Session,  # noqa: F811
-        shapes_detector_bundle: Path) -> None:  # noqa: F811
+    client: Any,
+    worker: Any,
+    lake: dict[str, Any],
+    session: Session,
+    shapes_detector_bundle: Path,
+) -> None:
     client.register_model(shapes_detector_bundle, "shapes_yolo", "autotagging")
     # The seed's example form, positional.
     job = client.auto_tag_collection(
-        lake["cid"], "shapes_yolo", (160, 160), 0.5, 'metadata.split="a"',
+        lake["cid"],
+        "shapes_yolo",
+        (160, 160),
+        0.5,
+        'metadata.split="a"',
         {"annotation_types": ["raw"], "from_date": "2020-01-01", "to_date": "2100-01-01"},
-        "local")
+        "local",
+    )
     assert set(job) == {"job_id", "status", "total"}
     assert job["status"] == "queued"
     assert job["total"] == len(lake["expected"])  # counted at submission, the subset only
@@ -90,8 +106,11 @@ def test_autotag_selects_subset_and_matches_truth(
 
     # Boxes are in the original (320x320) pixel space.
     file_id = session.scalar(select(File.id).where(File.unique_name == "shapes_img002.png"))
-    boxes = list(session.scalars(select(Annotation).where(
-        Annotation.file_id == file_id, Annotation.source == "machine")))
+    boxes = list(
+        session.scalars(
+            select(Annotation).where(Annotation.file_id == file_id, Annotation.source == "machine")
+        )
+    )
     assert boxes
     assert all(b.job_id == job["job_id"] for b in boxes)
     truth_boxes = lake["truth"]["img002.png"]["boxes"]
@@ -104,9 +123,15 @@ def test_autotag_selects_subset_and_matches_truth(
     # human tags stay.
     client.add_tags("shapes_img002.png", ["keep-me"])
     # (the first run's machine boxes make those files `machine`, no longer `raw`)
-    again = client.auto_tag_collection(lake["cid"], "shapes_yolo", (160, 160), 0.5,
-                                       'metadata.split="a"',
-                                       {"annotation_types": ["raw", "machine"]}, "local")
+    again = client.auto_tag_collection(
+        lake["cid"],
+        "shapes_yolo",
+        (160, 160),
+        0.5,
+        'metadata.split="a"',
+        {"annotation_types": ["raw", "machine"]},
+        "local",
+    )
     rerun = client.wait_for_job(again["job_id"], timeout=240, progress=False)
     assert rerun["status"] == "succeeded"
     assert rerun["done"] == len(lake["expected"])
@@ -114,7 +139,11 @@ def test_autotag_selects_subset_and_matches_truth(
     tags2 = _tags(session)
     assert {n: set(t) for n, t in tags2.items()} == {n: set(t) for n, t in tags.items()}
     assert all(t.job_id == again["job_id"] for ts in tags2.values() for t in ts.values())
-    assert {b.job_id for b in session.scalars(select(Annotation).where(
-        Annotation.file_id == file_id, Annotation.source == "machine"))} == {again["job_id"]}
+    assert {
+        b.job_id
+        for b in session.scalars(
+            select(Annotation).where(Annotation.file_id == file_id, Annotation.source == "machine")
+        )
+    } == {again["job_id"]}
     names = {t.name for t in session.scalars(select(Tag).where(Tag.file_id == file_id))}
     assert "keep-me" in names

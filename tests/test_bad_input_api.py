@@ -54,8 +54,10 @@ class Operation:
 
     @property
     def scope(self) -> str:
-        if self.template.startswith(ADMIN_PREFIX) or \
-                f"{self.method} {self.template}" in ADMIN_OPERATIONS:
+        if (
+            self.template.startswith(ADMIN_PREFIX)
+            or f"{self.method} {self.template}" in ADMIN_OPERATIONS
+        ):
             return "admin"
         return "read" if self.template in READ_ONLY_POSTS else "write"
 
@@ -99,15 +101,19 @@ class Lake:
     def _value(self, op: Operation, name: str) -> str:
         key = f"model_{name}" if op.template.startswith(f"{API}/models") else name
         if key not in self.values:
-            raise AssertionError(f"{op}: give the path parameter {name!r} a plausible value "
-                                 "in the `lake` fixture")
+            raise AssertionError(
+                f"{op}: give the path parameter {name!r} a plausible value in the `lake` fixture"
+            )
         return self.values[key]
 
     def query(self, op: Operation) -> dict[str, str]:
         """Valid values of the required query parameters."""
         known = {"application": "autotagging", "content_type": "image"}
-        missing = [p["name"] for p in op.parameters("query")
-                   if p.get("required") and p["name"] not in known]
+        missing = [
+            p["name"]
+            for p in op.parameters("query")
+            if p.get("required") and p["name"] not in known
+        ]
         assert not missing, f"{op}: give the query parameters {missing} a valid value here"
         return {p["name"]: known[p["name"]] for p in op.parameters("query") if p.get("required")}
 
@@ -119,34 +125,51 @@ class Lake:
 
 
 def write_operations(spec: dict[str, Any]) -> list[Operation]:
-    return [Operation(method, template, op)
-            for template, methods in sorted(spec["paths"].items())
-            for method, op in methods.items() if method in WRITE_METHODS]
+    return [
+        Operation(method, template, op)
+        for template, methods in sorted(spec["paths"].items())
+        for method, op in methods.items()
+        if method in WRITE_METHODS
+    ]
 
 
 @pytest.fixture
-def lake(client: Client, api_url: str, admin_key: str, make_key: Callable[..., str],
-         tmp_path: Path) -> Lake:
+def lake(
+    client: Client, api_url: str, admin_key: str, make_key: Callable[..., str], tmp_path: Path
+) -> Lake:
     imagegen.image(tmp_path / "things" / "a.jpg", (64, 48))
     collection_id = client.upload_files_to_collection(tmp_path / "things", "image", "things")
     unique_name = "things_a.jpg"
-    [annotation] = client.add_annotations(unique_name, [{"label": "cat", "shape": "box",
-                                                         "geometry": {"x1": 1, "y1": 1,
-                                                                      "x2": 9, "y2": 9}}])
+    [annotation] = client.add_annotations(
+        unique_name,
+        [{"label": "cat", "shape": "box", "geometry": {"x1": 1, "y1": 1, "x2": 9, "y2": 9}}],
+    )
     client.add_tags(unique_name, ["dog"])
     client.register_model(make_bundle(tmp_path / "bundle"), "shapes", "autotagging")
     job = client.insert_image_embeddings_batch(
-        [{"uniqueName": unique_name, "embeddings": [1.0, 0.0, 0.5]}], "ext", [3])
+        [{"uniqueName": unique_name, "embeddings": [1.0, 0.0, 0.5]}], "ext", [3]
+    )
     spare = make_key("read", name="spare")
     keys = httpx.get(f"{api_url}{API}/keys", headers=_auth(admin_key)).json()
     spare_id = next(k["id"] for k in keys if spare.startswith(k["prefix"]))
     spec = httpx.get(f"{api_url}/openapi.json").json()
-    return Lake(url=api_url, admin=admin_key, read=make_key("read", name="reader"),
-                write=make_key("write", name="writer"), spec=spec, values={
-                    "key_id": str(spare_id), "collection_name": "things",
-                    "collection_id": str(collection_id), "unique_name": unique_name,
-                    "annotation_id": str(annotation.id), "name": "dog",
-                    "model_name": "shapes", "job_id": str(job["job_id"])})
+    return Lake(
+        url=api_url,
+        admin=admin_key,
+        read=make_key("read", name="reader"),
+        write=make_key("write", name="writer"),
+        spec=spec,
+        values={
+            "key_id": str(spare_id),
+            "collection_name": "things",
+            "collection_id": str(collection_id),
+            "unique_name": unique_name,
+            "annotation_id": str(annotation.id),
+            "name": "dog",
+            "model_name": "shapes",
+            "job_id": str(job["job_id"]),
+        },
+    )
 
 
 def _auth(key: str | None) -> dict[str, str]:
@@ -156,19 +179,30 @@ def _auth(key: str | None) -> dict[str, str]:
 @pytest.fixture
 def database(session_factory: sessionmaker[Session]) -> Callable[[], dict[str, str]]:
     """A fingerprint of every table (API keys without their last-used time)."""
+
     def fingerprint() -> dict[str, str]:
         with session_scope(session_factory) as session:
-            tables = session.scalars(text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'alembic_version' ORDER BY tablename")).all()
+            tables = session.scalars(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version' ORDER BY tablename"
+                )
+            ).all()
             found = {}
             for table in tables:
-                rows = ("SELECT id, name, scopes, revoked_at FROM api_keys"
-                        if table == "api_keys" else f'SELECT * FROM "{table}"')
-                found[table] = session.scalar(text(
-                    f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
-                    f"FROM ({rows}) t"))
+                rows = (
+                    "SELECT id, name, scopes, revoked_at FROM api_keys"
+                    if table == "api_keys"
+                    else f'SELECT * FROM "{table}"'
+                )
+                found[table] = session.scalar(
+                    text(
+                        f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) "
+                        f"FROM ({rows}) t"
+                    )
+                )
             return found
+
     return fingerprint
 
 
@@ -186,19 +220,29 @@ def _error(response: httpx.Response) -> dict[str, Any]:
 def test_the_spec_lists_the_write_routes(lake: Lake) -> None:
     ops = {str(op) for op in write_operations(lake.spec)}
     assert len(ops) >= 25
-    for expected in ("POST /api/v1/collections/ingest", "DELETE /api/v1/models/{name}",
-                     "POST /api/v1/jobs/{job_id}/cancel", "POST /api/v1/embeddings/batch"):
+    for expected in (
+        "POST /api/v1/collections/ingest",
+        "DELETE /api/v1/models/{name}",
+        "POST /api/v1/jobs/{job_id}/cancel",
+        "POST /api/v1/embeddings/batch",
+    ):
         assert expected in ops
 
 
 def test_every_write_route_needs_a_valid_key(
-        lake: Lake, database: Callable[[], dict[str, str]], subtests: Any) -> None:
+    lake: Lake, database: Callable[[], dict[str, str]], subtests: Any
+) -> None:
     before = database()
     for op in write_operations(lake.spec):
         for key in (None, "mlk_not-a-real-key"):
             with subtests.test(op=str(op), key=key):
-                response = httpx.request(op.method, lake.url + lake.path(op),
-                                         params=lake.query(op), headers=_auth(key), json={})
+                response = httpx.request(
+                    op.method,
+                    lake.url + lake.path(op),
+                    params=lake.query(op),
+                    headers=_auth(key),
+                    json={},
+                )
                 assert response.status_code == 401, response.text
                 assert _error(response)["code"] == "unauthorized"
                 assert response.headers["www-authenticate"] == "Bearer"
@@ -206,12 +250,14 @@ def test_every_write_route_needs_a_valid_key(
 
 
 def _call(lake: Lake, op: Operation, key: str) -> httpx.Response:
-    return httpx.request(op.method, lake.url + lake.path(op), params=lake.query(op),
-                         headers=_auth(key), json={})
+    return httpx.request(
+        op.method, lake.url + lake.path(op), params=lake.query(op), headers=_auth(key), json={}
+    )
 
 
 def test_a_key_without_the_scope_is_403_and_changes_nothing(
-        lake: Lake, database: Callable[[], dict[str, str]], subtests: Any) -> None:
+    lake: Lake, database: Callable[[], dict[str, str]], subtests: Any
+) -> None:
     before = database()
     for op in write_operations(lake.spec):
         with subtests.test(op=str(op)):
@@ -243,8 +289,7 @@ def wrong_value(lake: Lake, schema: dict[str, Any]) -> Any:
     types: set[str] = set()
     for option in map(lake.resolve, schema.get("anyOf", schema.get("oneOf", [schema]))):
         if "type" in option:
-            types.update(option["type"] if isinstance(option["type"], list)
-                         else [option["type"]])
+            types.update(option["type"] if isinstance(option["type"], list) else [option["type"]])
         elif "enum" in option or "const" in option:
             types.add("string")
         else:
@@ -260,14 +305,23 @@ def json_malformed(lake: Lake, op: Operation) -> list[Malformed]:
     schema = lake.resolve(op.body_schema())
     cases = [
         Malformed("no body", {}, names=("body",)),
-        Malformed("not JSON", {"content": b"{'label': 'cat',", "headers": {
-            "Content-Type": "application/json"}}, names=("body",)),
-        Malformed("JSON null", {"content": b"null", "headers": {
-            "Content-Type": "application/json"}}),
+        Malformed(
+            "not JSON",
+            {"content": b"{'label': 'cat',", "headers": {"Content-Type": "application/json"}},
+            names=("body",),
+        ),
+        Malformed(
+            "JSON null", {"content": b"null", "headers": {"Content-Type": "application/json"}}
+        ),
         Malformed("a bare string", {"json": "cat"}),
-        Malformed("nested 100,000 deep", {"content": b"[" * 100_000 + b"]" * 100_000,
-                                          "headers": {"Content-Type": "application/json"}},
-                  statuses=(400, 422)),
+        Malformed(
+            "nested 100,000 deep",
+            {
+                "content": b"[" * 100_000 + b"]" * 100_000,
+                "headers": {"Content-Type": "application/json"},
+            },
+            statuses=(400, 422),
+        ),
     ]
     item = schema
     if schema.get("type") == "array":
@@ -276,16 +330,19 @@ def json_malformed(lake: Lake, op: Operation) -> list[Malformed]:
     else:
         cases.append(Malformed("a list for an object", {"json": [item.get("title", "x")]}))
     properties = item.get("properties", {})
-    wrong = {name: value for name, sub in properties.items()
-             if (value := wrong_value(lake, sub)) is not None}
+    wrong = {
+        name: value
+        for name, sub in properties.items()
+        if (value := wrong_value(lake, sub)) is not None
+    }
     required = tuple(item.get("required", []))
-    wrap: Callable[[Any], Any] = (lambda v: [v]) if schema.get("type") == "array" else (
-        lambda v: v)
+    wrap: Callable[[Any], Any] = (lambda v: [v]) if schema.get("type") == "array" else (lambda v: v)
     if required:
         cases.append(Malformed("required fields missing", {"json": wrap({})}, names=required))
     if wrong:
-        cases.append(Malformed("every field of the wrong type", {"json": wrap(wrong)},
-                               names=tuple(wrong)))
+        cases.append(
+            Malformed("every field of the wrong type", {"json": wrap(wrong)}, names=tuple(wrong))
+        )
     return cases
 
 
@@ -293,26 +350,46 @@ def multipart_malformed(lake: Lake, op: Operation) -> list[Malformed]:
     one = {"files": ("a.jpg", b"\xff\xd8\xff", "image/jpeg")}
     return [
         Malformed("no body", {}, names=("files", "relative_paths")),
-        Malformed("JSON instead of a form", {"json": {"files": []}},
-                  names=("files", "relative_paths")),
+        Malformed(
+            "JSON instead of a form", {"json": {"files": []}}, names=("files", "relative_paths")
+        ),
         Malformed("no relative_paths", {"files": one}, names=("relative_paths",)),
-        Malformed("metadata not JSON", {"files": one, "data": {
-            "relative_paths": "a.jpg", "metadata": "{camera: 1"}}, statuses=(400,),
-            names=("metadata",)),
-        Malformed("metadata a list", {"files": one, "data": {
-            "relative_paths": "a.jpg", "metadata": "[1]"}}, statuses=(400,),
-            names=("metadata",)),
-        Malformed("fewer paths than files", {"files": [
-            ("files", ("a.jpg", b"x", "image/jpeg")), ("files", ("b.jpg", b"y", "image/jpeg"))],
-            "data": {"relative_paths": "a.jpg"}}, statuses=(400,), names=("relative_paths",)),
+        Malformed(
+            "metadata not JSON",
+            {"files": one, "data": {"relative_paths": "a.jpg", "metadata": "{camera: 1"}},
+            statuses=(400,),
+            names=("metadata",),
+        ),
+        Malformed(
+            "metadata a list",
+            {"files": one, "data": {"relative_paths": "a.jpg", "metadata": "[1]"}},
+            statuses=(400,),
+            names=("metadata",),
+        ),
+        Malformed(
+            "fewer paths than files",
+            {
+                "files": [
+                    ("files", ("a.jpg", b"x", "image/jpeg")),
+                    ("files", ("b.jpg", b"y", "image/jpeg")),
+                ],
+                "data": {"relative_paths": "a.jpg"},
+            },
+            statuses=(400,),
+            names=("relative_paths",),
+        ),
     ]
 
 
 def gzip_malformed(lake: Lake, op: Operation) -> list[Malformed]:
     return [
         Malformed("no body", {}, statuses=(400,), names=("empty",)),
-        Malformed("JSON instead of a bundle", {"json": {"bundle": "x"}}, statuses=(400,),
-                  names=("not gzip",)),
+        Malformed(
+            "JSON instead of a bundle",
+            {"json": {"bundle": "x"}},
+            statuses=(400,),
+            names=("not gzip",),
+        ),
     ]
 
 
@@ -323,8 +400,9 @@ BODY_BUILDERS: dict[str, Callable[[Lake, Operation], list[Malformed]]] = {
 }
 
 
-def malformed_requests(lake: Lake, op: Operation) -> Iterator[tuple[Malformed, str,
-                                                                    dict[str, str]]]:
+def malformed_requests(
+    lake: Lake, op: Operation
+) -> Iterator[tuple[Malformed, str, dict[str, str]]]:
     """(request, path, query) for every way `op` can be called wrongly."""
     path, query = lake.path(op), lake.query(op)
     if op.content_type is not None:
@@ -335,17 +413,27 @@ def malformed_requests(lake: Lake, op: Operation) -> Iterator[tuple[Malformed, s
     for param in op.parameters("path"):
         if param["schema"].get("type") == "integer":
             bad = lake.path(op, **{param["name"]: "not-a-number"})
-            yield Malformed(f"path {param['name']} not a number", {},
-                            names=(param["name"],)), bad, query
+            yield (
+                Malformed(f"path {param['name']} not a number", {}, names=(param["name"],)),
+                bad,
+                query,
+            )
     for name in query:
-        yield Malformed(f"query {name} missing", {}, names=(name,)), path, {
-            k: v for k, v in query.items() if k != name}
-        yield Malformed(f"query {name} unknown", {}, statuses=(400, 422), names=(name,)), path, {
-            **query, name: "no-such-value"}
+        yield (
+            Malformed(f"query {name} missing", {}, names=(name,)),
+            path,
+            {k: v for k, v in query.items() if k != name},
+        )
+        yield (
+            Malformed(f"query {name} unknown", {}, statuses=(400, 422), names=(name,)),
+            path,
+            {**query, name: "no-such-value"},
+        )
 
 
 def test_malformed_requests_to_every_write_route_are_4xx_naming_the_problem(
-        lake: Lake, database: Callable[[], dict[str, str]], subtests: Any) -> None:
+    lake: Lake, database: Callable[[], dict[str, str]], subtests: Any
+) -> None:
     before = database()
     count = 0
     for op in write_operations(lake.spec):
@@ -354,12 +442,17 @@ def test_malformed_requests_to_every_write_route_are_4xx_naming_the_problem(
             with subtests.test(op=str(op), case=case.what):
                 kwargs = dict(case.kwargs)
                 headers = {**_auth(lake.admin), **kwargs.pop("headers", {})}
-                response = httpx.request(op.method, lake.url + path, params=query,
-                                         headers=headers, timeout=30, **kwargs)
+                response = httpx.request(
+                    op.method, lake.url + path, params=query, headers=headers, timeout=30, **kwargs
+                )
                 assert response.status_code in case.statuses, response.text[:500]
                 error = _error(response)
-                where = " ".join([error["message"], *(
-                    str(p.get("location")) for p in error["details"].get("errors", []))])
+                where = " ".join(
+                    [
+                        error["message"],
+                        *(str(p.get("location")) for p in error["details"].get("errors", [])),
+                    ]
+                )
                 for name in case.names:
                     assert name in where, (name, error)
     assert count >= 100
@@ -375,22 +468,42 @@ CARRIERS: list[tuple[str, str, Any]] = [
     ("PATCH", "/files/things_a.jpg/metadata", {"metadata": {f"k{BAD}": 1}}),
     ("POST", "/files/things_a.jpg/tags", [{"name": f"dog{BAD}"}]),
     ("POST", "/files/things_a.jpg/annotations", [{"label": f"cat{BAD}", "geometry": BOX}]),
-    ("POST", "/files/things_a.jpg/annotations",
-     [{"label": "cat", "geometry": BOX, "metadata": {"note": f"n{BAD}"}}]),
+    (
+        "POST",
+        "/files/things_a.jpg/annotations",
+        [{"label": "cat", "geometry": BOX, "metadata": {"note": f"n{BAD}"}}],
+    ),
     ("POST", "/items/search", {"query": f"metadata.k = 'v{BAD}'"}),
     ("POST", "/items/search", {"filter": {f"from_date{BAD}": "2024-01-01"}}),
-    ("POST", "/embeddings/batch", {"embedding_list": [
-        {"uniqueName": f"things_a.jpg{BAD}", "embeddings": [1.0, 0.0, 0.5]}],
-        "model_name": "ext", "vector_dimension": [3]}),
-    ("POST", "/embeddings/batch", {"embedding_list": [
-        {"uniqueName": "things_a.jpg", "embeddings": [1.0, 0.0, 0.5]}],
-        "model_name": f"ext{BAD}", "vector_dimension": [3]}),
-    ("POST", "/embeddings/vectors", {"unique_names": [f"things_a.jpg{BAD}"],
-                                     "model_name": "ext"}),
+    (
+        "POST",
+        "/embeddings/batch",
+        {
+            "embedding_list": [{"uniqueName": f"things_a.jpg{BAD}", "embeddings": [1.0, 0.0, 0.5]}],
+            "model_name": "ext",
+            "vector_dimension": [3],
+        },
+    ),
+    (
+        "POST",
+        "/embeddings/batch",
+        {
+            "embedding_list": [{"uniqueName": "things_a.jpg", "embeddings": [1.0, 0.0, 0.5]}],
+            "model_name": f"ext{BAD}",
+            "vector_dimension": [3],
+        },
+    ),
+    ("POST", "/embeddings/vectors", {"unique_names": [f"things_a.jpg{BAD}"], "model_name": "ext"}),
     ("POST", "/search/similar", {"unique_name": f"things_a.jpg{BAD}", "model_name": "ext"}),
-    ("POST", "/collections/ingest", {"collection_name": "c", "content_type": "image",
-                                     "entries": [{"path": f"/tmp/a{BAD}.jpg",
-                                                  "relative_path": "a.jpg"}]}),
+    (
+        "POST",
+        "/collections/ingest",
+        {
+            "collection_name": "c",
+            "content_type": "image",
+            "entries": [{"path": f"/tmp/a{BAD}.jpg", "relative_path": "a.jpg"}],
+        },
+    ),
     ("POST", "/keys", {"name": f"k{BAD}", "scopes": ["read"]}),
     ("POST", "/jobs/autotag", {"collection_id": 1, "model_id": f"shapes{BAD}"}),
     ("GET", f"/files/things_a.jpg{BAD}", None),
@@ -399,23 +512,33 @@ CARRIERS: list[tuple[str, str, Any]] = [
 
 
 def test_text_the_database_cannot_hold_is_a_4xx(
-        lake: Lake, database: Callable[[], dict[str, str]], subtests: Any) -> None:
+    lake: Lake, database: Callable[[], dict[str, str]], subtests: Any
+) -> None:
     before = database()
     for bad, shown in (("\x00", "NUL"), ("\ud800", "unpaired surrogate")):
         for method, path, body in CARRIERS:
             with subtests.test(method=method, path=path, bad=shown):
-                url = lake.url + API + path.replace(
-                    BAD, quote(bad, safe="", errors="surrogatepass"))
-                content = None if body is None else json.dumps(body).replace(
-                    BAD, json.dumps(bad)[1:-1]).encode()
-                response = httpx.request(method, url, content=content, headers={
-                    **_auth(lake.admin), "Content-Type": "application/json"})
+                url = (
+                    lake.url + API + path.replace(BAD, quote(bad, safe="", errors="surrogatepass"))
+                )
+                content = (
+                    None
+                    if body is None
+                    else json.dumps(body).replace(BAD, json.dumps(bad)[1:-1]).encode()
+                )
+                response = httpx.request(
+                    method,
+                    url,
+                    content=content,
+                    headers={**_auth(lake.admin), "Content-Type": "application/json"},
+                )
                 assert response.status_code in (400, 404, 422), response.text[:300]
                 _error(response)
     for body in ({"page_index": 2**63}, {"collection_id": 2**70}):
         with subtests.test(body=body):
-            response = httpx.post(f"{lake.url}{API}/items/search", json=body,
-                                  headers=_auth(lake.admin))
+            response = httpx.post(
+                f"{lake.url}{API}/items/search", json=body, headers=_auth(lake.admin)
+            )
             assert response.status_code in (400, 404, 422), response.text[:300]
     assert database() == before
 
@@ -423,18 +546,23 @@ def test_text_the_database_cannot_hold_is_a_4xx(
 # -- unknown unique names ------------------------------------------------------------------------
 VALID_BODIES: dict[str, Any] = {
     "POST /api/v1/files/{unique_name}/annotations": [
-        {"label": "cat", "shape": "box", "geometry": {"x1": 1, "y1": 1, "x2": 2, "y2": 2}}],
+        {"label": "cat", "shape": "box", "geometry": {"x1": 1, "y1": 1, "x2": 2, "y2": 2}}
+    ],
     "POST /api/v1/files/{unique_name}/tags": [{"name": "dog"}],
     "PATCH /api/v1/files/{unique_name}/metadata": {"metadata": {"seen": True}},
 }
 
 
 def test_an_unknown_unique_name_in_any_route_is_a_404_naming_it(
-        lake: Lake, database: Callable[[], dict[str, str]], subtests: Any) -> None:
+    lake: Lake, database: Callable[[], dict[str, str]], subtests: Any
+) -> None:
     before = database()
-    routes = [Operation(method, template, op)
-              for template, methods in sorted(lake.spec["paths"].items())
-              for method, op in methods.items() if "{unique_name}" in template]
+    routes = [
+        Operation(method, template, op)
+        for template, methods in sorted(lake.spec["paths"].items())
+        for method, op in methods.items()
+        if "{unique_name}" in template
+    ]
     assert len(routes) >= 7
     missing = "things_not-there.jpg"
     for op in routes:
@@ -443,9 +571,13 @@ def test_an_unknown_unique_name_in_any_route_is_a_404_naming_it(
             if op.content_type is not None:
                 assert str(op) in VALID_BODIES, f"{op}: add a valid body to VALID_BODIES"
                 kwargs["json"] = VALID_BODIES[str(op)]
-            response = httpx.request(op.method, lake.url + lake.path(op, unique_name=missing),
-                                     params=lake.query(op), headers=_auth(lake.admin),
-                                     **kwargs)
+            response = httpx.request(
+                op.method,
+                lake.url + lake.path(op, unique_name=missing),
+                params=lake.query(op),
+                headers=_auth(lake.admin),
+                **kwargs,
+            )
             assert response.status_code == 404, response.text
             error = _error(response)
             assert error["code"] == "file_not_found"
@@ -454,46 +586,76 @@ def test_an_unknown_unique_name_in_any_route_is_a_404_naming_it(
 
 
 def test_vectors_for_a_registered_model_of_another_dimension_are_refused(
-        client: Client, lake: Lake, database: Callable[[], dict[str, str]],
-        tmp_path: Path) -> None:
-    client.register_model(make_bundle(tmp_path / "e", "embedding",
-                                      config={"embedding_dim": 8}), "embedder", "embedding")
+    client: Client, lake: Lake, database: Callable[[], dict[str, str]], tmp_path: Path
+) -> None:
+    client.register_model(
+        make_bundle(tmp_path / "e", "embedding", config={"embedding_dim": 8}),
+        "embedder",
+        "embedding",
+    )
     before = database()
     with pytest.raises(Conflict) as caught:
         client.insert_image_embeddings_batch(
-            [{"uniqueName": "things_a.jpg", "embeddings": [1.0, 2.0, 3.0, 4.0]}],
-            "embedder", [4])
+            [{"uniqueName": "things_a.jpg", "embeddings": [1.0, 2.0, 3.0, 4.0]}], "embedder", [4]
+        )
     assert caught.value.code == "embedding_dimension_mismatch"
     assert "declares 8-d embeddings; these are 4-d" in caught.value.message
     assert database() == before
 
 
 @pytest.mark.parametrize("dimension", [0, -3, 4001])
-def test_a_vector_dimension_out_of_range_is_refused(client: Client, lake: Lake,
-                                                    dimension: int) -> None:
+def test_a_vector_dimension_out_of_range_is_refused(
+    client: Client, lake: Lake, dimension: int
+) -> None:
     from sdk import BadRequest
 
     with pytest.raises(BadRequest, match=f"Invalid vector dimension {dimension}: use 1 to 4000"):
         client.insert_image_embeddings_batch(
-            [{"uniqueName": "things_a.jpg", "embeddings": [1.0]}], "other", [dimension])
+            [{"uniqueName": "things_a.jpg", "embeddings": [1.0]}], "other", [dimension]
+        )
 
 
 # -- queries and filters, fuzzed through HTTP ----------------------------------------------------
 FILTER_KEYS = ["annotation_types", "from_date", "to_date", "annotation", "", "types"]
 FILTER_SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(["raw", "human", "machine", "2024-01-01", "2024-13-45", "2024-01-01T25:00",
-                     "2023-01-19T10:00:00+02:00", "0001-01-01", "9999-12-31T23:59:59+23:59",
-                     "yesterday", ""]),
-    st.text(max_size=12))
-json_values = st.recursive(FILTER_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-    max_leaves=8)
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(
+        [
+            "raw",
+            "human",
+            "machine",
+            "2024-01-01",
+            "2024-13-45",
+            "2024-01-01T25:00",
+            "2023-01-19T10:00:00+02:00",
+            "0001-01-01",
+            "9999-12-31T23:59:59+23:59",
+            "yesterday",
+            "",
+        ]
+    ),
+    st.text(max_size=12),
+)
+json_values = st.recursive(
+    FILTER_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 filters = st.one_of(
     json_values,
-    st.dictionaries(st.sampled_from(FILTER_KEYS), st.one_of(
-        json_values, st.lists(st.sampled_from(["raw", "human", "machine", "robot"]),
-                              max_size=4)), max_size=3))
+    st.dictionaries(
+        st.sampled_from(FILTER_KEYS),
+        st.one_of(
+            json_values, st.lists(st.sampled_from(["raw", "human", "machine", "robot"]), max_size=4)
+        ),
+        max_size=3,
+    ),
+)
 printable_queries = query_texts.map(lambda q: q.encode("utf-8", "replace").decode("utf-8"))
 
 
@@ -514,15 +676,21 @@ def _check_search(response: httpx.Response, query: str | None) -> None:
         assert "filter" in error["message"].lower()
 
 
-FUZZ = settings(max_examples=120, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @FUZZ
-@given(query=printable_queries, filter_text=st.one_of(
-    st.none(), filters.map(json.dumps), st.text(max_size=20)))
+@given(
+    query=printable_queries,
+    filter_text=st.one_of(st.none(), filters.map(json.dumps), st.text(max_size=20)),
+)
 def test_fuzzed_get_items_is_a_result_or_a_400_with_a_position(
-        lake: Lake, query: str, filter_text: str | None) -> None:
+    lake: Lake, query: str, filter_text: str | None
+) -> None:
     params = {"query": query, **({"filter": filter_text} if filter_text is not None else {})}
     response = httpx.get(f"{lake.url}{API}/items", params=params, headers=_auth(lake.read))
     _check_search(response, query)
@@ -531,10 +699,14 @@ def test_fuzzed_get_items_is_a_result_or_a_400_with_a_position(
 @FUZZ
 @given(query=st.one_of(st.none(), query_texts), filter=st.one_of(st.none(), filters))
 def test_fuzzed_post_items_search_is_a_result_or_a_400_with_a_position(
-        lake: Lake, query: str | None, filter: Any) -> None:
+    lake: Lake, query: str | None, filter: Any
+) -> None:
     body = json.dumps({"query": query, "filter": filter}, allow_nan=False)
-    response = httpx.post(f"{lake.url}{API}/items/search", content=body.encode(),
-                          headers={**_auth(lake.read), "Content-Type": "application/json"})
+    response = httpx.post(
+        f"{lake.url}{API}/items/search",
+        content=body.encode(),
+        headers={**_auth(lake.read), "Content-Type": "application/json"},
+    )
     if response.status_code == 422:  # a filter that is not a JSON object: the schema says so
         assert not isinstance(filter, dict), response.text
         assert "body.filter" in response.text
@@ -542,16 +714,26 @@ def test_fuzzed_post_items_search_is_a_result_or_a_400_with_a_position(
     _check_search(response, query)
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(query=st.one_of(st.none(), query_texts), filter=st.one_of(
-    st.none(), filters.filter(lambda f: isinstance(f, dict))))
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    query=st.one_of(st.none(), query_texts),
+    filter=st.one_of(st.none(), filters.filter(lambda f: isinstance(f, dict))),
+)
 def test_fuzzed_similarity_search_is_a_result_or_a_400_with_a_position(
-        lake: Lake, query: str | None, filter: dict[str, Any] | None) -> None:
-    body = json.dumps({"vector": [1.0, 0.0, 0.5], "model_name": "ext", "k": 5,
-                       "query": query, "filter": filter})
-    response = httpx.post(f"{lake.url}{API}/search/similar", content=body.encode(),
-                          headers={**_auth(lake.read), "Content-Type": "application/json"})
+    lake: Lake, query: str | None, filter: dict[str, Any] | None
+) -> None:
+    body = json.dumps(
+        {"vector": [1.0, 0.0, 0.5], "model_name": "ext", "k": 5, "query": query, "filter": filter}
+    )
+    response = httpx.post(
+        f"{lake.url}{API}/search/similar",
+        content=body.encode(),
+        headers={**_auth(lake.read), "Content-Type": "application/json"},
+    )
     _check_search(response, query)
 
 
@@ -562,8 +744,10 @@ SMALL_BODY = 8192  # every error body stays under this, whatever the request hel
 def _laughs(levels: int = 9) -> str:
     """A YAML document of ~300 bytes whose aliases stand for 10**levels strings."""
     lines = [f"a: &a [{','.join(['lol'] * 10)}]"]
-    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 10)}]"
-              for i in range(levels - 1)]
+    lines += [
+        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 10)}]"
+        for i in range(levels - 1)
+    ]
     return "\n".join(lines) + f"\nnames: *{chr(97 + levels - 1)}\n"
 
 
@@ -578,9 +762,13 @@ def test_a_yaml_alias_bomb_is_a_small_400(lake: Lake) -> None:
     assert len(bomb.encode()) < 400
     response = httpx.post(
         f"{lake.url}{API}/collections/{lake.values['collection_id']}/annotations/import",
-        json={"format": "yolo", "yolo": {"labels": {"a.txt": "0 0.5 0.5 0.1 0.1\n"},
-                                         "data_yaml": bomb}},
-        headers=_auth(lake.admin), timeout=30)
+        json={
+            "format": "yolo",
+            "yolo": {"labels": {"a.txt": "0 0.5 0.5 0.1 0.1\n"}, "data_yaml": bomb},
+        },
+        headers=_auth(lake.admin),
+        timeout=30,
+    )
     error = _small_error(response, 400)
     assert error["code"] == "invalid_annotations"
     assert "data.yaml" in error["message"]
@@ -591,8 +779,12 @@ def test_json_nested_thousands_deep_is_a_400_wherever_it_is_read(lake: Lake) -> 
     deep, shallow = "[" * 3000 + "]" * 3000, "[" * 150 + "]" * 150
     headers = {**_auth(lake.admin), "Content-Type": "application/json"}
     search = f"{lake.url}{API}/items/search"
-    for body in (deep, "[" * 3000, "[" * 300 + "]" * 300,
-                 '{"query": "\\ud800", "filter": ' + deep + "}"):  # the json module's path
+    for body in (
+        deep,
+        "[" * 3000,
+        "[" * 300 + "]" * 300,
+        '{"query": "\\ud800", "filter": ' + deep + "}",
+    ):  # the json module's path
         error = _small_error(httpx.post(search, content=body.encode(), headers=headers), 400)
         assert (error["code"], error["details"]["reason"]) == ("invalid_document", "too_deep")
         assert "request body is nested too deeply" in error["message"]
@@ -600,21 +792,38 @@ def test_json_nested_thousands_deep_is_a_400_wherever_it_is_read(lake: Lake) -> 
     huge = '{"collection_id": ' + "9" * 5000 + "}"
     error = _small_error(httpx.post(search, content=huge.encode(), headers=headers), 400)
     assert "request body holds a number of more than 4,300 digits" in error["message"]
-    response = httpx.get(f"{lake.url}{API}/items", params={"filter": deep},
-                         headers=_auth(lake.read))
+    response = httpx.get(
+        f"{lake.url}{API}/items", params={"filter": deep}, headers=_auth(lake.read)
+    )
     error = _small_error(response, 400)
     assert error["code"] == "invalid_filter"
     assert "nested too deeply" in error["message"]
-    response = httpx.post(f"{lake.url}{API}/collections/things/upload",
-                          params={"content_type": "image"}, headers=_auth(lake.admin),
-                          files={"files": ("b.jpg", b"\xff\xd8\xff", "image/jpeg")},
-                          data={"relative_paths": "b.jpg", "metadata": '{"a": ' + deep + "}"})
+    response = httpx.post(
+        f"{lake.url}{API}/collections/things/upload",
+        params={"content_type": "image"},
+        headers=_auth(lake.admin),
+        files={"files": ("b.jpg", b"\xff\xd8\xff", "image/jpeg")},
+        data={"relative_paths": "b.jpg", "metadata": '{"a": ' + deep + "}"},
+    )
     error = _small_error(response, 400)
     assert "metadata field is nested too deeply" in error["message"]
 
 
-BAD_IDS = ["²", "٣", "\uff11", "+1", " 1", "1 ", "1_000", "0", "-1", "1.0", "9" * 5000,
-           str(2**63), str(2**64 + 1)]
+BAD_IDS = [
+    "²",
+    "٣",
+    "\uff11",
+    "+1",
+    " 1",
+    "1 ",
+    "1_000",
+    "0",
+    "-1",
+    "1.0",
+    "9" * 5000,
+    str(2**63),
+    str(2**64 + 1),
+]
 
 
 def _integer(schema: dict[str, Any]) -> bool:
@@ -622,17 +831,24 @@ def _integer(schema: dict[str, Any]) -> bool:
 
 
 def _all_operations(spec: dict[str, Any]) -> list[Operation]:
-    return [Operation(method, template, op) for template, methods in sorted(spec["paths"].items())
-            for method, op in methods.items()]
+    return [
+        Operation(method, template, op)
+        for template, methods in sorted(spec["paths"].items())
+        for method, op in methods.items()
+    ]
 
 
 def test_every_id_parameter_takes_ascii_digits_within_bigint_only(
-        lake: Lake, database: Callable[[], dict[str, str]], subtests: Any) -> None:
+    lake: Lake, database: Callable[[], dict[str, str]], subtests: Any
+) -> None:
     before = database()
     checked = set()
     for op in _all_operations(lake.spec):
-        params = [p for p in op.spec.get("parameters", [])
-                  if p["in"] in ("path", "query") and _integer(p["schema"])]
+        params = [
+            p
+            for p in op.spec.get("parameters", [])
+            if p["in"] in ("path", "query") and _integer(p["schema"])
+        ]
         for param in params:
             if param["name"].startswith("page") or param["name"] == "limit":
                 continue
@@ -640,45 +856,66 @@ def test_every_id_parameter_takes_ascii_digits_within_bigint_only(
             for bad in BAD_IDS:
                 with subtests.test(op=str(op), param=param["name"], value=bad[:12]):
                     query = lake.query(op)
-                    filled = {p["name"]: "1" for p in op.parameters("path")  # any id will do
-                              if _integer(p["schema"])}
+                    filled = {
+                        p["name"]: "1"
+                        for p in op.parameters("path")  # any id will do
+                        if _integer(p["schema"])
+                    }
                     if param["in"] == "path":
                         filled[param["name"]] = bad
                     else:
                         query = {**query, param["name"]: bad}
                     path = lake.path(op, **filled)
                     kwargs: dict[str, Any] = {"json": {}} if op.content_type else {}
-                    response = httpx.request(op.method, lake.url + path, params=query,
-                                             headers=_auth(lake.admin), timeout=30, **kwargs)
+                    response = httpx.request(
+                        op.method,
+                        lake.url + path,
+                        params=query,
+                        headers=_auth(lake.admin),
+                        timeout=30,
+                        **kwargs,
+                    )
                     error = _small_error(response, 422)
-                    where = " ".join([error["message"], *(
-                        str(p.get("location")) for p in error["details"].get("errors", []))])
+                    where = " ".join(
+                        [
+                            error["message"],
+                            *(str(p.get("location")) for p in error["details"].get("errors", [])),
+                        ]
+                    )
                     assert param["name"] in where, error
     assert len(checked) >= 14, sorted(checked)
     assert database() == before
 
 
-@pytest.mark.parametrize("version", ["²", "٣", "+1", " 1", "1_000", "0", "9" * 5000,
-                                     str(2**63), ""])
-def test_a_model_reference_takes_ascii_digits_within_bigint_only(lake: Lake,
-                                                                 version: str) -> None:
+@pytest.mark.parametrize(
+    "version", ["²", "٣", "+1", " 1", "1_000", "0", "9" * 5000, str(2**63), ""]
+)
+def test_a_model_reference_takes_ascii_digits_within_bigint_only(lake: Lake, version: str) -> None:
     reference = f"shapes@{version}"
     for method, url, body in (
-            ("GET", f"{API}/models/{quote(reference, safe='')}", None),
-            ("DELETE", f"{API}/models/{quote(reference, safe='')}", None),
-            ("POST", f"{API}/jobs/autotag", {"collection_id": int(lake.values["collection_id"]),
-                                             "model_id": reference})):
-        response = httpx.request(method, lake.url + url, json=body, headers=_auth(lake.admin),
-                                 timeout=30)
+        ("GET", f"{API}/models/{quote(reference, safe='')}", None),
+        ("DELETE", f"{API}/models/{quote(reference, safe='')}", None),
+        (
+            "POST",
+            f"{API}/jobs/autotag",
+            {"collection_id": int(lake.values["collection_id"]), "model_id": reference},
+        ),
+    ):
+        response = httpx.request(
+            method, lake.url + url, json=body, headers=_auth(lake.admin), timeout=30
+        )
         error = _small_error(response, 400)
-        assert "model reference" in error["message"] or "Versions are immutable" in \
-            error["message"], error
-    assert httpx.get(f"{lake.url}{API}/models/shapes@1",
-                     headers=_auth(lake.read)).status_code == 200
+        assert (
+            "model reference" in error["message"] or "Versions are immutable" in error["message"]
+        ), error
+    assert (
+        httpx.get(f"{lake.url}{API}/models/shapes@1", headers=_auth(lake.read)).status_code == 200
+    )
 
 
 def test_path_components_of_5000_characters_are_a_small_4xx(
-        lake: Lake, database: Callable[[], dict[str, str]], subtests: Any) -> None:
+    lake: Lake, database: Callable[[], dict[str, str]], subtests: Any
+) -> None:
     before = database()
     long = "n" * 5000
     for op in _all_operations(lake.spec):
@@ -688,9 +925,14 @@ def test_path_components_of_5000_characters_are_a_small_4xx(
                 kwargs: dict[str, Any] = {}
                 if op.content_type == "application/json":
                     kwargs["json"] = VALID_BODIES.get(str(op), {})
-                response = httpx.request(op.method, lake.url + lake.path(op, **{name: long}),
-                                         params=lake.query(op), headers=_auth(lake.admin),
-                                         timeout=30, **kwargs)
+                response = httpx.request(
+                    op.method,
+                    lake.url + lake.path(op, **{name: long}),
+                    params=lake.query(op),
+                    headers=_auth(lake.admin),
+                    timeout=30,
+                    **kwargs,
+                )
                 error = _small_error(response, 400, 404, 413, 422)
                 assert long not in response.text
                 assert "n" * 201 not in error["message"]  # quoted in part, if at all
@@ -699,22 +941,31 @@ def test_path_components_of_5000_characters_are_a_small_4xx(
 
 def test_an_error_quotes_a_long_query_in_part(lake: Lake) -> None:
     query = "annotation.label = " + "x" * 100_000 + " AND ("
-    response = httpx.post(f"{lake.url}{API}/items/search", json={"query": query},
-                          headers=_auth(lake.read), timeout=30)
+    response = httpx.post(
+        f"{lake.url}{API}/items/search", json={"query": query}, headers=_auth(lake.read), timeout=30
+    )
     error = _small_error(response, 400)
     assert error["code"] == "invalid_query"
     assert error["details"]["query"].endswith("…")
 
 
 def test_a_server_path_the_file_system_cannot_look_up_is_a_400(
-        lake: Lake, database: Callable[[], dict[str, str]]) -> None:
+    lake: Lake, database: Callable[[], dict[str, str]]
+) -> None:
     before = database()
     for path in ("/tmp/" + "a" * 5000 + ".jpg", "/tmp/" + "/".join(["d" * 250] * 30) + "/a.jpg"):
-        response = httpx.post(f"{lake.url}{API}/collections/ingest", headers=_auth(lake.admin),
-                              json={"collection_name": "c2", "content_type": "image",
-                                    "entries": [{"path": path, "relative_path": "a.jpg"}]})
+        response = httpx.post(
+            f"{lake.url}{API}/collections/ingest",
+            headers=_auth(lake.admin),
+            json={
+                "collection_name": "c2",
+                "content_type": "image",
+                "entries": [{"path": path, "relative_path": "a.jpg"}],
+            },
+        )
         error = _small_error(response, 400)
         assert error["code"] == "invalid_path"
-        assert "cannot be looked up on the engine's machine (File name too long)" in \
-            error["message"]
+        assert (
+            "cannot be looked up on the engine's machine (File name too long)" in error["message"]
+        )
     assert database() == before

@@ -44,13 +44,19 @@ Truth = list[tuple[str, list[float]]]
 # -- files ---------------------------------------------------------------------------------------
 def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
     """A PNG of a few hundred bytes whose header declares `width` x `height` pixels."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data)))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(bytes(1 + width), 9)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(1 + width), 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def jpeg_bytes(image: Image.Image, **options: Any) -> bytes:
@@ -66,8 +72,10 @@ def shapes_photo(first: int, seed: int = 21) -> tuple[Image.Image, Truth]:
     for offset, index in ((0, first), (160, first + 1)):
         s = scene(index, seed=seed)
         photo.paste(s.image.convert("RGB"), (offset, 0))
-        truth += [(sh.label, [sh.box[0] + offset, sh.box[1], sh.box[2] + offset, sh.box[3]])
-                  for sh in s.shapes]
+        truth += [
+            (sh.label, [sh.box[0] + offset, sh.box[1], sh.box[2] + offset, sh.box[3]])
+            for sh in s.shapes
+        ]
     return photo, truth
 
 
@@ -112,13 +120,16 @@ def png(pixels: np.ndarray) -> bytes:
 
 
 def truncated(data: bytes) -> bytes:
-    return data[:len(data) * 2 // 3]
+    return data[: len(data) * 2 // 3]
 
 
 # -- ingest and upload ---------------------------------------------------------------------------
 @pytest.fixture
-def api_settings(request: pytest.FixtureRequest, settings: Settings,  # noqa: F811
-                 tmp_path: Path) -> Settings:
+def api_settings(
+    request: pytest.FixtureRequest,
+    settings: Settings,
+    tmp_path: Path,
+) -> Settings:
     """`in_place` (files registered where they are) or `managed` (copied into storage)."""
     if getattr(request, "param", "in_place") == "managed":
         return settings.model_copy(update={"managed_storage_url": file_uri(tmp_path / "lake")})
@@ -127,7 +138,8 @@ def api_settings(request: pytest.FixtureRequest, settings: Settings,  # noqa: F8
 
 @pytest.mark.parametrize("api_settings", ["in_place", "managed"], indirect=True)
 def test_ingest_records_each_unreadable_file_with_its_reason(
-        client: Client, api_settings: Settings, tmp_path: Path) -> None:
+    client: Client, api_settings: Settings, tmp_path: Path
+) -> None:
     managed = api_settings.managed_storage_url is not None
     photo, _ = shapes_photo(0)
     folder = tmp_path / "upload"
@@ -168,8 +180,7 @@ def test_ingest_records_each_unreadable_file_with_its_reason(
         return details["width"], details["height"]
 
     # The size as the user sees it: the rotated photos are 320 x 160 once turned.
-    for name in ("good.jpg", "cmyk.jpg", "gray16.png", "rgb16.png", "rotated6.jpg",
-                 "rotated8.jpg"):
+    for name in ("good.jpg", "cmyk.jpg", "gray16.png", "rgb16.png", "rotated6.jpg", "rotated8.jpg"):
         assert size(name) == DISPLAYED, name
     # A truncated body behind a valid header is registered (ingest reads headers only); the
     # job that decodes it fails that item with the reason (test below).
@@ -178,13 +189,18 @@ def test_ingest_records_each_unreadable_file_with_its_reason(
 
 # -- analysis jobs on a real worker --------------------------------------------------------------
 def _machine_boxes(client: Client, unique_name: str) -> Truth:
-    return [(a.label, [float(a.geometry[k]) for k in ("x1", "y1", "x2", "y2")])
-            for a in client.list_annotations(unique_name, source="machine")]
+    return [
+        (a.label, [float(a.geometry[k]) for k in ("x1", "y1", "x2", "y2")])
+        for a in client.list_annotations(unique_name, source="machine")
+    ]
 
 
 def test_a_job_fails_only_unreadable_items_and_boxes_land_on_the_rotated_view(
-        client: Client, worker: Any, tmp_path: Path,  # noqa: F811
-        shapes_detector_bundle: Path) -> None:
+    client: Client,
+    worker: Any,
+    tmp_path: Path,
+    shapes_detector_bundle: Path,
+) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
     truth: dict[str, Truth] = {}
@@ -200,8 +216,11 @@ def test_a_job_fails_only_unreadable_items_and_boxes_land_on_the_rotated_view(
     truth["photos_rgb16.png"] = boxes
     (folder / "truncated.jpg").write_bytes(truncated(jpeg_bytes(shapes_photo(14)[0])))
     # Registered while readable, then changed on disk (files are registered in place).
-    later = {"emptied.jpg": b"", "overwritten.jpg": b"not a photo any more\n",
-             "bomb.png": bomb_png()}
+    later = {
+        "emptied.jpg": b"",
+        "overwritten.jpg": b"not a photo any more\n",
+        "bomb.png": bomb_png(),
+    }
     for name in later:
         (folder / name).write_bytes(jpeg_bytes(shapes_photo(16)[0]))
     cid = client.upload_files_to_collection(folder, "image", "photos")
@@ -216,8 +235,12 @@ def test_a_job_fails_only_unreadable_items_and_boxes_land_on_the_rotated_view(
     assert final["status"] == "partially_failed", final
     assert (final["total"], final["done"], final["failed"]) == (10, 6, 4)
     reasons = {e["unique_name"]: e["error"] for e in final["errors"]}
-    assert set(reasons) == {"photos_truncated.jpg", "photos_emptied.jpg",
-                            "photos_overwritten.jpg", "photos_bomb.png"}
+    assert set(reasons) == {
+        "photos_truncated.jpg",
+        "photos_emptied.jpg",
+        "photos_overwritten.jpg",
+        "photos_bomb.png",
+    }
     assert "image file is truncated" in reasons["photos_truncated.jpg"]
     assert "the file is empty (0 bytes)" in reasons["photos_emptied.jpg"]
     assert "cannot identify its format" in reasons["photos_overwritten.jpg"]
@@ -241,16 +264,18 @@ def test_a_job_fails_only_unreadable_items_and_boxes_land_on_the_rotated_view(
 
 
 def test_cmyk_and_16_bit_images_are_embedded_from_their_true_pixels(
-        client: Client, worker: Any, tmp_path: Path,  # noqa: F811
-        resnet50_random_bundle: Path) -> None:
+    client: Client,
+    worker: Any,
+    tmp_path: Path,
+    resnet50_random_bundle: Path,
+) -> None:
     """Each odd file's nearest neighbour is the 8-bit RGB image of the same pixels, not the
     image a wrong decode would give (inverted colours, values clipped to white)."""
     photo, _ = shapes_photo(20)
     rgb = np.asarray(photo, dtype=np.uint8)
     other_rgb = np.asarray(shapes_photo(24)[0], dtype=np.uint8)
     ramp = np.linspace(0, 65535, 224 * 224).reshape(224, 224)
-    gray16 = np.clip(ramp + 6000 * np.sin(np.arange(224) / 9)[None, :], 0, 65535).astype(
-        np.uint16)
+    gray16 = np.clip(ramp + 6000 * np.sin(np.arange(224) / 9)[None, :], 0, 65535).astype(np.uint16)
     rgb16 = other_rgb.astype(np.uint16) * 256 + 200  # low bytes a wrong decode might read
     folder = tmp_path / "odd"
     folder.mkdir()

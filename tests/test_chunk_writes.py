@@ -26,14 +26,17 @@ from tests.fixtures.worker import settings, shared_envs_dir  # noqa: F401
 
 
 @pytest.fixture
-def gated_job(client: Any, tmp_path: Path, settings: Settings  # noqa: F811
-              ) -> dict[str, Any]:
+def gated_job(
+    client: Any,
+    tmp_path: Path,
+    settings: Settings,
+) -> dict[str, Any]:
     gate = Gate(tmp_path / "gate")
     gate.close()
-    bundle = gated_bundle(tmp_path / "bundle", gate, BatchLog(tmp_path / "batches.jsonl"),
-                          name="gated")
-    cid = client.upload_files_to_collection(tiny_images(tmp_path / "imgs", 4), "image",
-                                            "gated")
+    bundle = gated_bundle(
+        tmp_path / "bundle", gate, BatchLog(tmp_path / "batches.jsonl"), name="gated"
+    )
+    cid = client.upload_files_to_collection(tiny_images(tmp_path / "imgs", 4), "image", "gated")
     client.register_model(bundle, "gated", "autotagging")
     job = client.auto_tag_collection(cid, "gated", (32, 32), 0.5, None, None, "local")
     return {"job_id": job["job_id"], "gate": gate}
@@ -42,19 +45,25 @@ def gated_job(client: Any, tmp_path: Path, settings: Settings  # noqa: F811
 def _in_transaction_with_writes(session: Session) -> bool:
     """Some other backend of this database holds an open transaction that has written."""
     session.rollback()
-    return bool(session.scalar(text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL")))
+    return bool(
+        session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
+            )
+        )
+    )
 
 
 @pytest.mark.parametrize("cancel", [False, True])
 def test_results_written_early_are_committed_only_for_items_still_pending(
-        client: Any, session: Session, gated_job: dict[str, Any],
-        settings: Settings, cancel: bool) -> None:  # noqa: F811
+    client: Any, session: Session, gated_job: dict[str, Any], settings: Settings, cancel: bool
+) -> None:
     job_id, gate = gated_job["job_id"], gated_job["gate"]
     # the gated bundle waits on a file in the test's folder, which a sandboxed host cannot see
-    worker_settings = settings.model_copy(update={"chunk_size": 4, "request_batch_size": 2,
-                                                  "sandbox": "off"})
+    worker_settings = settings.model_copy(
+        update={"chunk_size": 4, "request_batch_size": 2, "sandbox": "off"}
+    )
     context = WorkerContext(worker_settings)
     try:
         with session_scope(context.sessions) as planning:
@@ -71,8 +80,11 @@ def test_results_written_early_are_committed_only_for_items_still_pending(
         thread.start()
         gate.allow(1)  # the first request (2 images) is answered...
         # ...and its tags are written in the chunk's open transaction while batch 2 waits
-        wait_for(lambda: _in_transaction_with_writes(session), timeout=60,
-                 what="the chunk's early writes")
+        wait_for(
+            lambda: _in_transaction_with_writes(session),
+            timeout=60,
+            what="the chunk's early writes",
+        )
         session.rollback()
         assert not list(session.scalars(select(Tag)))  # not committed yet
         if cancel:

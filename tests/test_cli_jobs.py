@@ -55,8 +55,9 @@ def test_jobs_show_of_an_unknown_job_is_one_not_found_line(cli: Callable[..., Re
     assert "999" in _one_error_line(cli("jobs", "cancel", "999"))
 
 
-def test_unknown_platform_names_the_accepted_ones(cli: Callable[..., Result],
-                                                  session: Session) -> None:
+def test_unknown_platform_names_the_accepted_ones(
+    cli: Callable[..., Result], session: Session
+) -> None:
     make_files(session, "c", 1)
     line = _one_error_line(cli("autotag", "1", "--platform", "gpu-farm"))
     assert "gpu-farm" in line
@@ -66,20 +67,24 @@ def test_unknown_platform_names_the_accepted_ones(cli: Callable[..., Result],
     assert "'local', 'aws' or 'use_env'" in line
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (("autotag", "1", "--resolution", "300"), "WIDTHxHEIGHT"),
-    (("autotag", "1", "--resolution", "0x300"), "positive"),
-    (("autotag-lake", "image", "--resolution", "axb"), "WIDTHxHEIGHT"),
-    (("autotag", "1", "--confidence", "1.5"), "--confidence"),
-    (("autotag", "1", "--filter", "[1]"), "JSON object"),
-    (("annotate", "1", "--type", "mask"), "polygon or box"),
-    (("annotate", "1", "--prompt", "car="), "LABEL=DESCRIPTION"),
-    (("similar",), "exactly one of --name or --vector-file"),
-    (("similar", "--name", "a", "--vector-file", "v.json"), "exactly one"),
-    (("jobs", "show", "abc"), "JOB_ID"),
-])
-def test_bad_argument_formats_are_usage_errors(cli: Callable[..., Result], args: tuple[str, ...],
-                                               needle: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("autotag", "1", "--resolution", "300"), "WIDTHxHEIGHT"),
+        (("autotag", "1", "--resolution", "0x300"), "positive"),
+        (("autotag-lake", "image", "--resolution", "axb"), "WIDTHxHEIGHT"),
+        (("autotag", "1", "--confidence", "1.5"), "--confidence"),
+        (("autotag", "1", "--filter", "[1]"), "JSON object"),
+        (("annotate", "1", "--type", "mask"), "polygon or box"),
+        (("annotate", "1", "--prompt", "car="), "LABEL=DESCRIPTION"),
+        (("similar",), "exactly one of --name or --vector-file"),
+        (("similar", "--name", "a", "--vector-file", "v.json"), "exactly one"),
+        (("jobs", "show", "abc"), "JOB_ID"),
+    ],
+)
+def test_bad_argument_formats_are_usage_errors(
+    cli: Callable[..., Result], args: tuple[str, ...], needle: str
+) -> None:
     result = cli(*args)
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert needle in result.stderr
@@ -88,21 +93,25 @@ def test_bad_argument_formats_are_usage_errors(cli: Callable[..., Result], args:
 
 def test_prompts_parse_label_and_description() -> None:
     assert parse_prompts(["car=a red car", "dog"]) == [
-        {"label": "car", "description": "a red car"}, {"label": "dog", "description": "dog"}]
+        {"label": "car", "description": "a red car"},
+        {"label": "dog", "description": "dog"},
+    ]
     assert parse_prompts(None) is None
 
 
 # Two pairs: 0 and 1 are close, 2 and 3 are close, and the pairs are orthogonal.
-VECTORS = [[1.0, 0.0, 0.0, 0.0], [0.8, 0.6, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0],
-           [0.0, 0.0, 0.8, 0.6]]
+VECTORS = [[1.0, 0.0, 0.0, 0.0], [0.8, 0.6, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.8, 0.6]]
 
 
-def test_similar_finds_the_nearest_inserted_vector(cli: Callable[..., Result], client: Any,
-                                                   session: Session, tmp_path: Path) -> None:
+def test_similar_finds_the_nearest_inserted_vector(
+    cli: Callable[..., Result], client: Any, session: Session, tmp_path: Path
+) -> None:
     names = make_files(session, "sim", 4)
     client.insert_image_embeddings_batch(
         [{"uniqueName": n, "embeddings": v} for n, v in zip(names, VECTORS, strict=True)],
-        "ext-space", [4])
+        "ext-space",
+        [4],
+    )
 
     result = cli("similar", "--name", names[2], "--model", "ext-space", "-k", "3")
     assert result.exit_code == 0, (result.stdout, result.stderr)
@@ -117,8 +126,9 @@ def test_similar_finds_the_nearest_inserted_vector(cli: Callable[..., Result], c
 
     vector_file = tmp_path / "v.json"
     vector_file.write_text(json.dumps([0.0, 1.0, 0.0, 0.0]))
-    result = cli("similar", "--vector-file", str(vector_file), "--model", "ext-space",
-                 "-k", "2", "--json")
+    result = cli(
+        "similar", "--vector-file", str(vector_file), "--model", "ext-space", "-k", "2", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     items = json.loads(result.stdout)
     assert items[0]["unique_name"] == names[1]
@@ -130,7 +140,8 @@ def test_similar_finds_the_nearest_inserted_vector(cli: Callable[..., Result], c
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[0].endswith(names[1])
     assert "nope.jpg" in _one_error_line(
-        cli("similar", "--name", "nope.jpg", "--model", "ext-space"))
+        cli("similar", "--name", "nope.jpg", "--model", "ext-space")
+    )
 
     # The import is a job: listed and shown.
     listed = cli("jobs", "list")
@@ -157,20 +168,26 @@ def test_vector_file_must_hold_numbers(cli: Callable[..., Result], tmp_path: Pat
 
 
 def test_autotag_jobs_cancel_wait_and_a_real_worker_run(
-        cli: Callable[..., Result], client: Any, tmp_path: Path, settings: Settings,  # noqa: F811
-        shapes_detector_bundle: Path) -> None:  # noqa: F811
+    cli: Callable[..., Result],
+    client: Any,
+    tmp_path: Path,
+    settings: Settings,
+    shapes_detector_bundle: Path,
+) -> None:
     folder = tmp_path / "imgs"
     folder.mkdir()
     for index in range(6):
         scene(index, seed=3).image.save(folder / f"s{index:02d}.png")
     cid = str(client.upload_files_to_collection(folder, "image", "small"))
     client.register_model(shapes_detector_bundle, "yolo", "autotagging")
-    assert "'nope'" in _one_error_line(cli("autotag", cid, "--model", "nope",
-                                           "--platform", "local"))
+    assert "'nope'" in _one_error_line(
+        cli("autotag", cid, "--model", "nope", "--platform", "local")
+    )
 
     # No worker yet: the job stays queued, is cancelled, and waiting for it exits 1.
-    submitted = cli("autotag", cid, "--model", "yolo", "--resolution", "160x160",
-                    "--platform", "local")
+    submitted = cli(
+        "autotag", cid, "--model", "yolo", "--resolution", "160x160", "--platform", "local"
+    )
     assert submitted.exit_code == 0, submitted.stderr
     first = submitted.stdout.split()[2]
     assert submitted.stdout.startswith(f"submitted job {first} (queued")
@@ -182,9 +199,23 @@ def test_autotag_jobs_cancel_wait_and_a_real_worker_run(
     assert f"job {first}  autotagging  cancelled" in waited.stdout
 
     with running_worker(settings, tmp_path / "worker.log"):
-        run = cli("autotag", cid, "--model", "yolo", "--resolution", "160x160",
-                  "--confidence", "0.5", "--query", "", "--platform", "local", "--wait",
-                  "--timeout", "180")
+        run = cli(
+            "autotag",
+            cid,
+            "--model",
+            "yolo",
+            "--resolution",
+            "160x160",
+            "--confidence",
+            "0.5",
+            "--query",
+            "",
+            "--platform",
+            "local",
+            "--wait",
+            "--timeout",
+            "180",
+        )
     assert run.exit_code == 0, (run.stdout, run.stderr)
     second = run.stdout.split()[2]
     assert f"job {second}  autotagging  succeeded" in run.stdout

@@ -39,28 +39,47 @@ class Engine:
         while len(ports) < 3:
             ports.add(free_port())
         self.api_port, self.pg_port, self.redis_port = sorted(ports)
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in {"DATABASE_URL", "REDIS_URL", "METALAKE_DATABASE_URL",
-                                 "METALAKE_REDIS_URL", "METALAKE_URL", "METALAKE_API_KEY"}}
-        self.env.update(METALAKE_HOME=str(home), METALAKE_API_PORT=str(self.api_port),
-                        METALAKE_PG_PORT=str(self.pg_port),
-                        METALAKE_REDIS_PORT=str(self.redis_port),
-                        METALAKE_PG_SHARED_BUFFERS="192MB")
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in {
+                "DATABASE_URL",
+                "REDIS_URL",
+                "METALAKE_DATABASE_URL",
+                "METALAKE_REDIS_URL",
+                "METALAKE_URL",
+                "METALAKE_API_KEY",
+            }
+        }
+        self.env.update(
+            METALAKE_HOME=str(home),
+            METALAKE_API_PORT=str(self.api_port),
+            METALAKE_PG_PORT=str(self.pg_port),
+            METALAKE_REDIS_PORT=str(self.redis_port),
+            METALAKE_PG_SHARED_BUFFERS="192MB",
+        )
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    def cli(self, *args: str, timeout: float = 120,
-            **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "engine.cli", *args],
-                              env={**self.env, **env}, capture_output=True, text=True,
-                              timeout=timeout)
+    def cli(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "engine.cli", *args],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def status(self) -> tuple[int, dict[str, list[str]]]:
         result = self.cli("status")
-        rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()
-                if line.split() and line.split()[0] in SERVICES}
+        rows = {
+            line.split()[0]: line.split()
+            for line in result.stdout.splitlines()
+            if line.split() and line.split()[0] in SERVICES
+        }
         return result.returncode, rows
 
     def pids(self) -> dict[str, int]:
@@ -76,15 +95,19 @@ class Engine:
         return (self.home / name).read_text().strip()
 
     def database_url(self, user: str = "metalake", database: str = "metalake") -> str:
-        password = self.secret("postgres/superuser.password" if user == "postgres"
-                               else f"postgres/{user}.password")
+        password = self.secret(
+            "postgres/superuser.password" if user == "postgres" else f"postgres/{user}.password"
+        )
         return f"postgresql://{user}:{password}@127.0.0.1:{self.pg_port}/{database}"
 
 
 def hba_methods(pg_hba: Path) -> list[str]:
     """The authentication method of each rule in a pg_hba.conf."""
-    return [line.split()[-1] for line in pg_hba.read_text().splitlines()
-            if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.split()[-1]
+        for line in pg_hba.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -115,14 +138,18 @@ def test_up_starts_four_healthy_processes_and_says_where(engine: Engine) -> None
 
 
 def test_the_embedded_postgres_runs_with_the_configured_buffers_and_autoprewarm(
-        engine: Engine) -> None:
+    engine: Engine,
+) -> None:
     import psycopg
 
     # shared_preload_libraries: shown to superusers only
     with psycopg.connect(engine.database_url("postgres")) as connection:
-        settings = dict(connection.execute(
-            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
-            "('shared_buffers', 'shared_preload_libraries')").fetchall())
+        settings = dict(
+            connection.execute(
+                "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN "
+                "('shared_buffers', 'shared_preload_libraries')"
+            ).fetchall()
+        )
     assert int(settings["shared_buffers"].removesuffix("8kB")) * 8 == 192 * 1024
     assert "pg_prewarm" in settings["shared_preload_libraries"]
 
@@ -139,14 +166,16 @@ def test_the_embedded_postgres_refuses_connections_without_the_password(engine: 
         f"postgresql://postgres@/postgres?host={socket_dir}&port={engine.pg_port}",  # Unix socket
     ]
     for url in refused:
-        with pytest.raises(psycopg.OperationalError,
-                           match=r"no password supplied|password authentication failed"):
+        with pytest.raises(
+            psycopg.OperationalError, match=r"no password supplied|password authentication failed"
+        ):
             psycopg.connect(url, connect_timeout=5).close()
     assert set(hba_methods(socket_dir / "pg_hba.conf")) == {"scram-sha-256"}
 
 
 def test_the_engine_connects_as_a_role_that_owns_its_database_and_is_no_superuser(
-        engine: Engine) -> None:
+    engine: Engine,
+) -> None:
     import psycopg
 
     state = json.loads((engine.home / "run" / "state.json").read_text())
@@ -154,13 +183,19 @@ def test_the_engine_connects_as_a_role_that_owns_its_database_and_is_no_superuse
     with psycopg.connect(engine.database_url()) as connection:
         role = connection.execute(
             "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles "
-            "WHERE rolname = current_user").fetchone()
-        owner = connection.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
-                                   "WHERE datname = current_database()").fetchone()
-        tables: dict[str, str] = dict(connection.execute(
-            "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'").fetchall())
-        vector = connection.execute("SELECT pg_get_userbyid(extowner) FROM pg_extension "
-                                    "WHERE extname = 'vector'").fetchone()
+            "WHERE rolname = current_user"
+        ).fetchone()
+        owner = connection.execute(
+            "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+        ).fetchone()
+        tables: dict[str, str] = dict(
+            connection.execute(
+                "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+        )
+        vector = connection.execute(
+            "SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'vector'"
+        ).fetchone()
     assert role == ("metalake", False, False, False, False)
     assert owner == ("metalake",)
     assert {"files", "alembic_version"} <= set(tables)  # migrated by the role itself
@@ -186,13 +221,17 @@ def test_the_embedded_redis_refuses_commands_without_the_password(engine: Engine
     assert state["redis_url"] == f"redis://:{password}@127.0.0.1:{engine.redis_port}/0"
     assert redis.Redis.from_url(state["redis_url"]).ping()
     # from its config file, not its command line, which every local user may read
-    server = next(p for p in psutil.process_iter(["cmdline"])
-                  if f"127.0.0.1:{engine.redis_port}" in " ".join(p.info["cmdline"] or []))
+    server = next(
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if f"127.0.0.1:{engine.redis_port}" in " ".join(p.info["cmdline"] or [])
+    )
     assert password not in " ".join(server.cmdline())
 
 
 def test_the_home_its_folders_and_the_files_with_secrets_or_logs_are_private(
-        engine: Engine) -> None:
+    engine: Engine,
+) -> None:
     import grp
 
     def mode(path: Path) -> int:
@@ -210,8 +249,14 @@ def test_the_home_its_folders_and_the_files_with_secrets_or_logs_are_private(
         assert mode(engine.home / folder) == passed_through, folder
     for folder in ("run", "redis", "postgres/data"):
         assert mode(engine.home / folder) == 0o700, folder
-    secrets = ["client.json", "run/state.json", "postgres/superuser.password",
-               "postgres/metalake.password", "redis.password", "redis.conf"]
+    secrets = [
+        "client.json",
+        "run/state.json",
+        "postgres/superuser.password",
+        "postgres/metalake.password",
+        "redis.password",
+        "redis.conf",
+    ]
     logs = [str(p.relative_to(engine.home)) for p in (engine.home / "logs").glob("*.log")]
     assert {"logs/api.log", "logs/worker.log", "logs/postgres.log", "logs/redis.log"} <= set(logs)
     redis_files = [str(p.relative_to(engine.home)) for p in (engine.home / "redis").iterdir()]
@@ -222,8 +267,10 @@ def test_the_home_its_folders_and_the_files_with_secrets_or_logs_are_private(
 
 
 def test_no_password_shows_in_logs_or_command_output(engine: Engine) -> None:
-    passwords = [engine.secret(name) for name in (
-        "postgres/superuser.password", "postgres/metalake.password", "redis.password")]
+    passwords = [
+        engine.secret(name)
+        for name in ("postgres/superuser.password", "postgres/metalake.password", "redis.password")
+    ]
     status = engine.cli("status")
     assert status.returncode == 0, status.stdout
     assert f"postgresql://metalake:***@127.0.0.1:{engine.pg_port}/metalake" in status.stdout
@@ -235,7 +282,8 @@ def test_no_password_shows_in_logs_or_command_output(engine: Engine) -> None:
 
 
 def test_the_sdk_finds_the_local_engine_and_its_admin_key(
-        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sdk import Client
 
     client_file = engine.home / "client.json"
@@ -245,8 +293,10 @@ def test_the_sdk_finds_the_local_engine_and_its_admin_key(
     with Client() as client:
         assert client.url == engine.url
         assert client.health()["status"] == "ok"
-        keys = httpx.get(f"{engine.url}/api/v1/keys",  # admin-only
-                         headers={"Authorization": f"Bearer {client.api_key}"})
+        keys = httpx.get(
+            f"{engine.url}/api/v1/keys",  # admin-only
+            headers={"Authorization": f"Bearer {client.api_key}"},
+        )
     assert keys.status_code == 200, keys.text
     assert any("admin" in key["scopes"] for key in keys.json())
 
@@ -278,8 +328,12 @@ def test_keys_create_prints_a_key_that_authenticates_and_revoke_ends_it(engine: 
     headers = {"Authorization": f"Bearer {key}"}
     # authenticated (not 401) but a read key may not manage keys (403)
     assert httpx.get(f"{engine.url}/api/v1/keys", headers=headers).status_code == 403
-    assert httpx.get(f"{engine.url}/api/v1/keys",
-                     headers={"Authorization": "Bearer mlk_wrong"}).status_code == 401
+    assert (
+        httpx.get(
+            f"{engine.url}/api/v1/keys", headers={"Authorization": "Bearer mlk_wrong"}
+        ).status_code
+        == 401
+    )
     revoked = engine.cli("keys", "revoke", key_id.group(1))
     assert revoked.returncode == 0, revoked.stderr
     assert httpx.get(f"{engine.url}/api/v1/keys", headers=headers).status_code == 401
@@ -293,8 +347,9 @@ def test_ingest_and_query_through_the_cli(engine: Engine, tmp_path: Path) -> Non
 
     for i, color in enumerate(["red", "green", "blue"]):
         Image.new("RGB", (64 + i, 48), color).save(tmp_path / f"shape_{i}.png")
-    ingested = engine.cli("ingest", str(tmp_path), "--collection", "cli_demo",
-                          "--meta", '{"camera": "cam 1"}')
+    ingested = engine.cli(
+        "ingest", str(tmp_path), "--collection", "cli_demo", "--meta", '{"camera": "cam 1"}'
+    )
     assert ingested.returncode == 0, ingested.stderr
     assert "added 3" in ingested.stdout
     found = engine.cli("query", 'metadata.camera = "cam 1" AND width >= 65', "--json")
@@ -320,8 +375,12 @@ def test_up_makes_a_home_from_before_passwords_require_them() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="metalake-cli-test-"))
     engine = Engine(root / "home")
-    pg = EmbeddedPostgres(engine.home / "postgres" / "data", port=engine.pg_port,
-                          log_path=engine.home / "logs" / "postgres.log", home=engine.home)
+    pg = EmbeddedPostgres(
+        engine.home / "postgres" / "data",
+        port=engine.pg_port,
+        log_path=engine.home / "logs" / "postgres.log",
+        home=engine.home,
+    )
     try:
         pg.start()
         with psycopg.connect(pg.superuser_url("metalake"), autocommit=True) as conn:
@@ -332,9 +391,12 @@ def test_up_makes_a_home_from_before_passwords_require_them() -> None:
         hba = pg.data_dir / "pg_hba.conf"
         with psycopg.connect(pg.superuser_url(), autocommit=True) as conn:
             conn.execute("ALTER ROLE postgres PASSWORD NULL")
-            hba.write_text("".join(line.replace("scram-sha-256", "trust")
-                                   if not line.startswith("#") else line
-                                   for line in hba.read_text().splitlines(keepends=True)))
+            hba.write_text(
+                "".join(
+                    line.replace("scram-sha-256", "trust") if not line.startswith("#") else line
+                    for line in hba.read_text().splitlines(keepends=True)
+                )
+            )
             conn.execute("SELECT pg_reload_conf()")
         for secret in (pg.superuser_password_file, pg.password_file):
             secret.unlink()
@@ -347,10 +409,14 @@ def test_up_makes_a_home_from_before_passwords_require_them() -> None:
         with pytest.raises(psycopg.OperationalError, match="no password supplied"):
             psycopg.connect(f"postgresql://postgres@127.0.0.1:{engine.pg_port}/postgres")
         with psycopg.connect(engine.database_url()) as connection:
-            owners = {owner for (owner,) in connection.execute(
-                "SELECT tableowner FROM pg_tables WHERE schemaname = 'public' UNION "
-                "SELECT pg_get_userbyid(datdba) FROM pg_database "
-                "WHERE datname = current_database()")}
+            owners = {
+                owner
+                for (owner,) in connection.execute(
+                    "SELECT tableowner FROM pg_tables WHERE schemaname = 'public' UNION "
+                    "SELECT pg_get_userbyid(datdba) FROM pg_database "
+                    "WHERE datname = current_database()"
+                )
+            }
         assert owners == {"metalake"}
         code, rows = engine.status()
         assert code == 0, rows
@@ -361,7 +427,8 @@ def test_up_makes_a_home_from_before_passwords_require_them() -> None:
 
 
 def test_up_with_external_services_starts_only_the_api_and_worker(
-        database_url: str, redis_url: str, tmp_path: Path) -> None:
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
     from engine.runtime.checks import postgres_problem, redis_problem
 
     engine = Engine(tmp_path / "home")
@@ -396,7 +463,8 @@ def test_up_with_external_services_starts_only_the_api_and_worker(
 
 
 def test_up_refuses_a_port_taken_by_another_program(
-        database_url: str, redis_url: str, tmp_path: Path) -> None:
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
     engine = Engine(tmp_path / "home")
     engine.env.update(DATABASE_URL=database_url, REDIS_URL=redis_url)
     with socket.socket() as squatter:

@@ -19,7 +19,9 @@ def test_create_and_details(client: Client) -> None:
     details = client.get_collection_details(created["id"])
     assert details == created
     assert client.get_collection_details(created["id"], ["name", "content_type"]) == {
-        "name": "birds", "content_type": "image"}
+        "name": "birds",
+        "content_type": "image",
+    }
 
 
 def test_duplicate_names_conflict_with_a_clear_message(client: Client) -> None:
@@ -33,8 +35,7 @@ def test_duplicate_names_conflict_with_a_clear_message(client: Client) -> None:
     assert other.value.details["collection_id"] == created["id"]
 
 
-def test_uploading_into_an_existing_collection_adds_to_it(client: Client,
-                                                          tmp_path: Path) -> None:
+def test_uploading_into_an_existing_collection_adds_to_it(client: Client, tmp_path: Path) -> None:
     created = client.create_collection("birds", "image")
     imagegen.image(tmp_path / "a" / "1.jpg")
     imagegen.image(tmp_path / "b" / "2.jpg")
@@ -54,15 +55,20 @@ def test_list_is_paginated(client: Client, api_url: str, make_key: Any) -> None:
     for i in range(5):
         client.create_collection(f"c{i}", "image" if i % 2 else "video")
     headers = {"Authorization": f"Bearer {make_key('read')}"}
-    page = httpx.get(f"{api_url}/api/v1/collections", params={"page_index": 1, "page_size": 2},
-                     headers=headers).json()
+    page = httpx.get(
+        f"{api_url}/api/v1/collections", params={"page_index": 1, "page_size": 2}, headers=headers
+    ).json()
     assert page["total"] == 5
     assert [c["name"] for c in page["items"]] == ["c2", "c3"]
-    too_big = httpx.get(f"{api_url}/api/v1/collections", params={"page_size": 1001},
-                        headers=headers)
+    too_big = httpx.get(
+        f"{api_url}/api/v1/collections", params={"page_size": 1001}, headers=headers
+    )
     assert too_big.status_code == 422
-    write = httpx.post(f"{api_url}/api/v1/collections", headers=headers,
-                       json={"name": "x", "content_type": "image"})
+    write = httpx.post(
+        f"{api_url}/api/v1/collections",
+        headers=headers,
+        json={"name": "x", "content_type": "image"},
+    )
     assert write.status_code == 403
 
 

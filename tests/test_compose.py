@@ -24,8 +24,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 INIT_SCRIPT = ROOT / "deploy" / "postgres-init" / "10-metalake-role.sh"
-SECRETS = {"POSTGRES_PASSWORD": "pg-secret", "METALAKE_DB_PASSWORD": "app-secret",
-           "REDIS_PASSWORD": "redis-secret"}
+SECRETS = {
+    "POSTGRES_PASSWORD": "pg-secret",
+    "METALAKE_DB_PASSWORD": "app-secret",
+    "REDIS_PASSWORD": "redis-secret",
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +51,20 @@ def test_docker_compose_config_validates() -> None:
     env = {k: v for k, v in os.environ.items() if k not in SECRETS}
     refused = subprocess.run(
         [docker, "compose", "-f", str(COMPOSE_FILE), "config", "--quiet"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env=env,
     )
     assert refused.returncode != 0  # no password set: no default taken
     result = subprocess.run(
         [docker, "compose", "-f", str(COMPOSE_FILE), "config", "--quiet"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60, env={**env, **SECRETS},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**env, **SECRETS},
     )
     assert result.returncode == 0, result.stderr
 
@@ -109,8 +120,12 @@ def test_the_dockerfile_installs_the_engine() -> None:
 def test_no_password_has_a_default() -> None:
     text = COMPOSE_FILE.read_text()
     references = re.findall(r"\$\{([A-Z_]*(?:PASSWORD|SECRET|AUTH)[A-Z_]*)([:?\-]*)", text)
-    assert {name for name, _ in references} >= {"POSTGRES_PASSWORD", "METALAKE_DB_PASSWORD",
-                                                 "REDIS_PASSWORD", "FLOWER_BASIC_AUTH"}
+    assert {name for name, _ in references} >= {
+        "POSTGRES_PASSWORD",
+        "METALAKE_DB_PASSWORD",
+        "REDIS_PASSWORD",
+        "FLOWER_BASIC_AUTH",
+    }
     for name, operator in references:
         if name == "FLOWER_BASIC_AUTH":  # checked by the container (its profile may be off)
             assert operator == ":-"
@@ -144,19 +159,22 @@ def test_redis_needs_a_password(compose: dict[str, Any]) -> None:
     assert "ports" not in redis
     flower = compose["services"]["flower"]
     assert flower["environment"]["CELERY_BROKER_URL"].startswith(
-        "redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD}@redis:")
+        "redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD}@redis:"
+    )
 
 
-def test_flower_is_off_by_default_behind_basic_auth_on_loopback(
-        compose: dict[str, Any]) -> None:
+def test_flower_is_off_by_default_behind_basic_auth_on_loopback(compose: dict[str, Any]) -> None:
     flower = compose["services"]["flower"]
     assert flower["profiles"] == ["monitoring"]
     assert flower["ports"]
     assert all(str(p).startswith("127.0.0.1:") for p in flower["ports"])
     assert "FLOWER_BASIC_AUTH" in flower["environment"]
     entrypoint = " ".join(flower["entrypoint"])
-    assert entrypoint.index('test -n "$$FLOWER_BASIC_AUTH"') < entrypoint.index("exit 1") \
+    assert (
+        entrypoint.index('test -n "$$FLOWER_BASIC_AUTH"')
+        < entrypoint.index("exit 1")
         < entrypoint.index("exec celery flower")
+    )
     for name, service in compose["services"].items():
         if name != "api":
             assert "ports" not in service or service is flower, name
@@ -168,7 +186,8 @@ def test_the_file_says_to_put_tls_in_front_of_the_api(compose: dict[str, Any]) -
     assert "reverse proxy" in head
     assert "METALAKE_API_BIND=127.0.0.1" in head
     assert compose["services"]["api"]["ports"] == [
-        "${METALAKE_API_BIND:-0.0.0.0}:${METALAKE_API_PORT:-8470}:8470"]
+        "${METALAKE_API_BIND:-0.0.0.0}:${METALAKE_API_PORT:-8470}:8470"
+    ]
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -176,21 +195,38 @@ def _ignored(path: str, patterns: list[str]) -> bool:
     ignored = False
     for pattern in patterns:
         negated = pattern.startswith("!")
-        if fnmatch.fnmatch(path, pattern.lstrip("!")) or \
-                fnmatch.fnmatch(path, pattern.lstrip("!") + "/*"):
+        if fnmatch.fnmatch(path, pattern.lstrip("!")) or fnmatch.fnmatch(
+            path, pattern.lstrip("!") + "/*"
+        ):
             ignored = not negated
     return ignored
 
 
 def test_secrets_stay_out_of_the_image() -> None:
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
-    for secret in (".env", ".env.production", "deploy/.env", "certs/server.key",
-                   "tls/api.pem", ".demo-home/client.json", "home/client.json", ".pgpass",
-                   ".aws/credentials", ".git/config"):
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for secret in (
+        ".env",
+        ".env.production",
+        "deploy/.env",
+        "certs/server.key",
+        "tls/api.pem",
+        ".demo-home/client.json",
+        "home/client.json",
+        ".pgpass",
+        ".aws/credentials",
+        ".git/config",
+    ):
         assert _ignored(secret, patterns), secret
-    for needed in ("pyproject.toml", "engine/api/app.py", "migrations/env.py",
-                   "model_templates/resnet50_embedding/code/inference.py"):
+    for needed in (
+        "pyproject.toml",
+        "engine/api/app.py",
+        "migrations/env.py",
+        "model_templates/resnet50_embedding/code/inference.py",
+    ):
         assert not _ignored(needed, patterns), needed
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
 
@@ -215,7 +251,8 @@ def _psql() -> str | None:
 
 
 def test_the_init_script_makes_the_engine_role_an_owner_not_a_superuser(
-        postgres_server_url: str, app_role: tuple[str, str]) -> None:
+    postgres_server_url: str, app_role: tuple[str, str]
+) -> None:
     """The script, run as the image runs it (as the superuser), on a real PostgreSQL with
     pgvector; then the engine's migrations run as the role it made."""
     psql = _psql()
@@ -224,13 +261,20 @@ def test_the_init_script_makes_the_engine_role_an_owner_not_a_superuser(
     role, database = app_role
     server = urlsplit(postgres_server_url)
     password = secrets.token_hex(16)
-    env = {**os.environ, "PATH": f"{Path(psql).parent}{os.pathsep}{os.environ['PATH']}",
-           "PGHOST": server.hostname or "127.0.0.1", "PGPORT": str(server.port),
-           "PGPASSWORD": server.password or "", "POSTGRES_USER": server.username or "",
-           "METALAKE_DB_PASSWORD": password, "METALAKE_DB_USER": role,
-           "METALAKE_DB_NAME": database}
-    result = subprocess.run(["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True,
-                            timeout=60)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(psql).parent}{os.pathsep}{os.environ['PATH']}",
+        "PGHOST": server.hostname or "127.0.0.1",
+        "PGPORT": str(server.port),
+        "PGPASSWORD": server.password or "",
+        "POSTGRES_USER": server.username or "",
+        "METALAKE_DB_PASSWORD": password,
+        "METALAKE_DB_USER": role,
+        "METALAKE_DB_NAME": database,
+    }
+    result = subprocess.run(
+        ["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     url = f"postgresql://{role}:{password}@{server.hostname}:{server.port}/{database}"
     from engine.db.migrate import upgrade
@@ -244,7 +288,8 @@ def test_the_init_script_makes_the_engine_role_an_owner_not_a_superuser(
             "JOIN pg_available_extension_versions v "
             "  ON v.name = e.extname AND v.version = e.extversion "
             "WHERE r.rolname = current_user AND d.datname = current_database() "
-            "AND n.nspname = 'public' AND e.extname = 'vector'").fetchone()
+            "AND n.nspname = 'public' AND e.extname = 'vector'"
+        ).fetchone()
         assert row is not None
         assert row[:5] == (False, False, False, role, role)
         # the role owns the extension where pgvector is trusted, else the superuser does
@@ -252,12 +297,14 @@ def test_the_init_script_makes_the_engine_role_an_owner_not_a_superuser(
         tables = conn.execute(
             "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
-            "AND c.relkind = 'r'").fetchall()
+            "AND c.relkind = 'r'"
+        ).fetchall()
         assert tables == [(role,)]
         assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
     # without the password the script refuses to run
     env.pop("METALAKE_DB_PASSWORD")
-    refused = subprocess.run(["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True,
-                             timeout=60)
+    refused = subprocess.run(
+        ["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert refused.returncode != 0
     assert "METALAKE_DB_PASSWORD" in refused.stderr

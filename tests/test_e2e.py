@@ -63,24 +63,32 @@ def _near_duplicate(source: Path, target: Path) -> None:
 def lake(client: Any, tmp_path: Path) -> dict[str, Any]:
     truth = _write(tmp_path / "front", "f", 0, FRONT)
     truth |= _write(tmp_path / "rear", "r", FRONT, REAR)
-    _near_duplicate(tmp_path / "rear" / ORIGINAL.removeprefix("e2e_"),
-                    tmp_path / "dup" / DUPLICATE.removeprefix("e2e_"))
+    _near_duplicate(
+        tmp_path / "rear" / ORIGINAL.removeprefix("e2e_"),
+        tmp_path / "dup" / DUPLICATE.removeprefix("e2e_"),
+    )
     cid = client.upload_files_to_collection(tmp_path / "front", "image", "e2e", {"camera": "front"})
-    assert client.upload_files_to_collection(tmp_path / "rear", "image", "e2e",
-                                             {"camera": "rear"}) == cid
+    assert (
+        client.upload_files_to_collection(tmp_path / "rear", "image", "e2e", {"camera": "rear"})
+        == cid
+    )
     client.upload_files_to_collection(tmp_path / "dup", "image", "e2e", {"camera": "rear"})
     for name in HUMAN:
-        client.add_annotations(name, [{"label": "square", "shape": "box", "geometry":
-                                       {"x1": 1, "y1": 1, "x2": 5, "y2": 5}}])
+        client.add_annotations(
+            name,
+            [{"label": "square", "shape": "box", "geometry": {"x1": 1, "y1": 1, "x2": 5, "y2": 5}}],
+        )
     return {"cid": cid, "truth": truth, "dir": tmp_path}
 
 
 def _machine_tags(session: Session) -> dict[str, set[str]]:
     session.expire_all()
     out: dict[str, set[str]] = {}
-    for name, tag in session.execute(select(File.unique_name, Tag.name)
-                                     .join(Tag, Tag.file_id == File.id)
-                                     .where(Tag.source == "machine")):
+    for name, tag in session.execute(
+        select(File.unique_name, Tag.name)
+        .join(Tag, Tag.file_id == File.id)
+        .where(Tag.source == "machine")
+    ):
         out.setdefault(name, set()).add(tag)
     return out
 
@@ -99,9 +107,14 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def test_end_to_end(client: Any, worker: Any, lake: dict[str, Any], session: Session,  # noqa: F811
-                    shapes_detector_bundle: Path, resnet50_random_bundle: Path  # noqa: F811
-                    ) -> None:
+def test_end_to_end(
+    client: Any,
+    worker: Any,
+    lake: dict[str, Any],
+    session: Session,
+    shapes_detector_bundle: Path,
+    resnet50_random_bundle: Path,
+) -> None:
     client.register_model(shapes_detector_bundle, "shapes_yolo", "autotagging")
     client.register_model(resnet50_random_bundle, "resnet_random", "embedding")
 
@@ -110,9 +123,14 @@ def test_end_to_end(client: Any, worker: Any, lake: dict[str, Any], session: Ses
     expected = {n for n in lake["truth"] if n.startswith("e2e_f")} - set(HUMAN)
     started = time.monotonic()
     job = client.auto_tag_collection(
-        lake["cid"], "shapes_yolo", (160, 160), 0.5, 'metadata.camera="front"',
+        lake["cid"],
+        "shapes_yolo",
+        (160, 160),
+        0.5,
+        'metadata.camera="front"',
         {"annotation_types": ["raw"], "from_date": "2020-01-01", "to_date": "2100-01-01"},
-        "local")
+        "local",
+    )
     assert set(job) == {"job_id", "status", "total"}  # total is known once planned
     final = client.wait_for_job(job["job_id"], timeout=240, progress=False)
     tag_seconds = time.monotonic() - started
@@ -128,15 +146,18 @@ def test_end_to_end(client: Any, worker: Any, lake: dict[str, Any], session: Ses
         predicted += len(got)
         actual += len(truth)
     precision, recall = tp / predicted, tp / actual
-    print(f"\nautotag: {len(expected)} files in {tag_seconds:.1f} s, "
-          f"precision {precision:.3f} recall {recall:.3f}")
+    print(
+        f"\nautotag: {len(expected)} files in {tag_seconds:.1f} s, "
+        f"precision {precision:.3f} recall {recall:.3f}"
+    )
     assert precision >= 0.9
     assert recall >= 0.9
 
     # -- embeddings: the 60 rear scenes and the near-duplicate of one of them.
     started = time.monotonic()
     job = client.generate_embeddings_for_collection(
-        lake["cid"], "resnet_random", 'metadata.camera="rear"', None, "local")
+        lake["cid"], "resnet_random", 'metadata.camera="rear"', None, "local"
+    )
     final = client.wait_for_job(job["job_id"], timeout=240, progress=False)
     embed_seconds = time.monotonic() - started
     assert final["status"] == "succeeded", final
@@ -153,9 +174,15 @@ def test_end_to_end(client: Any, worker: Any, lake: dict[str, Any], session: Ses
     module = load_inference(resnet50_random_bundle)
     model = module.model_fn(str(resnet50_random_bundle))
     image = _engine_input(lake["dir"] / "rear" / ORIGINAL.removeprefix("e2e_"), EMBED_SIZE)
-    body = encode_batch([image], {"application": "embedding", "confidence_threshold": 0.0,
-                                  "input_resolution": list(EMBED_SIZE),
-                                  "original_sizes": [[160, 160]]})
+    body = encode_batch(
+        [image],
+        {
+            "application": "embedding",
+            "confidence_threshold": 0.0,
+            "input_resolution": list(EMBED_SIZE),
+            "original_sizes": [[160, 160]],
+        },
+    )
     answer = run_request(module, model, body, NPZ_CONTENT_TYPE)
     direct = np.asarray(answer[0]["embedding"], dtype=np.float64)
     got = np.asarray(stored["embeddings"], dtype=np.float64)
@@ -168,4 +195,3 @@ def test_end_to_end(client: Any, worker: Any, lake: dict[str, Any], session: Ses
     dup_image = _engine_input(lake["dir"] / "dup" / DUPLICATE.removeprefix("e2e_"), EMBED_SIZE)
     answer = run_request(module, model, encode_batch([dup_image], {}), NPZ_CONTENT_TYPE)
     assert _cosine(np.asarray(dup["embeddings"]), np.asarray(answer[0]["embedding"])) >= 0.9999
-

@@ -41,44 +41,54 @@ def test_the_seed_examples_run_as_written(client: Any, session: Session) -> None
     session.commit()
     vector = _vector(2048, 1)
     result = client.insert_image_embeddings_batch(
-        [{
-            "uniqueName": "example_collection_example_image.jpg",
-            "embeddings": vector,
-        }],
-        'Resnet50',
+        [
+            {
+                "uniqueName": "example_collection_example_image.jpg",
+                "embeddings": vector,
+            }
+        ],
+        "Resnet50",
         [2048],
         "",
     )
     assert result["space"] == "Resnet50"
     assert result["written"] == 1
-    assert client.insert_image_embeddings(
-        [{
-            "uniqueName": "example_collection_example_image.jpg",
-            "embeddings": vector,
-        }],
-        'Resnet50',
-        [2048],
-    )["written"] == 1
-    [got] = client.get_embedding_vector(["example_collection_example_image.jpg"], 'Resnet50')
+    assert (
+        client.insert_image_embeddings(
+            [
+                {
+                    "uniqueName": "example_collection_example_image.jpg",
+                    "embeddings": vector,
+                }
+            ],
+            "Resnet50",
+            [2048],
+        )["written"]
+        == 1
+    )
+    [got] = client.get_embedding_vector(["example_collection_example_image.jpg"], "Resnet50")
     assert got["uniqueName"] == "example_collection_example_image.jpg"
     assert np.allclose(got["embeddings"], vector, atol=1e-6)
     # The manual's tables call it model_id: accepted as a keyword.
-    [again] = client.get_embedding_vector(["example_collection_example_image.jpg"],
-                                          model_id="Resnet50")
+    [again] = client.get_embedding_vector(
+        ["example_collection_example_image.jpg"], model_id="Resnet50"
+    )
     assert again == got
     assert _count(session) == 1
 
 
 def test_a_batch_of_100_is_refused_by_the_sdk_and_by_the_engine(
-        client: Any, api_url: str, admin_key: str, session: Session) -> None:
+    client: Any, api_url: str, admin_key: str, session: Session
+) -> None:
     names = make_files(session, "c", 100)
     entries = [{"uniqueName": n, "embeddings": _vector(4, i)} for i, n in enumerate(names)]
     with pytest.raises(BadRequest, match="fewer than 100"):
         client.insert_image_embeddings_batch(entries, "ext", [4])
-    response = httpx.post(f"{api_url}/api/v1/embeddings/batch",
-                          headers={"Authorization": f"Bearer {admin_key}"},
-                          json={"embedding_list": entries, "model_name": "ext",
-                                "vector_dimension": [4]})
+    response = httpx.post(
+        f"{api_url}/api/v1/embeddings/batch",
+        headers={"Authorization": f"Bearer {admin_key}"},
+        json={"embedding_list": entries, "model_name": "ext", "vector_dimension": [4]},
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "embedding_batch_too_large"
@@ -92,54 +102,70 @@ def test_a_batch_of_100_is_refused_by_the_sdk_and_by_the_engine(
 
 
 def test_a_later_insert_of_another_dimension_is_refused_naming_both(
-        client: Any, session: Session) -> None:
+    client: Any, session: Session
+) -> None:
     [name] = make_files(session, "c", 1)
-    client.insert_image_embeddings_batch([{"uniqueName": name, "embeddings": _vector(4, 0)}],
-                                         "clip-ext", [4])
+    client.insert_image_embeddings_batch(
+        [{"uniqueName": name, "embeddings": _vector(4, 0)}], "clip-ext", [4]
+    )
     with pytest.raises(Conflict) as caught:
-        client.insert_image_embeddings_batch([{"uniqueName": name, "embeddings": _vector(5, 0)}],
-                                             "clip-ext", [5])
+        client.insert_image_embeddings_batch(
+            [{"uniqueName": name, "embeddings": _vector(5, 0)}], "clip-ext", [5]
+        )
     assert "4-d" in caught.value.message
     assert "5-d" in caught.value.message
     assert caught.value.details["expected"] == 4
 
 
-@pytest.mark.parametrize(("vector", "dimension", "needle"), [
-    ([1.0, 2.0, 3.0], [4], "has 3 numbers, not 4"),
-    ([1.0, math.nan, 0.0, 1.0], [4], "not a finite number"),
-    ([1.0, math.inf, 0.0, 1.0], [4], "not a finite number"),
-    ([0.0, 0.0, 0.0, 0.0], [4], "all zeros"),
-    ([1.0, 1e6, 0.0, 1.0], [4], "halfvec"),
-    ([1.0, 2.0, 3.0, 4.0], [1, 4], "one number"),
-])
+@pytest.mark.parametrize(
+    ("vector", "dimension", "needle"),
+    [
+        ([1.0, 2.0, 3.0], [4], "has 3 numbers, not 4"),
+        ([1.0, math.nan, 0.0, 1.0], [4], "not a finite number"),
+        ([1.0, math.inf, 0.0, 1.0], [4], "not a finite number"),
+        ([0.0, 0.0, 0.0, 0.0], [4], "all zeros"),
+        ([1.0, 1e6, 0.0, 1.0], [4], "halfvec"),
+        ([1.0, 2.0, 3.0, 4.0], [1, 4], "one number"),
+    ],
+)
 def test_invalid_vectors_are_refused_and_nothing_is_written(
-        client: Any, session: Session, vector: list[float], dimension: list[int],
-        needle: str) -> None:
+    client: Any, session: Session, vector: list[float], dimension: list[int], needle: str
+) -> None:
     names = make_files(session, "c", 2)
-    entries = [{"uniqueName": names[0], "embeddings": [1.0, 0.0, 0.0, 0.0]},
-               {"uniqueName": names[1], "embeddings": vector}]
+    entries = [
+        {"uniqueName": names[0], "embeddings": [1.0, 0.0, 0.0, 0.0]},
+        {"uniqueName": names[1], "embeddings": vector},
+    ]
     with pytest.raises(BadRequest, match=needle):
         client.insert_image_embeddings_batch(entries, "ext", dimension)
     assert _count(session) == 0
 
 
 def test_the_engine_refuses_non_finite_numbers_itself(
-        api_url: str, admin_key: str, session: Session) -> None:
+    api_url: str, admin_key: str, session: Session
+) -> None:
     [name] = make_files(session, "c", 1)
-    body = ('{"embedding_list": [{"uniqueName": "' + name + '", "embeddings": '
-            '[1.0, NaN, 0.0, Infinity]}], "model_name": "ext", "vector_dimension": [4]}')
-    response = httpx.post(f"{api_url}/api/v1/embeddings/batch", content=body,
-                          headers={"Authorization": f"Bearer {admin_key}",
-                                   "Content-Type": "application/json"})
+    body = (
+        '{"embedding_list": [{"uniqueName": "' + name + '", "embeddings": '
+        '[1.0, NaN, 0.0, Infinity]}], "model_name": "ext", "vector_dimension": [4]}'
+    )
+    response = httpx.post(
+        f"{api_url}/api/v1/embeddings/batch",
+        content=body,
+        headers={"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"},
+    )
     assert response.status_code in (400, 422), response.text
     assert _count(session) == 0
 
 
 def test_unknown_unique_names_are_listed_and_nothing_is_written(
-        client: Any, session: Session) -> None:
+    client: Any, session: Session
+) -> None:
     names = make_files(session, "c", 3)
-    entries = [{"uniqueName": n, "embeddings": _vector(4, i)}
-               for i, n in enumerate([*names, "nope_1.jpg", "nope_2.jpg"])]
+    entries = [
+        {"uniqueName": n, "embeddings": _vector(4, i)}
+        for i, n in enumerate([*names, "nope_1.jpg", "nope_2.jpg"])
+    ]
     with pytest.raises(NotFound) as caught:
         client.insert_image_embeddings_batch(entries, "ext", [4])
     assert caught.value.details["missing"] == ["nope_1.jpg", "nope_2.jpg"]
@@ -165,16 +191,21 @@ def test_vectors_are_stored_and_searched_as_float32_exactly(client: Any, session
     # Vectors travel to PostgreSQL in pgvector's binary form (store.PackedVector): what comes
     # back is the float32 nearest to each number sent, over the whole range a space accepts.
     names = make_files(session, "f32", 3)
-    vectors = [[0.1, -2.5e-7, 65504.0, 1 / 3, -1e-30, 123456.789e-3],
-               [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
-               [-0.7, 0.0, 0.0, 0.0, 0.0, 1e-3]]
+    vectors = [
+        [0.1, -2.5e-7, 65504.0, 1 / 3, -1e-30, 123456.789e-3],
+        [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        [-0.7, 0.0, 0.0, 0.0, 0.0, 1e-3],
+    ]
     client.insert_image_embeddings_batch(
         [{"uniqueName": n, "embeddings": v} for n, v in zip(names, vectors, strict=True)],
-        "ext", [6])
+        "ext",
+        [6],
+    )
     got = client.get_embedding_vector(names, "ext")
     for item, vector in zip(got, vectors, strict=True):
-        assert np.array_equal(np.asarray(item["embeddings"], np.float32),
-                              np.asarray(vector, np.float32))
+        assert np.array_equal(
+            np.asarray(item["embeddings"], np.float32), np.asarray(vector, np.float32)
+        )
     # A search by a stored vector finds it first, at a score of 1 (the same float32 numbers).
     first = client.get_similar_items(vector=vectors[0], model_name="ext", k=3)
     assert first[0]["unique_name"] == names[0]
@@ -195,21 +226,28 @@ def test_batches_of_one_session_are_one_job_with_progress(client: Any, session: 
     job = session.get(Job, one["job_id"])
     assert job is not None
     assert (job.kind, job.platform, job.status, job.session_id) == (
-        "embedding_import", "none", "succeeded", "import-42")
+        "embedding_import",
+        "none",
+        "succeeded",
+        "import-42",
+    )
     assert (job.total, job.done) == (5, 5)
     job_ids = set(session.scalars(select(Embedding.job_id)))
     assert job_ids == {one["job_id"], alone["job_id"]}
     # A session id belongs to one space.
     with pytest.raises(Conflict, match="import-42"):
         client.insert_image_embeddings_batch(
-            [{"uniqueName": names[0], "embeddings": _vector(6, 0)}], "other", [6], "import-42")
+            [{"uniqueName": names[0], "embeddings": _vector(6, 0)}], "other", [6], "import-42"
+        )
 
 
 def test_reading_vectors_of_an_unknown_model_or_file_is_a_clear_error(
-        client: Any, session: Session) -> None:
+    client: Any, session: Session
+) -> None:
     names = make_files(session, "c", 2)
-    client.insert_image_embeddings_batch([{"uniqueName": names[0], "embeddings": _vector(4, 0)}],
-                                         "ext", [4])
+    client.insert_image_embeddings_batch(
+        [{"uniqueName": names[0], "embeddings": _vector(4, 0)}], "ext", [4]
+    )
     with pytest.raises(NotFound, match="Spaces with embeddings: ext"):
         client.get_embedding_vector(names, "never-inserted")
     with pytest.raises(NotFound, match=r"nope\.jpg"):
@@ -218,7 +256,8 @@ def test_reading_vectors_of_an_unknown_model_or_file_is_a_clear_error(
     assert [g["embeddings"] is None for g in got] == [False, True]
     with pytest.raises(BadRequest, match="cannot contain"):
         client.insert_image_embeddings_batch(
-            [{"uniqueName": names[0], "embeddings": _vector(4, 0)}], "ext@2", [4])
+            [{"uniqueName": names[0], "embeddings": _vector(4, 0)}], "ext@2", [4]
+        )
     with pytest.raises(NotFound, match="system default embedding model"):
         client.get_similar_items(unique_name=names[0])
 
@@ -227,17 +266,30 @@ def _register(session: Session, name: str, embedding_dim: int | None) -> ModelVe
     model = Model(name=name, application="embedding")
     session.add(model)
     session.flush()
-    version = ModelVersion(model_id=model.id, version=1, bundle_uri=f"file:///bundles/{name}",
-                           sha256="f" * 64, size_bytes=1, embedding_dim=embedding_dim)
+    version = ModelVersion(
+        model_id=model.id,
+        version=1,
+        bundle_uri=f"file:///bundles/{name}",
+        sha256="f" * 64,
+        size_bytes=1,
+        embedding_dim=embedding_dim,
+    )
     session.add(version)
     session.commit()
-    return ModelVersionRef(id=version.id, name=name, version=1, application="embedding",
-                           bundle_uri=version.bundle_uri, sha256=version.sha256,
-                           embedding_dim=embedding_dim)
+    return ModelVersionRef(
+        id=version.id,
+        name=name,
+        version=1,
+        application="embedding",
+        bundle_uri=version.bundle_uri,
+        sha256=version.sha256,
+        embedding_dim=embedding_dim,
+    )
 
 
 def test_write_embeddings_fills_the_versions_space_and_records_its_dimension(
-        client: Any, session: Session) -> None:
+    client: Any, session: Session
+) -> None:
     names = make_files(session, "c", 3)
     ids = {n: i for n, i in session.execute(text("SELECT unique_name, id FROM files"))}
     ref = _register(session, "tiny_embed", None)
@@ -257,19 +309,22 @@ def test_write_embeddings_fills_the_versions_space_and_records_its_dimension(
     assert np.allclose(got[2]["embeddings"], _vector(8, 2), atol=1e-6)
     assert client.get_embedding_vector(names, "tiny_embed@1") == got
     result = client.insert_image_embeddings_batch(
-        [{"uniqueName": names[0], "embeddings": _vector(8, 7)}], "tiny_embed", [8])
+        [{"uniqueName": names[0], "embeddings": _vector(8, 7)}], "tiny_embed", [8]
+    )
     assert result["space"] == "tiny_embed@1"
     nearest = client.get_similar_items(vector=_vector(8, 2), model_name="tiny_embed", k=1)
     assert nearest[0]["unique_name"] == names[2]
     assert nearest[0]["score"] == pytest.approx(1.0, abs=1e-6)
     # The model's output must keep its dimension.
     with pytest.raises(EmbeddingDimensionMismatch):
-        write_embeddings(session=session, version=ref, vectors={ids[names[0]]: _vector(9, 0)},
-                         job_id=None)
+        write_embeddings(
+            session=session, version=ref, vectors={ids[names[0]]: _vector(9, 0)}, job_id=None
+        )
     session.rollback()
     with pytest.raises(Conflict, match="8-d"):
         client.insert_image_embeddings_batch(
-            [{"uniqueName": names[0], "embeddings": _vector(4, 7)}], "tiny_embed", [4])
+            [{"uniqueName": names[0], "embeddings": _vector(4, 7)}], "tiny_embed", [4]
+        )
 
 
 def test_write_embeddings_refuses_output_of_another_declared_dimension(session: Session) -> None:
@@ -277,8 +332,9 @@ def test_write_embeddings_refuses_output_of_another_declared_dimension(session: 
     file_id = session.scalar(text("SELECT id FROM files"))
     ref = _register(session, "declared", 16)
     with pytest.raises(EmbeddingDimensionMismatch, match="16-d"):
-        write_embeddings(session=session, version=ref, vectors={file_id: _vector(8, 0)},
-                         job_id=None)
+        write_embeddings(
+            session=session, version=ref, vectors={file_id: _vector(8, 0)}, job_id=None
+        )
     session.rollback()
     write_embeddings(session=session, version=ref, vectors={file_id: _vector(16, 0)}, job_id=5)
     session.commit()
@@ -289,8 +345,12 @@ def test_deleting_the_model_drops_its_spaces_hnsw_index(client: Any, session: Se
     names = make_files(session, "c", 2)
     ids = {n: i for n, i in session.execute(text("SELECT unique_name, id FROM files"))}
     ref = _register(session, "short_lived", None)
-    write_embeddings(session=session, version=ref,
-                     vectors={ids[n]: _vector(8, i) for i, n in enumerate(names)}, job_id=None)
+    write_embeddings(
+        session=session,
+        version=ref,
+        vectors={ids[n]: _vector(8, i) for i, n in enumerate(names)},
+        job_id=None,
+    )
     session.commit()
     assert [b.rows for b in build_due(session.get_bind())] == [2]
     index = session.scalars(select(EmbeddingSpace.index_name)).one()
@@ -298,8 +358,9 @@ def test_deleting_the_model_drops_its_spaces_hnsw_index(client: Any, session: Se
 
     def indexes() -> set[str]:
         session.rollback()
-        return set(session.scalars(text(
-            "SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'")))
+        return set(
+            session.scalars(text("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'"))
+        )
 
     assert index in indexes()
     space_id = session.scalars(select(EmbeddingSpace.id)).one()

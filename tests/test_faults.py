@@ -97,13 +97,17 @@ def database_url(faults_services: Services) -> Iterator[str]:
     postgres = faults_services.postgres
     name = f"faults_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres.superuser_url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(TEMPLATE)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(TEMPLATE)
+            )
+        )
     yield postgres.superuser_url(name)
     postgres.start()  # a test may have left it stopped
     with psycopg.connect(postgres.superuser_url("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -113,14 +117,26 @@ def lease_seconds() -> float:
 
 
 @pytest.fixture
-def settings(database_url: str, faults_services: Services, tmp_path: Path,
-             shared_envs_dir: Path, lease_seconds: float) -> Settings:  # noqa: F811
+def settings(
+    database_url: str,
+    faults_services: Services,
+    tmp_path: Path,
+    shared_envs_dir: Path,
+    lease_seconds: float,
+) -> Settings:
     faults_services.redis.start()  # a test may have left it stopped
     redis_url = faults_services.redis.url
     redis.Redis.from_url(redis_url).flushdb()  # no message of an earlier test
-    return Settings(home=tmp_path / "home", database_url=database_url, redis_url=redis_url,
-                    envs_dir=shared_envs_dir, chunk_size=CHUNK, request_batch_size=CHUNK,
-                    chunk_lease_seconds=lease_seconds, recovery_interval=1)
+    return Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        redis_url=redis_url,
+        envs_dir=shared_envs_dir,
+        chunk_size=CHUNK,
+        request_batch_size=CHUNK,
+        chunk_lease_seconds=lease_seconds,
+        recovery_interval=1,
+    )
 
 
 # -- two workers, a gate, the batch log -----------------------------------------------------------
@@ -133,20 +149,34 @@ class Cluster:
 
     def live_leases(self) -> list[JobChunk]:
         with session_scope(self.sessions) as session:
-            return list(session.scalars(select(JobChunk).where(
-                JobChunk.owner.is_not(None), JobChunk.lease_expires_at > func.now())))
+            return list(
+                session.scalars(
+                    select(JobChunk).where(
+                        JobChunk.owner.is_not(None), JobChunk.lease_expires_at > func.now()
+                    )
+                )
+            )
 
     def planning(self, job_id: int) -> JobChunk | None:
         """The live lease of the job's planning, if a worker is planning it."""
         from engine.jobs.recovery import PLAN_CHUNK
 
-        return next((lease for lease in self.live_leases()
-                     if (lease.job_id, lease.chunk) == (job_id, PLAN_CHUNK)), None)
+        return next(
+            (
+                lease
+                for lease in self.live_leases()
+                if (lease.job_id, lease.chunk) == (job_id, PLAN_CHUNK)
+            ),
+            None,
+        )
 
     def in_flight(self, count: int, *, timeout: float = 60) -> None:
         """Wait until `count` batches in all have reached the (closed) gate."""
-        wait_for(lambda: len(self.batches.events("start")) >= count,
-                 timeout=timeout, what=f"{count} batches at the gate")
+        wait_for(
+            lambda: len(self.batches.events("start")) >= count,
+            timeout=timeout,
+            what=f"{count} batches at the gate",
+        )
 
     def holder(self, lease: JobChunk) -> Worker:
         assert lease.owner is not None
@@ -155,14 +185,21 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(settings: Settings, session_factory: sessionmaker[Session],
-            tmp_path: Path) -> Iterator[Cluster]:
-    extra = {"METALAKE_REQUEST_BATCH_SIZE": str(settings.request_batch_size),
-             "METALAKE_CHUNK_LEASE_SECONDS": str(settings.chunk_lease_seconds),
-             "METALAKE_RECOVERY_INTERVAL": str(settings.recovery_interval)}
+def cluster(
+    settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> Iterator[Cluster]:
+    extra = {
+        "METALAKE_REQUEST_BATCH_SIZE": str(settings.request_batch_size),
+        "METALAKE_CHUNK_LEASE_SECONDS": str(settings.chunk_lease_seconds),
+        "METALAKE_RECOVERY_INTERVAL": str(settings.recovery_interval),
+    }
     gate, batches = Gate(tmp_path / "gate"), BatchLog(tmp_path / "batches.jsonl")
-    workers = [Worker.start(f"faults{n}-{uuid.uuid4().hex[:6]}", settings,
-                            tmp_path / f"worker{n}.log", extra) for n in (1, 2)]
+    workers = [
+        Worker.start(
+            f"faults{n}-{uuid.uuid4().hex[:6]}", settings, tmp_path / f"worker{n}.log", extra
+        )
+        for n in (1, 2)
+    ]
     try:
         for worker in workers:
             worker.wait_ready()
@@ -178,27 +215,35 @@ def cluster(settings: Settings, session_factory: sessionmaker[Session],
 
 # -- helpers --------------------------------------------------------------------------------------
 def make_lake(client: Any, tmp_path: Path, count: int) -> int:
-    cid: int = client.upload_files_to_collection(tiny_images(tmp_path / "imgs", count), "image",
-                                                 "faults")
+    cid: int = client.upload_files_to_collection(
+        tiny_images(tmp_path / "imgs", count), "image", "faults"
+    )
     return cid
 
 
-def register(client: Any, cluster: Cluster, tmp_path: Path, name: str,
-             application: str = "autotagging", **options: Any) -> None:
-    bundle = gated_bundle(tmp_path / "bundles" / name, cluster.gate, cluster.batches,
-                          name=name, **options)
+def register(
+    client: Any,
+    cluster: Cluster,
+    tmp_path: Path,
+    name: str,
+    application: str = "autotagging",
+    **options: Any,
+) -> None:
+    bundle = gated_bundle(
+        tmp_path / "bundles" / name, cluster.gate, cluster.batches, name=name, **options
+    )
     client.register_model(bundle, name, application)
 
 
 def autotag(client: Any, cid: int, model: str) -> int:
-    job_id: int = client.auto_tag_collection(cid, model, SIZE, 0.5, None, None,
-                                             "local")["job_id"]
+    job_id: int = client.auto_tag_collection(cid, model, SIZE, 0.5, None, None, "local")["job_id"]
     return job_id
 
 
 def finish(client: Any, job_id: int, timeout: float = 120) -> dict[str, Any]:
-    job: dict[str, Any] = client.wait_for_job(job_id, timeout=timeout, progress=False,
-                                              poll_interval=0.2)
+    job: dict[str, Any] = client.wait_for_job(
+        job_id, timeout=timeout, progress=False, poll_interval=0.2
+    )
     return job
 
 
@@ -221,10 +266,13 @@ def version_of(session: Session, job_id: int) -> int:
 
 def per_file(session: Session, table: Any, version_id: int) -> dict[int, int]:
     """Rows per file of one model version's machine tags / annotations."""
-    return dict(session.execute(
-        select(table.file_id, func.count()).where(table.model_version_id == version_id,
-                                                  table.source == "machine")
-        .group_by(table.file_id)).all())
+    return dict(
+        session.execute(
+            select(table.file_id, func.count())
+            .where(table.model_version_id == version_id, table.source == "machine")
+            .group_by(table.file_id)
+        ).all()
+    )
 
 
 def assert_one_result_per_file(session: Session, job_id: int, total: int) -> None:
@@ -239,7 +287,8 @@ def assert_one_result_per_file(session: Session, job_id: int, total: int) -> Non
 
 # -- the tests ------------------------------------------------------------------------------------
 def test_worker_killed_mid_job_another_worker_finishes_it(
-        client: Any, cluster: Cluster, session: Session, tmp_path: Path) -> None:
+    client: Any, cluster: Cluster, session: Session, tmp_path: Path
+) -> None:
     """kill -9 of a whole worker (main process and pool child) holding a chunk: the chunk's
     lease lapses, the other worker's sweep sends it again, and the other worker runs it."""
     cid = make_lake(client, tmp_path, 48)
@@ -247,8 +296,9 @@ def test_worker_killed_mid_job_another_worker_finishes_it(
     register(client, cluster, tmp_path, "embedder", "embedding", embedding_dim=8)
     cluster.gate.close()
     tag_job = autotag(client, cid, "tagger")
-    embed_job = client.generate_embeddings_for_collection(cid, "embedder", None, None,
-                                                          "local")["job_id"]
+    embed_job = client.generate_embeddings_for_collection(cid, "embedder", None, None, "local")[
+        "job_id"
+    ]
     cluster.in_flight(2)
 
     def two_leases() -> list[JobChunk]:
@@ -262,8 +312,11 @@ def test_worker_killed_mid_job_another_worker_finishes_it(
 
     victim.kill()
     killed = time.monotonic()
-    wait_for(lambda: not any(alive(pid) for pid in victim.pids()), timeout=10,
-             what="the killed worker's processes to be gone")
+    wait_for(
+        lambda: not any(alive(pid) for pid in victim.pids()),
+        timeout=10,
+        what="the killed worker's processes to be gone",
+    )
     cluster.gate.open()
 
     for job_id in (tag_job, embed_job):
@@ -285,17 +338,21 @@ def test_worker_killed_mid_job_another_worker_finishes_it(
     for job_id in (tag_job, embed_job):
         assert_each_item_done_once(session, job_id, 48)
     assert_one_result_per_file(session, tag_job, 48)
-    vectors = dict(session.execute(
-        select(Embedding.file_id, func.count()).join(EmbeddingSpace)
-        .where(EmbeddingSpace.model_version_id == version_of(session, embed_job))
-        .group_by(Embedding.file_id)).all())
+    vectors = dict(
+        session.execute(
+            select(Embedding.file_id, func.count())
+            .join(EmbeddingSpace)
+            .where(EmbeddingSpace.model_version_id == version_of(session, embed_job))
+            .group_by(Embedding.file_id)
+        ).all()
+    )
     assert len(vectors) == 48
     assert set(vectors.values()) == {1}
 
 
 def test_worker_killed_while_planning_the_job_is_planned_again(
-        client: Any, cluster: Cluster, session: Session, tmp_path: Path,
-        database_url: str) -> None:
+    client: Any, cluster: Cluster, session: Session, tmp_path: Path, database_url: str
+) -> None:
     """kill -9 of the worker that is planning a job (its items half inserted, held up by a
     lock the test takes on `job_items`): its transaction rolls back, its plan lease lapses, the
     other worker's sweep sends the plan again, and the job runs, each item once."""
@@ -306,13 +363,17 @@ def test_worker_killed_while_planning_the_job_is_planned_again(
     with psycopg.connect(database_url) as blocker:
         blocker.execute("LOCK TABLE job_items IN SHARE MODE")  # reads go on; inserts wait
         job_id = autotag(client, cid, "tagger")
-        lease = wait_for(lambda: cluster.planning(job_id), timeout=30,
-                         what="a worker to start planning the job")
+        lease = wait_for(
+            lambda: cluster.planning(job_id), timeout=30, what="a worker to start planning the job"
+        )
         victim = cluster.holder(lease)
         survivor = next(w for w in cluster.workers if w is not victim)
         victim.kill()
-        wait_for(lambda: not any(alive(pid) for pid in victim.pids()), timeout=10,
-                 what="the killed worker's processes to be gone")
+        wait_for(
+            lambda: not any(alive(pid) for pid in victim.pids()),
+            timeout=10,
+            what="the killed worker's processes to be gone",
+        )
         assert client.get_job(job_id)["status"] == "queued"
         blocker.rollback()  # the killed plan's insert ends, and its transaction rolls back
 
@@ -328,8 +389,13 @@ def test_worker_killed_while_planning_the_job_is_planned_again(
 
 
 def test_a_plan_that_cannot_send_its_chunks_is_planned_again(
-        client: Any, cluster: Cluster, session: Session, tmp_path: Path, database_url: str,
-        faults_services: Services) -> None:
+    client: Any,
+    cluster: Cluster,
+    session: Session,
+    tmp_path: Path,
+    database_url: str,
+    faults_services: Services,
+) -> None:
     """Redis dies, and comes back empty, while a job is planned: the plan commits its items
     but cannot send the chunks, lets its lease lapse at once, and once the broker is back the
     sweep plans the job again (its messages, the plan's included, were lost with Redis)."""
@@ -341,8 +407,9 @@ def test_a_plan_that_cannot_send_its_chunks_is_planned_again(
     with psycopg.connect(database_url) as blocker:
         blocker.execute("LOCK TABLE job_items IN SHARE MODE")
         job_id = autotag(client, cid, "tagger")
-        wait_for(lambda: cluster.planning(job_id), timeout=30,
-                 what="a worker to start planning the job")
+        wait_for(
+            lambda: cluster.planning(job_id), timeout=30, what="a worker to start planning the job"
+        )
         kill_redis(faults_services, wipe=True)
         blocker.rollback()
 
@@ -353,9 +420,13 @@ def test_a_plan_that_cannot_send_its_chunks_is_planned_again(
             return row
 
     # planned (items committed), and the lease left to lapse rather than released
-    lapsing = wait_for(lambda: (row := plan_lease()) is not None
-                       and (row.owner or "").startswith("retry:") and row,
-                       timeout=60, what="the plan to give up sending its chunks")
+    lapsing = wait_for(
+        lambda: (
+            (row := plan_lease()) is not None and (row.owner or "").startswith("retry:") and row
+        ),
+        timeout=60,
+        what="the plan to give up sending its chunks",
+    )
     assert client.get_job(job_id)["status"] == "running"
     assert lapsing.runs == 1
     broker.start()
@@ -372,7 +443,8 @@ def test_a_plan_that_cannot_send_its_chunks_is_planned_again(
 
 @pytest.mark.parametrize("lease_seconds", [30.0])  # no lease lapses during this test
 def test_pool_process_killed_mid_chunk_is_run_again_at_once(
-        client: Any, cluster: Cluster, session: Session, tmp_path: Path) -> None:
+    client: Any, cluster: Cluster, session: Session, tmp_path: Path
+) -> None:
     """kill -9 of the pool process alone (what the OOM killer does): Celery requeues its task,
     and the requeued delivery, carrying the same task id, takes the lease over at once: well
     before the lease could lapse and a sweep send the chunk again."""
@@ -381,8 +453,9 @@ def test_pool_process_killed_mid_chunk_is_run_again_at_once(
     cluster.gate.close()
     job_id = autotag(client, cid, "tagger")
     cluster.in_flight(2)
-    lease = next(lease for lease in cluster.live_leases()
-                 if cluster.holder(lease) is cluster.workers[0])
+    lease = next(
+        lease for lease in cluster.live_leases() if cluster.holder(lease) is cluster.workers[0]
+    )
     assert lease.owner is not None
     child = int(lease.owner.split(":")[1])
     os.kill(child, signal.SIGKILL)
@@ -421,8 +494,8 @@ def restart_redis(services: Services, *, wipe: bool) -> None:
 
 
 def test_redis_restarted_mid_job_loses_nothing(
-        client: Any, cluster: Cluster, session: Session, tmp_path: Path,
-        faults_services: Services) -> None:
+    client: Any, cluster: Cluster, session: Session, tmp_path: Path, faults_services: Services
+) -> None:
     """Redis killed and restarted on its append-only file while two chunks run: the workers
     reconnect and the job completes on its own, each item done once."""
     cid = make_lake(client, tmp_path, 40)
@@ -446,8 +519,14 @@ def test_redis_restarted_mid_job_loses_nothing(
 
 
 def test_redis_restarted_without_its_data_is_resumed_with_one_call(
-        client: Any, cluster: Cluster, session: Session, tmp_path: Path,
-        faults_services: Services, api_url: str, make_key: Callable[..., str]) -> None:
+    client: Any,
+    cluster: Cluster,
+    session: Session,
+    tmp_path: Path,
+    faults_services: Services,
+    api_url: str,
+    make_key: Callable[..., str],
+) -> None:
     """A Redis that comes back empty has lost the queued chunks: the job stops progressing
     with items pending; one `metalake jobs resume` sends them again and the job completes."""
     from engine.cli import app
@@ -462,15 +541,22 @@ def test_redis_restarted_without_its_data_is_resumed_with_one_call(
     cluster.gate.open()
 
     # the two chunks in flight finish; nothing else is left in the broker to run
-    wait_for(lambda: client.get_job(job_id)["done"] == 2 * CHUNK and not cluster.live_leases(),
-             timeout=60, what="the chunks in flight to finish")
+    wait_for(
+        lambda: client.get_job(job_id)["done"] == 2 * CHUNK and not cluster.live_leases(),
+        timeout=60,
+        what="the chunks in flight to finish",
+    )
     time.sleep(3)  # three sweeps: the job stays stalled (no lease lapsed: nothing to recover)
     stalled = client.get_job(job_id)
     assert (stalled["status"], stalled["done"]) == ("running", 2 * CHUNK)
 
     key = make_key("write", name="resume")
-    result = CliRunner().invoke(app, ["jobs", "resume", str(job_id)], prog_name="metalake",
-                                env={"METALAKE_URL": api_url, "METALAKE_API_KEY": key})
+    result = CliRunner().invoke(
+        app,
+        ["jobs", "resume", str(job_id)],
+        prog_name="metalake",
+        env={"METALAKE_URL": api_url, "METALAKE_API_KEY": key},
+    )
     assert result.exit_code == 0, (result.stdout, result.stderr)
     assert str(job_id) in result.stdout
 
@@ -485,8 +571,8 @@ def test_redis_restarted_without_its_data_is_resumed_with_one_call(
 
 
 def test_postgres_restarted_mid_job_chunks_retry_and_the_job_completes(
-        client: Any, cluster: Cluster, session: Session, tmp_path: Path,
-        faults_services: Services) -> None:
+    client: Any, cluster: Cluster, session: Session, tmp_path: Path, faults_services: Services
+) -> None:
     """PostgreSQL stops while two chunks are inside the model: their writes fail, the chunks
     retry with backoff (beyond the first few seconds) until it is back; the job completes."""
     cid = make_lake(client, tmp_path, 40)
@@ -499,9 +585,11 @@ def test_postgres_restarted_mid_job_chunks_retry_and_the_job_completes(
     postgres.stop("immediate")
     cluster.gate.open()  # both chunks now try to write to a database that is gone
     # down for longer than a few quick retries would last: until both chunks wait 8 s
-    wait_for(lambda: all(re.search(r"(retrying in|waiting) 8 s", w.log())
-                         for w in cluster.workers),
-             timeout=60, what="both workers to back off 8 s")
+    wait_for(
+        lambda: all(re.search(r"(retrying in|waiting) 8 s", w.log()) for w in cluster.workers),
+        timeout=60,
+        what="both workers to back off 8 s",
+    )
     postgres.start()
 
     final = finish(client, job_id)
@@ -514,7 +602,8 @@ def test_postgres_restarted_mid_job_chunks_retry_and_the_job_completes(
 
 
 def test_model_host_killed_mid_batch_fails_that_batch_with_a_reason(
-        client: Any, cluster: Cluster, session: Session, tmp_path: Path) -> None:
+    client: Any, cluster: Cluster, session: Session, tmp_path: Path
+) -> None:
     """kill -9 of a model host inside predict_fn: that batch's items fail with the reason, the
     worker starts a new host for the next chunks, the job finishes; retry_failed redoes them."""
     cid = make_lake(client, tmp_path, 32)
@@ -540,13 +629,13 @@ def test_model_host_killed_mid_batch_fails_that_batch_with_a_reason(
     assert (final["status"], final["done"], final["failed"]) == ("succeeded", 32, 0)
     rows = items(session, job_id)
     assert {i.file_id for i in rows if i.attempts == 2} == failed_before
-    assert {(i.status, i.attempts) for i in rows if i.file_id not in failed_before} == \
-        {("done", 1)}
+    assert {(i.status, i.attempts) for i in rows if i.file_id not in failed_before} == {("done", 1)}
     assert_one_result_per_file(session, job_id, 32)
 
 
 def test_cancel_mid_job_starts_no_new_chunk_and_keeps_results(
-        client: Any, cluster: Cluster, session: Session, tmp_path: Path) -> None:
+    client: Any, cluster: Cluster, session: Session, tmp_path: Path
+) -> None:
     """Two chunks done, two inside the model, six queued: cancel. The two inside finish but
     write nothing, the queued ones never reach the model, the first two chunks' results stay."""
     cid = make_lake(client, tmp_path, 40)
@@ -556,8 +645,9 @@ def test_cancel_mid_job_starts_no_new_chunk_and_keeps_results(
     cluster.in_flight(2)
     cluster.gate.allow(2)  # the two chunks at the gate go on; the next two stop there
     cluster.in_flight(4)
-    wait_for(lambda: client.get_job(job_id)["done"] == 2 * CHUNK, timeout=30,
-             what="two chunks done")
+    wait_for(
+        lambda: client.get_job(job_id)["done"] == 2 * CHUNK, timeout=30, what="two chunks done"
+    )
 
     cancelled = client.cancel_job(job_id)
     assert cancelled["status"] == "cancelled"
@@ -568,8 +658,13 @@ def test_cancel_mid_job_starts_no_new_chunk_and_keeps_results(
 
     def drained() -> bool:  # every chunk delivered and let go
         with session_scope(cluster.sessions) as s:
-            rows = list(s.scalars(select(JobChunk).where(  # (not the plan's lease, chunk -1)
-                JobChunk.job_id == job_id, JobChunk.chunk >= 0)))
+            rows = list(
+                s.scalars(
+                    select(JobChunk).where(  # (not the plan's lease, chunk -1)
+                        JobChunk.job_id == job_id, JobChunk.chunk >= 0
+                    )
+                )
+            )
         return len(rows) == chunks and all(r.owner is None for r in rows)
 
     wait_for(drained, timeout=60, what="the queued chunks to be delivered")
@@ -588,14 +683,17 @@ def test_cancel_mid_job_starts_no_new_chunk_and_keeps_results(
 
 
 def test_two_jobs_with_different_models_on_one_collection_keep_results_apart(
-        client: Any, cluster: Cluster, session: Session, tmp_path: Path) -> None:
+    client: Any, cluster: Cluster, session: Session, tmp_path: Path
+) -> None:
     """Two autotaggers whose label lists name the same classes in a different order run at
     once on one collection: each file gets each model's own tag, box and job, once."""
     cid = make_lake(client, tmp_path, 40)
-    register(client, cluster, tmp_path, "first", labels=("circle", "square", "triangle"),
-             confidence=0.9)
-    register(client, cluster, tmp_path, "second", labels=("square", "circle", "triangle"),
-             confidence=0.6)
+    register(
+        client, cluster, tmp_path, "first", labels=("circle", "square", "triangle"), confidence=0.9
+    )
+    register(
+        client, cluster, tmp_path, "second", labels=("square", "circle", "triangle"), confidence=0.6
+    )
     first, second = autotag(client, cid, "first"), autotag(client, cid, "second")
     finals = {job_id: finish(client, job_id) for job_id in (first, second)}
     for final in finals.values():
@@ -607,30 +705,46 @@ def test_two_jobs_with_different_models_on_one_collection_keep_results_apart(
         assert_each_item_done_once(session, job_id, 40)
         assert_one_result_per_file(session, job_id, 40)
         version = version_of(session, job_id)
-        tags = session.execute(select(Tag.name, Tag.confidence, Tag.job_id)
-                               .where(Tag.model_version_id == version)).all()
-        assert {(t.name, round(t.confidence, 3), t.job_id) for t in tags} == \
-            {(label, confidence, job_id)}
-        boxes = session.execute(select(Annotation.label, Annotation.job_id)
-                                .where(Annotation.model_version_id == version)).all()
+        tags = session.execute(
+            select(Tag.name, Tag.confidence, Tag.job_id).where(Tag.model_version_id == version)
+        ).all()
+        assert {(t.name, round(t.confidence, 3), t.job_id) for t in tags} == {
+            (label, confidence, job_id)
+        }
+        boxes = session.execute(
+            select(Annotation.label, Annotation.job_id).where(
+                Annotation.model_version_id == version
+            )
+        ).all()
         assert {tuple(b) for b in boxes} == {(label, job_id)}
 
     # running the first model again replaces its own results and leaves the second's alone
-    second_rows = set(session.scalars(select(Tag.id).where(
-        Tag.model_version_id == version_of(session, second))))
+    second_rows = set(
+        session.scalars(select(Tag.id).where(Tag.model_version_id == version_of(session, second)))
+    )
     again = autotag(client, cid, "first")
     assert finish(client, again)["status"] == "succeeded"
     session.expire_all()
-    assert set(session.scalars(select(Tag.id).where(
-        Tag.model_version_id == version_of(session, second)))) == second_rows
-    assert set(session.scalars(select(Tag.job_id).where(
-        Tag.model_version_id == version_of(session, first)))) == {again}
+    assert (
+        set(
+            session.scalars(
+                select(Tag.id).where(Tag.model_version_id == version_of(session, second))
+            )
+        )
+        == second_rows
+    )
+    assert set(
+        session.scalars(
+            select(Tag.job_id).where(Tag.model_version_id == version_of(session, first))
+        )
+    ) == {again}
     assert_one_result_per_file(session, again, 40)
 
 
 # -- the lease rules, without workers -------------------------------------------------------------
-def test_lease_rules_sweep_and_resume(settings: Settings, session: Session,
-                                      session_factory: sessionmaker[Session]) -> None:
+def test_lease_rules_sweep_and_resume(
+    settings: Settings, session: Session, session_factory: sessionmaker[Session]
+) -> None:
     """Who may take a chunk's lease; what the sweep sends again (to the real broker) and what
     `resume_job` would send."""
     from engine.jobs.celery_app import create_celery
@@ -646,20 +760,26 @@ def test_lease_rules_sweep_and_resume(settings: Settings, session: Session,
 
     make_files(session, "leases", 8)
     files = list(session.scalars(select(File.id).order_by(File.id)))
-    jobs = [Job(kind="autotagging", platform="local", status=status, cancel_requested=cancel)
-            for status, cancel in (("running", False), ("cancelled", True))]
+    jobs = [
+        Job(kind="autotagging", platform="local", status=status, cancel_requested=cancel)
+        for status, cancel in (("running", False), ("cancelled", True))
+    ]
     session.add_all(jobs)
     session.flush()
     running, cancelled = (job.id for job in jobs)
     for job in jobs:  # chunk c holds files 2c, 2c+1; chunk 2 is done
-        session.add_all(JobItem(job_id=job.id, file_id=f, chunk=n // 2,
-                                status="done" if n // 2 == 2 else "pending")
-                        for n, f in enumerate(files))
+        session.add_all(
+            JobItem(
+                job_id=job.id, file_id=f, chunk=n // 2, status="done" if n // 2 == 2 else "pending"
+            )
+            for n, f in enumerate(files)
+        )
     session.commit()
 
     def lease(chunk: int, task: str, pid: int = os.getpid(), job: int = running) -> ChunkLease:
-        return ChunkLease(session_factory, job_id=job, chunk=chunk, pid=pid, task_id=task,
-                          seconds=LEASE_SECONDS)
+        return ChunkLease(
+            session_factory, job_id=job, chunk=chunk, pid=pid, task_id=task, seconds=LEASE_SECONDS
+        )
 
     first = lease(0, "t1")
     assert first.acquire()
@@ -678,42 +798,74 @@ def test_lease_rules_sweep_and_resume(settings: Settings, session: Session,
     dead = psutil.Popen(["true"])
     dead.wait()
     with session_scope(session_factory) as s:  # chunk 1: held by a pool process now gone
-        s.add(JobChunk(job_id=running, chunk=1, owner=owner_id(dead.pid, "t3"),
-                       lease_expires_at=func.now() + timedelta(minutes=5)))
+        s.add(
+            JobChunk(
+                job_id=running,
+                chunk=1,
+                owner=owner_id(dead.pid, "t3"),
+                lease_expires_at=func.now() + timedelta(minutes=5),
+            )
+        )
     assert not lease(1, "t4").acquire()
     requeued = lease(1, "t3")  # Celery's requeue of t3 takes it over at once
     assert requeued.acquire()
     requeued.keep(0)  # its retry is lost: the lease lapses
 
     with session_scope(session_factory) as s:  # more lapsed leases: done, cancelled, live
-        s.add_all([JobChunk(job_id=running, chunk=2, owner="gone:1:t5"),
-                   JobChunk(job_id=cancelled, chunk=0, owner="gone:1:t6"),
-                   JobChunk(job_id=running, chunk=3, owner="alive:1:t7",
-                            lease_expires_at=func.now() + timedelta(minutes=5))])
-        s.execute(update(JobChunk).where(JobChunk.owner.like("gone:%"))
-                  .values(lease_expires_at=func.now() - timedelta(seconds=1)))
-        s.execute(update(JobChunk).where(JobChunk.chunk == 1)
-                  .values(lease_expires_at=func.now() - timedelta(seconds=1)))
+        s.add_all(
+            [
+                JobChunk(job_id=running, chunk=2, owner="gone:1:t5"),
+                JobChunk(job_id=cancelled, chunk=0, owner="gone:1:t6"),
+                JobChunk(
+                    job_id=running,
+                    chunk=3,
+                    owner="alive:1:t7",
+                    lease_expires_at=func.now() + timedelta(minutes=5),
+                ),
+            ]
+        )
+        s.execute(
+            update(JobChunk)
+            .where(JobChunk.owner.like("gone:%"))
+            .values(lease_expires_at=func.now() - timedelta(seconds=1))
+        )
+        s.execute(
+            update(JobChunk)
+            .where(JobChunk.chunk == 1)
+            .values(lease_expires_at=func.now() - timedelta(seconds=1))
+        )
 
     # Plans: lapsed plan leases of a queued job (killed before its plan committed) and of the
     # running job (killed before it sent every chunk) are planned again; those of a finished
     # or cancelled job are only cleared.
-    queued, done = (Job(kind="autotagging", platform="local", status=status)
-                    for status in ("queued", "succeeded"))
+    queued, done = (
+        Job(kind="autotagging", platform="local", status=status)
+        for status in ("queued", "succeeded")
+    )
     with session_scope(session_factory) as s:
         s.add_all([queued, done])
         s.flush()
         queued_id, done_id = queued.id, done.id
-        s.add_all([JobChunk(job_id=job, chunk=PLAN_CHUNK, owner=f"gone:1:p{job}",
-                            lease_expires_at=func.now() - timedelta(seconds=1))
-                   for job in (queued_id, running, cancelled, done_id)])
+        s.add_all(
+            [
+                JobChunk(
+                    job_id=job,
+                    chunk=PLAN_CHUNK,
+                    owner=f"gone:1:p{job}",
+                    lease_expires_at=func.now() - timedelta(seconds=1),
+                )
+                for job in (queued_id, running, cancelled, done_id)
+            ]
+        )
 
     app = create_celery(settings)
     broker = redis.Redis.from_url(settings.redis_url or "")
     with session_scope(session_factory) as s:
         assert resumable_chunks(s, running) == [0, 1]  # pending, and not under a live lease
         assert recover_lapsed(s, CeleryDispatcher(app)) == {
-            running: [PLAN_CHUNK, 1], queued_id: [PLAN_CHUNK]}
+            running: [PLAN_CHUNK, 1],
+            queued_id: [PLAN_CHUNK],
+        }
     with session_scope(session_factory) as s:  # a second sweep finds nothing left to do
         assert recover_lapsed(s, CeleryDispatcher(app)) == {}
     sent = [json.loads(m)["headers"]["argsrepr"] for m in broker.lrange("inference", 0, -1)]
@@ -722,10 +874,17 @@ def test_lease_rules_sweep_and_resume(settings: Settings, session: Session,
     assert plans == sorted([f"[{running}]", f"[{queued_id}]"])
     with session_scope(session_factory) as s:
         rows = {(r.job_id, r.chunk): (r.owner, r.recoveries) for r in s.scalars(select(JobChunk))}
-    assert rows == {(running, 0): (None, 0), (running, 1): (None, 1), (running, 2): (None, 0),
-                    (running, 3): ("alive:1:t7", 0), (cancelled, 0): (None, 0),
-                    (running, PLAN_CHUNK): (None, 1), (queued_id, PLAN_CHUNK): (None, 1),
-                    (cancelled, PLAN_CHUNK): (None, 0), (done_id, PLAN_CHUNK): (None, 0)}
+    assert rows == {
+        (running, 0): (None, 0),
+        (running, 1): (None, 1),
+        (running, 2): (None, 0),
+        (running, 3): ("alive:1:t7", 0),
+        (cancelled, 0): (None, 0),
+        (running, PLAN_CHUNK): (None, 1),
+        (queued_id, PLAN_CHUNK): (None, 1),
+        (cancelled, PLAN_CHUNK): (None, 0),
+        (done_id, PLAN_CHUNK): (None, 0),
+    }
     resent = lease(PLAN_CHUNK, "p-resent", job=queued_id)
     assert resent.acquire()  # the plan the sweep sent takes the lease
     assert not lease(PLAN_CHUNK, "p-copy", job=queued_id).acquire()  # and a copy of it waits

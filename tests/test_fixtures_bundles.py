@@ -15,22 +15,23 @@ from tests.fixtures.shapes import CLASSES
 
 def _same_code(bundle: Path, template: str) -> None:
     for name in ("inference.py", "requirements.txt"):
-        assert (bundle / "code" / name).read_bytes() == \
-            (TEMPLATES / template / "code" / name).read_bytes()
+        assert (bundle / "code" / name).read_bytes() == (
+            TEMPLATES / template / "code" / name
+        ).read_bytes()
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_detector_bundle_layout(shapes_detector_bundle: Path) -> None:
     _same_code(shapes_detector_bundle, "yolov8_autotag")
-    assert yaml.safe_load((shapes_detector_bundle / "label_list.yaml").read_text()) == \
-        list(CLASSES)
+    assert yaml.safe_load((shapes_detector_bundle / "label_list.yaml").read_text()) == list(CLASSES)
     settings = yaml.safe_load((shapes_detector_bundle / "metalake.yaml").read_text())
     weights = shapes_detector_bundle / settings["weights"]
     assert weights.is_file()
     assert not weights.is_symlink()
     assert sorted(p.name for p in shapes_detector_bundle.iterdir()) == sorted(
-        ["code", "label_list.yaml", "metalake.yaml", settings["weights"]])
+        ["code", "label_list.yaml", "metalake.yaml", settings["weights"]]
+    )
 
 
 def test_resnet50_bundle_layout(resnet50_random_bundle: Path) -> None:
@@ -41,8 +42,9 @@ def test_resnet50_bundle_layout(resnet50_random_bundle: Path) -> None:
     assert (resnet50_random_bundle / settings["weights"]).is_file()
 
 
-def test_pack_puts_the_bundle_at_the_archive_root(resnet50_random_bundle: Path,
-                                                  tmp_path: Path) -> None:
+def test_pack_puts_the_bundle_at_the_archive_root(
+    resnet50_random_bundle: Path, tmp_path: Path
+) -> None:
     archive = bundles.pack(resnet50_random_bundle, tmp_path / "bundle.tar.gz")
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())

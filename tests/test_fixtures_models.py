@@ -48,11 +48,11 @@ def test_trained_segmenter_is_accurate(shapes_segmenter: models.TrainedModel) ->
     assert shapes_segmenter.metrics["map50_box"] >= 0.9
     assert shapes_segmenter.metrics["map50_mask"] >= 0.9
     assert shapes_segmenter.metrics["spec"]["init_weights"] == str(
-        models.trained_detector().weights)
+        models.trained_detector().weights
+    )
 
 
-def test_resnet50_random_is_torchvisions_init_under_a_seed(
-        resnet50_random_weights: Path) -> None:
+def test_resnet50_random_is_torchvisions_init_under_a_seed(resnet50_random_weights: Path) -> None:
     assert models.resnet50_random() == resnet50_random_weights
     saved = torch.load(resnet50_random_weights, weights_only=True)
     torch.manual_seed(models.RESNET50_SEED)
@@ -69,9 +69,11 @@ def test_parallel_processes_train_once(tmp_path: Path) -> None:
     """Two processes ask for the same untrained model at once: one trains, the other waits
     for the lock and takes the result."""
     tiny = models.TrainSpec(
-        "detect", "yolov8n.yaml",
+        "detect",
+        "yolov8n.yaml",
         {**models.COMMON_OPTIONS, "epochs": 1, "imgsz": 64, "batch": 8, "close_mosaic": 0},
-        dataset=DatasetSpec(n_train=8, n_val=4, image_size=64))
+        dataset=DatasetSpec(n_train=8, n_val=4, image_size=64),
+    )
     script = (
         "import sys, dataclasses, json; from pathlib import Path\n"
         "from tests.fixtures import models\n"
@@ -80,9 +82,16 @@ def test_parallel_processes_train_once(tmp_path: Path) -> None:
         f"dataset=DatasetSpec(**{json.dumps(vars(tiny.dataset))}))\n"
         "print(models.trained(spec, cache=Path(sys.argv[1])).weights)\n"
     )
-    runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [run.communicate(timeout=500) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     paths = {out.strip().splitlines()[-1] for out, _ in outputs}

@@ -63,7 +63,8 @@ def test_yolo_datasets_carry_the_truth(tmp_path: Path) -> None:
     assert int(cls) == first.class_id
     x1, y1, x2, y2 = first.box
     assert (cx * 96, cy * 96, w * 96, h * 96) == pytest.approx(
-        ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), abs=1e-3)
+        ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), abs=1e-3
+    )
 
     segment = (tmp_path / "ds" / "segment" / "labels" / "val" / "00007.txt").read_text()
     values = [float(v) for v in segment.split("\n")[0].split()]

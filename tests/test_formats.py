@@ -21,47 +21,106 @@ def geometry(ann: ParsedAnnotation, width: int | None = 640, height: int | None 
 
 # -- MetaLake JSON --------------------------------------------------------------------------------
 def test_bbox_is_xywh_and_polygons_take_both_forms() -> None:
-    images = metalake_json.parse({"images": [
-        {"image": "a.jpg", "annotations": [
-            {"bbox": [10, 20, 100, 50], "label": " Bird ", "confidence": 0.5,
-             "metadata": {"k": 1}},
-            {"bbox": [0, 0, 1, 1], "label": "Cat"},
-        ]},
-        {"image": "b.jpg"},
-    ]}, shape_type="rectangle", normalized=False)
+    images = metalake_json.parse(
+        {
+            "images": [
+                {
+                    "image": "a.jpg",
+                    "annotations": [
+                        {
+                            "bbox": [10, 20, 100, 50],
+                            "label": " Bird ",
+                            "confidence": 0.5,
+                            "metadata": {"k": 1},
+                        },
+                        {"bbox": [0, 0, 1, 1], "label": "Cat"},
+                    ],
+                },
+                {"image": "b.jpg"},
+            ]
+        },
+        shape_type="rectangle",
+        normalized=False,
+    )
     assert [i.key for i in images] == ["a.jpg", "b.jpg"]
     first = images[0].annotations[0]
-    assert (first.label, first.shape, first.confidence, first.metadata) == \
-        ("Bird", "box", 0.5, {"k": 1})
+    assert (first.label, first.shape, first.confidence, first.metadata) == (
+        "Bird",
+        "box",
+        0.5,
+        {"k": 1},
+    )
     assert geometry(first) == {"x1": 10, "y1": 20, "x2": 110, "y2": 70}
     assert images[1].annotations == []
 
-    nested, flat = (metalake_json.parse({"images": [{"image": "a.jpg", "annotations": [
-        {"polygon": points, "label": "x"}]}]}, shape_type="polygon", normalized=False)
-        for points in ([[1, 2], [30, 2], [15, 40]], [1, 2, 30, 2, 15, 40]))
-    assert nested[0].annotations[0].values == flat[0].annotations[0].values == \
-        ((1, 2), (30, 2), (15, 40))
+    nested, flat = (
+        metalake_json.parse(
+            {"images": [{"image": "a.jpg", "annotations": [{"polygon": points, "label": "x"}]}]},
+            shape_type="polygon",
+            normalized=False,
+        )
+        for points in ([[1, 2], [30, 2], [15, 40]], [1, 2, 30, 2, 15, 40])
+    )
+    assert (
+        nested[0].annotations[0].values
+        == flat[0].annotations[0].values
+        == ((1, 2), (30, 2), (15, 40))
+    )
 
 
-@pytest.mark.parametrize(("document", "location", "field", "words"), [
-    ({"images": {}}, "$", "images", "must be an object like"),
-    ([1, 2], "$", "images", "must be an object like"),
-    ({"images": [{"annotations": []}]}, "images[0]", "image", "path or file name"),
-    ({"images": [{"image": "a", "annotations": [{"bbox": [1, 2, 3], "label": "x"}]}]},
-     "images[0].annotations[0]", "bbox", "4 numbers"),
-    ({"images": [{"image": "a", "annotations": [{"bbox": [1, 2, 0, 3], "label": "x"}]}]},
-     "images[0].annotations[0]", "bbox", "must be > 0"),
-    ({"images": [{"image": "a", "annotations": [{"bbox": [1, 2, 3, 4], "label": ""}]}]},
-     "images[0].annotations[0]", "label", "non-empty"),
-    ({"images": [{"image": "a", "annotations": [{"bbox": [1, 2, 3, 4], "label": "x",
-                                                 "confidence": 1.5}]}]},
-     "images[0].annotations[0]", "confidence", "between 0 and 1"),
-    ({"images": [{"image": "a"}, {"image": "b", "annotations": [
-        {"polygon": [[1, 2], [3, 4]], "label": "x"}]}]},
-     "images[1].annotations[0]", "bbox", 'needs "bbox"'),
-])
-def test_invalid_documents_name_the_location_and_field(document: object, location: str,
-                                                       field: str, words: str) -> None:
+@pytest.mark.parametrize(
+    ("document", "location", "field", "words"),
+    [
+        ({"images": {}}, "$", "images", "must be an object like"),
+        ([1, 2], "$", "images", "must be an object like"),
+        ({"images": [{"annotations": []}]}, "images[0]", "image", "path or file name"),
+        (
+            {"images": [{"image": "a", "annotations": [{"bbox": [1, 2, 3], "label": "x"}]}]},
+            "images[0].annotations[0]",
+            "bbox",
+            "4 numbers",
+        ),
+        (
+            {"images": [{"image": "a", "annotations": [{"bbox": [1, 2, 0, 3], "label": "x"}]}]},
+            "images[0].annotations[0]",
+            "bbox",
+            "must be > 0",
+        ),
+        (
+            {"images": [{"image": "a", "annotations": [{"bbox": [1, 2, 3, 4], "label": ""}]}]},
+            "images[0].annotations[0]",
+            "label",
+            "non-empty",
+        ),
+        (
+            {
+                "images": [
+                    {
+                        "image": "a",
+                        "annotations": [{"bbox": [1, 2, 3, 4], "label": "x", "confidence": 1.5}],
+                    }
+                ]
+            },
+            "images[0].annotations[0]",
+            "confidence",
+            "between 0 and 1",
+        ),
+        (
+            {
+                "images": [
+                    {"image": "a"},
+                    {"image": "b", "annotations": [{"polygon": [[1, 2], [3, 4]], "label": "x"}]},
+                ]
+            },
+            "images[1].annotations[0]",
+            "bbox",
+            'needs "bbox"',
+        ),
+    ],
+)
+def test_invalid_documents_name_the_location_and_field(
+    document: object, location: str, field: str, words: str
+) -> None:
     with pytest.raises(InvalidAnnotations) as caught:
         metalake_json.parse(document, shape_type="box", normalized=False)
     assert caught.value.details["location"] == location
@@ -71,48 +130,92 @@ def test_invalid_documents_name_the_location_and_field(document: object, locatio
 
 
 def test_every_problem_is_listed_with_indexes() -> None:
-    document = {"images": [{"image": "a", "annotations": [
-        {"bbox": [1, 2, 3, 4], "label": "ok"},
-        {"bbox": [1, 2, 3, 4], "label": 7},
-        {"bbox": "x", "label": "y"},
-    ]}]}
+    document = {
+        "images": [
+            {
+                "image": "a",
+                "annotations": [
+                    {"bbox": [1, 2, 3, 4], "label": "ok"},
+                    {"bbox": [1, 2, 3, 4], "label": 7},
+                    {"bbox": "x", "label": "y"},
+                ],
+            }
+        ]
+    }
     with pytest.raises(InvalidAnnotations) as caught:
         metalake_json.parse(document, shape_type="box", normalized=False)
     details = caught.value.details
     assert (details["image_index"], details["annotation_index"]) == (0, 1)
     assert [e["location"] for e in details["errors"]] == [
-        "images[0].annotations[1]", "images[0].annotations[2]"]
+        "images[0].annotations[1]",
+        "images[0].annotations[2]",
+    ]
     assert "1 more problem" in caught.value.message
 
 
 def test_mixed_shapes_take_each_annotations_own_key() -> None:
-    images = metalake_json.parse({"images": [{"image": "a", "annotations": [
-        {"bbox": [1, 2, 3, 4], "label": "b"}, {"polygon": [1, 2, 3, 4, 5, 9], "label": "p"},
-        {"keypoints": [[1, 2, 2], [0, 0, 0]], "label": "k"}, {"label": "whole image"},
-    ]}]}, shape_type="mixed", normalized=False)
+    images = metalake_json.parse(
+        {
+            "images": [
+                {
+                    "image": "a",
+                    "annotations": [
+                        {"bbox": [1, 2, 3, 4], "label": "b"},
+                        {"polygon": [1, 2, 3, 4, 5, 9], "label": "p"},
+                        {"keypoints": [[1, 2, 2], [0, 0, 0]], "label": "k"},
+                        {"label": "whole image"},
+                    ],
+                }
+            ]
+        },
+        shape_type="mixed",
+        normalized=False,
+    )
     assert [a.shape for a in images[0].annotations] == ["box", "polygon", "keypoints", "tag"]
 
 
 # -- geometry -------------------------------------------------------------------------------------
 def test_normalized_coordinates_scale_by_the_image_size() -> None:
-    [image] = metalake_json.parse({"images": [{"image": "a", "annotations": [
-        {"bbox": [0.25, 0.5, 0.5, 0.25], "label": "b"},
-        {"polygon": [[0, 0], [1, 0], [0.5, 1]], "label": "p"}]}]},
-        shape_type="mixed", normalized=True)
+    [image] = metalake_json.parse(
+        {
+            "images": [
+                {
+                    "image": "a",
+                    "annotations": [
+                        {"bbox": [0.25, 0.5, 0.5, 0.25], "label": "b"},
+                        {"polygon": [[0, 0], [1, 0], [0.5, 1]], "label": "p"},
+                    ],
+                }
+            ]
+        },
+        shape_type="mixed",
+        normalized=True,
+    )
     box, polygon = image.annotations
     assert geometry(box, 640, 480) == {"x1": 160, "y1": 240, "x2": 480, "y2": 360}
     assert geometry(polygon, 640, 480) == {"points": [[0, 0], [640, 0], [320, 480]]}
 
 
 def test_coordinates_just_outside_are_clamped_and_further_out_refused() -> None:
-    def box(x1: float, y1: float, x2: float, y2: float, normalized: bool = False) -> \
-            ParsedAnnotation:
-        return ParsedAnnotation(where="a", field="bbox", label="x", shape="box",
-                                values=((x1, y1, x2, y2),), normalized=normalized)
+    def box(
+        x1: float, y1: float, x2: float, y2: float, normalized: bool = False
+    ) -> ParsedAnnotation:
+        return ParsedAnnotation(
+            where="a",
+            field="bbox",
+            label="x",
+            shape="box",
+            values=((x1, y1, x2, y2),),
+            normalized=normalized,
+        )
 
     assert geometry(box(-0.5, 0, 640.6, 480)) == {"x1": 0, "y1": 0, "x2": 640, "y2": 480}
-    assert geometry(box(0, 0, 1.0004, 1, normalized=True)) == \
-        {"x1": 0, "y1": 0, "x2": 640, "y2": 480}
+    assert geometry(box(0, 0, 1.0004, 1, normalized=True)) == {
+        "x1": 0,
+        "y1": 0,
+        "x2": 640,
+        "y2": 480,
+    }
     with pytest.raises(InvalidAnnotations, match=r"outside the 640x480 image.*is_normalized"):
         geometry(box(10, 10, 700, 20))
     with pytest.raises(InvalidAnnotations, match=r"outside 0\.\.1"):
@@ -127,17 +230,33 @@ def test_coordinates_just_outside_are_clamped_and_further_out_refused() -> None:
 
 # -- COCO -----------------------------------------------------------------------------------------
 COCO = {
-    "images": [{"id": 1, "file_name": "a.jpg", "width": 640, "height": 480},
-               {"id": 2, "file_name": "sub/b.jpg"}],
-    "categories": [{"id": 3, "name": "cat"},
-                   {"id": 4, "name": "person", "keypoints": ["nose", "eye"]}],
+    "images": [
+        {"id": 1, "file_name": "a.jpg", "width": 640, "height": 480},
+        {"id": 2, "file_name": "sub/b.jpg"},
+    ],
+    "categories": [
+        {"id": 3, "name": "cat"},
+        {"id": 4, "name": "person", "keypoints": ["nose", "eye"]},
+    ],
     "annotations": [
         {"id": 10, "image_id": 1, "category_id": 3, "bbox": [10, 20, 30, 40], "score": 0.8},
-        {"id": 11, "image_id": 2, "category_id": 4, "bbox": [0, 0, 50, 50],
-         "segmentation": [[0, 0, 50, 0, 50, 50], [60, 60, 70, 60, 70, 70]],
-         "keypoints": [5, 6, 2, 0, 0, 0], "num_keypoints": 1},
-        {"id": 12, "image_id": 1, "category_id": 3, "bbox": [1, 1, 5, 5], "iscrowd": 1,
-         "segmentation": {"counts": "abc", "size": [480, 640]}},
+        {
+            "id": 11,
+            "image_id": 2,
+            "category_id": 4,
+            "bbox": [0, 0, 50, 50],
+            "segmentation": [[0, 0, 50, 0, 50, 50], [60, 60, 70, 60, 70, 70]],
+            "keypoints": [5, 6, 2, 0, 0, 0],
+            "num_keypoints": 1,
+        },
+        {
+            "id": 12,
+            "image_id": 1,
+            "category_id": 3,
+            "bbox": [1, 1, 5, 5],
+            "iscrowd": 1,
+            "segmentation": {"counts": "abc", "size": [480, 640]},
+        },
     ],
 }
 
@@ -146,8 +265,12 @@ def test_coco_boxes_polygons_and_keypoints() -> None:
     images = {i.key: i for i in coco.parse(COCO)}
     assert images["a.jpg"].declared_size == (640, 480)
     box, crowd = images["a.jpg"].annotations
-    assert (box.label, box.shape, box.confidence, box.metadata) == \
-        ("cat", "box", 0.8, {"coco_id": 10})
+    assert (box.label, box.shape, box.confidence, box.metadata) == (
+        "cat",
+        "box",
+        0.8,
+        {"coco_id": 10},
+    )
     assert geometry(box) == {"x1": 10, "y1": 20, "x2": 40, "y2": 60}
     assert crowd.shape == "box"
     assert crowd.metadata["iscrowd"] == 1
@@ -160,9 +283,13 @@ def test_coco_boxes_polygons_and_keypoints() -> None:
 
 
 def test_coco_errors_name_the_annotation() -> None:
-    broken = {**COCO, "annotations": [*COCO["annotations"],
-                                      {"id": 13, "image_id": 1, "category_id": 99,
-                                       "bbox": [0, 0, 1, 1]}]}
+    broken = {
+        **COCO,
+        "annotations": [
+            *COCO["annotations"],
+            {"id": 13, "image_id": 1, "category_id": 99, "bbox": [0, 0, 1, 1]},
+        ],
+    }
     with pytest.raises(InvalidAnnotations) as caught:
         coco.parse(broken)
     assert caught.value.details["location"] == "annotations[3]"
@@ -174,23 +301,27 @@ def test_coco_errors_name_the_annotation() -> None:
 
 # -- YOLO -----------------------------------------------------------------------------------------
 def test_yolo_class_names_from_each_source() -> None:
-    assert yolo.class_names(names=["a", "b"], data_yaml=None, classes_txt=None) == \
-        {0: "a", 1: "b"}
-    assert yolo.class_names(names=None, data_yaml="names: [cat, dog]\n", classes_txt=None) == \
-        {0: "cat", 1: "dog"}
-    assert yolo.class_names(names=None, data_yaml="names:\n  0: cat\n  2: dog\n",
-                            classes_txt="ignored") == {0: "cat", 2: "dog"}
-    assert yolo.class_names(names=None, data_yaml=None, classes_txt="cat\n\ndog\n") == \
-        {0: "cat", 1: "dog"}
+    assert yolo.class_names(names=["a", "b"], data_yaml=None, classes_txt=None) == {0: "a", 1: "b"}
+    assert yolo.class_names(names=None, data_yaml="names: [cat, dog]\n", classes_txt=None) == {
+        0: "cat",
+        1: "dog",
+    }
+    assert yolo.class_names(
+        names=None, data_yaml="names:\n  0: cat\n  2: dog\n", classes_txt="ignored"
+    ) == {0: "cat", 2: "dog"}
+    assert yolo.class_names(names=None, data_yaml=None, classes_txt="cat\n\ndog\n") == {
+        0: "cat",
+        1: "dog",
+    }
     with pytest.raises(InvalidAnnotations, match=r"data\.yaml"):
         yolo.class_names(names=None, data_yaml=None, classes_txt=None)
 
 
 def test_yolo_lines() -> None:
-    [image] = yolo.parse({"labels/train/a.txt": "0 0.5 0.5 0.5 0.25\n\n"
-                                                "1 0.5 0.5 0.2 0.2 0.9\n"
-                                                "1 0 0 1 0 0.5 1\n"},
-                         names={0: "cat", 1: "dog"})
+    [image] = yolo.parse(
+        {"labels/train/a.txt": "0 0.5 0.5 0.5 0.25\n\n1 0.5 0.5 0.2 0.2 0.9\n1 0 0 1 0 0.5 1\n"},
+        names={0: "cat", 1: "dog"},
+    )
     assert (image.key, image.match) == ("labels/train/a", "stem")
     box, scored, polygon = image.annotations
     assert geometry(box, 640, 480) == {"x1": 160, "y1": 180, "x2": 480, "y2": 300}
@@ -198,10 +329,16 @@ def test_yolo_lines() -> None:
     assert geometry(polygon, 640, 480) == {"points": [[0, 0], [640, 0], [320, 480]]}
 
 
-@pytest.mark.parametrize(("line", "field"), [
-    ("5 0.5 0.5 0.1 0.1", "class"), ("0 0.5 0.5 0.1", "line"), ("0 a 0.5 0.1 0.1", "line"),
-    ("0 0.5 0.5 0 0.1", "box"), ("0 0.5 0.5 0.1 0.1 3", "confidence"),
-])
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("5 0.5 0.5 0.1 0.1", "class"),
+        ("0 0.5 0.5 0.1", "line"),
+        ("0 a 0.5 0.1 0.1", "line"),
+        ("0 0.5 0.5 0 0.1", "box"),
+        ("0 0.5 0.5 0.1 0.1 3", "confidence"),
+    ],
+)
 def test_yolo_errors_name_file_and_line(line: str, field: str) -> None:
     with pytest.raises(InvalidAnnotations) as caught:
         yolo.parse({"a.txt": f"0 0.5 0.5 0.1 0.1\n{line}\n"}, names={0: "cat"})

@@ -48,8 +48,12 @@ def make_manager(tmp_path: Path) -> Iterator[MakeManager]:
     managers: list[HostManager] = []
 
     def make(**settings: Any) -> HostManager:
-        defaults: dict[str, Any] = {"home": tmp_path / "home", "host_memory_limit_mb": 0,
-                                    "host_start_timeout": 30, "host_request_timeout": 30}
+        defaults: dict[str, Any] = {
+            "home": tmp_path / "home",
+            "host_memory_limit_mb": 0,
+            "host_start_timeout": 30,
+            "host_request_timeout": 30,
+        }
         manager = HostManager.from_settings(Settings(**{**defaults, **settings}))
         managers.append(manager)
         return manager
@@ -61,17 +65,38 @@ def make_manager(tmp_path: Path) -> Iterator[MakeManager]:
 
 def _body(n: int = 4, **parameters: Any) -> bytes:
     images = [np.full((24, 32, 3), (i * 60, 20, 10), np.uint8) for i in range(n)]
-    return encode_batch(images, {"application": "autotagging", "confidence_threshold": 0.5,
-                                 "input_resolution": [32, 24],
-                                 "original_sizes": [[320, 240]] * n, **parameters})
+    return encode_batch(
+        images,
+        {
+            "application": "autotagging",
+            "confidence_threshold": 0.5,
+            "input_resolution": [32, 24],
+            "original_sizes": [[320, 240]] * n,
+            **parameters,
+        },
+    )
 
 
-def _invoke(manager: HostManager, bundle: str, body: bytes, *, key: str | None = None,
-            content_type: str = NPZ, timeout: float | None = None) -> bytes:
+def _invoke(
+    manager: HostManager,
+    bundle: str,
+    body: bytes,
+    *,
+    key: str | None = None,
+    content_type: str = NPZ,
+    timeout: float | None = None,
+) -> bytes:
     bundle_dir = BUNDLES / bundle
     requirements = (bundle_dir / "code" / "requirements.txt").read_text()
-    return manager.invoke(key or f"{bundle}@1", bundle_dir, requirements, body, content_type,
-                          "application/json", timeout=timeout)
+    return manager.invoke(
+        key or f"{bundle}@1",
+        bundle_dir,
+        requirements,
+        body,
+        content_type,
+        "application/json",
+        timeout=timeout,
+    )
 
 
 def _tags(payload: bytes, n: int) -> list[dict[str, Any]]:
@@ -103,8 +128,11 @@ def _marked(marker: str) -> bool:
 def _serving_pid(host_pid: int) -> int:
     """The process running serve.py: the host itself, or the deepest process of its box."""
     tree = [psutil.Process(host_pid), *psutil.Process(host_pid).children(recursive=True)]
-    (serving,) = [p for p in tree if any(part.endswith("serve.py") for part in p.cmdline())
-                  and not p.children()]
+    (serving,) = [
+        p
+        for p in tree
+        if any(part.endswith("serve.py") for part in p.cmdline()) and not p.children()
+    ]
     return serving.pid
 
 
@@ -117,8 +145,9 @@ def _wait(condition: Callable[[], bool], timeout: float = 10) -> bool:
     return True
 
 
-def test_a_host_is_started_invoked_with_a_batch_and_reused(make_manager: MakeManager,
-                                                          tmp_path: Path) -> None:
+def test_a_host_is_started_invoked_with_a_batch_and_reused(
+    make_manager: MakeManager, tmp_path: Path
+) -> None:
     manager = make_manager()
     first = _tags(_invoke(manager, "echo", _body(4)), 4)
     assert [o["boxes"][0][5] for o in first] == [1, 0, 0, 0]
@@ -139,18 +168,21 @@ def test_a_host_is_started_invoked_with_a_batch_and_reused(make_manager: MakeMan
         buffer = io.BytesIO()
         Image.new("RGB", (8, 8), color).save(buffer, format="JPEG")
         encoded.append(base64.b64encode(buffer.getvalue()).decode())
-    payload = _invoke(manager, "echo", json.dumps({"images": encoded}).encode(),
-                      content_type="application/json")
+    payload = _invoke(
+        manager, "echo", json.dumps({"images": encoded}).encode(), content_type="application/json"
+    )
     assert [o["boxes"][0][5] for o in _tags(payload, 2)] == [2, 1]
 
 
 def test_an_exception_in_predict_fn_fails_the_call_and_the_host_lives_on(
-        make_manager: MakeManager) -> None:
+    make_manager: MakeManager,
+) -> None:
     manager = make_manager()
     with pytest.raises(ModelCodeError) as caught:
         _invoke(manager, "echo", _body(2, mode="raise"))
     assert str(caught.value).startswith(
-        "predict_fn of echo@1 raised RuntimeError: predict_fn was told to fail")
+        "predict_fn of echo@1 raised RuntimeError: predict_fn was told to fail"
+    )
     assert caught.value.details["stage"] == "predict_fn"
     assert "inference.py" in caught.value.details["traceback"]
     assert len(manager.running()) == 1
@@ -159,9 +191,12 @@ def test_an_exception_in_predict_fn_fails_the_call_and_the_host_lives_on(
 
 def test_a_failing_model_fn_is_reported(make_manager: MakeManager) -> None:
     manager = make_manager()
-    with pytest.raises(ModelLoadFailed,
-                       match=re.escape("model_fn failed for broken@1: FileNotFoundError: "
-                                       "weights.pt is missing from model")):  # /opt/ml/model
+    with pytest.raises(
+        ModelLoadFailed,
+        match=re.escape(
+            "model_fn failed for broken@1: FileNotFoundError: weights.pt is missing from model"
+        ),
+    ):  # /opt/ml/model
         _invoke(manager, "broken", b"")
     assert manager.running() == []
     # the version is immutable: the next batch gets the same error at once, without a new host
@@ -173,7 +208,8 @@ def test_a_failing_model_fn_is_reported(make_manager: MakeManager) -> None:
 
 
 def test_a_host_killed_mid_request_fails_the_batch_and_is_replaced(
-        make_manager: MakeManager) -> None:
+    make_manager: MakeManager,
+) -> None:
     manager = make_manager()
     old = manager.ensure_started("echo@1", BUNDLES / "echo", "")
     errors: list[BaseException] = []
@@ -191,8 +227,9 @@ def test_a_host_killed_mid_request_fails_the_batch_and_is_replaced(
     thread.join(10)
     (error,) = errors
     assert isinstance(error, ModelHostCrashed)
-    assert "the model host of echo@1 was killed by signal SIGKILL while running the batch" in \
-        str(error)
+    assert "the model host of echo@1 was killed by signal SIGKILL while running the batch" in str(
+        error
+    )
     assert "last lines of" in str(error)
     assert "model ready" in str(error)
     assert _reaped(old.pid)
@@ -205,13 +242,15 @@ def test_a_host_killed_mid_request_fails_the_batch_and_is_replaced(
 
 
 def test_a_hung_host_times_out_and_its_process_group_is_killed(
-        make_manager: MakeManager, tmp_path: Path) -> None:
+    make_manager: MakeManager, tmp_path: Path
+) -> None:
     manager = make_manager()
     old = manager.ensure_started("echo@1", BUNDLES / "echo", "")
     marker = f"child-of-{tmp_path.name}"
     started = time.monotonic()
-    with pytest.raises(ModelHostTimeout,
-                       match=r"the model host of echo@1 did not answer within 1 s"):
+    with pytest.raises(
+        ModelHostTimeout, match=r"the model host of echo@1 did not answer within 1 s"
+    ):
         _invoke(manager, "echo", _body(1, mode="sleep", child_marker=marker), timeout=1)
     assert time.monotonic() - started < 5
     assert _reaped(old.pid)  # killed and waited for: no zombie
@@ -223,8 +262,9 @@ def test_a_hung_host_times_out_and_its_process_group_is_killed(
 def test_a_host_over_the_memory_limit_is_killed(make_manager: MakeManager) -> None:
     manager = make_manager(host_memory_limit_mb=250)
     old = manager.ensure_started("echo@1", BUNDLES / "echo", "")
-    with pytest.raises(ModelHostOutOfMemory,
-                       match="the model host of echo@1 exceeded the memory limit of 250 MB"):
+    with pytest.raises(
+        ModelHostOutOfMemory, match="the model host of echo@1 exceeded the memory limit of 250 MB"
+    ):
         _invoke(manager, "echo", _body(1, mode="hog"))
     assert _reaped(old.pid)
     assert _tags(_invoke(manager, "echo", _body(1)), 1)[0]["calls"] == 1  # a new host
@@ -246,12 +286,18 @@ def test_a_slow_model_fn_hits_the_start_timeout(make_manager: MakeManager) -> No
     assert manager.running() == []
 
 
-def test_the_host_environment_carries_no_secrets(make_manager: MakeManager,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    secrets = {"DATABASE_URL": "postgresql://u:p@db/lake", "REDIS_URL": "redis://r:6379/0",
-               "AWS_SECRET_ACCESS_KEY": "s3cr3t", "AWS_ACCESS_KEY_ID": "AKIA",
-               "METALAKE_API_KEY": "mlk_secret", "METALAKE_DATABASE_URL": "postgresql://x",
-               "CELERY_BROKER_URL": "redis://b"}
+def test_the_host_environment_carries_no_secrets(
+    make_manager: MakeManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = {
+        "DATABASE_URL": "postgresql://u:p@db/lake",
+        "REDIS_URL": "redis://r:6379/0",
+        "AWS_SECRET_ACCESS_KEY": "s3cr3t",
+        "AWS_ACCESS_KEY_ID": "AKIA",
+        "METALAKE_API_KEY": "mlk_secret",
+        "METALAKE_DATABASE_URL": "postgresql://x",
+        "CELERY_BROKER_URL": "redis://b",
+    }
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("METALAKE_WEIGHTS_DIR", "/weights")
@@ -265,8 +311,9 @@ def test_the_host_environment_carries_no_secrets(make_manager: MakeManager,
     visible = set(output["environ"])
     assert not visible & set(secrets), visible & set(secrets)
     assert {"METALAKE_WEIGHTS_DIR", "HF_HUB_OFFLINE", "LC_ALL", "PATH", "SOME_TOKEN"} <= visible
-    assert not any(name.startswith(("AWS_", "METALAKE_")) for name in
-                   visible - {"METALAKE_WEIGHTS_DIR"})
+    assert not any(
+        name.startswith(("AWS_", "METALAKE_")) for name in visible - {"METALAKE_WEIGHTS_DIR"}
+    )
     assert output["PYTHONPATH"] == "/opt/ml/model/code"  # the bundle, where SageMaker has it
 
 
@@ -305,7 +352,11 @@ def test_a_real_torch_model_runs_in_a_host(make_manager: MakeManager) -> None:
 
 
 def test_hosts_exit_when_their_worker_dies(tmp_path: Path) -> None:
-    worker = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
         from engine.config import Settings
@@ -314,7 +365,11 @@ def test_hosts_exit_when_their_worker_dies(tmp_path: Path) -> None:
         info = manager.ensure_started("echo@1", Path({str(BUNDLES / "echo")!r}), "")
         print(info.pid, flush=True)
         time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert worker.stdout is not None
         host_pid = int(worker.stdout.readline())

@@ -24,8 +24,7 @@ BUNDLE = Path(__file__).parent / "bundles" / "needs_tabulate"
 
 def test_requirements_are_normalised() -> None:
     text = "# comment\n\nTabulate  # trailing\nnumpy>=1 \\\n  ; python_version>'3'\ntabulate\n"
-    assert normalize_requirements(text) == ["Tabulate", "numpy>=1 ; python_version>'3'",
-                                            "tabulate"]
+    assert normalize_requirements(text) == ["Tabulate", "numpy>=1 ; python_version>'3'", "tabulate"]
     assert normalize_requirements("# only comments\n\n   \n") == []
 
 
@@ -37,9 +36,13 @@ def test_no_requirements_need_no_environment(tmp_path: Path) -> None:
 
 def _invoke(manager: HostManager) -> dict[str, object]:
     body = encode_batch([np_image()], {"application": "embedding"})
-    payload = manager.invoke("needs_tabulate@1", BUNDLE,
-                             (BUNDLE / "code" / "requirements.txt").read_text(), body,
-                             "application/x-npz")
+    payload = manager.invoke(
+        "needs_tabulate@1",
+        BUNDLE,
+        (BUNDLE / "code" / "requirements.txt").read_text(),
+        body,
+        "application/x-npz",
+    )
     (outcome,) = validate_outputs("embedding", payload, 1)
     assert outcome.ok, outcome
     (output,) = json.loads(payload)
@@ -87,8 +90,10 @@ def test_an_extra_requirement_is_installed_once_and_reused(tmp_path: Path) -> No
 def test_concurrent_builds_share_one_environment(tmp_path: Path) -> None:
     cache = EnvironmentCache(tmp_path / "envs", environ=install_environ(os.environ))
     results: list[Path] = []
-    threads = [threading.Thread(target=lambda: results.append(cache.python_for("tabulate\n")))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.python_for("tabulate\n")))
+        for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

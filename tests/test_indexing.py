@@ -32,7 +32,9 @@ DIM = 16
 def _insert(client: Any, names: list[str], vectors: np.ndarray, space: str = "ext") -> None:
     client.insert_image_embeddings(
         [{"uniqueName": n, "embeddings": v} for n, v in zip(names, vectors, strict=True)],
-        space, [DIM])
+        space,
+        [DIM],
+    )
 
 
 def _space(session: Session, name: str = "ext") -> EmbeddingSpace:
@@ -41,8 +43,9 @@ def _space(session: Session, name: str = "ext") -> EmbeddingSpace:
 
 
 def _method(client: Any, query: np.ndarray, space: str = "ext") -> str:
-    response = client._http.post("/search/similar", json={
-        "vector": query.tolist(), "model_name": space, "k": 5})
+    response = client._http.post(
+        "/search/similar", json={"vector": query.tolist(), "model_name": space, "k": 5}
+    )
     assert response.status_code == 200, response.text
     method: str = response.json()["method"]
     return method
@@ -57,18 +60,24 @@ def building(engine: Engine, space_id: int) -> Iterator[None]:
     """Hold the space's build lock from another connection, as a running build does (with
     `indexing.TABLE_LOCK`: the lock every build takes while it runs)."""
     with engine.connect() as other:
-        assert other.scalar(text("SELECT pg_try_advisory_lock(:c, :s)"),
-                            {"c": indexing.LOCK_CLASS, "s": space_id})
+        assert other.scalar(
+            text("SELECT pg_try_advisory_lock(:c, :s)"), {"c": indexing.LOCK_CLASS, "s": space_id}
+        )
         yield
-        other.scalar(text("SELECT pg_advisory_unlock(:c, :s)"),
-                     {"c": indexing.LOCK_CLASS, "s": space_id})
+        other.scalar(
+            text("SELECT pg_advisory_unlock(:c, :s)"), {"c": indexing.LOCK_CLASS, "s": space_id}
+        )
 
 
 def _valid(session: Session, name: str) -> bool | None:
     session.rollback()
-    valid: bool | None = session.scalar(text(
-        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "WHERE c.relname = :n"), {"n": name})
+    valid: bool | None = session.scalar(
+        text(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = :n"
+        ),
+        {"n": name},
+    )
     session.rollback()
     return valid
 
@@ -80,7 +89,8 @@ def _build(session: Session) -> list[indexing.Build]:
 
 
 def test_the_index_is_built_in_bulk_once_writes_go_quiet_and_rebuilt_as_the_space_grows(
-        client: Any, session: Session) -> None:
+    client: Any, session: Session
+) -> None:
     rng = np.random.default_rng(3)
     vectors = rng.random((500, DIM))
     names = make_files(session, "grow", 500)
@@ -91,8 +101,10 @@ def test_the_index_is_built_in_bulk_once_writes_go_quiet_and_rebuilt_as_the_spac
     assert space.index_name is None
     assert _info(client)["index"] == "none"
     assert _method(client, vectors[7]) == "exact"
-    assert client.get_similar_items(vector=vectors[7], model_name="ext", k=1)[0][
-        "unique_name"] == names[7]
+    assert (
+        client.get_similar_items(vector=vectors[7], model_name="ext", k=1)[0]["unique_name"]
+        == names[7]
+    )
     # Not quiet for an hour: not due; quiet for 0 s: due.
     assert due_spaces(session, quiet_seconds=3600, growth=0.5) == []
     assert due_spaces(session, quiet_seconds=0, growth=0.5) == [space.id]
@@ -113,8 +125,10 @@ def test_the_index_is_built_in_bulk_once_writes_go_quiet_and_rebuilt_as_the_spac
     # 40% more: added to the index one by one (found at once), not yet due for a rebuild.
     _insert(client, names[100:140], vectors[100:140])
     assert due_spaces(session, quiet_seconds=0, growth=0.5) == []
-    assert client.get_similar_items(vector=vectors[120], model_name="ext", k=1)[0][
-        "unique_name"] == names[120]
+    assert (
+        client.get_similar_items(vector=vectors[120], model_name="ext", k=1)[0]["unique_name"]
+        == names[120]
+    )
     # 50% more than the build covered: due; rebuilt concurrently under the same name.
     _insert(client, names[140:150], vectors[140:150])
     assert due_spaces(session, quiet_seconds=0, growth=0.5) == [space.id]
@@ -128,7 +142,8 @@ def test_the_index_is_built_in_bulk_once_writes_go_quiet_and_rebuilt_as_the_spac
 
 
 def test_one_build_per_space_at_a_time_and_no_drop_during_a_build(
-        client: Any, session: Session) -> None:
+    client: Any, session: Session
+) -> None:
     names = make_files(session, "locked", 20)
     _insert(client, names, np.random.default_rng(4).random((20, DIM)))
     space = _space(session)
@@ -147,8 +162,7 @@ def test_one_build_per_space_at_a_time_and_no_drop_during_a_build(
     assert build.rows == 20
 
 
-def test_builds_of_two_spaces_queue_one_behind_the_other(
-        client: Any, session: Session) -> None:
+def test_builds_of_two_spaces_queue_one_behind_the_other(client: Any, session: Session) -> None:
     # Run at once, CREATE INDEX CONCURRENTLY of one space and the ANALYZE closing another's
     # build deadlocked, failing one build (seen with two spaces written together).
     rng = np.random.default_rng(5)
@@ -164,7 +178,9 @@ def test_builds_of_two_spaces_queue_one_behind_the_other(
             time.sleep(1.5)
             assert not any(build.done() for build in builds)  # both wait their turn
             assert {s["name"]: s["index"] for s in client.list_embedding_spaces()} == {
-                "first": "building", "second": "building"}
+                "first": "building",
+                "second": "building",
+            }
         results = [build.result(timeout=60) for build in builds]
     assert [(r.space_id, r.rows) for r in results if r is not None] == [(first, 30), (second, 30)]
     assert _valid(session, index_name(first))
@@ -180,8 +196,12 @@ def test_leftovers_of_an_interrupted_build_are_replaced(client: Any, session: Se
     # what a killed REINDEX CONCURRENTLY leaves: an invalid `_ccnew` copy.
     session.execute(text(indexing.index_definition(space.id, DIM, concurrently=False)))
     session.execute(text(f"CREATE INDEX {name}_ccnew ON embeddings (id)"))
-    session.execute(text("UPDATE pg_index SET indisvalid = false WHERE indexrelid IN "
-                         f"('{name}'::regclass, '{name}_ccnew'::regclass)"))
+    session.execute(
+        text(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid IN "
+            f"('{name}'::regclass, '{name}_ccnew'::regclass)"
+        )
+    )
     session.commit()
     assert _valid(session, name) is False
     build = build_index(session.get_bind(), space_id)  # (_valid ended its transaction)
@@ -191,13 +211,15 @@ def test_leftovers_of_an_interrupted_build_are_replaced(client: Any, session: Se
     assert _valid(session, f"{name}_ccnew") is None
 
 
-def test_a_build_request_is_sent_once_and_again_only_after_it_was_lost(
-        session: Session) -> None:
+def test_a_build_request_is_sent_once_and_again_only_after_it_was_lost(session: Session) -> None:
     make_files(session, "req", 3)
-    session.execute(text(
-        "INSERT INTO embedding_spaces (name, dim) VALUES ('req', 2);"
-        "INSERT INTO embeddings (space_id, file_id, vector) "
-        "SELECT s.id, f.id, '[1,2]' FROM embedding_spaces s, files f"))
+    session.execute(
+        text(
+            "INSERT INTO embedding_spaces (name, dim) VALUES ('req', 2);"
+            "INSERT INTO embeddings (space_id, file_id, vector) "
+            "SELECT s.id, f.id, '[1,2]' FROM embedding_spaces s, files f"
+        )
+    )
     session.commit()
     space_id = _space(session, "req").id
 
@@ -215,25 +237,32 @@ def test_a_build_request_is_sent_once_and_again_only_after_it_was_lost(
     session.commit()
     assert sent.spaces == [space_id]
     # The request was lost with the broker: sent again once REQUEST_RETRY has passed.
-    session.execute(update(EmbeddingSpace).values(
-        index_requested_at=EmbeddingSpace.index_requested_at - indexing.REQUEST_RETRY
-        - timedelta(seconds=1)))
+    session.execute(
+        update(EmbeddingSpace).values(
+            index_requested_at=EmbeddingSpace.index_requested_at
+            - indexing.REQUEST_RETRY
+            - timedelta(seconds=1)
+        )
+    )
     assert indexing.request_builds(session, sent, quiet_seconds=0, growth=0.5) == [space_id]
     session.commit()
     assert sent.spaces == [space_id, space_id]
 
 
 def test_a_workers_sweep_builds_the_index_of_a_quiet_space(
-        client: Any, session: Session, settings: Settings, tmp_path: Any) -> None:  # noqa: F811
+    client: Any, session: Session, settings: Settings, tmp_path: Any
+) -> None:
     rng = np.random.default_rng(6)
     vectors = rng.random((200, DIM))
     names = make_files(session, "swept", 200)
     _insert(client, names, vectors)
     assert _method(client, vectors[3]) == "exact"
-    quick = settings.model_copy(update={"recovery_interval": 0.5, "index_quiet_seconds": 0.5,
-                                        "index_min_vectors": 200})
-    with running_worker(quick.model_copy(update={"index_min_vectors": 201}),
-                        tmp_path / "small.log"):
+    quick = settings.model_copy(
+        update={"recovery_interval": 0.5, "index_quiet_seconds": 0.5, "index_min_vectors": 200}
+    )
+    with running_worker(
+        quick.model_copy(update={"index_min_vectors": 201}), tmp_path / "small.log"
+    ):
         time.sleep(4)  # quiet, swept ~8 times, and one vector short of index_min_vectors
         assert _info(client)["index"] == "none"
     assert "HNSW index" not in (tmp_path / "small.log").read_text()
@@ -244,6 +273,8 @@ def test_a_workers_sweep_builds_the_index_of_a_quiet_space(
             time.sleep(0.2)
     assert _info(client)["indexed_vectors"] == 200
     assert _method(client, vectors[3]) == "index"
-    assert client.get_similar_items(vector=vectors[3], model_name="ext", k=1)[0][
-        "unique_name"] == names[3]
+    assert (
+        client.get_similar_items(vector=vectors[3], model_name="ext", k=1)[0]["unique_name"]
+        == names[3]
+    )
     assert "HNSW index built over 200 vectors" in (tmp_path / "worker.log").read_text()

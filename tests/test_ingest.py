@@ -61,8 +61,9 @@ def test_folder_is_registered_in_place(client: Client, birds: Path) -> None:
     assert names == {"birds_a.jpg", "birds_sub_b.png", "birds_sub_deeper_c.jpeg"}
 
 
-def test_reupload_adds_nothing_and_changed_bytes_update(client: Client, birds: Path,
-                                                        session: Session) -> None:
+def test_reupload_adds_nothing_and_changed_bytes_update(
+    client: Client, birds: Path, session: Session
+) -> None:
     cid = client.upload_files_to_collection(birds, "image", "birds")
     first = client.get_file_details("birds_a.jpg")
 
@@ -90,12 +91,12 @@ def test_reupload_adds_nothing_and_changed_bytes_update(client: Client, birds: P
     report = client.last_upload_report
     assert report is not None
     assert (report.added, report.updated) == (0, 4)
-    assert client.get_file_details("birds_a.jpg")["metadata"] == {"reviewed": True,
-                                                                  "site": "north"}
+    assert client.get_file_details("birds_a.jpg")["metadata"] == {"reviewed": True, "site": "north"}
 
 
-def test_bad_files_are_recorded_and_the_rest_lands(client: Client, tmp_path: Path,
-                                                   session: Session) -> None:
+def test_bad_files_are_recorded_and_the_rest_lands(
+    client: Client, tmp_path: Path, session: Session
+) -> None:
     root = tmp_path / "mixed"
     imagegen.image(root / "good.jpg")
     (root / "zero.jpg").write_bytes(b"")
@@ -172,8 +173,9 @@ def test_unique_name_clash_inside_one_upload(client: Client, tmp_path: Path) -> 
     assert str(tmp_path) not in report.failed[0].reason  # read keys see reasons
 
 
-def test_s3_prefix_is_registered_in_place(client: Client, s3: Any, bucket: str,
-                                          tmp_path: Path) -> None:
+def test_s3_prefix_is_registered_in_place(
+    client: Client, s3: Any, bucket: str, tmp_path: Path
+) -> None:
     local = imagegen.images(tmp_path / "src", ["a.jpg", "sub/b.png", "c.jpg"])
     s3.upload_file(str(local[0]), bucket, "photos/a.jpg")
     s3.upload_file(str(local[1]), bucket, "photos/sub/b.png")
@@ -229,18 +231,27 @@ def test_bad_paths_are_clear_errors(client: Client, api_url: str, tmp_path: Path
     url = f"{api_url}/api/v1/collections/ingest"
     headers = {"Authorization": f"Bearer {client.api_key}"}
     base = {"collection_name": "x", "content_type": "image"}
-    relative = httpx.post(url, headers=headers, json={
-        **base, "entries": [{"path": "pics/a.jpg", "relative_path": "a.jpg"}]})
+    relative = httpx.post(
+        url,
+        headers=headers,
+        json={**base, "entries": [{"path": "pics/a.jpg", "relative_path": "a.jpg"}]},
+    )
     assert relative.status_code == 400
     assert relative.json()["error"]["code"] == "invalid_path"
     assert "'pics/a.jpg' is relative; send the absolute path" in relative.json()["error"]["message"]
-    gone = httpx.post(url, headers=headers, json={
-        **base, "entries": [{"path": str(missing / "a.jpg"), "relative_path": "a.jpg"}]})
+    gone = httpx.post(
+        url,
+        headers=headers,
+        json={**base, "entries": [{"path": str(missing / "a.jpg"), "relative_path": "a.jpg"}]},
+    )
     assert gone.status_code == 400
     assert f"{missing / 'a.jpg'}' does not exist" in gone.json()["error"]["message"]
     escape = imagegen.image(tmp_path / "ok.jpg")
-    dotdot = httpx.post(url, headers=headers, json={
-        **base, "entries": [{"path": str(escape), "relative_path": "../ok.jpg"}]})
+    dotdot = httpx.post(
+        url,
+        headers=headers,
+        json={**base, "entries": [{"path": str(escape), "relative_path": "../ok.jpg"}]},
+    )
     assert dotdot.status_code == 400
     neither = httpx.post(url, headers=headers, json=base)
     assert neither.status_code == 400
@@ -249,8 +260,7 @@ def test_bad_paths_are_clear_errors(client: Client, api_url: str, tmp_path: Path
     assert client._get("/collections")["total"] == 0
 
 
-def test_wrong_content_type_for_existing_collection_is_409(client: Client,
-                                                           tmp_path: Path) -> None:
+def test_wrong_content_type_for_existing_collection_is_409(client: Client, tmp_path: Path) -> None:
     imagegen.image(tmp_path / "imgs" / "a.jpg")
     imagegen.video(tmp_path / "vids" / "v.mp4")
     client.upload_files_to_collection(tmp_path / "imgs", "image", "shared")
@@ -264,13 +274,19 @@ def test_ingest_needs_a_write_key(api_url: str, make_key: Any, tmp_path: Path) -
     imagegen.image(tmp_path / "p" / "a.jpg")
     with Client(api_url, make_key("read")) as reader, pytest.raises(Forbidden, match="write"):
         reader.upload_files_to_collection(tmp_path / "p", "image", "p")
-    anonymous = httpx.post(f"{api_url}/api/v1/collections/ingest",
-                           json={"collection_name": "p", "content_type": "image",
-                                 "entries": [{"path": str(tmp_path / "p" / "a.jpg"),
-                                              "relative_path": "a.jpg"}]})
+    anonymous = httpx.post(
+        f"{api_url}/api/v1/collections/ingest",
+        json={
+            "collection_name": "p",
+            "content_type": "image",
+            "entries": [{"path": str(tmp_path / "p" / "a.jpg"), "relative_path": "a.jpg"}],
+        },
+    )
     assert anonymous.status_code == 401
     # No METALAKE_INGEST_ROOTS here: only admin keys register paths of the engine's disk
     # (test_ingest_security.py has write keys under the roots).
-    with Client(api_url, make_key("write")) as writer, \
-            pytest.raises(Forbidden, match="METALAKE_INGEST_ROOTS"):
+    with (
+        Client(api_url, make_key("write")) as writer,
+        pytest.raises(Forbidden, match="METALAKE_INGEST_ROOTS"),
+    ):
         writer.upload_files_to_collection(tmp_path / "p", "image", "p")

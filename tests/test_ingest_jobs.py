@@ -19,38 +19,52 @@ PAGE = 3
 
 
 @pytest.fixture
-def api_settings(settings: Settings) -> Settings:  # noqa: F811
+def api_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"ingest_max_listing": PAGE})
 
 
 def _job(api_url: str, key: str, job_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{api_url}/api/v1/collections/ingest-jobs/{job_id}",
-                         headers={"Authorization": f"Bearer {key}"})
+    response = httpx.get(
+        f"{api_url}/api/v1/collections/ingest-jobs/{job_id}",
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
 def test_a_large_prefix_is_ingested_by_a_background_job(
-        client: Client, api_url: str, admin_key: str, make_key: Any, s3: Any, bucket: str,
-        settings: Settings, tmp_path: Path) -> None:  # noqa: F811
+    client: Client,
+    api_url: str,
+    admin_key: str,
+    make_key: Any,
+    s3: Any,
+    bucket: str,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
     local = imagegen.images(tmp_path / "src", [f"{i}.jpg" for i in range(7)])
     for i, path in enumerate(local):
         s3.upload_file(str(path), bucket, f"big/{i}.jpg")
     s3.put_object(Bucket=bucket, Key="big/bad.jpg", Body=b"nope")
 
     started = httpx.post(
-        f"{api_url}/api/v1/collections/ingest", headers={"Authorization": f"Bearer {admin_key}"},
-        json={"collection_name": "big", "content_type": "image", "s3_uri": f"s3://{bucket}/big"})
+        f"{api_url}/api/v1/collections/ingest",
+        headers={"Authorization": f"Bearer {admin_key}"},
+        json={"collection_name": "big", "content_type": "image", "s3_uri": f"s3://{bucket}/big"},
+    )
     assert started.status_code == 202, started.text
     job = started.json()
     assert (job["status"], job["listed"], job["done"]) == ("queued", 0, 0)
-    reader = httpx.get(f"{api_url}/api/v1/collections/ingest-jobs/{job['id']}",
-                       headers={"Authorization": f"Bearer {make_key('read')}"})
+    reader = httpx.get(
+        f"{api_url}/api/v1/collections/ingest-jobs/{job['id']}",
+        headers={"Authorization": f"Bearer {make_key('read')}"},
+    )
     assert reader.status_code == 403  # its failures name S3 keys
 
-    with running_worker(settings, tmp_path / "worker.log",
-                        extra_env={"METALAKE_INGEST_MAX_LISTING": str(PAGE)}):
+    with running_worker(
+        settings, tmp_path / "worker.log", extra_env={"METALAKE_INGEST_MAX_LISTING": str(PAGE)}
+    ):
         deadline = time.monotonic() + 60
         while (job := _job(api_url, admin_key, job["id"]))["status"] in ("queued", "running"):
             assert time.monotonic() < deadline, job
@@ -68,7 +82,9 @@ def test_a_large_prefix_is_ingested_by_a_background_job(
     assert (report.added, report.unchanged) == (0, 7)
     assert client.get_collection_details(cid)["file_count"] == 7
 
-    missing = httpx.get(f"{api_url}/api/v1/collections/ingest-jobs/nope",
-                        headers={"Authorization": f"Bearer {admin_key}"})
+    missing = httpx.get(
+        f"{api_url}/api/v1/collections/ingest-jobs/nope",
+        headers={"Authorization": f"Bearer {admin_key}"},
+    )
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "ingest_job_not_found"

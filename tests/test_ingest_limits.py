@@ -18,12 +18,10 @@ def allowed(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def api_settings(settings: Settings, allowed: Path) -> Settings:
-    return settings.model_copy(update={"ingest_roots": str(allowed),
-                                       "max_image_pixels": 64 * 48})
+    return settings.model_copy(update={"ingest_roots": str(allowed), "max_image_pixels": 64 * 48})
 
 
-def test_paths_outside_the_roots_are_refused(client: Client, allowed: Path,
-                                             tmp_path: Path) -> None:
+def test_paths_outside_the_roots_are_refused(client: Client, allowed: Path, tmp_path: Path) -> None:
     imagegen.image(allowed / "in" / "a.jpg")
     imagegen.image(tmp_path / "outside" / "b.jpg")
     (allowed / "in" / "link.jpg").symlink_to(tmp_path / "outside" / "b.jpg")
@@ -38,8 +36,7 @@ def test_paths_outside_the_roots_are_refused(client: Client, allowed: Path,
     assert client.get_collection_details(cid)["file_count"] == 1
 
 
-def test_decompression_bombs_are_recorded_not_registered(client: Client,
-                                                         allowed: Path) -> None:
+def test_decompression_bombs_are_recorded_not_registered(client: Client, allowed: Path) -> None:
     imagegen.image(allowed / "p" / "fits.jpg", (64, 48))
     imagegen.image(allowed / "p" / "bomb.png", (65, 48))
     with pytest.warns(UserWarning, match="1 of 2"):
@@ -57,8 +54,12 @@ def _png_header(width: int, height: int) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")

@@ -24,8 +24,9 @@ def api_settings(settings: Settings, managed_dir: Path) -> Settings:
     return settings.model_copy(update={"managed_storage_url": file_uri(managed_dir)})
 
 
-def test_uploads_are_copied_content_addressed(client: Client, tmp_path: Path,
-                                             managed_dir: Path) -> None:
+def test_uploads_are_copied_content_addressed(
+    client: Client, tmp_path: Path, managed_dir: Path
+) -> None:
     assert client._get("/storage")["managed"] is True
     src = tmp_path / "src"
     imagegen.images(src, ["a.jpg", "sub/b.png"])

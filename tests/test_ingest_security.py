@@ -53,22 +53,30 @@ def broker() -> bool:
 
 
 @pytest.fixture
-def api_settings(settings: Settings, allowed: Path, with_roots: bool,
-                 max_file_bytes: int, broker: bool) -> Settings:
-    return settings.model_copy(update={
-        "ingest_roots": str(allowed) if with_roots else "",
-        "ingest_max_file_bytes": max_file_bytes,
-        "ingest_max_listing": 3,
-        "redis_url": settings.redis_url if broker else None,
-    })
+def api_settings(
+    settings: Settings, allowed: Path, with_roots: bool, max_file_bytes: int, broker: bool
+) -> Settings:
+    return settings.model_copy(
+        update={
+            "ingest_roots": str(allowed) if with_roots else "",
+            "ingest_max_file_bytes": max_file_bytes,
+            "ingest_max_listing": 3,
+            "redis_url": settings.redis_url if broker else None,
+        }
+    )
 
 
-def _ingest(api_url: str, key: str, collection: str,
-            entries: list[tuple[Path | str, str]]) -> httpx.Response:
+def _ingest(
+    api_url: str, key: str, collection: str, entries: list[tuple[Path | str, str]]
+) -> httpx.Response:
     return httpx.post(
-        f"{api_url}/api/v1/collections/ingest", headers={"Authorization": f"Bearer {key}"},
-        json={"collection_name": collection, "content_type": "image",
-              "entries": [{"path": str(p), "relative_path": r} for p, r in entries]},
+        f"{api_url}/api/v1/collections/ingest",
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "collection_name": collection,
+            "content_type": "image",
+            "entries": [{"path": str(p), "relative_path": r} for p, r in entries],
+        },
         timeout=120,
     )
 
@@ -79,15 +87,20 @@ def _get(url: str, key: str, **params: Any) -> httpx.Response:
 
 # -- 1. server paths: admin, or a write key under METALAKE_INGEST_ROOTS ------------------------
 def test_write_keys_register_server_paths_only_under_the_roots(
-        api_url: str, make_key: Callable[..., str], allowed: Path, tmp_path: Path) -> None:
+    api_url: str, make_key: Callable[..., str], allowed: Path, tmp_path: Path
+) -> None:
     writer = make_key("write")
     inside = imagegen.image(allowed / "in" / "a.jpg")
     outside = imagegen.image(tmp_path / "outside" / "b.jpg")
     (allowed / "in" / "link.jpg").symlink_to(outside)
 
-    for path in (outside, allowed / "in" / "link.jpg", allowed / "in" / ".." / ".." / "outside"
-                 / "b.jpg", tmp_path / "outside" / "no-such.jpg",
-                 Path(os.__file__)):  # a file of the engine's own install
+    for path in (
+        outside,
+        allowed / "in" / "link.jpg",
+        allowed / "in" / ".." / ".." / "outside" / "b.jpg",
+        tmp_path / "outside" / "no-such.jpg",
+        Path(os.__file__),
+    ):  # a file of the engine's own install
         refused = _ingest(api_url, writer, "w", [(path, "x.jpg")])
         assert refused.status_code == 403, (path, refused.text)
         error = refused.json()["error"]
@@ -103,7 +116,8 @@ def test_write_keys_register_server_paths_only_under_the_roots(
 
 @pytest.mark.parametrize("with_roots", [False])
 def test_without_roots_only_admin_keys_register_server_paths(
-        api_url: str, make_key: Callable[..., str], admin_key: str, tmp_path: Path) -> None:
+    api_url: str, make_key: Callable[..., str], admin_key: str, tmp_path: Path
+) -> None:
     picture = imagegen.image(tmp_path / "p" / "a.jpg")
     refused = _ingest(api_url, make_key("write"), "p", [(picture, "a.jpg")])
     assert refused.status_code == 403
@@ -131,8 +145,13 @@ def _one(api_url: str, admin_key: str, folder: Path, name: str) -> dict[str, Any
 
 
 def test_a_file_swapped_for_a_symlink_is_never_served(
-        api_url: str, admin_key: str, make_key: Callable[..., str], allowed: Path,
-        secret: Path, tmp_path: Path) -> None:
+    api_url: str,
+    admin_key: str,
+    make_key: Callable[..., str],
+    allowed: Path,
+    secret: Path,
+    tmp_path: Path,
+) -> None:
     reader = make_key("read")
     picture = imagegen.image(allowed / "pics" / "a.png", seed=1)
     item = _one(api_url, admin_key, allowed / "pics", "a.png")
@@ -161,8 +180,8 @@ def test_a_file_swapped_for_a_symlink_is_never_served(
 
 
 def test_a_file_changed_after_ingest_is_409_until_reingested(
-        api_url: str, admin_key: str, make_key: Callable[..., str], allowed: Path,
-        secret: Path) -> None:
+    api_url: str, admin_key: str, make_key: Callable[..., str], allowed: Path, secret: Path
+) -> None:
     reader = make_key("read")
     picture = imagegen.image(allowed / "pics" / "b.png", seed=2)
     item = _one(api_url, admin_key, allowed / "pics", "b.png")
@@ -194,13 +213,15 @@ def test_a_file_changed_after_ingest_is_409_until_reingested(
 
 
 def test_an_s3_object_changed_after_ingest_is_never_served_whole(
-        api_url: str, admin_key: str, make_key: Callable[..., str], s3: Any, bucket: str,
-        tmp_path: Path) -> None:
+    api_url: str, admin_key: str, make_key: Callable[..., str], s3: Any, bucket: str, tmp_path: Path
+) -> None:
     data = imagegen.image(tmp_path / "s3" / "a.png").read_bytes()
     s3.put_object(Bucket=bucket, Key="p/a.png", Body=data)
     ingested = httpx.post(
-        f"{api_url}/api/v1/collections/ingest", headers={"Authorization": f"Bearer {admin_key}"},
-        json={"collection_name": "s", "content_type": "image", "s3_uri": f"s3://{bucket}/p"})
+        f"{api_url}/api/v1/collections/ingest",
+        headers={"Authorization": f"Bearer {admin_key}"},
+        json={"collection_name": "s", "content_type": "image", "s3_uri": f"s3://{bucket}/p"},
+    )
     assert ingested.json()["added"] == 1, ingested.text
     url = _get(f"{api_url}/api/v1/files/s_a.png", admin_key).json()["url"]
     reader = make_key("read")
@@ -216,12 +237,17 @@ def test_an_s3_object_changed_after_ingest_is_never_served_whole(
 
 
 # -- 3. read keys see no server paths ---------------------------------------------------------
-def test_read_keys_see_no_server_paths(api_url: str, admin_key: str,
-                                       make_key: Callable[..., str], allowed: Path) -> None:
+def test_read_keys_see_no_server_paths(
+    api_url: str, admin_key: str, make_key: Callable[..., str], allowed: Path
+) -> None:
     imagegen.image(allowed / "p" / "a.jpg")
     (allowed / "p" / "bad.jpg").write_text("not an image")
-    response = _ingest(api_url, admin_key, "p", [(allowed / "p" / "a.jpg", "a.jpg"),
-                                                (allowed / "p" / "bad.jpg", "bad.jpg")])
+    response = _ingest(
+        api_url,
+        admin_key,
+        "p",
+        [(allowed / "p" / "a.jpg", "a.jpg"), (allowed / "p" / "bad.jpg", "bad.jpg")],
+    )
     cid = response.json()["collection_id"]
     where = file_uri(allowed / "p" / "a.jpg")
     base = f"{api_url}/api/v1"
@@ -229,8 +255,9 @@ def test_read_keys_see_no_server_paths(api_url: str, admin_key: str,
     read, write = make_key("read"), make_key("write")
     for key, shown in ((read, False), (write, True), (admin_key, True)):
         listed = _get(f"{base}/items", key).json()["items"][0]
-        searched = httpx.post(f"{base}/items/search", json={},
-                              headers={"Authorization": f"Bearer {key}"}).json()["items"][0]
+        searched = httpx.post(
+            f"{base}/items/search", json={}, headers={"Authorization": f"Bearer {key}"}
+        ).json()["items"][0]
         details = _get(f"{base}/files/p_a.jpg", key).json()
         failures = _get(f"{base}/collections/{cid}/failures", key).json()["items"]
         for body in (listed, searched, details):
@@ -250,16 +277,18 @@ def _rss() -> int:
 
 
 @pytest.mark.parametrize("max_file_bytes", [1 << 20])
-def test_a_big_sparse_file_over_the_cap_is_refused_unread(api_url: str, admin_key: str,
-                                                          allowed: Path) -> None:
+def test_a_big_sparse_file_over_the_cap_is_refused_unread(
+    api_url: str, admin_key: str, allowed: Path
+) -> None:
     imagegen.image(allowed / "big" / "small.png")
     big = allowed / "big" / "big.png"
     with big.open("wb") as handle:
         handle.truncate(3 << 30)  # 3 GB, sparse
     before = _rss()
     started = time.monotonic()
-    response = _ingest(api_url, admin_key, "big", [(big, "big.png"),
-                                                  (allowed / "big" / "small.png", "small.png")])
+    response = _ingest(
+        api_url, admin_key, "big", [(big, "big.png"), (allowed / "big" / "small.png", "small.png")]
+    )
     elapsed = time.monotonic() - started
     grew = _rss() - before
     report = response.json()
@@ -271,8 +300,9 @@ def test_a_big_sparse_file_over_the_cap_is_refused_unread(api_url: str, admin_ke
     assert elapsed < 10
 
 
-def test_a_big_file_under_the_cap_is_hashed_streaming(api_url: str, admin_key: str,
-                                                      allowed: Path) -> None:
+def test_a_big_file_under_the_cap_is_hashed_streaming(
+    api_url: str, admin_key: str, allowed: Path
+) -> None:
     big = allowed / "big" / "big.png"
     big.parent.mkdir(parents=True)
     with big.open("wb") as handle:
@@ -286,14 +316,16 @@ def test_a_big_file_under_the_cap_is_hashed_streaming(api_url: str, admin_key: s
 
 
 @pytest.mark.parametrize("broker", [False])  # with one, a background job (test_ingest_jobs)
-def test_a_prefix_over_the_listing_limit_is_refused(api_url: str, admin_key: str, s3: Any,
-                                                    bucket: str) -> None:
+def test_a_prefix_over_the_listing_limit_is_refused(
+    api_url: str, admin_key: str, s3: Any, bucket: str
+) -> None:
     for i in range(4):
         s3.put_object(Bucket=bucket, Key=f"many/{i}.jpg", Body=b"x")
     refused = httpx.post(
         f"{api_url}/api/v1/collections/ingest",
         headers={"Authorization": f"Bearer {admin_key}"},
-        json={"collection_name": "s", "content_type": "image", "s3_uri": f"s3://{bucket}/many"})
+        json={"collection_name": "s", "content_type": "image", "s3_uri": f"s3://{bucket}/many"},
+    )
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "ingest_listing_too_large"
     assert "METALAKE_INGEST_MAX_LISTING" in refused.json()["error"]["message"]
@@ -317,8 +349,8 @@ def _check_no_file_repointed(factory: sessionmaker[Session]) -> int:
 
 
 def test_colliding_unique_names_in_concurrent_ingests_never_repoint(
-        api_url: str, admin_key: str, allowed: Path,
-        session_factory: sessionmaker[Session]) -> None:
+    api_url: str, admin_key: str, allowed: Path, session_factory: sessionmaker[Session]
+) -> None:
     pairs = 50
     for n in range(pairs):
         imagegen.image(allowed / f"race{n}" / "b_c.png", seed=2 * n)
@@ -329,8 +361,9 @@ def test_colliding_unique_names_in_concurrent_ingests_never_repoint(
 
         def one(collection: str, relative: str) -> dict[str, Any]:
             start.wait()
-            response = _ingest(api_url, admin_key, collection,
-                               [(allowed / collection / relative, relative)])
+            response = _ingest(
+                api_url, admin_key, collection, [(allowed / collection / relative, relative)]
+            )
             assert response.status_code == 200, response.text
             body: dict[str, Any] = response.json()
             return body
@@ -351,7 +384,8 @@ def test_colliding_unique_names_in_concurrent_ingests_never_repoint(
 
 
 def test_a_name_taken_while_a_request_writes_is_a_failure_not_a_repoint(
-        session_factory: sessionmaker[Session], allowed: Path) -> None:
+    session_factory: sessionmaker[Session], allowed: Path
+) -> None:
     """The conditional upsert itself: the second request looks before the first commits, then
     waits on the unique index; its update must match nothing."""
     first_file = imagegen.image(allowed / "race" / "b_c.png", seed=1)
@@ -359,22 +393,38 @@ def test_a_name_taken_while_a_request_writes_is_a_failure_not_a_repoint(
 
     def probed(path: Path, relative: str) -> Probed:
         data = path.read_bytes()
-        return Probed(relative_path=relative, source=str(path), storage_uri=file_uri(path),
-                      probe=Probe(hashlib.sha256(data).hexdigest(), len(data), 64, 48))
+        return Probed(
+            relative_path=relative,
+            source=str(path),
+            storage_uri=file_uri(path),
+            probe=Probe(hashlib.sha256(data).hexdigest(), len(data), 64, 48),
+        )
 
     reports = []
     with session_scope(session_factory) as first:
         collection = ensure_collection(session=first, name="race", content_type="image")
-        reports.append(register(session=first, collection=collection,
-                                probed=[probed(first_file, "b_c.png")], failures=[],
-                                metadata={}))
+        reports.append(
+            register(
+                session=first,
+                collection=collection,
+                probed=[probed(first_file, "b_c.png")],
+                failures=[],
+                metadata={},
+            )
+        )
 
         def second() -> None:
             with session_scope(session_factory) as s:
                 other = ensure_collection(session=s, name="race_b", content_type="image")
-                reports.append(register(session=s, collection=other,
-                                        probed=[probed(second_file, "c.png")], failures=[],
-                                        metadata={}))
+                reports.append(
+                    register(
+                        session=s,
+                        collection=other,
+                        probed=[probed(second_file, "c.png")],
+                        failures=[],
+                        metadata={},
+                    )
+                )
 
         waiting = threading.Thread(target=second)
         waiting.start()

@@ -27,20 +27,34 @@ def lake(client: Client, tmp_path: Path) -> int:
 def _annotate(factory: sessionmaker[Session], unique_name: str) -> None:
     with session_scope(factory) as s:
         file_id = s.scalars(select(File.id).where(File.unique_name == unique_name)).one()
-        s.add_all([
-            Tag(file_id=file_id, name="bird", source="human"),
-            Tag(file_id=file_id, name="sky", source="machine", confidence=0.7),
-            Annotation(file_id=file_id, label="Bird", shape="box", source="human",
-                       geometry={"x1": 1, "y1": 2, "x2": 10, "y2": 20}),
-            Annotation(file_id=file_id, label="Cat", shape="box", source="machine",
-                       status="proposed", confidence=0.4,
-                       geometry={"x1": 0, "y1": 0, "x2": 5, "y2": 5}),
-        ])
+        s.add_all(
+            [
+                Tag(file_id=file_id, name="bird", source="human"),
+                Tag(file_id=file_id, name="sky", source="machine", confidence=0.7),
+                Annotation(
+                    file_id=file_id,
+                    label="Bird",
+                    shape="box",
+                    source="human",
+                    geometry={"x1": 1, "y1": 2, "x2": 10, "y2": 20},
+                ),
+                Annotation(
+                    file_id=file_id,
+                    label="Cat",
+                    shape="box",
+                    source="machine",
+                    status="proposed",
+                    confidence=0.4,
+                    geometry={"x1": 0, "y1": 0, "x2": 5, "y2": 5},
+                ),
+            ]
+        )
 
 
 def test_pages_are_stable_and_complete(client: Client, lake: int, api_url: str) -> None:
-    pages = [client.get_item_list_from_collection(lake, page_index=i, page_size=10)
-             for i in range(3)]
+    pages = [
+        client.get_item_list_from_collection(lake, page_index=i, page_size=10) for i in range(3)
+    ]
     assert [len(p) for p in pages] == [10, 10, 5]
     ids = [item["id"] for page in pages for item in page]
     assert ids == sorted(ids)
@@ -52,39 +66,48 @@ def test_pages_are_stable_and_complete(client: Client, lake: int, api_url: str) 
     assert len(client.get_item_list_from_datalake("image", page_size=1000)) == 25
     assert client.get_item_list_from_datalake("video") == []
 
-    raw = httpx.get(f"{api_url}/api/v1/items", params={"collection_id": lake, "page_size": 4,
-                                                       "page_index": 6},
-                    headers={"Authorization": f"Bearer {client.api_key}"}).json()
+    raw = httpx.get(
+        f"{api_url}/api/v1/items",
+        params={"collection_id": lake, "page_size": 4, "page_index": 6},
+        headers={"Authorization": f"Bearer {client.api_key}"},
+    ).json()
     assert (raw["total"], raw["page_index"], len(raw["items"])) == (25, 6, 1)
 
 
 def test_page_size_is_capped(client: Client, lake: int, api_url: str) -> None:
     with pytest.raises(ValidationFailed, match="page_size"):
         client.get_item_list_from_datalake(page_size=1001)
-    too_big = httpx.get(f"{api_url}/api/v1/items", params={"page_size": 1001},
-                        headers={"Authorization": f"Bearer {client.api_key}"})
+    too_big = httpx.get(
+        f"{api_url}/api/v1/items",
+        params={"page_size": 1001},
+        headers={"Authorization": f"Bearer {client.api_key}"},
+    )
     assert too_big.status_code == 422
     assert too_big.json()["error"]["code"] == "validation_error"
 
 
-def test_tags_and_annotations_come_with_items(client: Client, lake: int,
-                                              session_factory: sessionmaker[Session]) -> None:
+def test_tags_and_annotations_come_with_items(
+    client: Client, lake: int, session_factory: sessionmaker[Session]
+) -> None:
     _annotate(session_factory, "lake_img03.jpg")
     item = client.get_file_details("lake_img03.jpg")
-    assert [(t["name"], t["source"]) for t in item["tags"]] == [("bird", "human"),
-                                                              ("sky", "machine")]
+    assert [(t["name"], t["source"]) for t in item["tags"]] == [
+        ("bird", "human"),
+        ("sky", "machine"),
+    ]
     assert [(a["label"], a["status"]) for a in item["annotations"]] == [
-        ("Bird", "applied"), ("Cat", "proposed")]
+        ("Bird", "applied"),
+        ("Cat", "proposed"),
+    ]
     assert item["annotations"][0]["geometry"] == {"x1": 1, "y1": 2, "x2": 10, "y2": 20}
-    listed = {i["uniqueName"]: i for i in client.get_item_list_from_collection(lake,
-                                                                              page_size=50)}
+    listed = {i["uniqueName"]: i for i in client.get_item_list_from_collection(lake, page_size=50)}
     assert len(listed["lake_img03.jpg"]["annotations"]) == 2
     assert listed["lake_img04.jpg"]["annotations"] == []
 
 
-def test_a_page_costs_a_fixed_number_of_queries(client: Client, lake: int,
-                                                session_factory: sessionmaker[Session],
-                                                session: Session) -> None:
+def test_a_page_costs_a_fixed_number_of_queries(
+    client: Client, lake: int, session_factory: sessionmaker[Session], session: Session
+) -> None:
     for name in ("lake_img01.jpg", "lake_img02.jpg", "lake_img20.jpg"):
         _annotate(session_factory, name)
     statements: list[str] = []
@@ -92,8 +115,9 @@ def test_a_page_costs_a_fixed_number_of_queries(client: Client, lake: int,
     listener = lambda *args: statements.append(args[2])  # noqa: E731
     event.listen(bind, "before_cursor_execute", listener)
     try:
-        page = list_items(session=session, search=ItemQuery(page_size=25), base_url="http://x",
-                          show_storage=True)
+        page = list_items(
+            session=session, search=ItemQuery(page_size=25), base_url="http://x", show_storage=True
+        )
     finally:
         event.remove(bind, "before_cursor_execute", listener)
     assert len(page.items) == 25
@@ -111,11 +135,13 @@ def test_file_details(client: Client, lake: int) -> None:
         client.get_file_details("lake_img00.jpg", ["colour"])
 
 
-def test_metadata_is_merged_and_null_deletes(client: Client, lake: int, api_url: str,
-                                             make_key: Any) -> None:
+def test_metadata_is_merged_and_null_deletes(
+    client: Client, lake: int, api_url: str, make_key: Any
+) -> None:
     client.update_file_metadata("lake_img00.jpg", {"camera": "cam 1", "site": "north"})
-    updated = client.update_file_metadata("lake_img00.jpg", {"site": None, "score": 0.5,
-                                                            "nested": {"a": [1, 2]}})
+    updated = client.update_file_metadata(
+        "lake_img00.jpg", {"site": None, "score": 0.5, "nested": {"a": [1, 2]}}
+    )
     assert updated["metadata"] == {"camera": "cam 1", "score": 0.5, "nested": {"a": [1, 2]}}
     assert client.get_file_details("lake_img00.jpg")["metadata"] == updated["metadata"]
     with pytest.raises(NotFound):
@@ -124,16 +150,17 @@ def test_metadata_is_merged_and_null_deletes(client: Client, lake: int, api_url:
         reader.update_file_metadata("lake_img00.jpg", {"a": 1})
 
 
-def test_content_streams_the_bytes(client: Client, lake: int, tmp_path: Path,
-                                   api_url: str) -> None:
+def test_content_streams_the_bytes(client: Client, lake: int, tmp_path: Path, api_url: str) -> None:
     item = client.get_file_details("lake_img05.jpg")
     got = httpx.get(item["url"], headers={"Authorization": f"Bearer {client.api_key}"})
     assert got.status_code == 200
     assert got.content == (tmp_path / "imgs" / "img05.jpg").read_bytes()
     assert got.headers["content-type"] == "image/jpeg"
     assert httpx.get(item["url"]).status_code == 401
-    missing = httpx.get(f"{api_url}/api/v1/files/99999/content",
-                        headers={"Authorization": f"Bearer {client.api_key}"})
+    missing = httpx.get(
+        f"{api_url}/api/v1/files/99999/content",
+        headers={"Authorization": f"Bearer {client.api_key}"},
+    )
     assert missing.status_code == 404
     (tmp_path / "imgs" / "img05.jpg").unlink()
     gone = httpx.get(item["url"], headers={"Authorization": f"Bearer {client.api_key}"})
@@ -153,15 +180,15 @@ def test_bad_filter_and_item_type(client: Client, lake: int, api_url: str) -> No
     assert httpx.get(f"{api_url}/api/v1/items").status_code == 401
 
 
-def test_query_and_filter_reach_the_query_language(client: Client, lake: int,
-                                                   tmp_path: Path) -> None:
+def test_query_and_filter_reach_the_query_language(
+    client: Client, lake: int, tmp_path: Path
+) -> None:
     imagegen.image(tmp_path / "big" / "wide.jpg", (128, 48))
     client.upload_files_to_collection(tmp_path / "big", "image", "lake")
     wide = client.get_item_list_from_datalake("image", "width >= 100")
     assert [i["uniqueName"] for i in wide] == ["lake_wide.jpg"]
     assert len(list(client.iter_items(query="width < 100", page_size=10))) == 25
-    assert client.get_item_list_from_collection(lake, filter={"annotation_types": ["human"]}) \
-        == []
+    assert client.get_item_list_from_collection(lake, filter={"annotation_types": ["human"]}) == []
     with pytest.raises(BadRequest) as info:
         client.get_item_list_from_datalake("image", "width >=")
     assert info.value.code == "invalid_query"

@@ -19,8 +19,11 @@ from tests.fixtures.worker import running_worker, settings, shared_envs_dir, wor
 
 
 @pytest.fixture
-def shapes(client: Any, tmp_path: Path, shapes_detector_bundle: Path  # noqa: F811
-           ) -> dict[str, Any]:
+def shapes(
+    client: Any,
+    tmp_path: Path,
+    shapes_detector_bundle: Path,
+) -> dict[str, Any]:
     folder = tmp_path / "imgs"
     folder.mkdir()
     for index in range(12):
@@ -51,13 +54,15 @@ def test_validation_errors(client: Any, shapes: dict[str, Any]) -> None:
     with pytest.raises(NotFound):
         client.get_job(424242)
     # model_name= is the keyword alias of model_id
-    job = client.generate_auto_tags_to_metalake("image", model_name="yolo",
-                                                input_resolution=(160, 160))
+    job = client.generate_auto_tags_to_metalake(
+        "image", model_name="yolo", input_resolution=(160, 160)
+    )
     assert job["status"] == "queued"
 
 
-def test_job_parameters_are_checked_by_their_types(client: Any, shapes: dict[str, Any],
-                                                   api_url: str) -> None:
+def test_job_parameters_are_checked_by_their_types(
+    client: Any, shapes: dict[str, Any], api_url: str
+) -> None:
     """The request models carry each parameter's rule, and OpenAPI shows it; a value against
     it is the engine's 400 with its code and a message naming the parameter, whether the API
     or the SDK refuses it."""
@@ -65,12 +70,13 @@ def test_job_parameters_are_checked_by_their_types(client: Any, shapes: dict[str
 
     base = {"collection_id": shapes["cid"], "model_id": "yolo"}
     for body, code, named in [
-            ({"confidence_threshold": 1.5}, "invalid_input", "confidence_threshold"),
-            ({"confidence_threshold": True}, "invalid_input", "confidence_threshold"),
-            ({"input_resolution": [0, 160]}, "invalid_input", "input_resolution"),
-            ({"input_resolution": [160, 160, 3]}, "invalid_input", "input_resolution"),
-            ({"input_resolution": [160.5, 160]}, "invalid_input", "input_resolution"),
-            ({"inference_platform": "gcp"}, "unknown_platform", "inference platform 'gcp'")]:
+        ({"confidence_threshold": 1.5}, "invalid_input", "confidence_threshold"),
+        ({"confidence_threshold": True}, "invalid_input", "confidence_threshold"),
+        ({"input_resolution": [0, 160]}, "invalid_input", "input_resolution"),
+        ({"input_resolution": [160, 160, 3]}, "invalid_input", "input_resolution"),
+        ({"input_resolution": [160.5, 160]}, "invalid_input", "input_resolution"),
+        ({"inference_platform": "gcp"}, "unknown_platform", "inference platform 'gcp'"),
+    ]:
         with pytest.raises(BadRequest) as refused:
             client._post("/jobs/autotag", json={**base, **body})
         assert (refused.value.status, refused.value.code) == (400, code), body
@@ -86,22 +92,27 @@ def test_job_parameters_are_checked_by_their_types(client: Any, shapes: dict[str
     assert refused.value.code == "invalid_input"
     assert "up to 8192" in refused.value.message
     # upper case and null are accepted as before
-    client._post("/jobs/autotag", json={**base, "inference_platform": " LOCAL ",
-                                        "input_resolution": None})
+    client._post(
+        "/jobs/autotag", json={**base, "inference_platform": " LOCAL ", "input_resolution": None}
+    )
 
     schemas = httpx.get(f"{api_url}/openapi.json").json()["components"]["schemas"]
     autotag = schemas["AutotagRequest"]["properties"]
-    assert (autotag["confidence_threshold"]["minimum"],
-            autotag["confidence_threshold"]["maximum"]) == (0, 1)
-    assert [side["maximum"] for side in autotag["input_resolution"]["prefixItems"]] == [
-        8192, 8192]
+    assert (
+        autotag["confidence_threshold"]["minimum"],
+        autotag["confidence_threshold"]["maximum"],
+    ) == (0, 1)
+    assert [side["maximum"] for side in autotag["input_resolution"]["prefixItems"]] == [8192, 8192]
     assert set(schemas["PlatformChoice"]["enum"]) == {"use_env", "local", "aws"}
     assert set(schemas["JobStatus"]["enum"]) >= {"queued", "partially_failed"}
 
 
 def test_submission_parses_and_compiles_the_query_once(
-        shapes: dict[str, Any], session: Session, settings: Settings,  # noqa: F811
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    shapes: dict[str, Any],
+    session: Session,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Checking a job's query and counting the files it selects share one compiled query."""
     from engine import query
     from engine.jobs.planning import count_selected
@@ -111,8 +122,9 @@ def test_submission_parses_and_compiles_the_query_once(
     parsed: list[str] = []
     parse = query.parse
     monkeypatch.setattr(query, "parse", lambda text: parsed.append(text) or parse(text))
-    request = AutotagRequest(collection_id=shapes["cid"], model_id="yolo",
-                             query="width > 1", input_resolution=(160, 160))
+    request = AutotagRequest(
+        collection_id=shapes["cid"], model_id="yolo", query="width > 1", input_resolution=(160, 160)
+    )
     job = validate_autotag(session, settings, request)
     assert count_selected(session, job.selection) == 12
     assert parsed == ["width > 1"]
@@ -120,13 +132,13 @@ def test_submission_parses_and_compiles_the_query_once(
 
 
 def test_corrupt_file_fails_only_its_item_and_retry_reruns_it(
-        client: Any, worker: Any, shapes: dict[str, Any], session: Session) -> None:  # noqa: F811
+    client: Any, worker: Any, shapes: dict[str, Any], session: Session
+) -> None:
     broken = shapes["folder"] / "s03.png"
     good = broken.read_bytes()
     broken.write_bytes(b"not an image at all")
     (shapes["folder"] / "s07.png").unlink()
-    job = client.auto_tag_collection(shapes["cid"], "yolo", (160, 160), 0.5, None, None,
-                                     "local")
+    job = client.auto_tag_collection(shapes["cid"], "yolo", (160, 160), 0.5, None, None, "local")
     final = client.wait_for_job(job["job_id"], timeout=180, progress=False)
     assert final["status"] == "partially_failed"
     assert (final["total"], final["done"], final["failed"]) == (12, 10, 2)
@@ -137,16 +149,20 @@ def test_corrupt_file_fails_only_its_item_and_retry_reruns_it(
 
     broken.write_bytes(good)
     session.expire_all()
-    before = {i.file_id: i.attempts for i in session.scalars(
-        select(JobItem).where(JobItem.job_id == job["job_id"]))}
+    before = {
+        i.file_id: i.attempts
+        for i in session.scalars(select(JobItem).where(JobItem.job_id == job["job_id"]))
+    }
     retried = client.retry_failed(job["job_id"])
     assert retried["status"] == "running"
     assert retried["failed"] == 0
     final = client.wait_for_job(job["job_id"], timeout=180, progress=False)
     assert (final["status"], final["done"], final["failed"]) == ("partially_failed", 11, 1)
     session.expire_all()
-    after = {i.file_id: i.attempts for i in session.scalars(
-        select(JobItem).where(JobItem.job_id == job["job_id"]))}
+    after = {
+        i.file_id: i.attempts
+        for i in session.scalars(select(JobItem).where(JobItem.job_id == job["job_id"]))
+    }
     rerun = {f for f in after if after[f] != before[f]}
     names = set(session.scalars(select(File.unique_name).where(File.id.in_(rerun))))
     assert names == {"small_s03.png", "small_s07.png"}  # only the failed items ran again
@@ -154,17 +170,20 @@ def test_corrupt_file_fails_only_its_item_and_retry_reruns_it(
     assert "small_s03.png" in tagged
 
 
-def test_cancel_stops_chunks_not_started(client: Any, shapes: dict[str, Any], session: Session,
-                                         settings: Settings, tmp_path: Path) -> None:  # noqa: F811
-    job = client.auto_tag_collection(shapes["cid"], "yolo", (160, 160), 0.5, None, None,
-                                     "local")
+def test_cancel_stops_chunks_not_started(
+    client: Any, shapes: dict[str, Any], session: Session, settings: Settings, tmp_path: Path
+) -> None:
+    job = client.auto_tag_collection(shapes["cid"], "yolo", (160, 160), 0.5, None, None, "local")
     cancelled = client.cancel_job(job["job_id"])
     assert cancelled["status"] == "cancelled"
     with running_worker(settings, tmp_path / "worker.log"):
-        other = client.auto_tag_collection(shapes["cid"], "yolo", (160, 160), 0.5, "", None,
-                                           "local")
-        assert client.wait_for_job(other["job_id"], timeout=180,
-                                   progress=False)["status"] == "succeeded"
+        other = client.auto_tag_collection(
+            shapes["cid"], "yolo", (160, 160), 0.5, "", None, "local"
+        )
+        assert (
+            client.wait_for_job(other["job_id"], timeout=180, progress=False)["status"]
+            == "succeeded"
+        )
     final = client.get_job(job["job_id"])
     assert final["status"] == "cancelled"
     assert final["done"] == 0
@@ -174,8 +193,12 @@ def test_cancel_stops_chunks_not_started(client: Any, shapes: dict[str, Any], se
 
 
 def test_a_job_whose_planning_fails_is_failed_with_the_reason(
-        client: Any, shapes: dict[str, Any], session: Session, settings: Settings,  # noqa: F811
-        worker: Any) -> None:  # noqa: F811
+    client: Any,
+    shapes: dict[str, Any],
+    session: Session,
+    settings: Settings,
+    worker: Any,
+) -> None:
     from engine.db.jobs import Job
     from engine.db.models import ModelVersion
     from engine.jobs.celery_app import create_celery
@@ -184,8 +207,14 @@ def test_a_job_whose_planning_fails_is_failed_with_the_reason(
     # a job row whose parameters cannot be planned (as a job written by another engine
     # version could be): the plan task must not leave it queued forever
     version_id = session.scalars(select(ModelVersion.id)).one()
-    row = Job(kind="autotagging", platform="local", params={"query": None},
-              model_version_id=version_id, collection_id=shapes["cid"], status="queued")
+    row = Job(
+        kind="autotagging",
+        platform="local",
+        params={"query": None},
+        model_version_id=version_id,
+        collection_id=shapes["cid"],
+        status="queued",
+    )
     session.add(row)
     session.commit()
     CeleryDispatcher(create_celery(settings)).plan(row.id)
@@ -196,8 +225,9 @@ def test_a_job_whose_planning_fails_is_failed_with_the_reason(
     assert final["total"] == 0
 
 
-def test_a_held_get_job_answers_as_the_job_finishes(client: Any, shapes: dict[str, Any],
-                                                    api_url: str, admin_key: str) -> None:
+def test_a_held_get_job_answers_as_the_job_finishes(
+    client: Any, shapes: dict[str, Any], api_url: str, admin_key: str
+) -> None:
     """GET /jobs/{id}?wait= holds an unfinished job's answer until it finishes, or until the
     wait is over; wait_for_job relies on it to see the end at once, whatever poll_interval."""
     import threading
@@ -206,14 +236,18 @@ def test_a_held_get_job_answers_as_the_job_finishes(client: Any, shapes: dict[st
     from sdk import Client
 
     def submit() -> int:
-        return int(client.auto_tag_collection(shapes["cid"], "yolo", (160, 160), 0.5, None,
-                                              None, "local")["job_id"])
+        return int(
+            client.auto_tag_collection(shapes["cid"], "yolo", (160, 160), 0.5, None, None, "local")[
+                "job_id"
+            ]
+        )
 
     def cancel_after(job_id: int, seconds: float) -> threading.Thread:
         def run() -> None:
             time.sleep(seconds)
             with Client(api_url, admin_key) as other:
                 other.cancel_job(job_id)
+
         thread = threading.Thread(target=run)
         thread.start()
         return thread

@@ -36,27 +36,45 @@ SIZE = (64, 64)
 PER_REQUEST = 3
 # the body limit that lets exactly PER_REQUEST images of SIZE into one request
 LIMIT = 2048 + 4 * 4096 + PER_REQUEST * (SIZE[0] * SIZE[1] * 3 + 128) + 100
-SAGEMAKER_ENV = ("METALAKE_SAGEMAKER_IMAGE_URI", "METALAKE_SAGEMAKER_ROLE_ARN",
-                 "METALAKE_SAGEMAKER_BUCKET")
+SAGEMAKER_ENV = (
+    "METALAKE_SAGEMAKER_IMAGE_URI",
+    "METALAKE_SAGEMAKER_ROLE_ARN",
+    "METALAKE_SAGEMAKER_BUCKET",
+)
 
 
 @pytest.fixture
-def settings(request: pytest.FixtureRequest, database_url: str, redis_url: str,
-             moto: MotoServer, tmp_path: Path, shared_envs_dir: Path,  # noqa: F811
-             monkeypatch: pytest.MonkeyPatch) -> Settings:
+def settings(
+    request: pytest.FixtureRequest,
+    database_url: str,
+    redis_url: str,
+    moto: MotoServer,
+    tmp_path: Path,
+    shared_envs_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Settings:
     """The API's and the worker's settings; `parametrize("settings", [{...}], indirect=True)`
     adds fields."""
     for name in SAGEMAKER_ENV:  # Settings() must not pick up a developer's own
         monkeypatch.delenv(name, raising=False)
     extra: dict[str, Any] = getattr(request, "param", {})
-    return Settings(home=tmp_path / "home", database_url=database_url,
-                    redis_url=_redis_db(redis_url), s3_endpoint_url=moto.url,
-                    envs_dir=shared_envs_dir, chunk_size=6, **extra)
+    return Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        redis_url=_redis_db(redis_url),
+        s3_endpoint_url=moto.url,
+        envs_dir=shared_envs_dir,
+        chunk_size=6,
+        **extra,
+    )
 
 
 @pytest.fixture
-def shapes(client: Any, tmp_path: Path, shapes_detector_bundle: Path  # noqa: F811
-           ) -> dict[str, Any]:
+def shapes(
+    client: Any,
+    tmp_path: Path,
+    shapes_detector_bundle: Path,
+) -> dict[str, Any]:
     folder = tmp_path / "imgs"
     folder.mkdir()
     for index in range(12):
@@ -77,7 +95,8 @@ def _refused(call: Any) -> BadRequest:
 
 
 def test_aws_without_sagemaker_settings_is_refused_at_submission(
-        client: Any, shapes: dict[str, Any]) -> None:
+    client: Any, shapes: dict[str, Any]
+) -> None:
     cid = shapes["cid"]
     _refused(lambda: client.auto_tag_collection(cid, "yolo", SIZE, 0.5, None, None, "aws"))
     _refused(lambda: client.generate_embeddings_to_metalake("image", "yolo", None, None, "AWS"))
@@ -89,7 +108,8 @@ def test_aws_without_sagemaker_settings_is_refused_at_submission(
 
 @pytest.mark.parametrize("settings", [{"inference_platform": "aws"}], indirect=True)
 def test_use_env_resolving_to_aws_is_refused_the_same_way(
-        client: Any, shapes: dict[str, Any]) -> None:
+    client: Any, shapes: dict[str, Any]
+) -> None:
     cid = shapes["cid"]
     _refused(lambda: client.auto_tag_collection(cid, "yolo", SIZE))  # use_env by default
     _refused(lambda: client.auto_tag_collection(cid, "yolo", SIZE, 0.5, None, None, "use_env"))
@@ -103,7 +123,7 @@ def test_use_env_resolving_to_aws_is_refused_the_same_way(
 # Real SageMaker takes the bytes as they are, so the worker (a subprocess) gets this
 # sitecustomize: it records each body as it goes on the wire, then base64s it for moto only,
 # like `_record_and_make_moto_safe` in tests/test_platform_aws.py.
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import base64, os
 try:
     import botocore.session
@@ -125,19 +145,30 @@ else:
         self.register("before-send.sagemaker-runtime.InvokeEndpoint", _moto_safe)
 
     botocore.session.Session.__init__ = __init__
-'''
+"""
 
 
 @pytest.fixture
-def aws_engine(settings: Settings, moto: MotoServer, bucket: str, tmp_path: Path,
-               monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Settings, Path]]:
+def aws_engine(
+    settings: Settings,
+    moto: MotoServer,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Settings, Path]]:
     """`settings` with SageMaker on moto, for the API; the worker gets the same as METALAKE_*
     variables plus the sitecustomize above. Yields (settings, folder of the sent bodies), then
     deletes the SageMaker objects the job made (moto is shared by the whole session)."""
-    configured = settings.model_copy(update={
-        "inference_platform": "aws", "sagemaker_image_uri": IMAGE, "sagemaker_role_arn": ROLE,
-        "sagemaker_bucket": f"s3://{bucket}/sagemaker", "sagemaker_endpoint_url": moto.url,
-        "sagemaker_max_payload_bytes": LIMIT})
+    configured = settings.model_copy(
+        update={
+            "inference_platform": "aws",
+            "sagemaker_image_uri": IMAGE,
+            "sagemaker_role_arn": ROLE,
+            "sagemaker_bucket": f"s3://{bucket}/sagemaker",
+            "sagemaker_endpoint_url": moto.url,
+            "sagemaker_max_payload_bytes": LIMIT,
+        }
+    )
     shim = tmp_path / "shim"
     shim.mkdir()
     (shim / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -147,15 +178,18 @@ def aws_engine(settings: Settings, moto: MotoServer, bucket: str, tmp_path: Path
 
     def worker_env(given: Settings) -> dict[str, str]:
         env = plain(given)
-        env.update({
-            "METALAKE_INFERENCE_PLATFORM": "aws",
-            "METALAKE_SAGEMAKER_IMAGE_URI": IMAGE, "METALAKE_SAGEMAKER_ROLE_ARN": ROLE,
-            "METALAKE_SAGEMAKER_BUCKET": f"s3://{bucket}/sagemaker",
-            "METALAKE_SAGEMAKER_ENDPOINT_URL": moto.url,
-            "METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES": str(LIMIT),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(shim), env.get("PYTHONPATH")])),
-            "TEST_INVOKE_BODIES": str(bodies),
-        })
+        env.update(
+            {
+                "METALAKE_INFERENCE_PLATFORM": "aws",
+                "METALAKE_SAGEMAKER_IMAGE_URI": IMAGE,
+                "METALAKE_SAGEMAKER_ROLE_ARN": ROLE,
+                "METALAKE_SAGEMAKER_BUCKET": f"s3://{bucket}/sagemaker",
+                "METALAKE_SAGEMAKER_ENDPOINT_URL": moto.url,
+                "METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES": str(LIMIT),
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(shim), env.get("PYTHONPATH")])),
+                "TEST_INVOKE_BODIES": str(bodies),
+            }
+        )
         return env
 
     monkeypatch.setattr(tests.fixtures.worker, "worker_env", worker_env)
@@ -184,13 +218,26 @@ def api_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings
 
 def _echo_answer(count: int, width: int, height: int, label: int) -> str:
     """What the echo test bundle answers: one whole-image box per image."""
-    return json.dumps([{"boxes": [[0.0, 0.0, float(width), float(height), 0.9, label]],
-                        "masks": None, "probs": None} for _ in range(count)])
+    return json.dumps(
+        [
+            {
+                "boxes": [[0.0, 0.0, float(width), float(height), 0.9, label]],
+                "masks": None,
+                "probs": None,
+            }
+            for _ in range(count)
+        ]
+    )
 
 
 def test_an_autotag_job_runs_on_sagemaker_in_requests_under_the_limit(
-        aws_engine: tuple[Settings, Path], client: Any, shapes: dict[str, Any],
-        moto: MotoServer, session: Session, tmp_path: Path) -> None:
+    aws_engine: tuple[Settings, Path],
+    client: Any,
+    shapes: dict[str, Any],
+    moto: MotoServer,
+    session: Session,
+    tmp_path: Path,
+) -> None:
     configured, bodies = aws_engine
     assert max_batch_images(*SIZE, max_payload_bytes=LIMIT) == PER_REQUEST
     too_big = (1024, 1024)  # not one image of this size fits in LIMIT bytes: a 400, no job
@@ -201,9 +248,15 @@ def test_an_autotag_job_runs_on_sagemaker_in_requests_under_the_limit(
     # each answered (in order) from moto's queue of endpoint results
     requests = 12 // PER_REQUEST
     label = 1
-    httpx.post(f"{moto.url}/moto-api/static/sagemaker/endpoint-results", json={"results": [
-        {"Body": _echo_answer(PER_REQUEST, *SIZE, label), "ContentType": "application/json"}
-        for _ in range(requests)]}).raise_for_status()
+    httpx.post(
+        f"{moto.url}/moto-api/static/sagemaker/endpoint-results",
+        json={
+            "results": [
+                {"Body": _echo_answer(PER_REQUEST, *SIZE, label), "ContentType": "application/json"}
+                for _ in range(requests)
+            ]
+        },
+    ).raise_for_status()
     with running_worker(configured, tmp_path / "worker.log"):
         job = client.auto_tag_collection(shapes["cid"], "yolo", SIZE)  # use_env -> aws
         final = client.wait_for_job(job["job_id"], timeout=180, progress=False)
@@ -212,8 +265,11 @@ def test_an_autotag_job_runs_on_sagemaker_in_requests_under_the_limit(
     assert (final["platform"], final["total"], final["done"]) == ("aws", 12, 12)
 
     sagemaker = boto3.client("sagemaker", endpoint_url=moto.url, region_name="us-east-1")
-    endpoints = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]
-                 if e["EndpointName"].startswith("metalake-yolo-v1-")]
+    endpoints = [
+        e["EndpointName"]
+        for e in sagemaker.list_endpoints()["Endpoints"]
+        if e["EndpointName"].startswith("metalake-yolo-v1-")
+    ]
     assert len(endpoints) == 1  # created once, reused by both chunks
 
     sent = sorted(bodies.iterdir())
@@ -228,10 +284,14 @@ def test_an_autotag_job_runs_on_sagemaker_in_requests_under_the_limit(
         assert len(parameters["original_sizes"]) == PER_REQUEST
 
     session.expire_all()
-    labels = session.scalar(select(ModelVersion.label_list).join(ModelVersion.model)
-                            .where(Model.name == "yolo"))
+    labels = session.scalar(
+        select(ModelVersion.label_list).join(ModelVersion.model).where(Model.name == "yolo")
+    )
     assert labels
-    tags = session.execute(select(File.unique_name, Tag.name).join(Tag, Tag.file_id == File.id)
-                           .where(Tag.job_id == job["job_id"])).all()
+    tags = session.execute(
+        select(File.unique_name, Tag.name)
+        .join(Tag, Tag.file_id == File.id)
+        .where(Tag.job_id == job["job_id"])
+    ).all()
     assert {unique for unique, _ in tags} == {f"aws_a{i:02d}.png" for i in range(12)}
     assert {tag for _, tag in tags} == {labels[label]}  # one tag per file, named by the labels

@@ -16,14 +16,14 @@ def _photo(size: tuple[int, int], *, orientation: int | None = None, seed: int =
     """A photo-like JPEG: a smooth colour field with sensor noise."""
     rng = np.random.default_rng(seed)
     field = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
-        size, Image.Resampling.BICUBIC)
+        size, Image.Resampling.BICUBIC
+    )
     noisy = np.asarray(field, dtype=np.int16) + rng.integers(-10, 11, (size[1], size[0], 3))
     buffer = io.BytesIO()
     exif = Image.Exif()
     if orientation is not None:
         exif[0x0112] = orientation
-    Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=90,
-                                                              exif=exif)
+    Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=90, exif=exif)
     return buffer.getvalue()
 
 
@@ -35,7 +35,8 @@ def _full_decode(data: bytes, size: tuple[int, int]) -> tuple[np.ndarray, tuple[
 
 @pytest.mark.parametrize("orientation", [None, 6, 3])
 def test_a_large_jpeg_decodes_at_reduced_scale_close_to_the_full_decode(
-        orientation: int | None) -> None:
+    orientation: int | None,
+) -> None:
     data = _photo((2400, 1800), orientation=orientation)
     [frame] = decode_image(data, (224, 224))
     expected, upright = _full_decode(data, (224, 224))
@@ -61,8 +62,9 @@ def test_a_jpeg_less_than_twice_the_input_size_is_decoded_in_full() -> None:
 
 def test_a_png_is_never_reduced() -> None:
     buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(2).integers(0, 256, (1600, 1600, 3),
-                                                      dtype=np.uint8)).save(buffer, "PNG")
+    Image.fromarray(
+        np.random.default_rng(2).integers(0, 256, (1600, 1600, 3), dtype=np.uint8)
+    ).save(buffer, "PNG")
     [frame] = decode_image(buffer.getvalue(), (100, 100))
     expected, upright = _full_decode(buffer.getvalue(), (100, 100))
     assert frame.original_size == upright == (1600, 1600)

@@ -27,22 +27,32 @@ def test_migrated_schema_matches_the_models(template_db: str) -> None:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(context, Base.metadata)
         vector = conn.execute(
-            text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar()
+            text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        ).scalar()
     engine.dispose()
     assert diff == [], f"models and migrations differ: {diff}"
     assert vector is not None
     assert vector.startswith("0.8")
 
 
-@pytest.mark.parametrize(("constraint", "vocabulary"), [
-    ("ck_jobs_kind", JobKind), ("ck_jobs_status", JobStatus), ("ck_jobs_platform", Platform),
-    ("ck_job_items_status", ItemStatus), ("ck_models_application", Application)])
-def test_check_constraints_list_the_vocabulary(template_db: str, constraint: str,
-                                               vocabulary: type[StrEnum]) -> None:
+@pytest.mark.parametrize(
+    ("constraint", "vocabulary"),
+    [
+        ("ck_jobs_kind", JobKind),
+        ("ck_jobs_status", JobStatus),
+        ("ck_jobs_platform", Platform),
+        ("ck_job_items_status", ItemStatus),
+        ("ck_models_application", Application),
+    ],
+)
+def test_check_constraints_list_the_vocabulary(
+    template_db: str, constraint: str, vocabulary: type[StrEnum]
+) -> None:
     """The migrated database accepts exactly the values of the enum the code uses."""
     with psycopg.connect(template_db) as conn:
-        row = conn.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-                           "WHERE conname = %s", (constraint,)).fetchone()
+        row = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = %s", (constraint,)
+        ).fetchone()
     assert row is not None, f"{constraint} is missing"
     assert re.findall(r"'([^']*)'", row[0]) == [member.value for member in vocabulary]
 
@@ -57,9 +67,12 @@ def test_downgrade_to_base_and_back(postgres_server_url: str) -> None:
     command.downgrade(config, "base")
     engine = create_engine(sqlalchemy_url(url))
     with engine.connect() as conn:
-        tables = conn.execute(text(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
-            "AND table_name <> 'alembic_version'")).scalar()
+        tables = conn.execute(
+            text(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
+                "AND table_name <> 'alembic_version'"
+            )
+        ).scalar()
     engine.dispose()
     assert tables == 0
     command.upgrade(config, "head")

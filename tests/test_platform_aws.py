@@ -54,9 +54,14 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/metalake-serve:test"
 
 @pytest.fixture
 def aws_settings(moto: MotoServer, bucket: str, tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", s3_endpoint_url=moto.url,
-                    sagemaker_endpoint_url=moto.url, sagemaker_image_uri=IMAGE,
-                    sagemaker_role_arn=ROLE, sagemaker_bucket=f"s3://{bucket}/sagemaker")
+    return Settings(
+        home=tmp_path / "home",
+        s3_endpoint_url=moto.url,
+        sagemaker_endpoint_url=moto.url,
+        sagemaker_image_uri=IMAGE,
+        sagemaker_role_arn=ROLE,
+        sagemaker_bucket=f"s3://{bucket}/sagemaker",
+    )
 
 
 @pytest.fixture
@@ -65,8 +70,14 @@ def echo_version(tmp_path: Path) -> ModelVersionRef:
     archive = tmp_path / "echo.tar.gz"
     pack_bundle(BUNDLES / "echo", archive)
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
-    return ModelVersionRef(id=1, name=f"echo_{uuid.uuid4().hex[:8]}", version=3,
-                           application="autotagging", bundle_uri=file_uri(archive), sha256=sha)
+    return ModelVersionRef(
+        id=1,
+        name=f"echo_{uuid.uuid4().hex[:8]}",
+        version=3,
+        application="autotagging",
+        bundle_uri=file_uri(archive),
+        sha256=sha,
+    )
 
 
 @pytest.fixture
@@ -94,9 +105,15 @@ def _count_calls(client: Any, service: str) -> Counter[str]:
 def _batch(n: int = 3, size: tuple[int, int] = (32, 24)) -> bytes:
     width, height = size
     images = [np.full((height, width, 3), (i * 60, 10, 200 - i * 50), np.uint8) for i in range(n)]
-    return encode_batch(images, {"application": "autotagging", "confidence_threshold": 0.5,
-                                 "input_resolution": [width, height],
-                                 "original_sizes": [[width * 2, height * 2]] * n})
+    return encode_batch(
+        images,
+        {
+            "application": "autotagging",
+            "confidence_threshold": 0.5,
+            "input_resolution": [width, height],
+            "original_sizes": [[width * 2, height * 2]] * n,
+        },
+    )
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -112,8 +129,12 @@ def test_missing_settings_are_named(tmp_path: Path) -> None:
 
 
 def test_bucket_must_be_an_s3_uri(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, sagemaker_role_arn=ROLE, sagemaker_image_uri=IMAGE,
-                        sagemaker_bucket="my-bucket")
+    settings = Settings(
+        home=tmp_path,
+        sagemaker_role_arn=ROLE,
+        sagemaker_image_uri=IMAGE,
+        sagemaker_bucket="my-bucket",
+    )
     with pytest.raises(PlatformNotConfigured, match="s3://bucket/prefix"):
         check_configured(settings)
 
@@ -147,28 +168,39 @@ def test_an_image_larger_than_the_limit_is_a_clear_error() -> None:
 
 # -- control plane ----------------------------------------------------------------------------
 def test_endpoint_is_created_once_and_reused(
-        platform: SageMakerPlatform, aws_settings: Settings, echo_version: ModelVersionRef,
-        sagemaker: Any, s3: Any, bucket: str) -> None:
+    platform: SageMakerPlatform,
+    aws_settings: Settings,
+    echo_version: ModelVersionRef,
+    sagemaker: Any,
+    s3: Any,
+    bucket: str,
+) -> None:
     calls = _count_calls(platform.sagemaker, "sagemaker")
     name = platform.ensure_endpoint(echo_version)
 
     assert name == endpoint_name(echo_version)
-    assert {op: calls[op] for op in ("CreateModel", "CreateEndpointConfig", "CreateEndpoint")} \
-        == {"CreateModel": 1, "CreateEndpointConfig": 1, "CreateEndpoint": 1}
+    assert {op: calls[op] for op in ("CreateModel", "CreateEndpointConfig", "CreateEndpoint")} == {
+        "CreateModel": 1,
+        "CreateEndpointConfig": 1,
+        "CreateEndpoint": 1,
+    }
     model = sagemaker.describe_model(ModelName=name)
-    key = (f"sagemaker/{echo_version.name}/3-{echo_version.sha256[:12]}/model.tar.gz")
+    key = f"sagemaker/{echo_version.name}/3-{echo_version.sha256[:12]}/model.tar.gz"
     assert model["PrimaryContainer"]["Image"] == IMAGE
     assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{bucket}/{key}"
     assert model["ExecutionRoleArn"] == ROLE
     assert not any(k.startswith("AWS_") for k in model["PrimaryContainer"]["Environment"])
     config = sagemaker.describe_endpoint_config(EndpointConfigName=name)
-    variant, = config["ProductionVariants"]
-    assert (variant["ModelName"], variant["InstanceType"], variant["InitialInstanceCount"]) \
-        == (name, "ml.m5.xlarge", 1)
+    (variant,) = config["ProductionVariants"]
+    assert (variant["ModelName"], variant["InstanceType"], variant["InitialInstanceCount"]) == (
+        name,
+        "ml.m5.xlarge",
+        1,
+    )
     endpoint = sagemaker.describe_endpoint(EndpointName=name)
     assert (endpoint["EndpointConfigName"], endpoint["EndpointStatus"]) == (name, "InService")
     stored = s3.get_object(Bucket=bucket, Key=key)
-    assert stored["Body"].read() == Path(echo_version.bundle_uri[len("file://"):]).read_bytes()
+    assert stored["Body"].read() == Path(echo_version.bundle_uri[len("file://") :]).read_bytes()
     assert stored["Metadata"]["sha256"] == echo_version.sha256
 
     # the same worker: cached, no call at all
@@ -188,11 +220,11 @@ def test_endpoint_is_created_once_and_reused(
 
 
 def test_a_half_created_endpoint_is_completed(
-        platform: SageMakerPlatform, echo_version: ModelVersionRef, sagemaker: Any) -> None:
+    platform: SageMakerPlatform, echo_version: ModelVersionRef, sagemaker: Any
+) -> None:
     """A worker that died after create_model: the next one reuses the model and goes on."""
     name = endpoint_name(echo_version)
-    sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE,
-                           PrimaryContainer={"Image": IMAGE})
+    sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
     calls = _count_calls(platform.sagemaker, "sagemaker")
     platform.ensure_endpoint(echo_version)
     assert calls["CreateModel"] == 0
@@ -209,9 +241,22 @@ def local_serve(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
         port_file = tmp_path / "serve.port"
         log = (tmp_path / "serve.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "engine.hosting.serve", "--model-dir", str(bundle),
-             "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "engine.hosting.serve",
+                "--model-dir",
+                str(bundle),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--port-file",
+                str(port_file),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         processes.append(process)
         deadline = time.monotonic() + 20
         while not port_file.exists():
@@ -238,8 +283,13 @@ def _record_and_make_moto_safe(client: Any) -> list[tuple[str, dict[str, str], b
 
     def record(request: Any, **_: Any) -> None:
         body = bytes(request.body)
-        wire.append((request.url, {k: v.decode() if isinstance(v, bytes) else v
-                                   for k, v in request.headers.items()}, body))
+        wire.append(
+            (
+                request.url,
+                {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()},
+                body,
+            )
+        )
         request.body = base64.b64encode(body)
         request.headers["Content-Length"] = str(len(request.body))
 
@@ -248,28 +298,38 @@ def _record_and_make_moto_safe(client: Any) -> list[tuple[str, dict[str, str], b
 
 
 def test_invoke_sends_the_batch_and_returns_what_the_container_answers(
-        platform: SageMakerPlatform, echo_version: ModelVersionRef, moto: MotoServer,
-        local_serve: Callable[[Path], str]) -> None:
+    platform: SageMakerPlatform,
+    echo_version: ModelVersionRef,
+    moto: MotoServer,
+    local_serve: Callable[[Path], str],
+) -> None:
     body = _batch(3)
     # what the serving program answers for these bytes, locally, is what the endpoint answers
-    local = httpx.post(local_serve(BUNDLES / "echo") + "/invocations", content=body,
-                       headers={"Content-Type": NPZ, "Accept": JSON})
+    local = httpx.post(
+        local_serve(BUNDLES / "echo") + "/invocations",
+        content=body,
+        headers={"Content-Type": NPZ, "Accept": JSON},
+    )
     assert local.status_code == 200
-    httpx.post(f"{moto.url}/moto-api/static/sagemaker/endpoint-results", json={
-        "results": [{"Body": local.text, "ContentType": local.headers["content-type"]}],
-    }).raise_for_status()
+    httpx.post(
+        f"{moto.url}/moto-api/static/sagemaker/endpoint-results",
+        json={
+            "results": [{"Body": local.text, "ContentType": local.headers["content-type"]}],
+        },
+    ).raise_for_status()
     sent: list[dict[str, Any]] = []
     platform.runtime.meta.events.register(
         "before-parameter-build.sagemaker-runtime.InvokeEndpoint",
-        lambda params, **_: sent.append(dict(params)))
+        lambda params, **_: sent.append(dict(params)),
+    )
     wire = _record_and_make_moto_safe(platform.runtime)
 
     answer = platform.invoke(echo_version, body, NPZ, JSON)
 
-    request, = sent
+    (request,) = sent
     name = endpoint_name(echo_version)
     assert request == {"EndpointName": name, "ContentType": NPZ, "Accept": JSON, "Body": body}
-    (url, headers, sent_body), = wire
+    ((url, headers, sent_body),) = wire
     assert url.endswith(f"/endpoints/{name}/invocations")
     assert (headers["Content-Type"], headers["Accept"]) == (NPZ, JSON)
     assert sent_body == body  # the very bytes the local host got
@@ -283,7 +343,8 @@ def test_invoke_sends_the_batch_and_returns_what_the_container_answers(
 
 
 def test_an_oversized_body_is_refused_before_anything_is_sent(
-        aws_settings: Settings, echo_version: ModelVersionRef) -> None:
+    aws_settings: Settings, echo_version: ModelVersionRef
+) -> None:
     settings = aws_settings.model_copy(update={"sagemaker_max_payload_bytes": 40_000})
     platform = SageMakerPlatform(settings, Storage.from_settings(settings))
     calls = _count_calls(platform.runtime, "sagemaker-runtime")
@@ -308,13 +369,25 @@ def _answer_with_error(client: Any, status: int, error: dict[str, Any]) -> None:
 
 
 def test_a_model_error_names_the_endpoint_and_the_bundles_message(
-        platform: SageMakerPlatform, echo_version: ModelVersionRef) -> None:
-    container = {"error": {"code": "model_error", "stage": "predict_fn",
-                           "message": "RuntimeError: predict_fn was told to fail"}}
-    _answer_with_error(platform.runtime, 424, {
-        "Error": {"Code": "ModelError", "Message": "Received server error (500) from primary"},
-        "OriginalStatusCode": 500, "OriginalMessage": json.dumps(container),
-        "LogStreamArn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/x"})
+    platform: SageMakerPlatform, echo_version: ModelVersionRef
+) -> None:
+    container = {
+        "error": {
+            "code": "model_error",
+            "stage": "predict_fn",
+            "message": "RuntimeError: predict_fn was told to fail",
+        }
+    }
+    _answer_with_error(
+        platform.runtime,
+        424,
+        {
+            "Error": {"Code": "ModelError", "Message": "Received server error (500) from primary"},
+            "OriginalStatusCode": 500,
+            "OriginalMessage": json.dumps(container),
+            "LogStreamArn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/x",
+        },
+    )
     with pytest.raises(EndpointModelError) as caught:
         platform.invoke(echo_version, _batch(1), NPZ)
     error = caught.value
@@ -327,14 +400,15 @@ def test_a_model_error_names_the_endpoint_and_the_bundles_message(
     assert error.__cause__ is not None
 
 
-@pytest.mark.parametrize(("code", "expected"), [
-    ("ValidationError", EndpointRejected), ("ThrottlingException", EndpointThrottled)])
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [("ValidationError", EndpointRejected), ("ThrottlingException", EndpointThrottled)],
+)
 def test_validation_and_throttling_errors_are_translated(
-        platform: SageMakerPlatform, echo_version: ModelVersionRef, code: str,
-        expected: type[Exception]) -> None:
+    platform: SageMakerPlatform, echo_version: ModelVersionRef, code: str, expected: type[Exception]
+) -> None:
     platform.ensure_endpoint(echo_version)
-    _answer_with_error(platform.runtime, 400, {
-        "Error": {"Code": code, "Message": "AWS says no"}})
+    _answer_with_error(platform.runtime, 400, {"Error": {"Code": code, "Message": "AWS says no"}})
     with pytest.raises(expected, match="AWS says no") as caught:
         platform.invoke(echo_version, _batch(1), NPZ)
     assert endpoint_name(echo_version) in str(caught.value)
@@ -350,16 +424,21 @@ def _describe_endpoint_answers(client: Any, **fields: Any) -> None:
 
 
 def test_a_failed_endpoint_reports_aws_reason(
-        platform: SageMakerPlatform, echo_version: ModelVersionRef) -> None:
-    _describe_endpoint_answers(platform.sagemaker, EndpointStatus="Failed",
-                               FailureReason="The primary container did not pass the ping")
+    platform: SageMakerPlatform, echo_version: ModelVersionRef
+) -> None:
+    _describe_endpoint_answers(
+        platform.sagemaker,
+        EndpointStatus="Failed",
+        FailureReason="The primary container did not pass the ping",
+    )
     with pytest.raises(EndpointSetupFailed, match="did not pass the ping") as caught:
         platform.ensure_endpoint(echo_version)
     assert caught.value.endpoint_name == endpoint_name(echo_version)
 
 
 def test_an_endpoint_that_stays_creating_times_out(
-        aws_settings: Settings, echo_version: ModelVersionRef) -> None:
+    aws_settings: Settings, echo_version: ModelVersionRef
+) -> None:
     settings = aws_settings.model_copy(update={"sagemaker_endpoint_timeout": 0.3})
     platform = SageMakerPlatform(settings, Storage.from_settings(settings), poll_seconds=0.05)
     _describe_endpoint_answers(platform.sagemaker, EndpointStatus="Creating")
@@ -368,14 +447,22 @@ def test_an_endpoint_that_stays_creating_times_out(
 
 
 def test_max_batch_images_leaves_room_for_a_prompt() -> None:
-    prompt = [{"label": f"label{i}", "description": "a " + "very " * 10 + "long phrase"}
-              for i in range(38)]
+    prompt = [
+        {"label": f"label{i}", "description": "a " + "very " * 10 + "long phrase"}
+        for i in range(38)
+    ]
     assert len(json.dumps(prompt)) < 4096
     count = max_batch_images(640, 640, max_payload_bytes=6_000_000)
     images = [np.zeros((640, 640, 3), np.uint8)] * count
-    body = encode_batch(images, {"application": "auto_annotation", "prompt": prompt,
-                                 "input_resolution": [640, 640],
-                                 "original_sizes": [[12345, 12345]] * count})
+    body = encode_batch(
+        images,
+        {
+            "application": "auto_annotation",
+            "prompt": prompt,
+            "input_resolution": [640, 640],
+            "original_sizes": [[12345, 12345]] * count,
+        },
+    )
     assert len(body) <= 6_000_000
 
 

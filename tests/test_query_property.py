@@ -52,8 +52,31 @@ LABELS = ["Bird", "bird", "cat", "Dog", "dog house", "12", "it's"]
 TAGS = ["dog", "outdoor", "Night", "night", "12"]
 KEYS = ["n", "camera", "cam id", "a.b"]
 SIZES = [None, 0, 1, 12, 480, 640, 641, 1920]
-JSON_SCALARS = [0, 12, -3, 640, 12.0, 0.5, -1.25, 12.5, 10**20, "12", "12.0", "640", "-3",
-                "cam 2", "Cam 2", "true", "false", "b", "B", "", True, False, None]
+JSON_SCALARS = [
+    0,
+    12,
+    -3,
+    640,
+    12.0,
+    0.5,
+    -1.25,
+    12.5,
+    10**20,
+    "12",
+    "12.0",
+    "640",
+    "-3",
+    "cam 2",
+    "Cam 2",
+    "true",
+    "false",
+    "b",
+    "B",
+    "",
+    True,
+    False,
+    None,
+]
 
 json_values = st.one_of(
     st.sampled_from(JSON_SCALARS),
@@ -64,49 +87,113 @@ json_values = st.one_of(
     st.sampled_from([[12], {"x": 1}]),
 )
 times = st.builds(
-    lambda day, hour, minute, second, micro: datetime(2023, 1, day, hour, minute, second, micro,
-                                                      tzinfo=UTC),
-    st.integers(17, 21), st.sampled_from([0, 10, 12, 23]), st.sampled_from([0, 59]),
-    st.sampled_from([0, 59]), st.sampled_from([0, 1]),
+    lambda day, hour, minute, second, micro: datetime(
+        2023, 1, day, hour, minute, second, micro, tzinfo=UTC
+    ),
+    st.integers(17, 21),
+    st.sampled_from([0, 10, 12, 23]),
+    st.sampled_from([0, 59]),
+    st.sampled_from([0, 59]),
+    st.sampled_from([0, 1]),
 )
-annotation_records = st.builds(RefAnnotation, st.sampled_from(LABELS),
-                        st.sampled_from(["raw", "human", "machine"]),
-                        st.sampled_from(["applied", "applied", "proposed"]))
+annotation_records = st.builds(
+    RefAnnotation,
+    st.sampled_from(LABELS),
+    st.sampled_from(["raw", "human", "machine"]),
+    st.sampled_from(["applied", "applied", "proposed"]),
+)
 
 
 @st.composite
 def lakes(draw: st.DrawFn) -> Lake:
-    collections = draw(st.dictionaries(st.sampled_from(COLLECTIONS),
-                                       st.sampled_from(["image", "video"]),
-                                       min_size=1, max_size=3))
+    collections = draw(
+        st.dictionaries(
+            st.sampled_from(COLLECTIONS),
+            st.sampled_from(["image", "video"]),
+            min_size=1,
+            max_size=3,
+        )
+    )
     names = sorted(collections)
     files = []
     for i in range(draw(st.integers(5, 25))):
         prefix = draw(st.sampled_from(names))
-        files.append(RefFile(
-            unique_name=f"{prefix}_{draw(st.sampled_from(STEMS))}{i}.jpg",
-            content_type=draw(st.sampled_from(["image", "video"])),
-            width=draw(st.sampled_from(SIZES)),
-            height=draw(st.sampled_from(SIZES)),
-            uploaded_at=draw(times),
-            metadata=draw(st.dictionaries(st.sampled_from(KEYS), json_values, max_size=4)),
-            collections=draw(st.lists(st.sampled_from(names), unique=True, max_size=3)),
-            annotations=draw(st.lists(annotation_records, max_size=4)),
-            tags=draw(st.lists(st.sampled_from(TAGS), unique=True, max_size=3)),
-        ))
+        files.append(
+            RefFile(
+                unique_name=f"{prefix}_{draw(st.sampled_from(STEMS))}{i}.jpg",
+                content_type=draw(st.sampled_from(["image", "video"])),
+                width=draw(st.sampled_from(SIZES)),
+                height=draw(st.sampled_from(SIZES)),
+                uploaded_at=draw(times),
+                metadata=draw(st.dictionaries(st.sampled_from(KEYS), json_values, max_size=4)),
+                collections=draw(st.lists(st.sampled_from(names), unique=True, max_size=3)),
+                annotations=draw(st.lists(annotation_records, max_size=4)),
+                tags=draw(st.lists(st.sampled_from(TAGS), unique=True, max_size=3)),
+            )
+        )
     return Lake(files, collections)
 
 
 # -- random queries --------------------------------------------------------------------------
-TEXT_VALUES = ["Bird", "bird", "BIRD", "ird", "cat", "Dog", "dog", "dog house", "12", "outdoor",
-               "Night", "night", "birds", "Cats", "street-cams", "b", "img", "IMG", "frame",
-               "image", "video", "jpg", ".jpg", "", "zzz", "_", "it's", 'say "x"', "back\\slash",
-               "birds_img3.jpg", "b_frame0.jpg"]
-NUMBERS = ["0", "1", "12", "12.0", "12.5", "-3", "640", "-1.25", "0.5", "641",
-           "100000000000000000000"]
-TIMES = ["2023-01-17", "2023-01-18", "2023-01-19", "2023-01-20", "2023-01-21",
-         "2023-01-19T12:00:00", "2023-01-19T00:00:00Z", "2023-01-19T10:59:59+02:00",
-         "2023-01-18 23:59:59", "2023-01-20T00:00:00.000001", "2023-01-19T12:59:59.000001+00:00"]
+TEXT_VALUES = [
+    "Bird",
+    "bird",
+    "BIRD",
+    "ird",
+    "cat",
+    "Dog",
+    "dog",
+    "dog house",
+    "12",
+    "outdoor",
+    "Night",
+    "night",
+    "birds",
+    "Cats",
+    "street-cams",
+    "b",
+    "img",
+    "IMG",
+    "frame",
+    "image",
+    "video",
+    "jpg",
+    ".jpg",
+    "",
+    "zzz",
+    "_",
+    "it's",
+    'say "x"',
+    "back\\slash",
+    "birds_img3.jpg",
+    "b_frame0.jpg",
+]
+NUMBERS = [
+    "0",
+    "1",
+    "12",
+    "12.0",
+    "12.5",
+    "-3",
+    "640",
+    "-1.25",
+    "0.5",
+    "641",
+    "100000000000000000000",
+]
+TIMES = [
+    "2023-01-17",
+    "2023-01-18",
+    "2023-01-19",
+    "2023-01-20",
+    "2023-01-21",
+    "2023-01-19T12:00:00",
+    "2023-01-19T00:00:00Z",
+    "2023-01-19T10:59:59+02:00",
+    "2023-01-18 23:59:59",
+    "2023-01-20T00:00:00.000001",
+    "2023-01-19T12:59:59.000001+00:00",
+]
 METADATA_VALUES = [*NUMBERS, "-3", "true", "false", "cam 2", "Cam 2", "cam", "b", "B", "a", ""]
 TEXT_FIELDS: list[FieldName] = ["annotation.label", "tag", "collection", "name", "content_type"]
 NUMBER_FIELDS: list[FieldName] = ["width", "height"]
@@ -184,13 +271,15 @@ def render(node: Node, rnd: random.Random) -> str:
         if f.name != "metadata":
             return f.name
         assert f.key is not None
-        return f"metadata.{f.key}" if BARE_KEY.fullmatch(f.key) else "metadata." + value(
-            Value(f.key, quoted=True))
+        return (
+            f"metadata.{f.key}"
+            if BARE_KEY.fullmatch(f.key)
+            else "metadata." + value(Value(f.key, quoted=True))
+        )
 
     def child(c: Node, parent: Node) -> str:
         text = render(c, rnd)
-        needed = isinstance(c, And | Or) and (
-            not isinstance(parent, Or) or isinstance(c, Or))
+        needed = isinstance(c, And | Or) and (not isinstance(parent, Or) or isinstance(c, Or))
         return f"({gap()}{text}{gap()})" if needed or rnd.random() < 0.15 else text
 
     if isinstance(node, Comparison):
@@ -214,8 +303,9 @@ def filters(draw: st.DrawFn) -> dict[str, Any] | None:
     kinds: list[str] = draw(st.lists(st.sampled_from(["raw", "human", "machine"]), max_size=3))
     if draw(st.booleans()) or kinds:
         flt["annotation_types"] = kinds  # sometimes [], which means no restriction
-    bounds = sorted(draw(st.lists(st.sampled_from(TIMES), max_size=2)),
-                    key=lambda t: time_range(t)[0])
+    bounds = sorted(
+        draw(st.lists(st.sampled_from(TIMES), max_size=2)), key=lambda t: time_range(t)[0]
+    )
     if len(bounds) == 2:
         flt["from_date"], flt["to_date"] = bounds
     elif bounds:
@@ -235,12 +325,15 @@ def subtrees(node: Node) -> list[Node]:
 def truth_selects(queries: list[str]) -> list[Executable]:
     """SELECTs of every file's name with one boolean column per query (400 to a SELECT)."""
     conditions = [and_(true(), *file_conditions(q, None)) for q in queries]
-    return [select(File.unique_name, *conditions[first:first + 400])
-            for first in range(0, len(conditions), 400)]
+    return [
+        select(File.unique_name, *conditions[first : first + 400])
+        for first in range(0, len(conditions), 400)
+    ]
 
 
-def sql_truth_table(session: Session, queries: list[str],
-                    selects: list[Executable] | None = None) -> list[set[str]]:
+def sql_truth_table(
+    session: Session, queries: list[str], selects: list[Executable] | None = None
+) -> list[set[str]]:
     """The files each query selects, read as values: this also checks none is ever NULL."""
     selected: list[set[str]] = [set() for _ in queries]
     for index, statement in enumerate(selects or truth_selects(queries)):
@@ -257,26 +350,36 @@ def reference_table(lake: Lake, nodes: list[Node]) -> list[set[str]]:
     return [{f.unique_name for f in lake.files if evaluate(node, f)} for node in nodes]
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(lake=lakes(), cases=st.lists(st.tuples(queries, filters()), min_size=1, max_size=15),
-       rnd=st.randoms(use_true_random=False))
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    lake=lakes(),
+    cases=st.lists(st.tuples(queries, filters()), min_size=1, max_size=15),
+    rnd=st.randoms(use_true_random=False),
+)
 def test_sql_selects_what_the_reference_selects(
-    session: Session, lake: Lake, cases: list[tuple[Node, dict[str, Any] | None]],
+    session: Session,
+    lake: Lake,
+    cases: list[tuple[Node, dict[str, Any] | None]],
     rnd: random.Random,
 ) -> None:
     store(session, lake)
     for query, flt in cases:
         text = render(query, rnd)
         assert parse(text) == query, text
-        expected = {f.unique_name for f in lake.files
-                    if evaluate(query, f) and matches_filter(f, flt or {})}
+        expected = {
+            f.unique_name for f in lake.files if evaluate(query, f) and matches_filter(f, flt or {})
+        }
         assert sql_names(session, text, flt) == expected, (text, flt)
     # Every sub-expression on its own too, so a wrong leaf cannot hide inside AND / OR.
     nodes = [node for query, _ in cases for node in subtrees(query)]
     texts = [render(node, rnd) for node in nodes]
-    for text, expected, got in zip(texts, reference_table(lake, nodes),
-                                   sql_truth_table(session, texts), strict=True):
+    for text, expected, got in zip(
+        texts, reference_table(lake, nodes), sql_truth_table(session, texts), strict=True
+    ):
         assert got == expected, text
 
 
@@ -288,8 +391,12 @@ def leaf_grid() -> list[Node]:
         for op in ops:
             for text in texts:
                 for quoted in {True, not bare_ok(text)}:
-                    if field.name == "metadata" and op in ORDERING and not quoted and text in (
-                            "true", "false"):
+                    if (
+                        field.name == "metadata"
+                        and op in ORDERING
+                        and not quoted
+                        and text in ("true", "false")
+                    ):
                         continue
                     grid.append(Comparison(field, op, Value(text, quoted)))  # type: ignore[arg-type]
 
@@ -315,18 +422,28 @@ def leaves() -> tuple[list[Node], list[str], list[Executable]]:
 
 
 # No shrinking: an example costs ~3700 comparisons, and the message names the failing one.
-@settings(max_examples=50, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=50,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(lake=lakes())
 def test_every_comparison_on_random_lakes(
     session: Session, lake: Lake, leaves: tuple[list[Node], list[str], list[Executable]]
 ) -> None:
     store(session, lake)
     nodes, texts, selects = leaves
-    wrong = [(text, sorted(got ^ expected))
-             for text, expected, got in zip(texts, reference_table(lake, nodes),
-                                            sql_truth_table(session, texts, selects), strict=True)
-             if got != expected]
+    wrong = [
+        (text, sorted(got ^ expected))
+        for text, expected, got in zip(
+            texts,
+            reference_table(lake, nodes),
+            sql_truth_table(session, texts, selects),
+            strict=True,
+        )
+        if got != expected
+    ]
     assert not wrong, f"{len(wrong)} comparisons disagree, e.g. {wrong[:5]}"
 
 

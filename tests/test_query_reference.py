@@ -60,41 +60,62 @@ def store(session: Session, lake: Lake) -> None:
     session.execute(delete(File))
     session.execute(delete(Collection))
     names = {c for f in lake.files for c in f.collections} | set(lake.collections)
-    collections = {n: Collection(name=n, content_type=lake.collections.get(n, "image"))
-                   for n in sorted(names)}
+    collections = {
+        n: Collection(name=n, content_type=lake.collections.get(n, "image")) for n in sorted(names)
+    }
     files = [
-        File(unique_name=f.unique_name, storage_uri=f"file:///lake/{f.unique_name}",
-             sha256="0" * 64, size_bytes=1, content_type=f.content_type, width=f.width,
-             height=f.height, uploaded_at=f.uploaded_at, metadata_=f.metadata)
+        File(
+            unique_name=f.unique_name,
+            storage_uri=f"file:///lake/{f.unique_name}",
+            sha256="0" * 64,
+            size_bytes=1,
+            content_type=f.content_type,
+            width=f.width,
+            height=f.height,
+            uploaded_at=f.uploaded_at,
+            metadata_=f.metadata,
+        )
         for f in lake.files
     ]
     session.add_all([*collections.values(), *files])
     session.flush()
-    links = [{"collection_id": collections[c].id, "file_id": row.id}
-             for f, row in zip(lake.files, files, strict=True) for c in set(f.collections)]
+    links = [
+        {"collection_id": collections[c].id, "file_id": row.id}
+        for f, row in zip(lake.files, files, strict=True)
+        for c in set(f.collections)
+    ]
     if links:
         session.execute(insert(collection_files), links)
     annotations = [
         Annotation(file_id=row.id, label=a.label, shape="tag", source=a.source, status=a.status)
-        for f, row in zip(lake.files, files, strict=True) for a in f.annotations
+        for f, row in zip(lake.files, files, strict=True)
+        for a in f.annotations
     ]
-    tags = [Tag(file_id=row.id, name=name, source="human")
-            for f, row in zip(lake.files, files, strict=True) for name in set(f.tags)]
+    tags = [
+        Tag(file_id=row.id, name=name, source="human")
+        for f, row in zip(lake.files, files, strict=True)
+        for name in set(f.tags)
+    ]
     session.add_all([*annotations, *tags])
     session.flush()
 
 
-def sql_names(session: Session, query: str | None, filter: Mapping[str, Any] | None = None
-              ) -> set[str]:
+def sql_names(
+    session: Session, query: str | None, filter: Mapping[str, Any] | None = None
+) -> set[str]:
     conditions = file_conditions(query, dict(filter) if filter is not None else None)
     return set(session.scalars(select(File.unique_name).where(*conditions)))
 
 
-def reference_names(lake: Lake, query: str | None, filter: Mapping[str, Any] | None = None
-                    ) -> set[str]:
+def reference_names(
+    lake: Lake, query: str | None, filter: Mapping[str, Any] | None = None
+) -> set[str]:
     node = parse(query) if query and query.strip() else None
-    return {f.unique_name for f in lake.files
-            if (node is None or evaluate(node, f)) and matches_filter(f, filter or {})}
+    return {
+        f.unique_name
+        for f in lake.files
+        if (node is None or evaluate(node, f)) and matches_filter(f, filter or {})
+    }
 
 
 # -- the reference evaluator -----------------------------------------------------------------
@@ -127,8 +148,9 @@ def text_matches(stored: str, op: str, text: str) -> bool:
 def leaf(f: RefFile, fld: Field, op: str, value: Value) -> bool:
     name = fld.name
     if name == "annotation.label":
-        return any(text_matches(a.label, op, value.text)
-                   for a in f.annotations if a.status == "applied")
+        return any(
+            text_matches(a.label, op, value.text) for a in f.annotations if a.status == "applied"
+        )
     if name == "tag":
         return any(text_matches(t, op, value.text) for t in f.tags)
     if name == "collection":
@@ -179,8 +201,13 @@ def time_matches(stored: datetime, op: str, text: str) -> bool:
     if not is_date:
         return compare(stored, op, start)
     in_or_before_day = end is None or stored < end
-    return {"=": start <= stored and in_or_before_day, "<": stored < start,
-            "<=": in_or_before_day, ">": not in_or_before_day, ">=": stored >= start}[op]
+    return {
+        "=": start <= stored and in_or_before_day,
+        "<": stored < start,
+        "<=": in_or_before_day,
+        ">": not in_or_before_day,
+        ">=": stored >= start,
+    }[op]
 
 
 def iso(value: str | date) -> str:
@@ -205,28 +232,35 @@ def matches_filter(f: RefFile, flt: Mapping[str, Any]) -> bool:
 
 # -- the reference pinned to hand-checked answers -------------------------------------------
 SAMPLE = [
-    RefFile("a", metadata={"k": 12, "s": "cam 2"}, width=640,
-            annotations=[RefAnnotation("Bird"), RefAnnotation("cat", status="proposed")]),
+    RefFile(
+        "a",
+        metadata={"k": 12, "s": "cam 2"},
+        width=640,
+        annotations=[RefAnnotation("Bird"), RefAnnotation("cat", status="proposed")],
+    ),
     RefFile("b", metadata={"k": "12"}, content_type="video", tags=["dog"]),
     RefFile("c", metadata={"k": True}, width=12, collections=["x"]),
 ]
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    ("annotation.label=Bird", {"a"}),
-    ("annotation.label=cat", set()),
-    ("annotation.label!=Bird", {"b", "c"}),
-    ("metadata.k=12", {"a", "b"}),
-    ('metadata.k="12"', {"b"}),
-    ("metadata.k>11", {"a"}),
-    ("metadata.k=true", {"c"}),
-    ("metadata.k!=12", {"c"}),
-    ("metadata.s~CAM", {"a"}),
-    ("metadata.missing!=x", {"a", "b", "c"}),
-    ("width>=12 AND NOT tag=dog", {"a", "c"}),
-    ("width!=640", {"b", "c"}),
-    ("collection IN [x, y] OR content_type=video", {"b", "c"}),
-    ("tag NOT IN [dog]", {"a", "c"}),
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("annotation.label=Bird", {"a"}),
+        ("annotation.label=cat", set()),
+        ("annotation.label!=Bird", {"b", "c"}),
+        ("metadata.k=12", {"a", "b"}),
+        ('metadata.k="12"', {"b"}),
+        ("metadata.k>11", {"a"}),
+        ("metadata.k=true", {"c"}),
+        ("metadata.k!=12", {"c"}),
+        ("metadata.s~CAM", {"a"}),
+        ("metadata.missing!=x", {"a", "b", "c"}),
+        ("width>=12 AND NOT tag=dog", {"a", "c"}),
+        ("width!=640", {"b", "c"}),
+        ("collection IN [x, y] OR content_type=video", {"b", "c"}),
+        ("tag NOT IN [dog]", {"a", "c"}),
+    ],
+)
 def test_reference_evaluator(query: str, expected: set[str]) -> None:
     assert reference_names(Lake(SAMPLE), query) == expected

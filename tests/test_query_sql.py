@@ -29,20 +29,45 @@ def at(day: int, hour: int = 12, minute: int = 0) -> datetime:
 LAKE = Lake(
     collections={"birds": "image", "clips": "video"},
     files=[
-        RefFile("birds_robin.jpg", width=640, height=480, uploaded_at=at(18, 23, 59),
-                metadata={"camera": "cam 2", "n": 12, "flag": True, "camera id": "A-1"},
-                collections=["birds"], tags=["outdoor"],
-                annotations=[RefAnnotation("Bird", "human"),
-                             RefAnnotation("cat", "machine", status="proposed")]),
-        RefFile("birds_crow.jpg", width=1920, height=1080, uploaded_at=at(19, 0, 0),
-                metadata={"camera": "Cam 1", "n": "12", "flag": "true"},
-                collections=["birds"], tags=["outdoor", "Night"],
-                annotations=[RefAnnotation("bird", "machine"), RefAnnotation("Dog", "machine")]),
-        RefFile("birds_empty.jpg", width=12, height=12, uploaded_at=at(19, 23, 59),
-                metadata={"n": 12.5, "flag": False, "camera": None}, collections=["birds"]),
-        RefFile("clips_walk.mp4", content_type="video", uploaded_at=at(20, 0, 0),
-                metadata={"n": [12], "camera": {"id": 2}}, collections=["clips", "birds"],
-                annotations=[RefAnnotation("dog house", "raw")]),
+        RefFile(
+            "birds_robin.jpg",
+            width=640,
+            height=480,
+            uploaded_at=at(18, 23, 59),
+            metadata={"camera": "cam 2", "n": 12, "flag": True, "camera id": "A-1"},
+            collections=["birds"],
+            tags=["outdoor"],
+            annotations=[
+                RefAnnotation("Bird", "human"),
+                RefAnnotation("cat", "machine", status="proposed"),
+            ],
+        ),
+        RefFile(
+            "birds_crow.jpg",
+            width=1920,
+            height=1080,
+            uploaded_at=at(19, 0, 0),
+            metadata={"camera": "Cam 1", "n": "12", "flag": "true"},
+            collections=["birds"],
+            tags=["outdoor", "Night"],
+            annotations=[RefAnnotation("bird", "machine"), RefAnnotation("Dog", "machine")],
+        ),
+        RefFile(
+            "birds_empty.jpg",
+            width=12,
+            height=12,
+            uploaded_at=at(19, 23, 59),
+            metadata={"n": 12.5, "flag": False, "camera": None},
+            collections=["birds"],
+        ),
+        RefFile(
+            "clips_walk.mp4",
+            content_type="video",
+            uploaded_at=at(20, 0, 0),
+            metadata={"n": [12], "camera": {"id": 2}},
+            collections=["clips", "birds"],
+            annotations=[RefAnnotation("dog house", "raw")],
+        ),
     ],
 )
 ALL = LAKE.names()
@@ -131,11 +156,14 @@ CASES = [
 
 def test_queries_select_expected_files(lake: Session) -> None:
     """All cases in one database (a clone per case would triple the run time)."""
-    wrong = {query: (expected, sql_names(lake, query), reference_names(LAKE, query))
-             for query, expected in CASES}
+    wrong = {
+        query: (expected, sql_names(lake, query), reference_names(LAKE, query))
+        for query, expected in CASES
+    }
     wrong = {q: v for q, v in wrong.items() if not v[0] == v[1] == v[2]}
-    assert not wrong, "\n".join(f"{q!r}: expected {e}, sql {s}, reference {r}"
-                                 for q, (e, s, r) in wrong.items())
+    assert not wrong, "\n".join(
+        f"{q!r}: expected {e}, sql {s}, reference {r}" for q, (e, s, r) in wrong.items()
+    )
 
 
 def test_empty_query_selects_everything(lake: Session) -> None:
@@ -148,8 +176,9 @@ def test_conditions_combine_with_other_clauses(lake: Session) -> None:
     """The conditions are plain WHERE clauses: they work under COUNT, ORDER BY and LIMIT."""
     conditions = file_conditions("collection=birds AND width>=12", None)
     count = lake.scalar(select(func.count()).select_from(File).where(*conditions))
-    first = lake.scalars(select(File.unique_name).where(*conditions)
-                         .order_by(File.unique_name).limit(1)).one()
+    first = lake.scalars(
+        select(File.unique_name).where(*conditions).order_by(File.unique_name).limit(1)
+    ).one()
     assert (count, first) == (3, CROW)
 
 

@@ -71,13 +71,17 @@ def registry_state(factory: sessionmaker[Session], settings: Settings) -> tuple[
 def read_stored(settings: Settings, uri: str) -> dict[str, bytes]:
     data = Storage.from_settings(settings).read_bytes(uri)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        return {m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
-                for m in tar.getmembers() if m.isfile()}
+        return {
+            m.name: tar.extractfile(m).read()  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.isfile()
+        }
 
 
 @pytest.mark.parametrize("api_settings", ["home", "managed", "s3"], indirect=True)
-def test_register_a_folder_then_a_tar_gz_as_versions(client: Client, api_settings: Settings,
-                                                     tmp_path: Path) -> None:
+def test_register_a_folder_then_a_tar_gz_as_versions(
+    client: Client, api_settings: Settings, tmp_path: Path
+) -> None:
     bundle = make_bundle(tmp_path / "bundle")
     first = client.register_model(str(bundle), "shapes", "autotagging")
     assert (first["name"], first["version"], first["reference"]) == ("shapes", 1, "shapes@1")
@@ -85,11 +89,14 @@ def test_register_a_folder_then_a_tar_gz_as_versions(client: Client, api_setting
     assert first["label_list"] == ["circle", "square", "triangle"]
     assert first["weights_file"] == "model.pt"
     assert {f["path"] for f in first["files"]} == {
-        "code/inference.py", "code/requirements.txt", "label_list.yaml", "model.pt"}
+        "code/inference.py",
+        "code/requirements.txt",
+        "label_list.yaml",
+        "model.pt",
+    }
     assert first["bundle_uri"].startswith(api_settings.registry_root_url + "/bundles/")
     assert first["bundle_uri"].endswith(first["sha256"] + ".tar.gz")
-    assert read_stored(api_settings, first["bundle_uri"])["code/inference.py"] == \
-        INFERENCE.encode()
+    assert read_stored(api_settings, first["bundle_uri"])["code/inference.py"] == INFERENCE.encode()
 
     # a user's own tar with the layout wrapped in one folder; stored unwrapped
     (bundle / "model.pt").write_bytes(b"better weights")
@@ -110,12 +117,14 @@ BadBundle = Callable[[Path], Path]
 def _folder(**kwargs: Any) -> BadBundle:
     def build(tmp: Path) -> Path:
         return make_bundle(tmp / "bad", **kwargs)
+
     return build
 
 
 def _members(*extra: tuple[tarfile.TarInfo, bytes | None]) -> BadBundle:
     def build(tmp: Path) -> Path:
         return tar_members(tmp / "bad.tar.gz", [*valid_members(), *extra])
+
     return build
 
 
@@ -123,12 +132,14 @@ def _raw(content: bytes) -> BadBundle:
     def build(tmp: Path) -> Path:
         (tmp / "bad.tar.gz").write_bytes(content)
         return tmp / "bad.tar.gz"
+
     return build
 
 
 def _without(name: str) -> BadBundle:
     def build(tmp: Path) -> Path:
         return tar_members(tmp / "bad.tar.gz", [m for m in valid_members() if m[0].name != name])
+
     return build
 
 
@@ -140,27 +151,48 @@ def _plain_tar(tmp: Path) -> Path:
 
 REFUSALS: dict[str, tuple[BadBundle, str, str]] = {
     "absolute path": (_members(file_member("/tmp/x.py", b"x")), "/tmp/x.py", "absolute_path"),
-    "parent reference": (_members(file_member("code/../../x", b"x")), "code/../../x",
-                         "parent_reference"),
+    "parent reference": (
+        _members(file_member("code/../../x", b"x")),
+        "code/../../x",
+        "parent_reference",
+    ),
     "symlink out": (_members(link_member("w.pt", "/etc/passwd")), "w.pt", "link_escape"),
-    "hard link out": (_members(link_member("w.pt", "../../etc/passwd", hard=True)), "w.pt",
-                      "link_escape"),
+    "hard link out": (
+        _members(link_member("w.pt", "../../etc/passwd", hard=True)),
+        "w.pt",
+        "link_escape",
+    ),
     "device": (_members(special_member("sda", tarfile.BLKTYPE)), "sda", "special_file"),
     "fifo": (_members(special_member("pipe", tarfile.FIFOTYPE)), "pipe", "special_file"),
-    "too many files": (_folder(extra={f"data/{i}.txt": "x" for i in range(MAX_FILES)}),
-                       "data/", "too_many_files"),
+    "too many files": (
+        _folder(extra={f"data/{i}.txt": "x" for i in range(MAX_FILES)}),
+        "data/",
+        "too_many_files",
+    ),
     "empty archive": (_raw(b""), "(archive)", "archive_empty"),
     "not gzip": (_plain_tar, "(archive)", "archive_not_gzip"),
     "no inference.py": (_without("code/inference.py"), "code/inference.py", "inference_missing"),
     "empty inference.py": (_folder(inference=""), "code/inference.py", "inference_hooks"),
-    "syntax error": (_folder(inference="def model_fn(:\n"), "code/inference.py",
-                     "inference_syntax"),
-    "missing hook": (_folder(inference=INFERENCE.replace("def predict_fn", "def predict")),
-                     "code/inference.py", "inference_hooks"),
-    "no requirements": (_folder(requirements=None), "code/requirements.txt",
-                        "requirements_missing"),
-    "pip option": (_folder(requirements="--extra-index-url https://x\n"),
-                   "code/requirements.txt", "requirements_option"),
+    "syntax error": (
+        _folder(inference="def model_fn(:\n"),
+        "code/inference.py",
+        "inference_syntax",
+    ),
+    "missing hook": (
+        _folder(inference=INFERENCE.replace("def predict_fn", "def predict")),
+        "code/inference.py",
+        "inference_hooks",
+    ),
+    "no requirements": (
+        _folder(requirements=None),
+        "code/requirements.txt",
+        "requirements_missing",
+    ),
+    "pip option": (
+        _folder(requirements="--extra-index-url https://x\n"),
+        "code/requirements.txt",
+        "requirements_option",
+    ),
     "no labels": (_folder(labels=None), "label_list.yaml", "labels_missing"),
     "duplicate labels": (_folder(labels=["a", "b", "a"]), "label_list.yaml", "labels_invalid"),
     "no weights": (_folder(weights=None), "weights/", "weights_missing"),
@@ -170,8 +202,12 @@ REFUSALS: dict[str, tuple[BadBundle, str, str]] = {
 
 @pytest.mark.parametrize("case", sorted(REFUSALS))
 def test_each_refusal_names_file_and_rule_and_changes_nothing(
-        case: str, client: Client, api_settings: Settings,
-        session_factory: sessionmaker[Session], tmp_path: Path) -> None:
+    case: str,
+    client: Client,
+    api_settings: Settings,
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
     client.register_model(make_bundle(tmp_path / "good"), "shapes", "autotagging")
     before = registry_state(session_factory, api_settings)
     build, path, rule = REFUSALS[case]
@@ -187,26 +223,26 @@ def test_each_refusal_names_file_and_rule_and_changes_nothing(
 
 
 @pytest.mark.parametrize("api_settings", ["s3"], indirect=True)
-def test_a_refusal_stores_nothing_in_s3_either(client: Client, api_settings: Settings,
-                                               session_factory: sessionmaker[Session],
-                                               tmp_path: Path) -> None:
+def test_a_refusal_stores_nothing_in_s3_either(
+    client: Client, api_settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
     client.register_model(make_bundle(tmp_path / "good"), "shapes", "autotagging")
     before = registry_state(session_factory, api_settings)
     assert len(before[2]) == 1
     with pytest.raises(BadRequest):
-        client.register_model(_members(link_member("x", "/etc"))(tmp_path), "shapes",
-                              "autotagging")
+        client.register_model(_members(link_member("x", "/etc"))(tmp_path), "shapes", "autotagging")
     assert registry_state(session_factory, api_settings) == before
 
 
-def test_bundles_over_the_size_limit_are_a_413(client: Client, api_settings: Settings,
-                                               session_factory: sessionmaker[Session],
-                                               tmp_path: Path) -> None:
+def test_bundles_over_the_size_limit_are_a_413(
+    client: Client, api_settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
     before = registry_state(session_factory, api_settings)
     # unpacked too large (zeros: the archive itself is tiny)
     with pytest.raises(BadRequest) as caught:
-        client.register_model(make_bundle(tmp_path / "zeros", weights_bytes=bytes(MAX_BYTES)),
-                              "big", "autotagging")
+        client.register_model(
+            make_bundle(tmp_path / "zeros", weights_bytes=bytes(MAX_BYTES)), "big", "autotagging"
+        )
     assert (caught.value.status, caught.value.details["rule"]) == (413, "too_large")
     assert "METALAKE_BUNDLE_MAX_BYTES" in caught.value.message
     # the upload itself too large: refused from its Content-Length
@@ -219,14 +255,19 @@ def test_bundles_over_the_size_limit_are_a_413(client: Client, api_settings: Set
 
 
 def test_an_upload_streamed_past_the_limit_without_a_length_is_a_413(
-        api_url: str, admin_key: str, api_settings: Settings) -> None:
+    api_url: str, admin_key: str, api_settings: Settings
+) -> None:
     def body() -> Any:
         for _ in range(4 * MAX_BYTES // (1 << 20)):
             yield bytes(1 << 20)
 
-    response = httpx.post(f"{api_url}/api/v1/models/big/versions",
-                          params={"application": "embedding"}, content=body(),
-                          headers={"Authorization": f"Bearer {admin_key}"}, timeout=60)
+    response = httpx.post(
+        f"{api_url}/api/v1/models/big/versions",
+        params={"application": "embedding"},
+        content=body(),
+        headers={"Authorization": f"Bearer {admin_key}"},
+        timeout=60,
+    )
     assert response.status_code == 413
     assert response.json()["error"]["details"]["rule"] == "too_large"
 
@@ -259,10 +300,14 @@ def test_a_name_keeps_its_application(client: Client, tmp_path: Path) -> None:
 
 def test_list_models_by_application(client: Client, tmp_path: Path) -> None:
     client.register_model(make_bundle(tmp_path / "b"), "tagger", "auto_tagging")
-    client.register_model(make_bundle(tmp_path / "e", "embedding",
-                                      config={"embedding_dim": 512}), "embedder", "embedding")
-    client.register_model(make_bundle(tmp_path / "a", "auto_annotation"), "annotator",
-                          "auto_annotation")
+    client.register_model(
+        make_bundle(tmp_path / "e", "embedding", config={"embedding_dim": 512}),
+        "embedder",
+        "embedding",
+    )
+    client.register_model(
+        make_bundle(tmp_path / "a", "auto_annotation"), "annotator", "auto_annotation"
+    )
     assert [m["name"] for m in client.list_models()] == ["annotator", "embedder", "tagger"]
     assert [m["name"] for m in client.list_models("autotagging")] == ["tagger"]
     assert [m["name"] for m in client.list_models("auto_tagging")] == ["tagger"]
@@ -272,8 +317,9 @@ def test_list_models_by_application(client: Client, tmp_path: Path) -> None:
     assert "auto_annotation" in caught.value.message
 
 
-def test_versions_are_immutable_in_the_database(client: Client, tmp_path: Path,
-                                                session_factory: sessionmaker[Session]) -> None:
+def test_versions_are_immutable_in_the_database(
+    client: Client, tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
     client.register_model(make_bundle(tmp_path / "e", "embedding"), "embedder", "embedding")
     # the trigger's restrict_violation reaches callers as the engine's Conflict (409)
     with pytest.raises(EngineConflict, match="immutable"), session_scope(session_factory) as s:
@@ -285,8 +331,8 @@ def test_versions_are_immutable_in_the_database(client: Client, tmp_path: Path,
 
 
 def test_delete_removes_the_model_and_keeps_shared_blobs(
-        client: Client, api_settings: Settings, tmp_path: Path,
-        session_factory: sessionmaker[Session]) -> None:
+    client: Client, api_settings: Settings, tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
     bundle = make_bundle(tmp_path / "b")
     client.register_model(bundle, "one", "autotagging")
     client.register_model(bundle, "two", "autotagging")  # same bytes: one shared blob
@@ -306,10 +352,10 @@ def test_delete_removes_the_model_and_keeps_shared_blobs(
     from engine.db.jobs import Job
 
     with session_scope(session_factory) as s:
-        version_id = s.scalars(select(ModelVersion.id).join(Model)
-                               .where(Model.name == "two")).one()
-        job = Job(kind="autotagging", platform="local", status="running",
-                  model_version_id=version_id)
+        version_id = s.scalars(select(ModelVersion.id).join(Model).where(Model.name == "two")).one()
+        job = Job(
+            kind="autotagging", platform="local", status="running", model_version_id=version_id
+        )
         s.add(job)
         s.flush()
         job_id = job.id
@@ -324,15 +370,18 @@ def test_delete_removes_the_model_and_keeps_shared_blobs(
         client.get_model("two")
 
 
-def test_scopes(api_url: str, make_key: Callable[..., str], tmp_path: Path,
-                api_settings: Settings) -> None:
+def test_scopes(
+    api_url: str, make_key: Callable[..., str], tmp_path: Path, api_settings: Settings
+) -> None:
     """Registering and deleting models is an admin's: a bundle is code the engine runs."""
     bundle = make_bundle(tmp_path / "b")
     with Client(api_url, make_key("write", name="writer")) as writer:
         with pytest.raises(Forbidden) as refused:
             writer.register_model(bundle, "shapes", "autotagging")
-        assert "registering a model makes the engine run the bundle's code, so it needs " \
-               "'admin'" in refused.value.message
+        assert (
+            "registering a model makes the engine run the bundle's code, so it needs "
+            "'admin'" in refused.value.message
+        )
         assert refused.value.status == 403
         assert writer.list_models() == []
         assert stored_blobs(api_settings) == []
@@ -356,18 +405,21 @@ def test_scopes(api_url: str, make_key: Callable[..., str], tmp_path: Path,
 
 
 def test_a_system_model_survives_deleting_every_other_model(
-        client: Client, api_settings: Settings, session_factory: sessionmaker[Session],
-        tmp_path: Path) -> None:
+    client: Client, api_settings: Settings, session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
     templates = tmp_path / "model_templates"
-    make_bundle(templates / "resnet50_embedding", "embedding",
-                config={"weights": "resnet50-*.pth"})
+    make_bundle(templates / "resnet50_embedding", "embedding", config={"weights": "resnet50-*.pth"})
     with session_scope(session_factory) as session:
-        install_defaults(session=session, storage=registry_storage(api_settings),
-                         settings=api_settings, templates=templates, applications=["embedding"])
+        install_defaults(
+            session=session,
+            storage=registry_storage(api_settings),
+            settings=api_settings,
+            templates=templates,
+            applications=["embedding"],
+        )
     client.register_model(make_bundle(tmp_path / "b"), "mine", "autotagging")
     models = client.list_models()
-    assert {m["name"]: m["is_system"] for m in models} == {"default-embedding": True,
-                                                          "mine": False}
+    assert {m["name"]: m["is_system"] for m in models} == {"default-embedding": True, "mine": False}
     refusals = []
     for model in models:  # "delete everything"
         try:
@@ -382,21 +434,24 @@ def test_a_system_model_survives_deleting_every_other_model(
 
 
 @pytest.mark.parametrize("name", ["default", "default-autotagging", "has space", "a@1", "-x"])
-def test_reserved_and_invalid_names_are_refused(client: Client, tmp_path: Path,
-                                                name: str) -> None:
+def test_reserved_and_invalid_names_are_refused(client: Client, tmp_path: Path, name: str) -> None:
     with pytest.raises(BadRequest) as caught:
         client.register_model(make_bundle(tmp_path / "b"), name, "autotagging")
     assert caught.value.code == "invalid_model_name"
 
 
-def test_unknown_application_lists_the_accepted_values(client: Client, api_url: str,
-                                                       admin_key: str, tmp_path: Path) -> None:
+def test_unknown_application_lists_the_accepted_values(
+    client: Client, api_url: str, admin_key: str, tmp_path: Path
+) -> None:
     with pytest.raises(BadRequest) as caught:
         client.register_model(make_bundle(tmp_path / "b"), "shapes", "detection")
     assert "'auto_tagging'" in caught.value.message
-    response = httpx.post(f"{api_url}/api/v1/models/shapes/versions",
-                          params={"application": "detection"}, content=b"x",
-                          headers={"Authorization": f"Bearer {admin_key}"})
+    response = httpx.post(
+        f"{api_url}/api/v1/models/shapes/versions",
+        params={"application": "detection"},
+        content=b"x",
+        headers={"Authorization": f"Bearer {admin_key}"},
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "unknown_application"
     assert "'embedding'" in response.json()["error"]["message"]
@@ -410,7 +465,8 @@ def test_model_id_and_model_name_must_agree(client: Client, tmp_path: Path) -> N
 
 
 def test_concurrent_registrations_of_a_new_name_number_in_turn(
-        api_url: str, admin_key: str, tmp_path: Path) -> None:
+    api_url: str, admin_key: str, tmp_path: Path
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     bundles = [make_bundle(tmp_path / f"b{i}", weights_bytes=f"w{i}".encode()) for i in range(4)]
@@ -425,7 +481,8 @@ def test_concurrent_registrations_of_a_new_name_number_in_turn(
 
 
 def test_a_slow_upload_does_not_block_other_requests_with_the_same_key(
-        client: Client, api_url: str, admin_key: str, tmp_path: Path) -> None:
+    client: Client, api_url: str, admin_key: str, tmp_path: Path
+) -> None:
     import threading
     import time
 
@@ -439,10 +496,13 @@ def test_a_slow_upload_does_not_block_other_requests_with_the_same_key(
         yield archive[100:]
 
     def upload() -> int:
-        return httpx.post(f"{api_url}/api/v1/models/slow/versions",
-                          params={"application": "autotagging"}, content=slow_body(),
-                          headers={"Authorization": f"Bearer {admin_key}"},
-                          timeout=30).status_code
+        return httpx.post(
+            f"{api_url}/api/v1/models/slow/versions",
+            params={"application": "autotagging"},
+            content=slow_body(),
+            headers={"Authorization": f"Bearer {admin_key}"},
+            timeout=30,
+        ).status_code
 
     from concurrent.futures import ThreadPoolExecutor
 

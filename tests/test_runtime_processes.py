@@ -20,8 +20,12 @@ from tests.fixtures.services import free_port
 
 @pytest.fixture
 def process(tmp_path: Path) -> ManagedProcess:
-    return ManagedProcess("sleeper", tmp_path / "run" / "sleeper.pid",
-                          tmp_path / "logs" / "sleeper.log", tag=f"sleeper@{tmp_path}")
+    return ManagedProcess(
+        "sleeper",
+        tmp_path / "run" / "sleeper.pid",
+        tmp_path / "logs" / "sleeper.log",
+        tag=f"sleeper@{tmp_path}",
+    )
 
 
 def _sleep_argv(ignore_sigterm: bool = False) -> list[str]:
@@ -48,7 +52,8 @@ def _reap(pid: int) -> None:
 
 
 def test_spawned_process_is_recognised_logged_and_stopped(
-        process: ManagedProcess, tmp_path: Path) -> None:
+    process: ManagedProcess, tmp_path: Path
+) -> None:
     pid = process.spawn(_sleep_argv(), env=dict(os.environ), cwd=tmp_path)
     try:
         assert process.pid() == pid
@@ -70,7 +75,8 @@ def test_spawned_process_is_recognised_logged_and_stopped(
 
 
 def test_a_process_ignoring_sigterm_is_killed_after_the_timeout(
-        process: ManagedProcess, tmp_path: Path) -> None:
+    process: ManagedProcess, tmp_path: Path
+) -> None:
     pid = process.spawn(_sleep_argv(ignore_sigterm=True), env=dict(os.environ), cwd=tmp_path)
     time.sleep(0.5)  # let it install its handler
     started = time.monotonic()
@@ -81,7 +87,8 @@ def test_a_process_ignoring_sigterm_is_killed_after_the_timeout(
 
 
 def test_pid_file_naming_an_unrelated_live_process_is_stale_and_never_signalled(
-        process: ManagedProcess) -> None:
+    process: ManagedProcess,
+) -> None:
     write_private(process.pid_file, f"{os.getpid()}\n")  # this test process: alive, not ours
     assert process.recorded_pid() == os.getpid()
     assert process.pid() is None
@@ -119,8 +126,9 @@ def test_write_private_is_atomic_and_owner_only(tmp_path: Path) -> None:
 
 
 def test_status_and_down_handle_stale_pid_files_of_a_stopped_engine(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", api_port=free_port(), pg_port=free_port(),
-                        redis_port=free_port())
+    settings = Settings(
+        home=tmp_path / "home", api_port=free_port(), pg_port=free_port(), redis_port=free_port()
+    )
     for name in ("api", "worker"):
         write_private(managed_process(settings, name).pid_file, "999999999\n")
     entries = {entry.name: entry for entry in supervisor.status(settings)}
@@ -133,7 +141,8 @@ def test_status_and_down_handle_stale_pid_files_of_a_stopped_engine(tmp_path: Pa
 
 
 def test_auto_shared_buffers_are_a_quarter_of_memory_within_bounds(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from engine.runtime import postgres
 
     gib = 1 << 30
@@ -149,8 +158,7 @@ def test_auto_shared_buffers_are_a_quarter_of_memory_within_bounds(
     assert postgres.available_memory() == 2 * gib
     assert postgres.shared_buffers("auto") == "512MB"
     monkeypatch.setattr(postgres, "CGROUP_LIMITS", (unlimited,))
-    assert postgres.available_memory() == os.sysconf("SC_PAGE_SIZE") * os.sysconf(
-        "SC_PHYS_PAGES")
+    assert postgres.available_memory() == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def test_a_generated_password_is_kept_owner_only_and_reused(tmp_path: Path) -> None:
@@ -168,16 +176,25 @@ def test_a_generated_password_is_kept_owner_only_and_reused(tmp_path: Path) -> N
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("postgresql://metalake:s3cr%40t@127.0.0.1:8471/metalake",
-     "postgresql://metalake:***@127.0.0.1:8471/metalake"),
-    ("redis://:pw@127.0.0.1:8472/0", "redis://:***@127.0.0.1:8472/0"),
-    ("postgresql+psycopg://u:p@db.internal/lake?sslmode=require",
-     "postgresql+psycopg://u:***@db.internal/lake?sslmode=require"),
-    ("postgresql://postgres@127.0.0.1:8471/postgres",
-     "postgresql://postgres@127.0.0.1:8471/postgres"),
-    ("redis://127.0.0.1:8472/0", "redis://127.0.0.1:8472/0"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://metalake:s3cr%40t@127.0.0.1:8471/metalake",
+            "postgresql://metalake:***@127.0.0.1:8471/metalake",
+        ),
+        ("redis://:pw@127.0.0.1:8472/0", "redis://:***@127.0.0.1:8472/0"),
+        (
+            "postgresql+psycopg://u:p@db.internal/lake?sslmode=require",
+            "postgresql+psycopg://u:***@db.internal/lake?sslmode=require",
+        ),
+        (
+            "postgresql://postgres@127.0.0.1:8471/postgres",
+            "postgresql://postgres@127.0.0.1:8471/postgres",
+        ),
+        ("redis://127.0.0.1:8472/0", "redis://127.0.0.1:8472/0"),
+    ],
+)
 def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
     from engine.runtime.private import masked_url
 

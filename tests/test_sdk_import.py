@@ -16,6 +16,7 @@ def test_importing_the_sdk_imports_no_engine_dependencies() -> None:
         "from sdk import Client, MetaLakeError\n"
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []

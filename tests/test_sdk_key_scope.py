@@ -50,8 +50,7 @@ class Recorder:
 
 
 @pytest.fixture
-def servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Recorder,
-                                                                                Recorder]]:
+def servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Recorder, Recorder]]:
     """The local engine (named in client.json, with its admin key) and another server."""
     local, other = Recorder(), Recorder()
     home = tmp_path / "home"
@@ -71,7 +70,8 @@ def _health(url: str | None = None, api_key: str | None = None) -> None:
 
 
 def test_the_local_key_goes_only_to_the_local_engine(
-        servers: tuple[Recorder, Recorder], monkeypatch: pytest.MonkeyPatch) -> None:
+    servers: tuple[Recorder, Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
     local, other = servers
     _health(other.url)  # another server, no key given: none sent
     monkeypatch.setenv("METALAKE_URL", other.url)
@@ -94,8 +94,15 @@ def test_same_engine_compares_scheme_host_port_and_path() -> None:
     assert same_engine("http://127.0.0.1:8470", "http://127.0.0.1:8470/")
     assert same_engine("HTTP://LocalHost:80/", "http://localhost")
     assert same_engine("https://engine.example/ml", "https://engine.example:443/ml/")
-    for other in ("https://127.0.0.1:8470", "http://127.0.0.1:8471", "http://localhost:8470",
-                  "http://127.0.0.1:8470/other", "http://127.0.0.1:8470.evil.example",
-                  "http://127.0.0.1:8470@evil.example", "http://evil.example/127.0.0.1:8470",
-                  "127.0.0.1:8470", "http://127.0.0.1:notaport"):
+    for other in (
+        "https://127.0.0.1:8470",
+        "http://127.0.0.1:8471",
+        "http://localhost:8470",
+        "http://127.0.0.1:8470/other",
+        "http://127.0.0.1:8470.evil.example",
+        "http://127.0.0.1:8470@evil.example",
+        "http://evil.example/127.0.0.1:8470",
+        "127.0.0.1:8470",
+        "http://127.0.0.1:notaport",
+    ):
         assert not same_engine(other, "http://127.0.0.1:8470"), other

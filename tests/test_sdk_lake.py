@@ -18,8 +18,9 @@ def test_upload_in_several_batches_reports_totals(client: Client, tmp_path: Path
     assert sum(1 for _ in client.iter_items(collection_id=cid, page_size=1000)) == 450
 
 
-def test_iter_items_over_a_video_collection_ignores_item_type(client: Client,
-                                                              tmp_path: Path) -> None:
+def test_iter_items_over_a_video_collection_ignores_item_type(
+    client: Client, tmp_path: Path
+) -> None:
     imagegen.video(tmp_path / "v" / "a.mp4", frames=3)
     imagegen.video(tmp_path / "v" / "b.mp4", frames=3)
     cid = client.upload_files_to_collection(tmp_path / "v", "video", "vids")

@@ -41,14 +41,18 @@ def _sparse(path: Path, size: int) -> None:
 
 def _uncompressed_tar_gz(folder: Path, target: Path) -> None:
     """A .tar.gz whose gzip stores rather than compresses: the upload is as large as the bundle."""
-    with target.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=0) as gz, \
-            tarfile.open(fileobj=gz, mode="w") as tar:
+    with (
+        target.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
         tar.add(folder, arcname=".")
 
 
 @pytest.mark.slow
 def test_a_300_mb_bundle_streams_without_growing_the_sdk_process(
-        api_url: str, admin_key: str, tmp_path: Path) -> None:
+    api_url: str, admin_key: str, tmp_path: Path
+) -> None:
     folder = make_bundle(tmp_path / "big", weights=None)
     _sparse(folder / "model.pt", BIG)
     archive = tmp_path / "big.tar.gz"
@@ -56,7 +60,11 @@ def test_a_300_mb_bundle_streams_without_growing_the_sdk_process(
     assert archive.stat().st_size > BIG
     result = subprocess.run(
         [sys.executable, "-c", MEASURE, str(folder), str(archive), api_url, admin_key],
-        capture_output=True, text=True, timeout=300, check=False)
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["versions"] == [1, 2]
@@ -65,23 +73,31 @@ def test_a_300_mb_bundle_streams_without_growing_the_sdk_process(
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine.cli", "models", *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", "models", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 @pytest.fixture
 def cli_env(api_url: str, admin_key: str, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("METALAKE_")}
-    env.update(METALAKE_URL=api_url, METALAKE_API_KEY=admin_key,
-               METALAKE_HOME=str(tmp_path / "cli-home"))
+    env.update(
+        METALAKE_URL=api_url, METALAKE_API_KEY=admin_key, METALAKE_HOME=str(tmp_path / "cli-home")
+    )
     return env
 
 
-def test_cli_register_list_show_delete(cli_env: dict[str, str], client: Client,
-                                       tmp_path: Path) -> None:
+def test_cli_register_list_show_delete(
+    cli_env: dict[str, str], client: Client, tmp_path: Path
+) -> None:
     bundle = make_bundle(tmp_path / "bundle")
-    registered = _cli("register", str(bundle), "--name", "shapes", "--application",
-                      "auto_tagging", env=cli_env)
+    registered = _cli(
+        "register", str(bundle), "--name", "shapes", "--application", "auto_tagging", env=cli_env
+    )
     assert registered.returncode == 0, registered.stderr
     assert registered.stdout.startswith("registered shapes@1 (autotagging, ")
     _cli("register", str(bundle), "-n", "shapes", "-a", "autotagging", env=cli_env)
@@ -108,8 +124,9 @@ def test_cli_register_list_show_delete(cli_env: dict[str, str], client: Client,
 
 def test_cli_refusals_are_one_line(cli_env: dict[str, str], tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "bundle", inference="def model_fn(:\n")
-    result = _cli("register", str(bundle), "--name", "broken", "--application", "autotagging",
-                  env=cli_env)
+    result = _cli(
+        "register", str(bundle), "--name", "broken", "--application", "autotagging", env=cli_env
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("error: code/inference.py has a syntax error at line 1")
     assert "Traceback" not in result.stderr

@@ -49,8 +49,13 @@ def _vector(seed: int) -> list[float]:
 
 
 @pytest.fixture
-def example(client: Any, tmp_path: Path, session: Session, shapes_detector_bundle: Path,  # noqa: F811
-            resnet50_random_bundle: Path) -> int:  # noqa: F811
+def example(
+    client: Any,
+    tmp_path: Path,
+    session: Session,
+    shapes_detector_bundle: Path,
+    resnet50_random_bundle: Path,
+) -> int:
     """Collection `example_collection`: example_image.jpg (the manual's 7.6-7.8 file) and
     three PNGs of which only bird_in_range matches the manual's query and filter."""
     folder = tmp_path / "example"
@@ -60,16 +65,26 @@ def example(client: Any, tmp_path: Path, session: Session, shapes_detector_bundl
         scene(index + 1, seed=5).image.save(folder / f"{name}.png")
     cid = client.upload_files_to_collection(folder, "image", "example_collection")
     for name in ("example_collection_bird_in_range.png", "example_collection_bird_today.png"):
-        client.add_annotations(name, [{"label": "Bird", "shape": "box", "geometry":
-                                       {"x1": 10, "y1": 10, "x2": 60, "y2": 60}}])
-    session.execute(update(File).where(File.unique_name.in_(
-        [SELECTED, "example_collection_plain_in_range.png"]))
-        .values(uploaded_at=datetime(2022, 10, 1, 12, tzinfo=UTC)))
+        client.add_annotations(
+            name,
+            [
+                {
+                    "label": "Bird",
+                    "shape": "box",
+                    "geometry": {"x1": 10, "y1": 10, "x2": 60, "y2": 60},
+                }
+            ],
+        )
+    session.execute(
+        update(File)
+        .where(File.unique_name.in_([SELECTED, "example_collection_plain_in_range.png"]))
+        .values(uploaded_at=datetime(2022, 10, 1, 12, tzinfo=UTC))
+    )
     session.commit()
 
     # 7.1, as written (the manual's path is its user's; the application string is its own).
-    client.register_model(shapes_detector_bundle, 'test_yolov8', 'autotagging')
-    client.register_model(resnet50_random_bundle, 'test_resnet50', 'embedding')
+    client.register_model(shapes_detector_bundle, "test_yolov8", "autotagging")
+    client.register_model(resnet50_random_bundle, "test_resnet50", "embedding")
     return cid
 
 
@@ -82,91 +97,165 @@ def _submitted(job: dict[str, Any], total: int) -> tuple[int, int]:
     return int(job["job_id"]), total
 
 
-def test_sections_7_2_to_7_5_as_written(client: Any, worker: Any, example: int  # noqa: F811
-                                        ) -> None:
+def test_sections_7_2_to_7_5_as_written(
+    client: Any,
+    worker: Any,
+    example: int,
+) -> None:
     jobs = []
     # 7.2
-    jobs.append(_submitted(client.auto_tag_collection(
-        example,
-        "test_yolov8",
-        (480, 480),
-        0.6,
-        "annotation.label=Bird",
-        {
-            "annotation_types": ["human", "machine"],
-            "from_date": "2022-08-02",
-            "to_date": "2023-01-19",
-        },
-        'local'
-    ), 1))
+    jobs.append(
+        _submitted(
+            client.auto_tag_collection(
+                example,
+                "test_yolov8",
+                (480, 480),
+                0.6,
+                "annotation.label=Bird",
+                {
+                    "annotation_types": ["human", "machine"],
+                    "from_date": "2022-08-02",
+                    "to_date": "2023-01-19",
+                },
+                "local",
+            ),
+            1,
+        )
+    )
     # 7.3
-    jobs.append(_submitted(client.generate_auto_tags_to_metalake(
-        "image",
-        "test_yolov8",
-        (480, 480),
-        0.5,
-        "annotation.label=Bird",
-        {
-            "annotation_types": ["human", "machine"],
-            "from_date": "2022-08-02",
-            "to_date": "2023-01-19",
-        },
-        'local'
-    ), 1))
+    jobs.append(
+        _submitted(
+            client.generate_auto_tags_to_metalake(
+                "image",
+                "test_yolov8",
+                (480, 480),
+                0.5,
+                "annotation.label=Bird",
+                {
+                    "annotation_types": ["human", "machine"],
+                    "from_date": "2022-08-02",
+                    "to_date": "2023-01-19",
+                },
+                "local",
+            ),
+            1,
+        )
+    )
     # 7.4
-    jobs.append(_submitted(client.generate_embeddings_for_collection(
-        example,
-        'test_resnet50',
-        "annotation.label=Bird",
-        {
-            "annotation_types": ["human", "machine"],
-            "from_date": "2022-08-02",
-            "to_date": "2023-01-19",
-        },
-        'local'
-    ), 1))
+    jobs.append(
+        _submitted(
+            client.generate_embeddings_for_collection(
+                example,
+                "test_resnet50",
+                "annotation.label=Bird",
+                {
+                    "annotation_types": ["human", "machine"],
+                    "from_date": "2022-08-02",
+                    "to_date": "2023-01-19",
+                },
+                "local",
+            ),
+            1,
+        )
+    )
     # 7.5
-    jobs.append(_submitted(client.generate_embeddings_to_metalake(
-        "image",
-        "test_resnet50",
-        "annotation.label=Bird",
-        {
-            "annotation_types": ["human", "machine"],
-            "from_date": "2022-08-02",
-            "to_date": "2023-01-19",
-        },
-        'local'
-    ), 1))
+    jobs.append(
+        _submitted(
+            client.generate_embeddings_to_metalake(
+                "image",
+                "test_resnet50",
+                "annotation.label=Bird",
+                {
+                    "annotation_types": ["human", "machine"],
+                    "from_date": "2022-08-02",
+                    "to_date": "2023-01-19",
+                },
+                "local",
+            ),
+            1,
+        )
+    )
     # The manual's collection ids are strings: a numeric string is the same collection.
-    jobs.append(_submitted(client.auto_tag_collection(
-        str(example), "test_yolov8", (480, 480), 0.6, "annotation.label=Bird", FILTER,
-        'local'), 1))
+    jobs.append(
+        _submitted(
+            client.auto_tag_collection(
+                str(example),
+                "test_yolov8",
+                (480, 480),
+                0.6,
+                "annotation.label=Bird",
+                FILTER,
+                "local",
+            ),
+            1,
+        )
+    )
     # Keyword forms: the tables' model_id, the signatures' model_name.
-    jobs.append(_submitted(client.auto_tag_collection(
-        example, model_id="test_yolov8", input_resolution=(480, 480), confidence_threshold=0.6,
-        query="annotation.label=Bird", filter=FILTER, inference_platform='local'), 1))
-    jobs.append(_submitted(client.generate_auto_tags_to_metalake(
-        "image", model_name="test_yolov8", input_resolution=(480, 480), query="", filter=None,
-        inference_platform='local'), 4))
-    jobs.append(_submitted(client.generate_embeddings_for_collection(
-        example, model_name="test_resnet50", query="annotation.label=Bird", filter=FILTER,
-        inference_platform='local'), 1))
-    jobs.append(_submitted(client.generate_embeddings_to_metalake(
-        "image", model_id="test_resnet50", query="annotation.label=Bird", filter=FILTER,
-        inference_platform='local'), 1))
+    jobs.append(
+        _submitted(
+            client.auto_tag_collection(
+                example,
+                model_id="test_yolov8",
+                input_resolution=(480, 480),
+                confidence_threshold=0.6,
+                query="annotation.label=Bird",
+                filter=FILTER,
+                inference_platform="local",
+            ),
+            1,
+        )
+    )
+    jobs.append(
+        _submitted(
+            client.generate_auto_tags_to_metalake(
+                "image",
+                model_name="test_yolov8",
+                input_resolution=(480, 480),
+                query="",
+                filter=None,
+                inference_platform="local",
+            ),
+            4,
+        )
+    )
+    jobs.append(
+        _submitted(
+            client.generate_embeddings_for_collection(
+                example,
+                model_name="test_resnet50",
+                query="annotation.label=Bird",
+                filter=FILTER,
+                inference_platform="local",
+            ),
+            1,
+        )
+    )
+    jobs.append(
+        _submitted(
+            client.generate_embeddings_to_metalake(
+                "image",
+                model_id="test_resnet50",
+                query="annotation.label=Bird",
+                filter=FILTER,
+                inference_platform="local",
+            ),
+            1,
+        )
+    )
 
     for job_id, total in jobs:
         final = client.wait_for_job(job_id, timeout=240, progress=False)
         assert final["status"] == "succeeded", final
         assert (final["total"], final["done"], final["failed"]) == (total, total, 0), final
-    [vector] = client.get_embedding_vector([SELECTED], 'test_resnet50')
+    [vector] = client.get_embedding_vector([SELECTED], "test_resnet50")
     assert len(vector["embeddings"]) == 2048
-    [other] = client.get_embedding_vector(["example_collection_bird_today.png"], 'test_resnet50')
+    [other] = client.get_embedding_vector(["example_collection_bird_today.png"], "test_resnet50")
     assert other["embeddings"] is None  # outside the manual's date range
 
 
 def test_aws_as_written_is_refused_at_once_when_aws_is_not_configured(
-        client: Any, example: int) -> None:
+    client: Any, example: int
+) -> None:
     with pytest.raises(BadRequest) as caught:
         client.auto_tag_collection(
             example,
@@ -179,7 +268,7 @@ def test_aws_as_written_is_refused_at_once_when_aws_is_not_configured(
                 "from_date": "2022-08-02",
                 "to_date": "2023-01-19",
             },
-            'aws'
+            "aws",
         )
     assert "METALAKE_" in caught.value.message
     assert "inference_platform='local'" in caught.value.message
@@ -190,39 +279,38 @@ def test_sections_7_6_to_7_8_as_written(client: Any, example: int) -> None:
     vector = _vector(1)
     # 7.6
     result = client.insert_image_embeddings_batch(
-        [{
-            "uniqueName": "example_collection_example_image.jpg",
-            "embeddings": vector
-        }],
-        'Resnet50',
+        [{"uniqueName": "example_collection_example_image.jpg", "embeddings": vector}],
+        "Resnet50",
         [2048],
-        ""
+        "",
     )
     assert (result["space"], result["written"]) == ("Resnet50", 1)
     # 7.7
     again = _vector(2)
     result = client.insert_image_embeddings(
-        [{
-            "uniqueName": "example_collection_example_image.jpg",
-            "embeddings": again
-        }],
-        'Resnet50',
-        [2048]
+        [{"uniqueName": "example_collection_example_image.jpg", "embeddings": again}],
+        "Resnet50",
+        [2048],
     )
     assert result["written"] == 1
     # 7.8
-    [got] = client.get_embedding_vector(["example_collection_example_image.jpg"], 'Resnet50')
+    [got] = client.get_embedding_vector(["example_collection_example_image.jpg"], "Resnet50")
     assert got["uniqueName"] == EXAMPLE
     assert np.allclose(got["embeddings"], again, atol=2e-3)  # stored as halfvec
 
     # Keyword forms.
     client.insert_image_embeddings_batch(
-        embedding_list=[{"uniqueName": EXAMPLE, "embeddings": vector}], model_id='Resnet50',
-        vector_dimension=[2048], session_id="")
+        embedding_list=[{"uniqueName": EXAMPLE, "embeddings": vector}],
+        model_id="Resnet50",
+        vector_dimension=[2048],
+        session_id="",
+    )
     client.insert_image_embeddings(
-        embedding_list=[{"uniqueName": EXAMPLE, "embeddings": vector}], model_name='Resnet50',
-        vector_dimension=[2048])
-    [by_id] = client.get_embedding_vector([EXAMPLE], model_id='Resnet50')
-    [by_name] = client.get_embedding_vector(unique_names=[EXAMPLE], model_name='Resnet50')
+        embedding_list=[{"uniqueName": EXAMPLE, "embeddings": vector}],
+        model_name="Resnet50",
+        vector_dimension=[2048],
+    )
+    [by_id] = client.get_embedding_vector([EXAMPLE], model_id="Resnet50")
+    [by_name] = client.get_embedding_vector(unique_names=[EXAMPLE], model_name="Resnet50")
     assert by_id == by_name
     assert np.allclose(by_id["embeddings"], vector, atol=2e-3)

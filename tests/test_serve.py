@@ -37,9 +37,22 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         port_file = tmp_path / f"port-{len(processes)}"
         log = (tmp_path / f"serve-{len(processes)}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "engine.hosting.serve", "--model-dir", str(bundle),
-             "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "engine.hosting.serve",
+                "--model-dir",
+                str(bundle),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--port-file",
+                str(port_file),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         processes.append(process)
         deadline = time.monotonic() + 20
         while not port_file.exists():
@@ -66,8 +79,15 @@ def _wait_ready(url: str, timeout: float = 20) -> httpx.Response:
 
 def _batch(n: int = 4, **parameters: object) -> bytes:
     images = [np.full((24, 32, 3), (i * 50, 10, 200 - i * 40), np.uint8) for i in range(n)]
-    return encode_batch(images, {"application": "autotagging", "confidence_threshold": 0.5,
-                                 "input_resolution": [32, 24], **parameters})
+    return encode_batch(
+        images,
+        {
+            "application": "autotagging",
+            "confidence_threshold": 0.5,
+            "input_resolution": [32, 24],
+            **parameters,
+        },
+    )
 
 
 def _bundle(tmp_path: Path, source: str) -> Path:
@@ -99,8 +119,10 @@ def test_a_batch_of_four_images_round_trips(serve: Serve) -> None:
     first = outcomes[0].output
     assert isinstance(first, TagPrediction)
     assert (first.boxes[0].x2, first.boxes[0].y2) == (32, 24)  # the pixel space it was sent
-    assert [o.output.boxes[0].class_id for o in outcomes  # type: ignore[union-attr]
-            ] == [2, 2, 2, 0]
+    assert [
+        o.output.boxes[0].class_id
+        for o in outcomes  # type: ignore[union-attr]
+    ] == [2, 2, 2, 0]
     parameters = response.json()[0]["parameters"]
     assert parameters["input_resolution"] == [32, 24]
 
@@ -113,8 +135,9 @@ def test_json_requests_with_base64_images(serve: Serve) -> None:
         buffer = io.BytesIO()
         Image.new("RGB", (16, 8), color).save(buffer, format="PNG")
         encoded.append(base64.b64encode(buffer.getvalue()).decode())
-    response = httpx.post(url + "/invocations",
-                          json={"images": encoded, "parameters": {"application": "autotagging"}})
+    response = httpx.post(
+        url + "/invocations", json={"images": encoded, "parameters": {"application": "autotagging"}}
+    )
     assert response.status_code == 200, response.text
     outcomes = validate_outputs("autotagging", response.text, 2)
     assert [o.output.boxes[0].class_id for o in outcomes] == [0, 1]  # type: ignore[union-attr]
@@ -124,8 +147,9 @@ def test_errors_in_the_bundle_are_reported_and_the_server_goes_on(serve: Serve) 
     url = serve(BUNDLES / "echo")
     _wait_ready(url)
 
-    bad_input = httpx.post(url + "/invocations", content=b"a,b\n1,2\n",
-                           headers={"Content-Type": "text/csv"})
+    bad_input = httpx.post(
+        url + "/invocations", content=b"a,b\n1,2\n", headers={"Content-Type": "text/csv"}
+    )
     assert bad_input.status_code == 400
     error = bad_input.json()["error"]
     assert error["code"] == "model_error"
@@ -136,7 +160,9 @@ def test_errors_in_the_bundle_are_reported_and_the_server_goes_on(serve: Serve) 
     assert failing.status_code == 500
     error = failing.json()["error"]
     assert (error["stage"], error["message"]) == (
-        "predict_fn", "RuntimeError: predict_fn was told to fail")
+        "predict_fn",
+        "RuntimeError: predict_fn was told to fail",
+    )
     assert 'inference.py", line' in error["traceback"]
     assert "serve.py" not in error["traceback"]  # the bundle's frames only
 
@@ -157,33 +183,42 @@ def test_a_failed_model_fn_is_reported_by_ping(serve: Serve) -> None:
 
 
 def test_missing_hooks_and_imports_are_named(serve: Serve, tmp_path: Path) -> None:
-    missing_hook = _bundle(tmp_path / "a", """
+    missing_hook = _bundle(
+        tmp_path / "a",
+        """
         def input_fn(request_body, request_content_type):
             return request_body
         def output_fn(prediction, accept):
             return prediction
-    """)
+    """,
+    )
     error = _wait_ready(serve(missing_hook)).json()["error"]
     assert error["stage"] == "import inference.py"
     assert "does not define model_fn, predict_fn" in error["message"]
 
     missing_package = _bundle(tmp_path / "b", "import not_a_package_metalake_has\n")
     error = _wait_ready(serve(missing_package)).json()["error"]
-    assert error["message"] == ("ModuleNotFoundError: No module named "
-                                "'not_a_package_metalake_has' (list the package in "
-                                "code/requirements.txt)")
+    assert error["message"] == (
+        "ModuleNotFoundError: No module named "
+        "'not_a_package_metalake_has' (list the package in "
+        "code/requirements.txt)"
+    )
 
 
-def test_a_bundle_without_input_fn_and_output_fn_gets_the_defaults(serve: Serve,
-                                                                    tmp_path: Path) -> None:
-    bundle = _bundle(tmp_path, """
+def test_a_bundle_without_input_fn_and_output_fn_gets_the_defaults(
+    serve: Serve, tmp_path: Path
+) -> None:
+    bundle = _bundle(
+        tmp_path,
+        """
         def model_fn(model_dir):
             return None
         def predict_fn(input_data, model):
             images, parameters = input_data
             return [{"shape": images.shape[1:], "mean": image.mean(axis=(0, 1)),
                      "parameters": parameters} for image in images]
-    """)
+    """,
+    )
     url = serve(bundle)
     _wait_ready(url)
     response = httpx.post(url + "/invocations", content=_batch(2), headers=NPZ)
@@ -205,15 +240,18 @@ def test_a_bundle_without_input_fn_and_output_fn_gets_the_defaults(serve: Serve,
     assert bad_body.status_code == 400
     assert bad_body.json()["error"]["stage"] == "input_fn"
     assert "not a readable .npz archive" in bad_body.json()["error"]["message"]
-    no_json = httpx.post(url + "/invocations", content=_batch(1),
-                         headers={**NPZ, "Accept": "text/csv"})
+    no_json = httpx.post(
+        url + "/invocations", content=_batch(1), headers={**NPZ, "Accept": "text/csv"}
+    )
     assert no_json.status_code == 500
     assert no_json.json()["error"]["stage"] == "output_fn"
     assert "unsupported accept type" in no_json.json()["error"]["message"]
 
 
 def test_output_fn_values_are_serialised(serve: Serve, tmp_path: Path) -> None:
-    bundle = _bundle(tmp_path, """
+    bundle = _bundle(
+        tmp_path,
+        """
         import numpy as np
         def model_fn(model_dir):
             return None
@@ -223,19 +261,22 @@ def test_output_fn_values_are_serialised(serve: Serve, tmp_path: Path) -> None:
             return np.arange(3, dtype=np.float32)
         def output_fn(prediction_output, content_type):
             return [{"embedding": prediction_output, "n": np.int64(3), "accept": content_type}]
-    """)
+    """,
+    )
     url = serve(bundle)
     _wait_ready(url)
     response = httpx.post(url + "/invocations", content=b"", headers={"Accept": "*/*"})
-    assert response.json() == [{"embedding": [0.0, 1.0, 2.0], "n": 3,
-                                "accept": "application/json"}]
+    assert response.json() == [{"embedding": [0.0, 1.0, 2.0], "n": 3, "accept": "application/json"}]
 
 
 def test_the_serving_program_imports_no_engine_services() -> None:
-    code = ("import sys, engine.hosting.serve\n"
-            "heavy = ['sqlalchemy', 'celery', 'psycopg', 'engine.db', 'engine.config', "
-            "'pydantic', 'numpy', 'boto3']\n"
-            "print([name for name in heavy if name in sys.modules])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    code = (
+        "import sys, engine.hosting.serve\n"
+        "heavy = ['sqlalchemy', 'celery', 'psycopg', 'engine.db', 'engine.config', "
+        "'pydantic', 'numpy', 'boto3']\n"
+        "print([name for name in heavy if name in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert json.loads(result.stdout.replace("'", '"')) == []

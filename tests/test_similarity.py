@@ -40,12 +40,14 @@ def _clustered(rng: np.random.Generator, clusters: int, dim: int) -> tuple[np.nd
     nearest neighbours. Rows are ordered so that member j of every cluster comes in turn."""
     centers = rng.normal(size=(clusters, dim))
     points = np.repeat(centers, PER_CLUSTER, axis=0) + 0.05 * rng.normal(
-        size=(clusters * PER_CLUSTER, dim))
+        size=(clusters * PER_CLUSTER, dim)
+    )
     return centers, points
 
 
-def _top(points: np.ndarray, query: np.ndarray, k: int,
-         among: np.ndarray | None = None) -> set[int]:
+def _top(
+    points: np.ndarray, query: np.ndarray, k: int, among: np.ndarray | None = None
+) -> set[int]:
     """Brute-force cosine top-k (indices), optionally only among the indices `among`."""
     unit = points / np.linalg.norm(points, axis=1, keepdims=True)
     scores = unit @ (query / np.linalg.norm(query))
@@ -69,10 +71,13 @@ def lake(client: Any, session: Session) -> dict[str, Any]:
     metadata = [{"bucket": "rare" if i % 100 == 3 else "common"} for i in range(N)]
     names = make_files(session, "lake", N, metadata=metadata)
     make_files(session, "even", 0)
-    session.execute(text(
-        "INSERT INTO collection_files (collection_id, file_id) "
-        "SELECT c.id, f.id FROM collections c, files f "
-        "WHERE c.name = 'even' AND f.unique_name ~ '_img[0-9]*[02468][.]jpg$'"))
+    session.execute(
+        text(
+            "INSERT INTO collection_files (collection_id, file_id) "
+            "SELECT c.id, f.id FROM collections c, files f "
+            "WHERE c.name = 'even' AND f.unique_name ~ '_img[0-9]*[02468][.]jpg$'"
+        )
+    )
     session.commit()
     _insert(client, names, points, "clustered")
     # What a worker's sweep does once the writes go quiet (tests/test_indexing.py).
@@ -93,13 +98,16 @@ def test_recall_at_10_is_perfect_on_clustered_vectors(client: Any, lake: dict[st
         recalls.append(len(truth & {f["unique_name"] for f in found}) / K)
         scores = [f["score"] for f in found]
         assert scores == sorted(scores, reverse=True)
-    print(f"\nclustered 2000x64: recall@10 {np.mean(recalls):.3f}, "
-          f"median latency {1000 * np.median(latencies):.1f} ms (HTTP round trip)")
+    print(
+        f"\nclustered 2000x64: recall@10 {np.mean(recalls):.3f}, "
+        f"median latency {1000 * np.median(latencies):.1f} ms (HTTP round trip)"
+    )
     assert np.mean(recalls) == 1.0
 
 
 def test_by_unique_name_the_files_cluster_comes_first_without_itself(
-        client: Any, lake: dict[str, Any]) -> None:
+    client: Any, lake: dict[str, Any]
+) -> None:
     names = lake["names"]
     for row in (0, 1234, 1999):
         found = client.get_similar_items(names[row], None, "clustered", PER_CLUSTER - 1)
@@ -110,11 +118,13 @@ def test_by_unique_name_the_files_cluster_comes_first_without_itself(
 
 
 def test_the_hnsw_index_exists_and_the_unfiltered_search_uses_it(
-        lake: dict[str, Any], session: Session) -> None:
+    lake: dict[str, Any], session: Session
+) -> None:
     session.rollback()
     space = session.scalars(select(EmbeddingSpace).where(EmbeddingSpace.name == "clustered")).one()
-    definition = session.scalar(text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
-                                {"n": space.index_name})
+    definition = session.scalar(
+        text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": space.index_name}
+    )
     assert definition is not None
     assert "USING hnsw" in definition
     assert f"halfvec({DIM})" in definition
@@ -135,8 +145,9 @@ def test_the_hnsw_index_exists_and_the_unfiltered_search_uses_it(
     # scan is the plan (a 1% filter is planned as an exact scan of the few matches instead).
     session.execute(text("ANALYZE"))
     session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-    request = SimilarityQuery(vector=[1.0] * DIM, model_name="clustered",
-                              collection_id=collection_id(session, "even"))
+    request = SimilarityQuery(
+        vector=[1.0] * DIM, model_name="clustered", collection_id=collection_id(session, "even")
+    )
     conditions = search_conditions(session, request)
     plan = _explain(session, index_query(space, K, conditions), lake["points"][0])
     assert f"Index Scan using {space.index_name}" in plan, plan
@@ -151,7 +162,8 @@ def _explain(session: Session, statement: Any, vector: Any) -> str:
 
 
 def test_a_small_indexed_space_is_searched_through_its_graph_not_sorted(
-        session: Session, lake: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    session: Session, lake: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # At 2,000 vectors the planner would sort them all; the unfiltered search rules sorting out
     # for its transaction (with sorting ruled out the plan is the index scan, above), and only
     # for spaces that small.
@@ -163,8 +175,10 @@ def test_a_small_indexed_space_is_searched_through_its_graph_not_sorted(
     assert session.scalar(text("SELECT current_setting('enable_sort')")) == "on"  # LOCAL
     # A filtered search that goes through the graph rules sorting out too, whatever the size.
     filtered = request.model_copy(update={"query": "metadata.bucket = 'common'"})
-    assert similar_items(session=session, request=filtered,
-                         exact_threshold=0).method == "iterative_index"
+    assert (
+        similar_items(session=session, request=filtered, exact_threshold=0).method
+        == "iterative_index"
+    )
     assert session.scalar(text("SELECT current_setting('enable_sort')")) == "off"
     session.rollback()
     rare = request.model_copy(update={"query": "metadata.bucket = 'rare'"})
@@ -178,7 +192,8 @@ def test_a_small_indexed_space_is_searched_through_its_graph_not_sorted(
 
 
 def test_the_count_finds_matching_files_by_index_not_by_a_scan_it_hopes_to_stop_early(
-        session: Session, lake: dict[str, Any]) -> None:
+    session: Session, lake: dict[str, Any]
+) -> None:
     # With its LIMIT, a sequential scan of `files` looked cheap to the planner, as if the
     # matches were spread evenly; files uploaded together sit together, and at 100,000 files
     # the count for the last upload read the whole table. The GIN index serves `metadata`.
@@ -188,11 +203,14 @@ def test_the_count_finds_matching_files_by_index_not_by_a_scan_it_hopes_to_stop_
     session.execute(text("ANALYZE files"))
     session.commit()
     space = session.scalars(select(EmbeddingSpace).where(EmbeddingSpace.name == "clustered")).one()
-    scans = text("SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables "
-                 "WHERE relname = 'files'")
+    scans = text("SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relname = 'files'")
     for query, matching in (("metadata.bucket = 'late'", 0), ("metadata.bucket = 'rare'", 20)):
-        conditions = search_conditions(session, SimilarityQuery(
-            vector=lake["points"][0].tolist(), model_name="clustered", k=K, query=query))
+        conditions = search_conditions(
+            session,
+            SimilarityQuery(
+                vector=lake["points"][0].tolist(), model_name="clustered", k=K, query=query
+            ),
+        )
         before = session.execute(scans).one()
         assert search_module._count(session, space, conditions, exact_limit(N)) == matching
         after = session.execute(scans).one()
@@ -204,7 +222,8 @@ def test_the_count_finds_matching_files_by_index_not_by_a_scan_it_hopes_to_stop_
 
 
 def test_filtered_searches_scan_exactly_only_while_few_vectors_match(
-        session: Session, lake: dict[str, Any]) -> None:
+    session: Session, lake: dict[str, Any]
+) -> None:
     # The limit grows as the square root of the space (exact scans cost per match, the graph
     # walk per vector passed over): 161 of these 2,000, 1,140 of 100,000.
     assert [exact_limit(n) for n in (2_000, 10_000, 100_000)] == [161, 360, 1_140]
@@ -225,52 +244,68 @@ def test_filtered_searches_scan_exactly_only_while_few_vectors_match(
     assert result.method == "exact"
     among = np.array([i for i in range(N) if i % 100 == 3])
     assert {item.unique_name for item in result.items} == {
-        names[i] for i in _top(points, points[0], K, among)}
+        names[i] for i in _top(points, points[0], K, among)
+    }
     session.rollback()
 
 
 def test_a_collection_filter_returns_k_results_from_the_collection(
-        client: Any, session: Session, lake: dict[str, Any]) -> None:
+    client: Any, session: Session, lake: dict[str, Any]
+) -> None:
     names, points = lake["names"], lake["points"]
     even_id = collection_id(session, "even")
     evens = np.arange(0, N, 2)
     # The centre of a cluster: 5 of its members are odd, so filtered neighbours go further out.
     query = lake["centers"][17]
-    found = client.get_similar_items(vector=query, model_name="clustered", k=K,
-                                     collection_id=even_id)
+    found = client.get_similar_items(
+        vector=query, model_name="clustered", k=K, collection_id=even_id
+    )
     assert len(found) == K
     truth = {names[i] for i in _top(points, query, K, among=evens)}
     assert {f["unique_name"] for f in found} == truth
 
 
 def test_a_query_selecting_1_percent_still_returns_k_results(
-        client: Any, lake: dict[str, Any]) -> None:
+    client: Any, lake: dict[str, Any]
+) -> None:
     names, points = lake["names"], lake["points"]
     rare = np.array([i for i in range(N) if i % 100 == 3])
     query = lake["centers"][100]
-    found = client.get_similar_items(vector=query, model_name="clustered", k=K,
-                                     query='metadata.bucket="rare"')
+    found = client.get_similar_items(
+        vector=query, model_name="clustered", k=K, query='metadata.bucket="rare"'
+    )
     assert len(found) == K
     assert {f["unique_name"] for f in found} == {names[i] for i in _top(points, query, K, rare)}
     # Fewer matches than k: all of them.
-    assert len(client.get_similar_items(vector=query, model_name="clustered", k=50,
-                                        query='metadata.bucket="rare"')) == len(rare)
+    assert len(
+        client.get_similar_items(
+            vector=query, model_name="clustered", k=50, query='metadata.bucket="rare"'
+        )
+    ) == len(rare)
 
 
-@pytest.mark.parametrize("search", [
-    {"query": 'metadata.bucket="rare"'},
-    {"collection": "even"},
-])
+@pytest.mark.parametrize(
+    "search",
+    [
+        {"query": 'metadata.bucket="rare"'},
+        {"collection": "even"},
+    ],
+)
 def test_the_iterative_index_scan_path_returns_k_results(
-        session: Session, lake: dict[str, Any], search: dict[str, str]) -> None:
+    session: Session, lake: dict[str, Any], search: dict[str, str]
+) -> None:
     """With no exact-scan threshold, filtered searches go through the iterative index scan
     (falling back to an exact scan should it come back short)."""
     names, points = lake["names"], lake["points"]
     session.rollback()
-    among = (np.array([i for i in range(N) if i % 100 == 3]) if "query" in search
-             else np.arange(0, N, 2))
-    extra: dict[str, Any] = ({"query": search["query"]} if "query" in search
-                             else {"collection_id": collection_id(session, search["collection"])})
+    among = (
+        np.array([i for i in range(N) if i % 100 == 3]) if "query" in search else np.arange(0, N, 2)
+    )
+    extra: dict[str, Any] = (
+        {"query": search["query"]}
+        if "query" in search
+        else {"collection_id": collection_id(session, search["collection"])}
+    )
     recalls, methods = [], []
     for c in (3, 50, 150):
         query = lake["centers"][c]
@@ -313,13 +348,15 @@ def test_random_vectors_recall_and_a_2048_d_space(client: Any, session: Session)
         recalls.append(len(truth & {f["unique_name"] for f in found}) / K)
     assert np.mean(recalls) == 1.0
     session.rollback()
-    definition = session.scalar(text(
-        "SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%halfvec(2048)%'"))
+    definition = session.scalar(
+        text("SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%halfvec(2048)%'")
+    )
     assert definition is not None
 
 
 def test_searching_needs_one_target_of_the_right_dimension(
-        client: Any, lake: dict[str, Any]) -> None:
+    client: Any, lake: dict[str, Any]
+) -> None:
     from sdk.errors import BadRequest, NotFound
 
     with pytest.raises(BadRequest, match="either unique_name"):
@@ -329,16 +366,22 @@ def test_searching_needs_one_target_of_the_right_dimension(
     with pytest.raises(NotFound, match="not in the lake"):
         client.get_similar_items("missing.jpg", model_name="clustered")
     with pytest.raises(NotFound, match="collection"):
-        client.get_similar_items(vector=lake["centers"][0], model_name="clustered",
-                                 collection_id=999999)
+        client.get_similar_items(
+            vector=lake["centers"][0], model_name="clustered", collection_id=999999
+        )
     with pytest.raises(BadRequest):
-        client.get_similar_items(vector=lake["centers"][0], model_name="clustered",
-                                 query="metadata.bucket=")
+        client.get_similar_items(
+            vector=lake["centers"][0], model_name="clustered", query="metadata.bucket="
+        )
 
 
 def test_plain_searches_are_answered_before_routing_exactly_as_the_route_would(
-        client: Any, session: Session, lake: dict[str, Any], make_key: Any,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    client: Any,
+    session: Session,
+    lake: dict[str, Any],
+    make_key: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # engine/api/fast_search.py: the same statements on the raw connection; anything it does
     # not answer goes to the route, errors included.
     answered: list[str] = []
@@ -356,38 +399,54 @@ def test_plain_searches_are_answered_before_routing_exactly_as_the_route_would(
     for row in (0, 777, 1999):
         found = client.get_similar_items(vector=points[row], model_name="clustered", k=K)
         session.rollback()
-        route = similar_items(session=session, request=SimilarityQuery(
-            vector=points[row].tolist(), model_name="clustered", k=K))
+        route = similar_items(
+            session=session,
+            request=SimilarityQuery(vector=points[row].tolist(), model_name="clustered", k=K),
+        )
         session.rollback()
         assert found == [item.model_dump() for item in route.items]
         assert names[row] in {f["unique_name"] for f in found}
     assert answered == ["fast"] * 3
-    response = client._http.post("/search/similar", json={
-        "vector": points[0].tolist(), "model_name": "clustered", "k": K})
+    response = client._http.post(
+        "/search/similar", json={"vector": points[0].tolist(), "model_name": "clustered", "k": K}
+    )
     assert response.json()["method"] == "index"
     assert response.json()["space"] == "clustered"
 
     answered.clear()
     # Filters, searches by file and k above ef_search go to the route without a try.
-    assert len(client.get_similar_items(vector=points[0], model_name="clustered", k=K,
-                                        query="metadata.bucket = 'rare'")) == K
+    assert (
+        len(
+            client.get_similar_items(
+                vector=points[0], model_name="clustered", k=K, query="metadata.bucket = 'rare'"
+            )
+        )
+        == K
+    )
     assert len(client.get_similar_items(names[0], None, "clustered", K)) == K
     assert len(client.get_similar_items(vector=points[0], model_name="clustered", k=150)) == 150
     # So does "default", which only the route resolves (to the default model's space).
-    default = client._http.post("/search/similar", json={
-        "vector": points[0].tolist(), "model_name": "default", "k": K})
+    default = client._http.post(
+        "/search/similar", json={"vector": points[0].tolist(), "model_name": "default", "k": K}
+    )
     assert default.status_code == 404, default.text
     assert answered == []
     # Unknown keys and spaces, wrong dimensions: the route's own errors.
     for body, status, code in (
-            ({"model_name": "nope"}, 404, "embedding_space_not_found"),
-            ({"vector": [1.0, 2.0]}, 400, "invalid_input")):
-        response = client._http.post("/search/similar", json={
-            "vector": points[0].tolist(), "model_name": "clustered", "k": K, **body})
+        ({"model_name": "nope"}, 404, "embedding_space_not_found"),
+        ({"vector": [1.0, 2.0]}, 400, "invalid_input"),
+    ):
+        response = client._http.post(
+            "/search/similar",
+            json={"vector": points[0].tolist(), "model_name": "clustered", "k": K, **body},
+        )
         assert response.status_code == status, response.text
         assert response.json()["error"]["code"] == code
-    stranger = client._http.post("/search/similar", headers={"Authorization": "Bearer mlk_x"},
-                                 json={"vector": points[0].tolist(), "model_name": "clustered"})
+    stranger = client._http.post(
+        "/search/similar",
+        headers={"Authorization": "Bearer mlk_x"},
+        json={"vector": points[0].tolist(), "model_name": "clustered"},
+    )
     assert stranger.status_code == 401
     # A key not used within the minute is recorded by the gate in front (engine/api/gate.py),
     # which hands the caller on: its first search is answered here too.
@@ -402,8 +461,8 @@ def test_plain_searches_are_answered_before_routing_exactly_as_the_route_would(
 
 
 def test_the_fast_path_survives_its_connections_being_dropped(
-        client: Any, session: Session, lake: dict[str, Any],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    client: Any, session: Session, lake: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Its own connections are not pinged before use: one PostgreSQL dropped (a restart, an
     # idle timeout) fails that search over to the route, and is replaced.
     outcomes: list[str] = []
@@ -422,15 +481,18 @@ def test_the_fast_path_survives_its_connections_being_dropped(
     points = lake["points"]
     client.get_similar_items(vector=points[1], model_name="clustered", k=K)  # records the key
     expected = client.get_similar_items(vector=points[5], model_name="clustered", k=K)
-    dropped = session.execute(text(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE application_name = :name"), {"name": fast_search.APPLICATION_NAME}).scalar()
+    dropped = session.execute(
+        text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = :name"
+        ),
+        {"name": fast_search.APPLICATION_NAME},
+    ).scalar()
     session.commit()
     assert dropped == 1
     outcomes.clear()
     for _ in range(2):
-        assert client.get_similar_items(vector=points[5], model_name="clustered", k=K) \
-            == expected
+        assert client.get_similar_items(vector=points[5], model_name="clustered", k=K) == expected
     assert outcomes == ["failed", "fast"]
 
 
@@ -451,7 +513,8 @@ def test_fast_path_connections_are_reused_bounded_and_closed(database_url: str) 
         assert third is not None
         assert not third.closed
         assert (await (await third.execute("SHOW hnsw.ef_search")).fetchone()) == (
-            str(HNSW_EF_SEARCH),)
+            str(HNSW_EF_SEARCH),
+        )
         # all busy, a caller that waits gets the next one given back
         waiting = asyncio.ensure_future(connections.take(wait=True))
         await asyncio.sleep(0.05)

@@ -17,8 +17,9 @@ def test_keys_route_needs_an_admin_key(api_url: str, make_key) -> None:  # type:
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "forbidden"
     admin = make_key("admin")
-    created = httpx.post(url, json={"name": "ci", "scopes": ["write"]},
-                         headers={"Authorization": f"Bearer {admin}"})
+    created = httpx.post(
+        url, json={"name": "ci", "scopes": ["write"]}, headers={"Authorization": f"Bearer {admin}"}
+    )
     assert created.status_code == 201, created.text
     new_key = created.json()["key"]
     listed = httpx.get(url, headers={"Authorization": f"Bearer {new_key}"})

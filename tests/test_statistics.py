@@ -35,15 +35,20 @@ def _placeholders(folder: Path, count: int, start: int = 0) -> Path:
 def _analyzed(session: Session, table: str = "files") -> tuple[Any, float]:
     """When `table` was last analyzed by a statement (not autovacuum), and its planner rows."""
     session.rollback()
-    row = session.execute(text(
-        "SELECT s.last_analyze, c.reltuples FROM pg_stat_user_tables s "
-        "JOIN pg_class c ON c.oid = s.relid WHERE s.relid = to_regclass(:t)"), {"t": table}).one()
+    row = session.execute(
+        text(
+            "SELECT s.last_analyze, c.reltuples FROM pg_stat_user_tables s "
+            "JOIN pg_class c ON c.oid = s.relid WHERE s.relid = to_regclass(:t)"
+        ),
+        {"t": table},
+    ).one()
     session.rollback()
     return row[0], float(row[1])
 
 
 def test_a_large_ingest_analyzes_files_and_a_small_one_does_not(
-        client: Any, session: Session, tmp_path: Path) -> None:
+    client: Any, session: Session, tmp_path: Path
+) -> None:
     # Autovacuum off for the two tables of this test's database: an autoanalyze landing in the
     # 20 s below leaves nothing stale for the engine to analyze (CI saw it once).
     for table in statistics.TABLES:
@@ -51,8 +56,9 @@ def test_a_large_ingest_analyzes_files_and_a_small_one_does_not(
     session.commit()
     assert _analyzed(session)[0] is None
     assert _analyzed(session, "collection_files")[0] is None
-    client.upload_files_to_collection(_placeholders(tmp_path / "big", 600), "image", "big",
-                                      {"shard": "s1"})
+    client.upload_files_to_collection(
+        _placeholders(tmp_path / "big", 600), "image", "big", {"shard": "s1"}
+    )
     deadline = time.monotonic() + 20
     while (analyzed := _analyzed(session))[0] is None and time.monotonic() < deadline:
         time.sleep(0.2)  # after the response: a background task
@@ -64,14 +70,17 @@ def test_a_large_ingest_analyzes_files_and_a_small_one_does_not(
     assert links_analyzed is not None
     assert 600 - statistics.STALE_ROWS < links <= 600
 
-    client.upload_files_to_collection(_placeholders(tmp_path / "small", 20, start=600),
-                                      "image", "small")
+    client.upload_files_to_collection(
+        _placeholders(tmp_path / "small", 20, start=600), "image", "small"
+    )
     time.sleep(1)
     assert _analyzed(session)[0] == last  # few changed since, under the 500-row floor
     assert statistics.analyze_if_stale(session.get_bind()) == []
     # with as many rows again as the caller says it wrote, and not yet counted: analyzed
     assert statistics.analyze_if_stale(session.get_bind(), just_written=500) == [
-        "files", "collection_files"]
+        "files",
+        "collection_files",
+    ]
     assert _analyzed(session)[1] == 620
     assert _analyzed(session, "collection_files")[1] == 620
 

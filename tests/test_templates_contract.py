@@ -29,8 +29,9 @@ def test_both_request_formats_decode_to_the_same_batch() -> None:
     images = [scene(index, size=(96, 64)).array() for index in range(3)]
     params = payloads.parameters("autotagging", (96, 64), 3)
     from_npz = serve.default_input_fn(payloads.npz_request(images, params), "application/x-npz")
-    from_json = serve.default_input_fn(payloads.json_request(images, params).decode(),
-                                       "application/json; charset=utf-8")
+    from_json = serve.default_input_fn(
+        payloads.json_request(images, params).decode(), "application/json; charset=utf-8"
+    )
     for decoded, parameters in (from_npz, from_json):
         assert parameters == params
         assert decoded.dtype == np.uint8
@@ -41,6 +42,8 @@ def test_both_request_formats_decode_to_the_same_batch() -> None:
 def test_answers_in_json_whatever_json_accepting_header_comes() -> None:
     for accept in ("application/json", "*/*", "", "text/html, application/json;q=0.9"):
         assert serve.default_output_fn([{"embedding": np.array([1.0])}], accept) == (
-            b'[{"embedding": [1.0]}]', "application/json")
+            b'[{"embedding": [1.0]}]',
+            "application/json",
+        )
     with pytest.raises(ValueError, match="unsupported accept type"):
         serve.default_output_fn([], "text/csv")

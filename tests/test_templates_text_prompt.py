@@ -29,8 +29,10 @@ from tests.fixtures.bundles import TEMPLATES, load_inference, run_request
 from tests.fixtures.shapes import polygon_mask, scene
 
 TEMPLATE = TEMPLATES / "text_prompt_annotation"
-PROMPT = [{"label": "circle", "description": "a round blob"},
-          {"label": "square", "description": "a box with four corners"}]
+PROMPT = [
+    {"label": "circle", "description": "a round blob"},
+    {"label": "square", "description": "a box with four corners"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,10 @@ def template() -> ModuleType:
 def test_template_layout() -> None:
     settings = yaml.safe_load((TEMPLATE / "metalake.yaml").read_text())
     assert settings["weights"] == "yolov8s-worldv2.pt"
-    assert settings["extra_weights"] == {"text_encoder": "ViT-B-32.pt",
-                                         "segmenter": "mobile_sam.pt"}
+    assert settings["extra_weights"] == {
+        "text_encoder": "ViT-B-32.pt",
+        "segmenter": "mobile_sam.pt",
+    }
     labels = yaml.safe_load((TEMPLATE / "label_list.yaml").read_text())
     assert len(labels) == len(set(labels)) == 80
     requirements = (TEMPLATE / "code" / "requirements.txt").read_text()
@@ -52,11 +56,22 @@ def test_template_layout() -> None:
 def test_prompt_mapping(template: ModuleType) -> None:
     default = [template.Prompt("dog", "dog")]
     prompts = template.prompts_from(
-        {"prompt": [*PROMPT, {"label": "triangle"}, "a cat",
-                    {"label": "again", "description": "a round blob"}]}, default)
+        {
+            "prompt": [
+                *PROMPT,
+                {"label": "triangle"},
+                "a cat",
+                {"label": "again", "description": "a round blob"},
+            ]
+        },
+        default,
+    )
     assert [(p.label, p.description) for p in prompts] == [
-        ("circle", "a round blob"), ("square", "a box with four corners"),
-        ("triangle", "triangle"), ("a cat", "a cat")]  # the duplicate description is dropped
+        ("circle", "a round blob"),
+        ("square", "a box with four corners"),
+        ("triangle", "triangle"),
+        ("a cat", "a cat"),
+    ]  # the duplicate description is dropped
     assert template.prompts_from({}, default) == default
     assert template.prompts_from({"prompt": []}, default) == default
     with pytest.raises(ValueError, match="neither a label nor a description"):
@@ -66,8 +81,10 @@ def test_prompt_mapping(template: ModuleType) -> None:
 def test_request_parsing_carries_the_prompt() -> None:
     images = [scene(index).array() for index in range(2)]
     params = payloads.parameters("auto_annotation", (160, 160), 2, prompt=PROMPT)
-    for body, kind in ((payloads.npz_request(images, params), payloads.NPZ),
-                       (payloads.json_request(images, params).decode(), payloads.JSON)):
+    for body, kind in (
+        (payloads.npz_request(images, params), payloads.NPZ),
+        (payloads.json_request(images, params).decode(), payloads.JSON),
+    ):
         decoded, parameters = serve.default_input_fn(body, kind)
         assert parameters == params
         assert all(np.array_equal(a, b) for a, b in zip(decoded, images, strict=True))
@@ -78,8 +95,13 @@ def _sam_like_result(item: Any, keep: list[int]) -> Results:
     the prompt index (SAM drops the masks it scores below `conf`)."""
     masks = torch.from_numpy(item.masks()[keep])
     rows = torch.tensor([[*item.shapes[i].box, 0.9, i] for i in keep], dtype=torch.float32)
-    return Results(item.array()[..., ::-1].copy(), path="scene.png",
-                   names={i: str(i) for i in range(len(item.shapes))}, boxes=rows, masks=masks)
+    return Results(
+        item.array()[..., ::-1].copy(),
+        path="scene.png",
+        names={i: str(i) for i in range(len(item.shapes))},
+        boxes=rows,
+        masks=masks,
+    )
 
 
 def test_polygons_from_masks_follow_the_prompts(template: ModuleType) -> None:
@@ -94,13 +116,14 @@ def test_polygons_from_masks_follow_the_prompts(template: ModuleType) -> None:
     assert template.per_prompt_polygons(Results(item.array(), "x", {0: "0"}), 2) == [[], []]
 
 
-def test_missing_weights_is_a_clear_error(template: ModuleType,
-                                          monkeypatch: pytest.MonkeyPatch,
-                                          tmp_path: Path) -> None:
+def test_missing_weights_is_a_clear_error(
+    template: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     monkeypatch.setenv("METALAKE_WEIGHTS_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError,
-                       match=r"put yolov8s-worldv2\.pt in \$METALAKE_WEIGHTS_DIR"):
+    with pytest.raises(
+        FileNotFoundError, match=r"put yolov8s-worldv2\.pt in \$METALAKE_WEIGHTS_DIR"
+    ):
         template.model_fn(str(TEMPLATE))
     (tmp_path / "yolov8s-worldv2.pt").write_bytes(b"")
     (tmp_path / "ViT-B-32.pt").write_bytes(b"")
@@ -109,27 +132,31 @@ def test_missing_weights_is_a_clear_error(template: ModuleType,
 
 
 def test_missing_clip_package_is_a_clear_error(
-        template: ModuleType, monkeypatch: pytest.MonkeyPatch,
-        text_prompt_random_bundle: Path) -> None:
+    template: ModuleType, monkeypatch: pytest.MonkeyPatch, text_prompt_random_bundle: Path
+) -> None:
     monkeypatch.setitem(sys.modules, "clip", None)  # as if not installed
     with pytest.raises(ModuleNotFoundError, match="pip install openai-clip"):
         template.model_fn(str(text_prompt_random_bundle))
 
 
-def annotate(module: ModuleType, model: Any, images: list[np.ndarray],
-             prompt: list[dict[str, str]] | None) -> list[dict[str, Any]]:
+def annotate(
+    module: ModuleType, model: Any, images: list[np.ndarray], prompt: list[dict[str, str]] | None
+) -> list[dict[str, Any]]:
     # Random weights score everything near 0: a 0 threshold makes them return boxes.
-    params = payloads.parameters("auto_annotation", (160, 160), len(images), confidence=0.0,
-                                 prompt=prompt)
+    params = payloads.parameters(
+        "auto_annotation", (160, 160), len(images), confidence=0.0, prompt=prompt
+    )
     body = payloads.npz_request(images, params)
     return run_request(module, model, body, payloads.NPZ)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_end_to_end_with_random_weights(text_prompt_random_bundle: Path,
-                                        fake_clip_module: tuple[ModuleType, list[str]],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_end_to_end_with_random_weights(
+    text_prompt_random_bundle: Path,
+    fake_clip_module: tuple[ModuleType, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     _, loaded = fake_clip_module
     module = load_inference(text_prompt_random_bundle)
     monkeypatch.setattr(module, "MAX_DETECTIONS", 3)  # SAM on CPU takes seconds per image
@@ -152,8 +179,9 @@ def test_end_to_end_with_random_weights(text_prompt_random_bundle: Path,
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_boxes_only_and_changing_prompts(text_prompt_random_bundle: Path, tmp_path: Path,
-                                         fake_clip_module: tuple[ModuleType, list[str]]) -> None:
+def test_boxes_only_and_changing_prompts(
+    text_prompt_random_bundle: Path, tmp_path: Path, fake_clip_module: tuple[ModuleType, list[str]]
+) -> None:
     """`segmenter: null` gives boxes without masks; each new prompt re-embeds the
     vocabulary with the one text encoder loaded at start."""
     _, loaded = fake_clip_module

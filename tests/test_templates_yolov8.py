@@ -56,8 +56,9 @@ def test_template_layout() -> None:
 def test_detects_the_shapes_it_was_trained_on(detector: tuple[ModuleType, Any]) -> None:
     module, model = detector
     items = [scene(index) for index in range(VAL_START, VAL_START + 50)]
-    body = payloads.npz_request([s.array() for s in items],
-                                payloads.parameters("autotagging", (160, 160), len(items)))
+    body = payloads.npz_request(
+        [s.array() for s in items], payloads.parameters("autotagging", (160, 160), len(items))
+    )
     answers = run(module, model, body, payloads.NPZ)
     assert len(answers) == len(items)
     hits = false_pos = missed = 0
@@ -70,8 +71,10 @@ def test_detects_the_shapes_it_was_trained_on(detector: tuple[ModuleType, Any]) 
         tp, fp, fn = payloads.match(predicted, truth, threshold=0.5)
         hits, false_pos, missed = hits + tp, false_pos + fp, missed + fn
     precision, recall = hits / (hits + false_pos), hits / (hits + missed)
-    print(f"shapes detector on 50 val images at conf 0.5, IoU 0.5: "
-          f"precision {precision:.3f}, recall {recall:.3f}")
+    print(
+        f"shapes detector on 50 val images at conf 0.5, IoU 0.5: "
+        f"precision {precision:.3f}, recall {recall:.3f}"
+    )
     assert precision >= 0.9
     assert recall >= 0.9
 
@@ -93,12 +96,18 @@ def test_boxes_are_in_the_pixels_of_the_received_image(detector: tuple[ModuleTyp
     sx, sy = size[0] / 160, size[1] / 160
     items = [scene(index) for index in range(VAL_START, VAL_START + 10)]
     images = [np.asarray(s.image.resize(size, Image.Resampling.BILINEAR)) for s in items]
-    answers = run(module, model, payloads.npz_request(
-        images, payloads.parameters("autotagging", size, len(items))), payloads.NPZ)
+    answers = run(
+        module,
+        model,
+        payloads.npz_request(images, payloads.parameters("autotagging", size, len(items))),
+        payloads.NPZ,
+    )
     hits = total = 0
     for item, answer in zip(items, answers, strict=True):
-        truth = [((s.box[0] * sx, s.box[1] * sy, s.box[2] * sx, s.box[3] * sy), s.class_id)
-                 for s in item.shapes]
+        truth = [
+            ((s.box[0] * sx, s.box[1] * sy, s.box[2] * sx, s.box[3] * sy), s.class_id)
+            for s in item.shapes
+        ]
         tp, _, _ = payloads.match([(r[:4], int(r[5])) for r in answer["boxes"]], truth)
         hits, total = hits + tp, total + len(truth)
     assert hits / total >= 0.8
@@ -107,12 +116,22 @@ def test_boxes_are_in_the_pixels_of_the_received_image(detector: tuple[ModuleTyp
 def test_confidence_threshold_comes_from_the_request(detector: tuple[ModuleType, Any]) -> None:
     module, model = detector
     images = [scene(index).array() for index in range(VAL_START, VAL_START + 5)]
-    loose = run(module, model, payloads.npz_request(
-        images, payloads.parameters("autotagging", (160, 160), 5, confidence=0.05)),
-        payloads.NPZ)
-    strict = run(module, model, payloads.npz_request(
-        images, payloads.parameters("autotagging", (160, 160), 5, confidence=0.9)),
-        payloads.NPZ)
+    loose = run(
+        module,
+        model,
+        payloads.npz_request(
+            images, payloads.parameters("autotagging", (160, 160), 5, confidence=0.05)
+        ),
+        payloads.NPZ,
+    )
+    strict = run(
+        module,
+        model,
+        payloads.npz_request(
+            images, payloads.parameters("autotagging", (160, 160), 5, confidence=0.9)
+        ),
+        payloads.NPZ,
+    )
     assert all(row[4] >= 0.9 for answer in strict for row in answer["boxes"])
     assert sum(map(len, (a["boxes"] for a in loose))) > sum(len(a["boxes"]) for a in strict)
 
@@ -120,9 +139,14 @@ def test_confidence_threshold_comes_from_the_request(detector: tuple[ModuleType,
 def test_segmenter_returns_a_polygon_per_box(segmenter: tuple[ModuleType, Any]) -> None:
     module, model = segmenter
     items = [scene(index) for index in range(VAL_START, VAL_START + 10)]
-    answers = run(module, model, payloads.npz_request(
-        [s.array() for s in items], payloads.parameters("autotagging", (160, 160), 10)),
-        payloads.NPZ)
+    answers = run(
+        module,
+        model,
+        payloads.npz_request(
+            [s.array() for s in items], payloads.parameters("autotagging", (160, 160), 10)
+        ),
+        payloads.NPZ,
+    )
     overlaps = []
     for item, answer in zip(items, answers, strict=True):
         assert answer["masks"] is not None
@@ -138,8 +162,9 @@ def test_segmenter_returns_a_polygon_per_box(segmenter: tuple[ModuleType, Any]) 
             truth = [s for s in item.shapes if s.class_id == int(row[5])]
             if truth:
                 mask = polygon_mask([tuple(p) for p in polygon], (160, 160))
-                overlaps.append(max(_mask_iou(mask, polygon_mask(s.polygon, (160, 160)))
-                                    for s in truth))
+                overlaps.append(
+                    max(_mask_iou(mask, polygon_mask(s.polygon, (160, 160))) for s in truth)
+                )
     assert overlaps
     assert float(np.mean(overlaps)) >= 0.75
 
@@ -148,8 +173,7 @@ def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
 
 
-def test_missing_weights_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
-                                          tmp_path: Path) -> None:
+def test_missing_weights_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     monkeypatch.setenv("METALAKE_WEIGHTS_DIR", str(tmp_path))
     module = load_inference(TEMPLATE)
@@ -157,15 +181,19 @@ def test_missing_weights_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
         module.model_fn(str(TEMPLATE))
 
 
-def test_weights_come_from_metalake_weights_dir(monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path, shapes_detector: Any) -> None:
+def test_weights_come_from_metalake_weights_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shapes_detector: Any
+) -> None:
     """The template itself (80 COCO labels) finds yolov8n.pt in METALAKE_WEIGHTS_DIR; these
     shapes weights predict 3 classes, which the label check refuses by name."""
     (tmp_path / "yolov8n.pt").write_bytes(shapes_detector.weights.read_bytes())
     monkeypatch.setenv("METALAKE_WEIGHTS_DIR", str(tmp_path))
     module = load_inference(TEMPLATE)
-    with pytest.raises(ValueError, match=r"label_list.yaml lists 80 names but yolov8n.pt "
-                                         r"predicts 3 classes"):
+    with pytest.raises(
+        ValueError,
+        match=r"label_list.yaml lists 80 names but yolov8n.pt "
+        r"predicts 3 classes",
+    ):
         module.model_fn(str(TEMPLATE))
 
 
@@ -174,8 +202,7 @@ def test_request_errors_say_what_to_send() -> None:
     with pytest.raises(ValueError, match=r"send application/x-npz \(or application/json\)"):
         hooks["input_fn"](b"...", "image/png")
     buffer = io.BytesIO()
-    np.savez(buffer, images=np.zeros((1, 4, 4, 3), dtype=np.float32),
-             parameters=np.array("{}"))
+    np.savez(buffer, images=np.zeros((1, 4, 4, 3), dtype=np.float32), parameters=np.array("{}"))
     with pytest.raises(ValueError, match=r"expected uint8 \(N, H, W, 3\)"):
         hooks["input_fn"](buffer.getvalue(), payloads.NPZ)
     with pytest.raises(ValueError, match="unsupported accept type"):

@@ -23,8 +23,10 @@ from tests.fixtures import imagegen
 
 def _laughs(levels: int) -> str:
     lines = [f"a: &a [{','.join(['lol'] * 10)}]"]
-    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 10)}]"
-              for i in range(levels - 1)]
+    lines += [
+        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join([f'*{chr(97 + i)}'] * 10)}]"
+        for i in range(levels - 1)
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -86,13 +88,16 @@ def test_a_document_over_the_size_limit_is_a_413_naming_the_setting() -> None:
 
 
 # -- JSON ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("text", [
-    "[" * 101 + "]" * 101,  # parsed, then found too deep
-    "[" * 3000 + "]" * 3000,  # past pydantic-core's parser limit
-    "[" * 3000,  # and unclosed
-    '["\\ud800", ' + "[" * 3000 + "]" * 3000 + "]",  # the json module's path
-    '["\\ud800", ' + "[" * 150 + "]" * 150 + "]",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 101 + "]" * 101,  # parsed, then found too deep
+        "[" * 3000 + "]" * 3000,  # past pydantic-core's parser limit
+        "[" * 3000,  # and unclosed
+        '["\\ud800", ' + "[" * 3000 + "]" * 3000 + "]",  # the json module's path
+        '["\\ud800", ' + "[" * 150 + "]" * 150 + "]",
+    ],
+)
 def test_json_nesting_is_capped(text: str) -> None:
     with pytest.raises(InvalidDocument) as caught:
         load_json(text, what="The filter")
@@ -102,7 +107,8 @@ def test_json_nesting_is_capped(text: str) -> None:
 
 def test_json_is_read_as_the_json_module_reads_it() -> None:
     assert load_json('{"a": [1, 2.5, "\\ud800", null]}', what="x") == {
-        "a": [1, 2.5, "\ud800", None]}
+        "a": [1, 2.5, "\ud800", None]
+    }
     assert load_json("[" * MAX_DEPTH + "]" * MAX_DEPTH, what="x") is not None
     with pytest.raises(InvalidDocument, match=r"not valid JSON: .*line 1 column 9"):
         load_json('{"a": 1,', what="x")
@@ -126,8 +132,25 @@ def test_excerpts_and_reprs_are_short() -> None:
 
 
 # -- ids -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("text", ["²", "٣", "\uff11", "+1", " 1", "1 ", "1_000", "0", "-1", "1.0",
-                                  "", "9" * 5000, str(2**63), "0x1"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "²",
+        "٣",
+        "\uff11",
+        "+1",
+        " 1",
+        "1 ",
+        "1_000",
+        "0",
+        "-1",
+        "1.0",
+        "",
+        "9" * 5000,
+        str(2**63),
+        "0x1",
+    ],
+)
 def test_ids_are_ascii_digits_within_bigint(text: str) -> None:
     assert parse_id(text) is None
 
@@ -141,9 +164,11 @@ def test_ids_in_range_are_read() -> None:
 # -- error bodies --------------------------------------------------------------------------------
 def test_an_error_body_stays_small_whatever_it_quotes() -> None:
     huge: dict[str, Any] = {
-        "query": "q" * 1_000_000, "names": ["n" * 5000] * 100_000,
+        "query": "q" * 1_000_000,
+        "names": ["n" * 5000] * 100_000,
         "nested": [[["x" * 900] * 100] * 100] * 100,
-        "deep": json.loads("[" * 50 + "]" * 50), "k" * 5000: 1,
+        "deep": json.loads("[" * 50 + "]" * 50),
+        "k" * 5000: 1,
     }
     body = json.dumps(error_body("invalid_input", "m" * 1_000_000, huge))
     assert len(body) < 16_000
@@ -151,8 +176,11 @@ def test_an_error_body_stays_small_whatever_it_quotes() -> None:
     assert details["query"] == "q" * 1000 + "…"
     number = error_body("invalid_input", "m", {"version": 10**5000})["error"]["details"]
     assert number["version"] == "(a number of about 5,000 digits)"
-    kept = error_body("bundle_invalid", "short", {"rule": "labels_invalid",
-                                                   "duplicates": [f"c{i}" for i in range(100)]})
+    kept = error_body(
+        "bundle_invalid",
+        "short",
+        {"rule": "labels_invalid", "duplicates": [f"c{i}" for i in range(100)]},
+    )
     assert kept["error"]["details"]["duplicates"] == [f"c{i}" for i in range(100)]
     assert kept["error"]["message"] == "short"
 
@@ -163,22 +191,32 @@ def api_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"document_max_bytes": 2048})
 
 
-def test_the_document_size_setting_holds_at_the_api(client: Client, api_url: str,
-                                                    admin_key: str, tmp_path: Path) -> None:
+def test_the_document_size_setting_holds_at_the_api(
+    client: Client, api_url: str, admin_key: str, tmp_path: Path
+) -> None:
     imagegen.image(tmp_path / "things" / "a.jpg", (64, 48))
     collection_id = client.upload_files_to_collection(tmp_path / "things", "image", "things")
     response = httpx.post(
         f"{api_url}/api/v1/collections/{collection_id}/annotations/import",
-        json={"format": "yolo", "yolo": {"labels": {"a.txt": "0 0.5 0.5 0.1 0.1\n"},
-                                         "data_yaml": "names: [cat]\n" + "#" * 3000 + "\n"}},
-        headers={"Authorization": f"Bearer {admin_key}"})
+        json={
+            "format": "yolo",
+            "yolo": {
+                "labels": {"a.txt": "0 0.5 0.5 0.1 0.1\n"},
+                "data_yaml": "names: [cat]\n" + "#" * 3000 + "\n",
+            },
+        },
+        headers={"Authorization": f"Bearer {admin_key}"},
+    )
     assert response.status_code == 413, response.text
     error = response.json()["error"]
     assert error["code"] == "document_too_large"
     assert "data.yaml is larger than 2,048 bytes (METALAKE_DOCUMENT_MAX_BYTES)" in error["message"]
     response = httpx.post(
         f"{api_url}/api/v1/collections/{collection_id}/annotations/import",
-        json={"format": "yolo", "yolo": {"labels": {"a.txt": "0 0.5 0.5 0.1 0.1\n"},
-                                         "data_yaml": "names: [cat]\n"}},
-        headers={"Authorization": f"Bearer {admin_key}"})
+        json={
+            "format": "yolo",
+            "yolo": {"labels": {"a.txt": "0 0.5 0.5 0.1 0.1\n"}, "data_yaml": "names: [cat]\n"},
+        },
+        headers={"Authorization": f"Bearer {admin_key}"},
+    )
     assert response.status_code == 200, response.text

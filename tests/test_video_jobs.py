@@ -33,12 +33,19 @@ SAMPLED = list(range(0, FRAMES, STRIDE))
 
 
 @pytest.fixture
-def settings(database_url: str, redis_url: str, moto: MotoServer, tmp_path: Path,
-             shared_envs_dir: Path) -> Settings:  # noqa: F811
+def settings(
+    database_url: str, redis_url: str, moto: MotoServer, tmp_path: Path, shared_envs_dir: Path
+) -> Settings:
     """tests/worker.py's settings with a small frame stride (the worker gets it too)."""
-    return Settings(home=tmp_path / "home", database_url=database_url,
-                    redis_url=_redis_db(redis_url), s3_endpoint_url=moto.url,
-                    envs_dir=shared_envs_dir, chunk_size=8, video_frame_stride=STRIDE)
+    return Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        redis_url=_redis_db(redis_url),
+        s3_endpoint_url=moto.url,
+        envs_dir=shared_envs_dir,
+        chunk_size=8,
+        video_frame_stride=STRIDE,
+    )
 
 
 def _frame(label: str, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -47,8 +54,7 @@ def _frame(label: str, box: tuple[float, float, float, float]) -> np.ndarray:
     return np.asarray(image)[:, :, ::-1].copy()  # BGR for OpenCV
 
 
-def _write_video(path: Path, shapes: list[tuple[str, tuple[float, float, float, float]]]
-                 ) -> None:
+def _write_video(path: Path, shapes: list[tuple[str, tuple[float, float, float, float]]]) -> None:
     import cv2
 
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE))
@@ -69,14 +75,20 @@ def _moving(label: str) -> list[tuple[str, tuple[float, float, float, float]]]:
 
 
 def test_autotag_videos_frame_index_and_union_of_tags(
-        client: Any, worker: Any, session: Session, tmp_path: Path,  # noqa: F811
-        shapes_detector_bundle: Path, prompt_bundle: Path) -> None:  # noqa: F811
+    client: Any,
+    worker: Any,
+    session: Session,
+    tmp_path: Path,
+    shapes_detector_bundle: Path,
+    prompt_bundle: Path,
+) -> None:
     folder = tmp_path / "clips"
     folder.mkdir()
     _write_video(folder / "moving.mp4", _moving("triangle"))
     # a circle for the first half, then a square elsewhere in the frame
-    switch = [("circle", (40.0, 40.0, 130.0, 130.0))] * (FRAMES // 2) + \
-        [("square", (180.0, 170.0, 270.0, 260.0))] * (FRAMES - FRAMES // 2)
+    switch = [("circle", (40.0, 40.0, 130.0, 130.0))] * (FRAMES // 2) + [
+        ("square", (180.0, 170.0, 270.0, 260.0))
+    ] * (FRAMES - FRAMES // 2)
     _write_video(folder / "switch.mp4", switch)
     cid = client.upload_files_to_collection(folder, "video", "clips")
     client.register_model(shapes_detector_bundle, "shapes_yolo", "autotagging")
@@ -90,8 +102,9 @@ def test_autotag_videos_frame_index_and_union_of_tags(
     ids = {name: id_ for name, id_ in session.execute(select(File.unique_name, File.id))}
     moving, switching = ids["clips_moving.mp4"], ids["clips_switch.mp4"]
     tags: dict[int, set[str]] = {}
-    for file_id, name in session.execute(select(Tag.file_id, Tag.name)
-                                         .where(Tag.source == "machine")):
+    for file_id, name in session.execute(
+        select(Tag.file_id, Tag.name).where(Tag.source == "machine")
+    ):
         tags.setdefault(file_id, set()).add(name)
     assert tags == {moving: {"triangle"}, switching: {"circle", "square"}}
 
@@ -118,9 +131,9 @@ def test_autotag_videos_frame_index_and_union_of_tags(
 
     # auto-annotation of the lake's videos: polygons per sampled frame, prompted labels only
     client.register_model(prompt_bundle, "shapes_prompt", "auto_annotation")
-    job = client.generate_auto_annotations_to_metalake("video", "shapes_prompt",
-                                                       ["circle", "square"], "polygon", 0.5,
-                                                       None, None, "local")
+    job = client.generate_auto_annotations_to_metalake(
+        "video", "shapes_prompt", ["circle", "square"], "polygon", 0.5, None, None, "local"
+    )
     final = client.wait_for_job(job["job_id"], timeout=120, progress=False)
     assert final["status"] == "succeeded", final
     session.expire_all()
@@ -137,5 +150,7 @@ def test_autotag_videos_frame_index_and_union_of_tags(
     assert len({a.frame_index for a in polygons}) >= len(SAMPLED) - 1
     # the autotagging version's results are untouched
     session.expire_all()
-    assert {name for name in session.scalars(select(Tag.name).where(Tag.file_id == switching))
-            } == {"circle", "square"}
+    assert {name for name in session.scalars(select(Tag.name).where(Tag.file_id == switching))} == {
+        "circle",
+        "square",
+    }

@@ -26,8 +26,9 @@ API_PREFIX = "/api/v1"
 def create_app(settings: Settings) -> FastAPI:
     if not settings.database_url:
         raise InvalidInput("The API needs DATABASE_URL (or start everything with `metalake up`).")
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     db_engine = make_engine(settings.database_url)
 
     @asynccontextmanager
@@ -50,14 +51,20 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.status_connections = job_wait.status_connections(settings.database_url)
     install_error_handlers(app)
     # The common search, answered before routing (engine/api/fast_search.py).
-    app.add_middleware(FastSearch, database_url=settings.database_url,
-                       path=API_PREFIX + embeddings.SIMILAR_PATH)
+    app.add_middleware(
+        FastSearch, database_url=settings.database_url, path=API_PREFIX + embeddings.SIMILAR_PATH
+    )
     # Outermost (added last): no body is read before the key is checked and its size bounded
     # (engine/api/gate.py); it hands the caller on to the fast search and the routes.
-    app.state.key_connections = Connections(settings.database_url, gate.POOL_SIZE,
-                                            gate.APPLICATION_NAME)
-    app.add_middleware(gate.Gate, connections=app.state.key_connections,
-                       open_paths=_open_paths(app), limits=gate.api_limits(settings, API_PREFIX))
+    app.state.key_connections = Connections(
+        settings.database_url, gate.POOL_SIZE, gate.APPLICATION_NAME
+    )
+    app.add_middleware(
+        gate.Gate,
+        connections=app.state.key_connections,
+        open_paths=_open_paths(app),
+        limits=gate.api_limits(settings, API_PREFIX),
+    )
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(keys.router, prefix=API_PREFIX)
     app.include_router(collections.router, prefix=API_PREFIX)
@@ -71,8 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 def _open_paths(app: FastAPI) -> list[str]:
     """What answers without a key: the health check and the OpenAPI documents."""
-    documents = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url,
-                 app.redoc_url)
+    documents = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
     return [API_PREFIX + "/health", *(path for path in documents if path)]
 
 

@@ -38,8 +38,9 @@ class Connections:
     has another way: the fast search hands the request to its route); `take(wait=True)` waits
     for one to be given back."""
 
-    def __init__(self, url: str, size: int = POOL_SIZE,
-                 application_name: str = APPLICATION_NAME) -> None:
+    def __init__(
+        self, url: str, size: int = POOL_SIZE, application_name: str = APPLICATION_NAME
+    ) -> None:
         self.url = libpq_url(url)
         self.size = size  # at most this many open
         self.application_name = application_name
@@ -63,8 +64,11 @@ class Connections:
         self.open += 1
         try:
             connection = await psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, options=connect_options(),
-                application_name=self.application_name)
+                self.url,
+                autocommit=True,
+                options=connect_options(),
+                application_name=self.application_name,
+            )
         except BaseException:
             self.open -= 1
             self._wake_one()
@@ -92,8 +96,11 @@ class Connections:
                 return
 
     async def give(self, connection: psycopg.AsyncConnection[Any], healthy: bool) -> None:
-        if healthy and not connection.closed and connection.info.transaction_status \
-                == psycopg.pq.TransactionStatus.IDLE:
+        if (
+            healthy
+            and not connection.closed
+            and connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        ):
             self.idle.append(connection)
         else:
             self.open -= 1

@@ -49,7 +49,8 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 def _principal(request: Request, session: SessionDep, credentials: Credentials) -> Principal:
     """The caller the gate checked (engine/api/gate.py); without a gate in front, looked up."""
     return checked_principal(request.scope) or authenticate(
-        session=session, key=credentials.credentials if credentials else None)
+        session=session, key=credentials.credentials if credentials else None
+    )
 
 
 async def _key_given(credentials: Credentials) -> HTTPAuthorizationCredentials:
@@ -63,20 +64,26 @@ async def _key_given(credentials: Credentials) -> HTTPAuthorizationCredentials:
 KeyGiven = Annotated[HTTPAuthorizationCredentials, Depends(_key_given)]
 
 
-def in_one_transaction(request: Request, credentials: HTTPAuthorizationCredentials, scope: str,
-                       work: Callable[[Session], T]) -> T:
+def in_one_transaction(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials,
+    scope: str,
+    work: Callable[[Session], T],
+) -> T:
     """`work` under the caller's key checked for `scope`, in one transaction, all in the
     calling thread. For latency-critical routes (declared `async`, run through
     `run_in_threadpool`): one thread-pool round trip instead of one per dependency."""
     with session_scope(request.app.state.session_factory) as session:
         principal = checked_principal(request.scope) or authenticate(
-            session=session, key=credentials.credentials)
+            session=session, key=credentials.credentials
+        )
         principal.require(scope)
         return work(session)
 
 
 def require(scope: str, because: str | None = None):  # type: ignore[no-untyped-def]
     """A dependency refusing keys without `scope` (403, saying `because` when given)."""
+
     # async: no I/O, so FastAPI runs it on the event loop instead of a thread-pool round trip
     async def dependency(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
         principal.require(scope, because)

@@ -28,12 +28,17 @@ DETAILS_BUDGET = 8000  # characters (and entries) of all of `details`
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": _cut(message, MAX_MESSAGE),
-                      "details": _jsonable(details or {}, [DETAILS_BUDGET])}}
+    return {
+        "error": {
+            "code": code,
+            "message": _cut(message, MAX_MESSAGE),
+            "details": _jsonable(details or {}, [DETAILS_BUDGET]),
+        }
+    }
 
 
 def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:max(limit, 0)] + "…"
+    return text if len(text) <= limit else text[: max(limit, 0)] + "…"
 
 
 def _jsonable(value: Any, budget: list[int], level: int = 0) -> Any:
@@ -69,8 +74,9 @@ class ErrorResponse(JSONResponse):
     an unpaired surrogate (`"\\ud800"` is valid JSON) that UTF-8 cannot encode."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, allow_nan=False,
-                          separators=(",", ":")).encode("ascii")
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -97,8 +103,9 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         summary = "; ".join(f"{p['location']}: {p['message']}" for p in problems[:5])
         return ErrorResponse(
-            error_body("validation_error", f"The request is malformed: {summary}",
-                       {"errors": problems}),
+            error_body(
+                "validation_error", f"The request is malformed: {summary}", {"errors": problems}
+            ),
             status_code=422,
         )
 

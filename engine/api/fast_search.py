@@ -33,8 +33,10 @@ APPLICATION_NAME = "metalake-fast-search"  # its connections in pg_stat_activity
 POOL_SIZE = 4  # connections of the fast path's own (`Connections`); more searches at once
 #               go to the route
 
-async def _search(connections: Connections, principal: auth.Principal,
-                  request: SimilarityQuery) -> SimilarItems | None:
+
+async def _search(
+    connections: Connections, principal: auth.Principal, request: SimilarityQuery
+) -> SimilarItems | None:
     """The search, or None when the regular route must answer. A connection that raised is
     closed, not kept."""
     connection = await connections.take()
@@ -49,8 +51,9 @@ async def _search(connections: Connections, principal: auth.Principal,
     return result
 
 
-async def _search_on(connection: psycopg.AsyncConnection[Any], principal: auth.Principal,
-                     request: SimilarityQuery) -> SimilarItems | None:
+async def _search_on(
+    connection: psycopg.AsyncConnection[Any], principal: auth.Principal, request: SimilarityQuery
+) -> SimilarItems | None:
     if not principal.has("read"):
         return None  # the route answers 403
     space_cursor = connection.cursor()
@@ -59,22 +62,24 @@ async def _search_on(connection: psycopg.AsyncConnection[Any], principal: auth.P
     space_row = await space_cursor.fetchone()
     if space_row is None:
         return None
-    space = dict(zip((column.name for column in space_cursor.description or ()), space_row,
-                     strict=True))
+    space = dict(
+        zip((column.name for column in space_cursor.description or ()), space_row, strict=True)
+    )
     if space["index_name"] is None or len(request.vector or ()) != space["dim"]:
         return None
     rows = await _index_search(connection, space, request)
-    return SimilarItems(space=space["name"], method="index",
-                        items=search.ranked_items(rows, None, request.k))
+    return SimilarItems(
+        space=space["name"], method="index", items=search.ranked_items(rows, None, request.k)
+    )
 
 
-async def _index_search(connection: psycopg.AsyncConnection[Any], space: dict[str, Any],
-                        request: SimilarityQuery) -> list[Any]:
+async def _index_search(
+    connection: psycopg.AsyncConnection[Any], space: dict[str, Any], request: SimilarityQuery
+) -> list[Any]:
     """The route's index query; with its settings (`search.index_settings`, SET LOCAL) in a
     transaction when there are any."""
     cursor = connection.cursor()
-    sql, params = sql_of(search.plain_index_query(int(space["id"]), int(space["dim"]),
-                                                request.k))
+    sql, params = sql_of(search.plain_index_query(int(space["id"]), int(space["dim"]), request.k))
     values = {**params, **search.bind_vector(request.vector or [])}
     settings = search.index_settings("index", request.k, space["indexed_rows"])
     if not settings:
@@ -89,11 +94,16 @@ async def _index_search(connection: psycopg.AsyncConnection[Any], space: dict[st
 
 def _plain(request: SimilarityQuery) -> bool:
     """A search this path may answer: by vector, unfiltered, within ef_search, a valid vector."""
-    return (request.vector is not None and request.unique_name is None
-            and request.model_name != DEFAULT  # resolved by the route (spaces.space_for_read)
-            and request.collection_id is None and not request.query and not request.filter
-            and request.k <= HNSW_EF_SEARCH
-            and not store.vector_problem(request.vector, len(request.vector)))
+    return (
+        request.vector is not None
+        and request.unique_name is None
+        and request.model_name != DEFAULT  # resolved by the route (spaces.space_for_read)
+        and request.collection_id is None
+        and not request.query
+        and not request.filter
+        and request.k <= HNSW_EF_SEARCH
+        and not store.vector_problem(request.vector, len(request.vector))
+    )
 
 
 class FastSearch:
@@ -116,9 +126,16 @@ class FastSearch:
         if answer is None:
             await self.app(scope, _replay(messages, receive), send)
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(answer)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(answer)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": answer})
 
     async def _answer(self, scope: Scope, body: bytes) -> bytes | None:

@@ -34,8 +34,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PRINCIPAL = "metalake.principal"  # the ASGI scope's key for the checked `Principal`
 APPLICATION_NAME = "metalake-key-check"  # the gate's connections in pg_stat_activity
 POOL_SIZE = 4  # a lookup is brief: more requests at once wait their turn
-_RECORD_USE = update(ApiKey).where(ApiKey.id == bindparam("key_id")).values(
-    last_used_at=bindparam("now"))
+_RECORD_USE = (
+    update(ApiKey).where(ApiKey.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
+)
 log = logging.getLogger("engine.api")
 
 
@@ -69,21 +70,37 @@ class BodyLimits:
 def api_limits(settings: Settings, prefix: str) -> BodyLimits:
     """METALAKE_REQUEST_MAX_BYTES for every route but the upload routes."""
     api = re.escape(prefix)
-    return BodyLimits(default=settings.request_max_bytes, routes=(
-        # the bundle upload streams to disk, refused past its own limit (models.upload_limit)
-        RouteLimit("POST", re.compile(api + r"/models/[^/]+/versions"), None),
-        RouteLimit("POST", re.compile(api + r"/collections/[^/]+/upload"),
-                   settings.upload_max_bytes),
-        RouteLimit("POST", re.compile(api + r"/collections/by-name/.+/annotations/upload"),
-                   settings.annotation_max_bytes),
-        RouteLimit("POST", re.compile(api + r"/collections/[^/]+/annotations/import"),
-                   settings.annotation_max_bytes),
-    ))
+    return BodyLimits(
+        default=settings.request_max_bytes,
+        routes=(
+            # the bundle upload streams to disk, refused past its own limit (models.upload_limit)
+            RouteLimit("POST", re.compile(api + r"/models/[^/]+/versions"), None),
+            RouteLimit(
+                "POST", re.compile(api + r"/collections/[^/]+/upload"), settings.upload_max_bytes
+            ),
+            RouteLimit(
+                "POST",
+                re.compile(api + r"/collections/by-name/.+/annotations/upload"),
+                settings.annotation_max_bytes,
+            ),
+            RouteLimit(
+                "POST",
+                re.compile(api + r"/collections/[^/]+/annotations/import"),
+                settings.annotation_max_bytes,
+            ),
+        ),
+    )
 
 
 class Gate:
-    def __init__(self, app: ASGIApp, *, connections: Connections, open_paths: Iterable[str],
-                 limits: BodyLimits) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        connections: Connections,
+        open_paths: Iterable[str],
+        limits: BodyLimits,
+    ) -> None:
         self.app = app
         self.connections = connections
         self.open_paths = frozenset(open_paths)
@@ -141,8 +158,7 @@ class Gate:
 
 async def _look_up(connection: psycopg.AsyncConnection[Any], key: str) -> auth.Principal | None:
     sql, params = sql_of(auth.KEY_LOOKUP)
-    cursor = await connection.execute(sql, {**params, "key_hash": auth.hash_key(key)},
-                                      prepare=True)
+    cursor = await connection.execute(sql, {**params, "key_hash": auth.hash_key(key)}, prepare=True)
     row = await cursor.fetchone()
     if row is None:
         return None
@@ -175,8 +191,7 @@ class _Bounded:
             self.received += len(message.get("body", b""))
             if self.received > self.limit:
                 if not self.started:
-                    await _refuse(_too_large(self.limit), self.scope, self._receive,
-                                  self._send)
+                    await _refuse(_too_large(self.limit), self.scope, self._receive, self._send)
                 self.refused = True
                 return {"type": "http.disconnect"}
         return message
@@ -193,15 +208,20 @@ def _too_large(limit: int) -> RequestTooLarge:
     return RequestTooLarge(
         f"The request body is larger than this route accepts ({limit:,} bytes); send less "
         "per call, or ask the engine's operator to raise METALAKE_REQUEST_MAX_BYTES (or the "
-        "upload limits of the upload routes).", limit=limit)
+        "upload limits of the upload routes).",
+        limit=limit,
+    )
 
 
 async def _refuse(error: EngineError, scope: Scope, receive: Receive, send: Send) -> None:
     """The engine's error body. Whatever the client still sends of its body, the server reads
     and discards (uvicorn) so that the client gets this answer rather than a reset."""
     headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
-    response = ErrorResponse(error_body(error.code, error.message, error.details),
-                             status_code=error.status_code, headers=headers)
+    response = ErrorResponse(
+        error_body(error.code, error.message, error.details),
+        status_code=error.status_code,
+        headers=headers,
+    )
     await response(scope, receive, send)
 
 
@@ -209,8 +229,8 @@ def _route_path(scope: Scope) -> str:
     """The path the router matches (the request's, less the app's root path)."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
-        return path[len(root):]
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :]
     return path
 
 

@@ -16,8 +16,9 @@ from engine.ids import MAX_ID, parse_id
 
 def _ascii_id(value: object) -> object:
     if isinstance(value, str) and parse_id(value) is None:
-        raise ValueError(f"must be a whole number from 1 to {MAX_ID}, written with the digits "
-                         "0-9 only")
+        raise ValueError(
+            f"must be a whole number from 1 to {MAX_ID}, written with the digits 0-9 only"
+        )
     return value
 
 

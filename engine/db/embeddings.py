@@ -37,7 +37,8 @@ class EmbeddingSpace(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     dim: Mapped[int] = mapped_column(Integer)
     model_version_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("model_versions.id", ondelete="CASCADE"), unique=True)
+        BigInteger, ForeignKey("model_versions.id", ondelete="CASCADE"), unique=True
+    )
     # Name of the partial HNSW index, once built in bulk (engine/embeddings/indexing.py).
     index_name: Mapped[str | None] = mapped_column(String(63))
     # The rows the last bulk build covered, when it ended and how long it took; when a build
@@ -51,14 +52,17 @@ class EmbeddingSpace(Base):
 
 class Embedding(Base):
     __tablename__ = "embeddings"
-    __table_args__ = (UniqueConstraint("space_id", "file_id"),
-                      Index("ix_embeddings_file_id", "file_id"),
-                      # a space's last write, for the index sweep (engine/embeddings/indexing.py)
-                      Index("ix_embeddings_space_id_created_at", "space_id", "created_at"))
+    __table_args__ = (
+        UniqueConstraint("space_id", "file_id"),
+        Index("ix_embeddings_file_id", "file_id"),
+        # a space's last write, for the index sweep (engine/embeddings/indexing.py)
+        Index("ix_embeddings_space_id_created_at", "space_id", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     space_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("embedding_spaces.id", ondelete="CASCADE"))
+        BigInteger, ForeignKey("embedding_spaces.id", ondelete="CASCADE")
+    )
     file_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("files.id", ondelete="CASCADE"))
     # No fixed dimension: spaces differ. Each space's index casts to halfvec(dim).
     vector: Mapped[Any] = mapped_column(Vector())

@@ -38,8 +38,12 @@ class Job(Base):
         CheckConstraint(_in("platform", Platform), name="platform"),
         Index("ix_jobs_status", "status"),
         # insert_image_embeddings_batch(..., session_id) groups calls into one job record.
-        Index("uq_jobs_session_id", "session_id", unique=True,
-              postgresql_where=text("session_id IS NOT NULL")),
+        Index(
+            "uq_jobs_session_id",
+            "session_id",
+            unique=True,
+            postgresql_where=text("session_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -49,9 +53,11 @@ class Job(Base):
     # The request as validated: query, filter, input_resolution, confidence_threshold, prompt...
     params: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     model_version_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("model_versions.id", ondelete="SET NULL"))
+        BigInteger, ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
     collection_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("collections.id", ondelete="SET NULL"))
+        BigInteger, ForeignKey("collections.id", ondelete="SET NULL")
+    )
     session_id: Mapped[str | None] = mapped_column(String(255))
     total: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     done: Mapped[int] = mapped_column(Integer, server_default=text("0"))
@@ -94,7 +100,8 @@ class JobChunk(Base):
     __table_args__ = (Index("ix_job_chunks_lease_expires_at", "lease_expires_at"),)
 
     job_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+        BigInteger, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
     chunk: Mapped[int] = mapped_column(Integer, primary_key=True)
     # `host:pid:task` of the worker process running the chunk; NULL when none does
     owner: Mapped[str | None] = mapped_column(String(255))

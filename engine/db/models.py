@@ -107,8 +107,9 @@ class Annotation(Base):
         CheckConstraint(_in("shape", ANNOTATION_SHAPES), name="shape"),
         CheckConstraint(_in("source", ANNOTATION_SOURCES), name="source"),
         CheckConstraint(_in("status", ANNOTATION_STATUSES), name="status"),
-        CheckConstraint("confidence IS NULL OR (confidence >= 0 AND confidence <= 1)",
-                        name="confidence"),
+        CheckConstraint(
+            "confidence IS NULL OR (confidence >= 0 AND confidence <= 1)", name="confidence"
+        ),
         Index("ix_annotations_file_id", "file_id"),
         Index("ix_annotations_label", "label"),
         Index("ix_annotations_operation_id", "operation_id"),
@@ -139,12 +140,16 @@ class Tag(Base):
     __tablename__ = "tags"
     __table_args__ = (
         CheckConstraint(_in("source", ANNOTATION_SOURCES), name="source"),
-        CheckConstraint("confidence IS NULL OR (confidence >= 0 AND confidence <= 1)",
-                        name="confidence"),
+        CheckConstraint(
+            "confidence IS NULL OR (confidence >= 0 AND confidence <= 1)", name="confidence"
+        ),
         # One tag per (file, name, source, model version); NULLS NOT DISTINCT makes the
         # human tag (no model version) unique too, so upserts are idempotent.
         UniqueConstraint(
-            "file_id", "name", "source", "model_version_id",
+            "file_id",
+            "name",
+            "source",
+            "model_version_id",
             postgresql_nulls_not_distinct=True,
         ),
         Index("ix_tags_name", "name"),
@@ -197,8 +202,12 @@ class Model(Base):
     __table_args__ = (
         CheckConstraint(_in("application", Application), name="application"),
         # At most one system default per application.
-        Index("uq_models_system_default", "application", unique=True,
-              postgresql_where=text("is_system_default")),
+        Index(
+            "uq_models_system_default",
+            "application",
+            unique=True,
+            postgresql_where=text("is_system_default"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -211,7 +220,9 @@ class Model(Base):
     created_at: Mapped[datetime] = created_at_column()
 
     versions: Mapped[list[ModelVersion]] = relationship(
-        back_populates="model", lazy="raise", order_by="ModelVersion.version",
+        back_populates="model",
+        lazy="raise",
+        order_by="ModelVersion.version",
         passive_deletes=True,
     )
 
@@ -228,8 +239,7 @@ class ModelVersion(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    model_id: Mapped[int] = mapped_column(BigInteger,
-                                          ForeignKey("models.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("models.id", ondelete="CASCADE"))
     version: Mapped[int] = mapped_column(Integer)
     bundle_uri: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -239,7 +249,8 @@ class ModelVersion(Base):
     weights_file: Mapped[str | None] = mapped_column(Text)
     # [{"path": "code/inference.py", "size": 1234}, ...]
     manifest: Mapped[list[dict[str, Any]]] = mapped_column(
-        JSONB, server_default=text("'[]'::jsonb"))
+        JSONB, server_default=text("'[]'::jsonb")
+    )
     created_at: Mapped[datetime] = created_at_column()
 
     model: Mapped[Model] = relationship(back_populates="versions", lazy="raise")

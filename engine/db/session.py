@@ -19,7 +19,7 @@ def sqlalchemy_url(url: str) -> str:
     """Accept plain `postgresql://` URLs (as docker and libpq users write them) for psycopg 3."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -41,7 +41,10 @@ def connect_options() -> str:
 
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     engine = create_engine(
-        sqlalchemy_url(url), pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_pre_ping=True,
         connect_args={"options": connect_options()},
     )
     event.listen(engine, "connect", _on_connect)
@@ -67,14 +70,18 @@ def database_errors() -> Iterator[None]:
         raise Conflict(f"The change conflicts with existing data: {exc.orig}") from exc
     except DataError as exc:  # SQLSTATE class 22: a value the database cannot hold or compare
         reason = str(exc.orig or exc).splitlines()[0]
-        raise InvalidInput(f"A value in the request cannot be stored: {reason}. Remove NUL "
-                           "characters (\\u0000) and unpaired surrogates (\\ud800-\\udfff) "
-                           "from text, and keep numbers in range.") from exc
+        raise InvalidInput(
+            f"A value in the request cannot be stored: {reason}. Remove NUL "
+            "characters (\\u0000) and unpaired surrogates (\\ud800-\\udfff) "
+            "from text, and keep numbers in range."
+        ) from exc
     except UnicodeEncodeError as exc:  # psycopg encoding a parameter as UTF-8
         if "surrogate" not in exc.reason:
             raise
-        raise InvalidInput("Text in the request is not valid Unicode (it holds an unpaired "
-                           "surrogate such as \\ud800); send UTF-8 text.") from exc
+        raise InvalidInput(
+            "Text in the request is not valid Unicode (it holds an unpaired "
+            "surrogate such as \\ud800); send UTF-8 text."
+        ) from exc
     except OperationalError as exc:
         raise ServiceUnavailable("The database is unavailable; retry shortly.") from exc
     except DBAPIError as exc:

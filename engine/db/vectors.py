@@ -42,7 +42,8 @@ _VECTOR_HEADER = struct.Struct(">HH")
 
 
 def register_vector_dumper(
-        connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    connection: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+) -> None:
     """Teach a connection to send `PackedVector`s (`make_engine` does it as each one opens:
     psycopg's global adapters reach only connections opened after a registration)."""
     connection.adapters.register_dumper(PackedVector, _PackedVectorDumper)

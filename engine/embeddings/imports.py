@@ -30,9 +30,11 @@ KIND = JobKind.EMBEDDING_IMPORT
 
 def _dimension(vector_dimension: list[int]) -> int:
     if len(vector_dimension) != 1:
-        raise InvalidEmbeddings(f"vector_dimension must hold one number, the vectors' length "
-                                f"(e.g. [2048]), not {vector_dimension!r}.",
-                                vector_dimension=vector_dimension)
+        raise InvalidEmbeddings(
+            f"vector_dimension must hold one number, the vectors' length "
+            f"(e.g. [2048]), not {vector_dimension!r}.",
+            vector_dimension=vector_dimension,
+        )
     return spaces.check_dimension(vector_dimension[0])
 
 
@@ -41,21 +43,38 @@ def _job(session: Session, session_id: str, space: EmbeddingSpace, count: int) -
     now = func.now()
     params = EmbeddingImportParams(model_name=space.name, space=space.name)
     statement = insert(Job).values(
-        kind=KIND, platform=Platform.NONE, status=JobStatus.SUCCEEDED,
+        kind=KIND,
+        platform=Platform.NONE,
+        status=JobStatus.SUCCEEDED,
         params=params.model_dump(mode="json"),
-        model_version_id=space.model_version_id, session_id=session_id or None,
-        total=count, done=count, started_at=now, finished_at=now)
+        model_version_id=space.model_version_id,
+        session_id=session_id or None,
+        total=count,
+        done=count,
+        started_at=now,
+        finished_at=now,
+    )
     if session_id:
         statement = statement.on_conflict_do_update(
-            index_elements=[Job.session_id], index_where=Job.session_id.is_not(None),
-            set_={"total": Job.total + statement.excluded.total,
-                  "done": Job.done + statement.excluded.done, "finished_at": now})
+            index_elements=[Job.session_id],
+            index_where=Job.session_id.is_not(None),
+            set_={
+                "total": Job.total + statement.excluded.total,
+                "done": Job.done + statement.excluded.done,
+                "finished_at": now,
+            },
+        )
     job_id, kind, stored, total = session.execute(
-        statement.returning(Job.id, Job.kind, Job.params, Job.total)).one()
+        statement.returning(Job.id, Job.kind, Job.params, Job.total)
+    ).one()
     if kind != KIND or stored.get("space") != space.name:
-        raise Conflict(f"session_id {session_id!r} already belongs to job {job_id} "
-                       f"({kind}, {stored.get('space')!r}); use a new session id for this "
-                       f"import into {space.name!r}.", session_id=session_id, job_id=job_id)
+        raise Conflict(
+            f"session_id {session_id!r} already belongs to job {job_id} "
+            f"({kind}, {stored.get('space')!r}); use a new session id for this "
+            f"import into {space.name!r}.",
+            session_id=session_id,
+            job_id=job_id,
+        )
     return job_id, total
 
 
@@ -67,10 +86,13 @@ def import_batch(*, session: Session, batch: EmbeddingBatch) -> EmbeddingBatchRe
             f"This batch holds {count} embeddings; a batch must hold fewer than "
             f"{MAX_EMBEDDING_BATCH + 1} (at most {MAX_EMBEDDING_BATCH}). Split the list, or call "
             "insert_image_embeddings, which sends any number in batches.",
-            count=count, limit=MAX_EMBEDDING_BATCH)
+            count=count,
+            limit=MAX_EMBEDDING_BATCH,
+        )
     if count == 0:
-        raise InvalidEmbeddings("embedding_list is empty: send at least one "
-                                '{"uniqueName": ..., "embeddings": [...]}.')
+        raise InvalidEmbeddings(
+            'embedding_list is empty: send at least one {"uniqueName": ..., "embeddings": [...]}.'
+        )
     dim = _dimension(batch.vector_dimension)
     # A name repeated in one batch: the last vector wins, as a later batch would.
     vectors = {entry.unique_name: entry.embeddings for entry in batch.embedding_list}
@@ -79,7 +101,14 @@ def import_batch(*, session: Session, batch: EmbeddingBatch) -> EmbeddingBatchRe
     space = spaces.space_for_write(session, batch.model_name, dim)
     session_id = batch.session_id.strip()
     job_id, total = _job(session, session_id, space, count)
-    written = store.upsert(session, space, {ids[name]: v for name, v in vectors.items()},
-                           job_id=job_id)
-    return EmbeddingBatchResult(job_id=job_id, session_id=session_id or None, space=space.name,
-                                dimension=dim, written=written, total=total)
+    written = store.upsert(
+        session, space, {ids[name]: v for name, v in vectors.items()}, job_id=job_id
+    )
+    return EmbeddingBatchResult(
+        job_id=job_id,
+        session_id=session_id or None,
+        space=space.name,
+        dimension=dim,
+        written=written,
+        total=total,
+    )

@@ -46,10 +46,12 @@ def index_name(space_id: int) -> str:
 
 def index_definition(space_id: int, dim: int, *, concurrently: bool = True) -> str:
     """The CREATE INDEX statement of a space's HNSW index (ints only, never user text)."""
-    return (f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{index_name(space_id)} "
-            f"ON embeddings USING hnsw ((vector::halfvec({int(dim)})) halfvec_cosine_ops) "
-            f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
-            f"WHERE space_id = {int(space_id)}")
+    return (
+        f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{index_name(space_id)} "
+        f"ON embeddings USING hnsw ((vector::halfvec({int(dim)})) halfvec_cosine_ops) "
+        f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
+        f"WHERE space_id = {int(space_id)}"
+    )
 
 
 def drop_index(session: Session, space: EmbeddingSpace) -> None:
@@ -57,60 +59,94 @@ def drop_index(session: Session, space: EmbeddingSpace) -> None:
     `Conflict` while a build of it runs (the drop would wait for the build, holding up every
     read and write of `embeddings` behind its lock)."""
     if not session.scalar(select(func.pg_try_advisory_xact_lock(LOCK_CLASS, space.id))):
-        raise Conflict(f"The HNSW index of embedding space {space.name!r} is being built; "
-                       "retry in a few minutes.", space=space.name)
+        raise Conflict(
+            f"The HNSW index of embedding space {space.name!r} is being built; "
+            "retry in a few minutes.",
+            space=space.name,
+        )
     session.execute(text(f"DROP INDEX IF EXISTS {index_name(space.id)}"))
     session.execute(text(f"DROP INDEX IF EXISTS {index_name(space.id)}_ccnew"))
 
 
 def _rows(session_or_connection: Session | Connection, space_id: int) -> int:
-    return int(session_or_connection.scalar(
-        select(func.count()).select_from(Embedding).where(Embedding.space_id == space_id)) or 0)
+    return int(
+        session_or_connection.scalar(
+            select(func.count()).select_from(Embedding).where(Embedding.space_id == space_id)
+        )
+        or 0
+    )
 
 
-def due_spaces(session: Session, *, quiet_seconds: float, growth: float,
-               min_vectors: int = 0) -> list[int]:
+def due_spaces(
+    session: Session, *, quiet_seconds: float, growth: float, min_vectors: int = 0
+) -> list[int]:
     """Spaces whose index should be built now: written since their last build, quiet for
     `quiet_seconds`, and without an index (holding `min_vectors` or more) or grown by `growth`
     beyond what it covered; not requested within `REQUEST_RETRY`."""
-    last_write = (select(func.max(Embedding.created_at))
-                  .where(Embedding.space_id == EmbeddingSpace.id).scalar_subquery())
+    last_write = (
+        select(func.max(Embedding.created_at))
+        .where(Embedding.space_id == EmbeddingSpace.id)
+        .scalar_subquery()
+    )
     candidates = session.execute(
         select(EmbeddingSpace.id, EmbeddingSpace.index_name, EmbeddingSpace.indexed_rows)
-        .where(or_(EmbeddingSpace.index_requested_at.is_(None),
-                   EmbeddingSpace.index_requested_at < func.now() - REQUEST_RETRY),
-               # written (an empty space has no last write), and quiet since
-               last_write < func.clock_timestamp() - timedelta(seconds=quiet_seconds),
-               # and, when indexed, written since the last build
-               or_(EmbeddingSpace.index_name.is_(None), EmbeddingSpace.index_built_at.is_(None),
-                   last_write > EmbeddingSpace.index_built_at))
-        .order_by(EmbeddingSpace.id)).all()
-    return [space_id for space_id, name, indexed in candidates
-            if _rows(session, space_id) >= build_threshold(
-                name is not None, indexed, min_vectors=min_vectors, growth=growth)]
+        .where(
+            or_(
+                EmbeddingSpace.index_requested_at.is_(None),
+                EmbeddingSpace.index_requested_at < func.now() - REQUEST_RETRY,
+            ),
+            # written (an empty space has no last write), and quiet since
+            last_write < func.clock_timestamp() - timedelta(seconds=quiet_seconds),
+            # and, when indexed, written since the last build
+            or_(
+                EmbeddingSpace.index_name.is_(None),
+                EmbeddingSpace.index_built_at.is_(None),
+                last_write > EmbeddingSpace.index_built_at,
+            ),
+        )
+        .order_by(EmbeddingSpace.id)
+    ).all()
+    return [
+        space_id
+        for space_id, name, indexed in candidates
+        if _rows(session, space_id)
+        >= build_threshold(name is not None, indexed, min_vectors=min_vectors, growth=growth)
+    ]
 
 
-def build_threshold(indexed: bool, indexed_rows: int, *, min_vectors: int,
-                    growth: float) -> float:
+def build_threshold(indexed: bool, indexed_rows: int, *, min_vectors: int, growth: float) -> float:
     """How many vectors a space must hold for a build to be due: `min_vectors` for its first,
     `growth` beyond what the last build covered (`indexed_rows`) for a rebuild."""
     return (1 + growth) * max(indexed_rows, 1) if indexed else min_vectors
 
 
-def request_builds(session: Session, dispatcher: IndexDispatcher, *, quiet_seconds: float,
-                   growth: float, min_vectors: int = 0) -> list[int]:
+def request_builds(
+    session: Session,
+    dispatcher: IndexDispatcher,
+    *,
+    quiet_seconds: float,
+    growth: float,
+    min_vectors: int = 0,
+) -> list[int]:
     """Send a build task for each due space (marking it requested, in this transaction, so
     concurrent sweeps send each once). The spaces sent."""
-    due = due_spaces(session, quiet_seconds=quiet_seconds, growth=growth,
-                     min_vectors=min_vectors)
+    due = due_spaces(session, quiet_seconds=quiet_seconds, growth=growth, min_vectors=min_vectors)
     if not due:
         return []
-    sent = list(session.scalars(
-        update(EmbeddingSpace)
-        .where(EmbeddingSpace.id.in_(due),
-               or_(EmbeddingSpace.index_requested_at.is_(None),
-                   EmbeddingSpace.index_requested_at < func.now() - REQUEST_RETRY))
-        .values(index_requested_at=func.now()).returning(EmbeddingSpace.id)))
+    sent = list(
+        session.scalars(
+            update(EmbeddingSpace)
+            .where(
+                EmbeddingSpace.id.in_(due),
+                or_(
+                    EmbeddingSpace.index_requested_at.is_(None),
+                    EmbeddingSpace.index_requested_at < func.now() - REQUEST_RETRY,
+                ),
+            )
+            .values(index_requested_at=func.now())
+            .returning(EmbeddingSpace.id)
+        )
+    )
     for space_id in sent:  # inside the transaction: a broker error rolls the marks back
         dispatcher.index(space_id)
     return sent
@@ -127,14 +163,19 @@ class Build:
 
 def _index_valid(connection: Connection, name: str) -> bool | None:
     """Whether the index `name` is valid; None when there is none."""
-    valid: bool | None = connection.scalar(text(
-        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "WHERE c.relname = :name"), {"name": name})
+    valid: bool | None = connection.scalar(
+        text(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = :name"
+        ),
+        {"name": name},
+    )
     return valid
 
 
-def build_index(engine: Engine, space_id: int, *, memory: str = "1GB",
-                workers: int = 0) -> Build | None:
+def build_index(
+    engine: Engine, space_id: int, *, memory: str = "1GB", workers: int = 0
+) -> Build | None:
     """Build (or rebuild) the space's HNSW index in bulk; None when another build of it runs
     or the space is gone. Searches and writes go on meanwhile; vectors written during the build
     are in the index when it ends."""
@@ -162,15 +203,17 @@ def _wait_for_the_table(connection: Connection) -> None:
         time.sleep(TABLE_LOCK_POLL)
 
 
-def _build(connection: Connection, space_id: int, *, memory: str, workers: int
-           ) -> Build | None:
+def _build(connection: Connection, space_id: int, *, memory: str, workers: int) -> Build | None:
     dim = connection.scalar(select(EmbeddingSpace.dim).where(EmbeddingSpace.id == space_id))
     if dim is None:
         return None
     name = index_name(space_id)
-    connection.execute(select(func.set_config("maintenance_work_mem", memory, literal(False)),
-                              func.set_config("max_parallel_maintenance_workers",
-                                              str(int(workers)), literal(False))))
+    connection.execute(
+        select(
+            func.set_config("maintenance_work_mem", memory, literal(False)),
+            func.set_config("max_parallel_maintenance_workers", str(int(workers)), literal(False)),
+        )
+    )
     rows = _rows(connection, space_id)
     started = time.perf_counter()
     # What an interrupted REINDEX CONCURRENTLY leaves behind (an invalid copy) goes first.
@@ -186,47 +229,81 @@ def _build(connection: Connection, space_id: int, *, memory: str, workers: int
     # them to the index.
     connection.execute(text("ANALYZE embeddings"))
     seconds = time.perf_counter() - started
-    connection.execute(update(EmbeddingSpace).where(EmbeddingSpace.id == space_id).values(
-        index_name=name, indexed_rows=rows, index_built_at=func.now(),
-        index_build_seconds=seconds, index_requested_at=None))
-    log.info("space %d: HNSW index %s over %d vectors in %.1f s", space_id,
-             "rebuilt" if valid else "built", rows, seconds)
-    return Build(space_id=space_id, index_name=name, rows=rows, seconds=seconds,
-                 rebuilt=bool(valid))
+    connection.execute(
+        update(EmbeddingSpace)
+        .where(EmbeddingSpace.id == space_id)
+        .values(
+            index_name=name,
+            indexed_rows=rows,
+            index_built_at=func.now(),
+            index_build_seconds=seconds,
+            index_requested_at=None,
+        )
+    )
+    log.info(
+        "space %d: HNSW index %s over %d vectors in %.1f s",
+        space_id,
+        "rebuilt" if valid else "built",
+        rows,
+        seconds,
+    )
+    return Build(
+        space_id=space_id, index_name=name, rows=rows, seconds=seconds, rebuilt=bool(valid)
+    )
 
 
-def build_due(engine: Engine, *, quiet_seconds: float = 0, growth: float = 0.5,
-              **options: Any) -> list[Build]:
+def build_due(
+    engine: Engine, *, quiet_seconds: float = 0, growth: float = 0.5, **options: Any
+) -> list[Build]:
     """Build every due space's index now, in this process (tests; workers get theirs from the
     sweep)."""
     with Session(engine) as session:
         due = due_spaces(session, quiet_seconds=quiet_seconds, growth=growth)
-    return [build for space_id in due
-            if (build := build_index(engine, space_id, **options)) is not None]
+    return [
+        build for space_id in due if (build := build_index(engine, space_id, **options)) is not None
+    ]
 
 
 def _building(session: Session) -> set[int]:
     """Spaces whose build holds its advisory lock now."""
-    return set(session.scalars(text(
-        "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND classid = :lock_class AND objsubid = 2"), {"lock_class": LOCK_CLASS}))
+    return set(
+        session.scalars(
+            text(
+                "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND classid = :lock_class AND objsubid = 2"
+            ),
+            {"lock_class": LOCK_CLASS},
+        )
+    )
 
 
 def space_info(session: Session) -> list[EmbeddingSpaceInfo]:
     """Every embedding space, its vectors and the state of its index, by name."""
-    vectors = (select(func.count()).select_from(Embedding)
-               .where(Embedding.space_id == EmbeddingSpace.id).scalar_subquery())
+    vectors = (
+        select(func.count())
+        .select_from(Embedding)
+        .where(Embedding.space_id == EmbeddingSpace.id)
+        .scalar_subquery()
+    )
     building = _building(session)
     infos = []
-    for space, count in session.execute(select(EmbeddingSpace, vectors)
-                                        .order_by(EmbeddingSpace.name)):
+    for space, count in session.execute(
+        select(EmbeddingSpace, vectors).order_by(EmbeddingSpace.name)
+    ):
         state: Literal["none", "building", "rebuilding", "ready"]
         if space.id in building:
             state = "building" if space.index_name is None else "rebuilding"
         else:
             state = "none" if space.index_name is None else "ready"
-        infos.append(EmbeddingSpaceInfo(
-            name=space.name, dimension=space.dim, vectors=int(count), index=state,
-            indexed_vectors=space.indexed_rows, index_built_at=space.index_built_at,
-            index_build_seconds=space.index_build_seconds))
+        infos.append(
+            EmbeddingSpaceInfo(
+                name=space.name,
+                dimension=space.dim,
+                vectors=int(count),
+                index=state,
+                indexed_vectors=space.indexed_rows,
+                index_built_at=space.index_built_at,
+                index_build_seconds=space.index_build_seconds,
+            )
+        )
     return infos

@@ -72,8 +72,9 @@ def _score(query: ColumnElement[Any], vector: Any = Embedding.vector) -> ColumnE
     return 1 - distance
 
 
-def index_query(space: EmbeddingSpace, limit: int,
-                conditions: Sequence[ColumnElement[bool]] = ()) -> Select[Any]:
+def index_query(
+    space: EmbeddingSpace, limit: int, conditions: Sequence[ColumnElement[bool]] = ()
+) -> Select[Any]:
     """Nearest `limit` files by the space's HNSW index: (unique_name, file_id, score); the
     query vector is bound at execution (`bind_vector`)."""
     if not conditions:
@@ -81,14 +82,19 @@ def index_query(space: EmbeddingSpace, limit: int,
     return _build_index_query(space.id, space.dim, limit, conditions)
 
 
-def _build_index_query(space_id: int, dim: int, limit: int,
-                       conditions: Sequence[ColumnElement[bool]] = ()) -> Select[Any]:
+def _build_index_query(
+    space_id: int, dim: int, limit: int, conditions: Sequence[ColumnElement[bool]] = ()
+) -> Select[Any]:
     query = _query_vector(dim)
     distance = cast(Embedding.vector, HALFVEC(dim)).cosine_distance(cast(query, HALFVEC(dim)))
-    return (select(File.unique_name, Embedding.file_id, _score(query).label("score"))
-            .select_from(Embedding).join(File, File.id == Embedding.file_id)
-            .where(_space_condition(space_id), *conditions)
-            .order_by(distance).limit(limit))
+    return (
+        select(File.unique_name, Embedding.file_id, _score(query).label("score"))
+        .select_from(Embedding)
+        .join(File, File.id == Embedding.file_id)
+        .where(_space_condition(space_id), *conditions)
+        .order_by(distance)
+        .limit(limit)
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -103,13 +109,21 @@ def _vector_of_file(space: EmbeddingSpace, *columns: Any) -> Any:
     matching files are known to be few, driving from them this way keeps the plan a nested
     loop of index probes; a join lets the planner hash the files and scan every vector row of
     the table instead."""
-    return (select(*columns).where(_space_condition(space.id), Embedding.file_id == File.id)
-            .limit(1).lateral("space_vector"))
+    return (
+        select(*columns)
+        .where(_space_condition(space.id), Embedding.file_id == File.id)
+        .limit(1)
+        .lateral("space_vector")
+    )
 
 
-def exact_query(space: EmbeddingSpace, limit: int,
-                conditions: Sequence[ColumnElement[bool]] = (), *,
-                few_files: bool = False) -> Select[Any]:
+def exact_query(
+    space: EmbeddingSpace,
+    limit: int,
+    conditions: Sequence[ColumnElement[bool]] = (),
+    *,
+    few_files: bool = False,
+) -> Select[Any]:
     """Nearest `limit` files by an exact scan of the matching vectors (no index).
 
     `few_files`: the matching files are known to be few (counted), so each one's vector is
@@ -117,14 +131,19 @@ def exact_query(space: EmbeddingSpace, limit: int,
     query = _query_vector(space.dim)
     if few_files:
         row = _vector_of_file(space, Embedding.file_id, Embedding.vector)
-        candidates = (select(File.unique_name, row.c.file_id,
-                             _score(query, row.c.vector).label("score"))
-                      .select_from(File).join(row, true()).where(*conditions))
+        candidates = (
+            select(File.unique_name, row.c.file_id, _score(query, row.c.vector).label("score"))
+            .select_from(File)
+            .join(row, true())
+            .where(*conditions)
+        )
     else:
-        candidates = (select(File.unique_name, Embedding.file_id,
-                             _score(query).label("score"))
-                      .select_from(Embedding).join(File, File.id == Embedding.file_id)
-                      .where(_space_condition(space.id), *conditions))
+        candidates = (
+            select(File.unique_name, Embedding.file_id, _score(query).label("score"))
+            .select_from(Embedding)
+            .join(File, File.id == Embedding.file_id)
+            .where(_space_condition(space.id), *conditions)
+        )
     materialized = candidates.cte("candidates").prefix_with("MATERIALIZED")
     return select(materialized).order_by(materialized.c.score.desc()).limit(limit)
 
@@ -135,14 +154,21 @@ def exact_limit(vectors: int) -> int:
     return math.isqrt(EXACT_COST_RATIO * vectors)
 
 
-def _count(session: Session, space: EmbeddingSpace, conditions: Sequence[ColumnElement[bool]],
-           cap: int) -> int:
+def _count(
+    session: Session, space: EmbeddingSpace, conditions: Sequence[ColumnElement[bool]], cap: int
+) -> int:
     """How many vectors match, counting no further than `cap` + 1. Driven from the matching
     files, each probed for its vector (`_vector_of_file`): when most files have one, that is
     about `cap` probes, where a join would read the space's vectors first."""
     row = _vector_of_file(space, Embedding.file_id)
-    matching = (select(row.c.file_id).select_from(File).join(row, true())
-                .where(*conditions).limit(cap + 1).subquery())
+    matching = (
+        select(row.c.file_id)
+        .select_from(File)
+        .join(row, true())
+        .where(*conditions)
+        .limit(cap + 1)
+        .subquery()
+    )
     # Without an index scan of `files` where one serves the conditions, the LIMIT makes a
     # sequential scan look cheap: stopping at the first cap + 1 matches, as if they were
     # spread evenly. Files uploaded together sit together, so a filter for the last upload's
@@ -155,41 +181,56 @@ def _count(session: Session, space: EmbeddingSpace, conditions: Sequence[ColumnE
     return count
 
 
-def search_conditions(session: Session,
-                      request: SimilarityQuery) -> list[ColumnElement[bool]]:
+def search_conditions(session: Session, request: SimilarityQuery) -> list[ColumnElement[bool]]:
     """Conditions on `files` for the request's collection, query and filter."""
     conditions = file_conditions(request.query, request.filter)
     if request.collection_id is not None:
         if session.get(Collection, request.collection_id) is None:
-            raise CollectionNotFound(f"No collection has id {request.collection_id}.",
-                                     collection_id=request.collection_id)
-        conditions.append(File.id.in_(
-            select(collection_files.c.file_id)
-            .where(collection_files.c.collection_id == request.collection_id)))
+            raise CollectionNotFound(
+                f"No collection has id {request.collection_id}.",
+                collection_id=request.collection_id,
+            )
+        conditions.append(
+            File.id.in_(
+                select(collection_files.c.file_id).where(
+                    collection_files.c.collection_id == request.collection_id
+                )
+            )
+        )
     return conditions
 
 
-def _target(session: Session, space: EmbeddingSpace,
-            request: SimilarityQuery) -> tuple[Sequence[float], int | None]:
+def _target(
+    session: Session, space: EmbeddingSpace, request: SimilarityQuery
+) -> tuple[Sequence[float], int | None]:
     """The query vector (as given, or the stored array: `bind_vector` packs either), and the
     file to leave out of the results (when searching by file)."""
     if (request.unique_name is None) == (request.vector is None):
-        raise InvalidInput("Pass either unique_name (a file whose neighbours to find) or "
-                           "vector (a query vector), not both and not neither.")
+        raise InvalidInput(
+            "Pass either unique_name (a file whose neighbours to find) or "
+            "vector (a query vector), not both and not neither."
+        )
     if request.vector is not None:
         problem = store.vector_problem(request.vector, space.dim)
         if problem:
-            raise InvalidInput(f"The query vector {problem} (space {space.name!r} is "
-                               f"{space.dim}-d).", space=space.name, dimension=space.dim)
+            raise InvalidInput(
+                f"The query vector {problem} (space {space.name!r} is {space.dim}-d).",
+                space=space.name,
+                dimension=space.dim,
+            )
         return request.vector, None
     name = request.unique_name or ""
     file_id = store.file_ids(session, [name])[name]
-    stored = session.scalar(select(Embedding.vector)
-                            .where(Embedding.space_id == space.id, Embedding.file_id == file_id))
+    stored = session.scalar(
+        select(Embedding.vector).where(Embedding.space_id == space.id, Embedding.file_id == file_id)
+    )
     if stored is None:
-        raise EmbeddingNotFound(f"{name!r} has no embedding in {space.name!r}: generate or insert "
-                                "one first, or search by vector.", unique_name=name,
-                                space=space.name)
+        raise EmbeddingNotFound(
+            f"{name!r} has no embedding in {space.name!r}: generate or insert "
+            "one first, or search by vector.",
+            unique_name=name,
+            space=space.name,
+        )
     return stored, file_id
 
 
@@ -201,8 +242,13 @@ def index_settings(method: Method, limit: int, indexed_rows: int) -> dict[str, i
     if method == "iterative_index":
         # enable_sort off: the index is wanted (many match); a planner that underrates
         # the filter's share could sort the space's vectors instead.
-        settings.update({"hnsw.iterative_scan": "relaxed_order",
-                         "hnsw.max_scan_tuples": MAX_SCAN_TUPLES, "enable_sort": "off"})
+        settings.update(
+            {
+                "hnsw.iterative_scan": "relaxed_order",
+                "hnsw.max_scan_tuples": MAX_SCAN_TUPLES,
+                "enable_sort": "off",
+            }
+        )
     elif indexed_rows < SMALL_INDEX:
         # A few thousand vectors: PostgreSQL's planner would rather sort them all (it does
         # not count reading each one from TOAST) than walk the graph, and the scores of all
@@ -218,21 +264,26 @@ def set_local_statement(settings: dict[str, int | str]) -> Select[Any]:
 
 @functools.lru_cache(maxsize=64)
 def _set_local_statement(settings: tuple[tuple[str, int | str], ...]) -> Select[Any]:
-    return select(*(func.set_config(name, str(value), literal(True))
-                    for name, value in settings))
+    return select(*(func.set_config(name, str(value), literal(True)) for name, value in settings))
 
 
 def ranked_items(rows: Sequence[Any], leave_out: int | None, k: int) -> list[SimilarItem]:
     """The best `k` of rows (unique_name, file_id, score) from `index_query` or `exact_query`,
     best first, without the file `leave_out`."""
-    items = sorted((SimilarItem(unique_name=row[0], score=float(row[2]))
-                    for row in rows if row[1] != leave_out),
-                   key=lambda item: -item.score)
+    items = sorted(
+        (
+            SimilarItem(unique_name=row[0], score=float(row[2]))
+            for row in rows
+            if row[1] != leave_out
+        ),
+        key=lambda item: -item.score,
+    )
     return items[:k]
 
 
-def similar_items(*, session: Session, request: SimilarityQuery,
-                  exact_threshold: int | None = None) -> SimilarItems:
+def similar_items(
+    *, session: Session, request: SimilarityQuery, exact_threshold: int | None = None
+) -> SimilarItems:
     """The `request.k` files most similar to a file's vector or a given vector, best first.
     `exact_threshold`: scan exactly up to this many matching vectors, instead of
     `exact_limit` (tests set 0 to force the index)."""
@@ -262,15 +313,20 @@ def similar_items(*, session: Session, request: SimilarityQuery,
         if settings:
             session.execute(set_local_statement(settings))
         # On the session's connection: a Core statement needs none of the ORM's handling.
-        rows = list(session.connection().execute(index_query(space, limit, conditions),
-                                                 bind_vector(vector)))
+        rows = list(
+            session.connection().execute(index_query(space, limit, conditions), bind_vector(vector))
+        )
         if len(rows) < limit:
             if matching is None:
                 matching = _count(session, space, conditions, limit)
             if len(rows) < min(limit, matching):
                 method = "exact"
     if method == "exact":
-        rows = list(session.connection().execute(
-            exact_query(space, limit, conditions, few_files=few_files), bind_vector(vector)))
-    return SimilarItems(space=space.name, method=method,
-                        items=ranked_items(rows, leave_out, request.k))
+        rows = list(
+            session.connection().execute(
+                exact_query(space, limit, conditions, few_files=few_files), bind_vector(vector)
+            )
+        )
+    return SimilarItems(
+        space=space.name, method=method, items=ranked_items(rows, leave_out, request.k)
+    )

@@ -32,8 +32,9 @@ def version_space_name(model_name: str, version: int) -> str:
 
 def check_dimension(dim: int) -> int:
     if not 0 < dim <= MAX_DIM:
-        raise InvalidEmbeddings(f"Invalid vector dimension {dim}: use 1 to {MAX_DIM}.",
-                                dimension=dim)
+        raise InvalidEmbeddings(
+            f"Invalid vector dimension {dim}: use 1 to {MAX_DIM}.", dimension=dim
+        )
     return dim
 
 
@@ -50,7 +51,9 @@ def _registered(session: Session, model_name: str) -> tuple[ModelVersion, str] |
                 raise InvalidEmbeddings(
                     f"No registered model is named {name!r}; `@` selects a registered model's "
                     "version, so an external embedding space name cannot contain it. Choose "
-                    "a name without `@`.", model_name=model_name)
+                    "a name without `@`.",
+                    model_name=model_name,
+                )
             return None
         version = resolve_version(session, reference, EMBEDDING)
     model_name_ = session.scalars(select(Model.name).where(Model.id == version.model_id)).one()
@@ -61,44 +64,69 @@ def _mismatch(space: EmbeddingSpace, dim: int) -> EmbeddingDimensionMismatch:
     return EmbeddingDimensionMismatch(
         f"The embedding space {space.name!r} holds {space.dim}-d vectors; these are {dim}-d. "
         "Send vectors of the same dimension, or use another model_name for vectors of another "
-        "model.", space=space.name, expected=space.dim, received=dim)
+        "model.",
+        space=space.name,
+        expected=space.dim,
+        received=dim,
+    )
 
 
-def _create(session: Session, *, name: str, dim: int,
-            model_version_id: int | None) -> EmbeddingSpace:
+def _create(
+    session: Session, *, name: str, dim: int, model_version_id: int | None
+) -> EmbeddingSpace:
     """Insert the space unless a concurrent writer already did; return the stored row."""
-    session.execute(insert(EmbeddingSpace)
-                    .values(name=name, dim=check_dimension(dim),
-                            model_version_id=model_version_id)
-                    .on_conflict_do_nothing())
-    space = session.scalars(select(EmbeddingSpace).where(EmbeddingSpace.name == name)
-                            .execution_options(populate_existing=True)).one()
+    session.execute(
+        insert(EmbeddingSpace)
+        .values(name=name, dim=check_dimension(dim), model_version_id=model_version_id)
+        .on_conflict_do_nothing()
+    )
+    space = session.scalars(
+        select(EmbeddingSpace)
+        .where(EmbeddingSpace.name == name)
+        .execution_options(populate_existing=True)
+    ).one()
     if space.model_version_id != model_version_id:
         kind = "an external space" if space.model_version_id is None else "a model's space"
-        raise InvalidEmbeddings(f"The name {name!r} is already {kind}; use another name.",
-                                space=name)
+        raise InvalidEmbeddings(
+            f"The name {name!r} is already {kind}; use another name.", space=name
+        )
     return space
 
 
-def space_for_version(session: Session, *, model_version_id: int, model_name: str,
-                      version: int, declared_dim: int | None, dim: int) -> EmbeddingSpace:
+def space_for_version(
+    session: Session,
+    *,
+    model_version_id: int,
+    model_name: str,
+    version: int,
+    declared_dim: int | None,
+    dim: int,
+) -> EmbeddingSpace:
     """The space of a registered model version, created on its first vectors (of `dim`)."""
-    space = session.scalars(select(EmbeddingSpace)
-                            .where(EmbeddingSpace.model_version_id == model_version_id)
-                            ).one_or_none()
+    space = session.scalars(
+        select(EmbeddingSpace).where(EmbeddingSpace.model_version_id == model_version_id)
+    ).one_or_none()
     if space is None:
         if declared_dim is not None and declared_dim != dim:
             raise EmbeddingDimensionMismatch(
                 f"Model {version_space_name(model_name, version)} declares {declared_dim}-d "
-                f"embeddings; these are {dim}-d.", space=version_space_name(model_name, version),
-                expected=declared_dim, received=dim)
+                f"embeddings; these are {dim}-d.",
+                space=version_space_name(model_name, version),
+                expected=declared_dim,
+                received=dim,
+            )
         if declared_dim is None:  # measured on first use; the registry allows setting it once
-            session.execute(update(ModelVersion)
-                            .where(ModelVersion.id == model_version_id,
-                                   ModelVersion.embedding_dim.is_(None))
-                            .values(embedding_dim=dim))
-        space = _create(session, name=version_space_name(model_name, version), dim=dim,
-                        model_version_id=model_version_id)
+            session.execute(
+                update(ModelVersion)
+                .where(ModelVersion.id == model_version_id, ModelVersion.embedding_dim.is_(None))
+                .values(embedding_dim=dim)
+            )
+        space = _create(
+            session,
+            name=version_space_name(model_name, version),
+            dim=dim,
+            model_version_id=model_version_id,
+        )
     if space.dim != dim:
         raise _mismatch(space, dim)
     return space
@@ -110,11 +138,17 @@ def space_for_write(session: Session, model_name: str, dim: int) -> EmbeddingSpa
     registered = _registered(session, model_name)
     if registered is not None:
         version, name = registered
-        return space_for_version(session, model_version_id=version.id, model_name=name,
-                                 version=version.version, declared_dim=version.embedding_dim,
-                                 dim=dim)
-    space = session.scalars(select(EmbeddingSpace)
-                            .where(EmbeddingSpace.name == model_name)).one_or_none()
+        return space_for_version(
+            session,
+            model_version_id=version.id,
+            model_name=name,
+            version=version.version,
+            declared_dim=version.embedding_dim,
+            dim=dim,
+        )
+    space = session.scalars(
+        select(EmbeddingSpace).where(EmbeddingSpace.name == model_name)
+    ).one_or_none()
     if space is None:
         space = _create(session, name=model_name, dim=dim, model_version_id=None)
     if space.dim != dim:
@@ -135,8 +169,11 @@ def _named(session: Session, model_name: str) -> EmbeddingSpace | None:
 # engine/api/fast_search.py.
 NAMED_SPACE = select(EmbeddingSpace).where(
     EmbeddingSpace.name == bindparam("model_name"),
-    or_(EmbeddingSpace.model_version_id.is_not(None),
-        ~exists().where(Model.name == bindparam("model_name"))))
+    or_(
+        EmbeddingSpace.model_version_id.is_not(None),
+        ~exists().where(Model.name == bindparam("model_name")),
+    ),
+)
 
 
 def space_for_read(session: Session, model_name: str) -> EmbeddingSpace:
@@ -156,12 +193,18 @@ def space_for_read(session: Session, model_name: str) -> EmbeddingSpace:
     space = session.scalars(select(EmbeddingSpace).where(where)).one_or_none()
     if space is None:
         names = list(session.scalars(select(EmbeddingSpace.name).order_by(EmbeddingSpace.name)))
-        known = (f"Spaces with embeddings: {', '.join(names)}." if names
-                 else "No embeddings are stored yet.")
+        known = (
+            f"Spaces with embeddings: {', '.join(names)}."
+            if names
+            else "No embeddings are stored yet."
+        )
         raise EmbeddingSpaceNotFound(
             f"No embeddings are stored for {label!r}: generate them "
             "(generate_embeddings_for_collection) or insert them (insert_image_embeddings). "
-            f"{known}", model_name=model_name, spaces=names)
+            f"{known}",
+            model_name=model_name,
+            spaces=names,
+        )
     return space
 
 
@@ -170,8 +213,10 @@ def delete_model(*, session: Session, name: str, force: bool = False) -> None:
     (`engine.registry.store.delete_model`, refused as it refuses), dropping the spaces' HNSW
     indexes first: the database's cascade removes rows, never an index."""
     model = registry_store.model_to_delete(session=session, name=name, force=force)
-    for space in session.scalars(select(EmbeddingSpace).join(
-            ModelVersion, ModelVersion.id == EmbeddingSpace.model_version_id)
-            .where(ModelVersion.model_id == model.id)):
+    for space in session.scalars(
+        select(EmbeddingSpace)
+        .join(ModelVersion, ModelVersion.id == EmbeddingSpace.model_version_id)
+        .where(ModelVersion.model_id == model.id)
+    ):
         drop_index(session, space)
     registry_store.delete_model(session=session, name=name, force=force)

@@ -24,9 +24,11 @@ class BundleCache:
 
     @classmethod
     def from_settings(cls, settings: Settings, storage: Storage) -> BundleCache:
-        return cls(root=settings.bundle_cache_path, storage=storage,
-                   limits=Limits(max_bytes=settings.bundle_max_bytes,
-                                 max_files=settings.bundle_max_files))
+        return cls(
+            root=settings.bundle_cache_path,
+            storage=storage,
+            limits=Limits(max_bytes=settings.bundle_max_bytes, max_files=settings.bundle_max_files),
+        )
 
     def path_for(self, version: ModelVersionRef) -> Path:
         """The unpacked bundle of `version` (fetched and extracted on first use)."""
@@ -46,7 +48,8 @@ class BundleCache:
                 raise ModelLoadFailed(
                     f"the stored bundle of {version.key} does not match its sha256 "
                     f"({digest.hexdigest()[:12]} != {version.sha256[:12]}); register it again",
-                    version_key=version.key)
+                    version_key=version.key,
+                )
             extract_bundle(archive, staging / "bundle", self._limits)
             archive.unlink()
             try:

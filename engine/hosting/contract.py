@@ -164,8 +164,10 @@ def _as_items(raw: object, batch_size: int) -> list[Any]:
         try:
             value = bytes(value).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _Malformed(f"the response is not UTF-8 JSON ({exc}); output_fn must return "
-                             "JSON for Accept: application/json") from exc
+            raise _Malformed(
+                f"the response is not UTF-8 JSON ({exc}); output_fn must return "
+                "JSON for Accept: application/json"
+            ) from exc
     for _ in range(2):  # the body, then once more for a JSON string holding the JSON list
         if isinstance(value, str):
             try:
@@ -175,11 +177,15 @@ def _as_items(raw: object, batch_size: int) -> list[Any]:
     if isinstance(value, dict) and batch_size == 1:
         value = [value]
     if not isinstance(value, list):
-        raise _Malformed(f"the response is a JSON {_kind(value)}; output_fn must return a list "
-                         "with one output per image of the batch")
+        raise _Malformed(
+            f"the response is a JSON {_kind(value)}; output_fn must return a list "
+            "with one output per image of the batch"
+        )
     if len(value) != batch_size:
-        raise _Malformed(f"the model returned {len(value)} outputs for a batch of {batch_size} "
-                         "images; output_fn must return one output per image, in order")
+        raise _Malformed(
+            f"the model returned {len(value)} outputs for a batch of {batch_size} "
+            "images; output_fn must return one output per image, in order"
+        )
     return value
 
 
@@ -194,8 +200,11 @@ def _parse_item(app: Application, item: Any, num_classes: int | None) -> ModelOu
     if app == Application.AUTOTAGGING:
         return _parse_tags(item, num_classes)
     if app == Application.EMBEDDING:
-        return EmbeddingOutput(embedding=_numbers(_require(item, "embedding", "[float, ...]"),
-                                                  "'embedding'", non_empty=True))
+        return EmbeddingOutput(
+            embedding=_numbers(
+                _require(item, "embedding", "[float, ...]"), "'embedding'", non_empty=True
+            )
+        )
     return _parse_annotation(item)
 
 
@@ -207,17 +216,21 @@ def _parse_tags(item: dict[str, Any], num_classes: int | None) -> TagPrediction:
         if not 0 <= conf <= 1:
             raise _Malformed(f"'boxes'[{j}] has confidence {conf} (5th number); expected 0..1")
         if cls != int(cls) or cls < 0:
-            raise _Malformed(f"'boxes'[{j}] has class {cls} (6th number); expected a class "
-                             "index 0, 1, 2, ... into label_list.yaml")
+            raise _Malformed(
+                f"'boxes'[{j}] has class {cls} (6th number); expected a class "
+                "index 0, 1, 2, ... into label_list.yaml"
+            )
         if num_classes is not None and cls >= num_classes:
-            raise _Malformed(f"'boxes'[{j}] has class {int(cls)} but label_list.yaml has "
-                             f"{num_classes} labels (0..{num_classes - 1})")
-        detections.append(Detection(x1=x1, y1=y1, x2=x2, y2=y2, confidence=conf,
-                                    class_id=int(cls)))
+            raise _Malformed(
+                f"'boxes'[{j}] has class {int(cls)} but label_list.yaml has "
+                f"{num_classes} labels (0..{num_classes - 1})"
+            )
+        detections.append(Detection(x1=x1, y1=y1, x2=x2, y2=y2, confidence=conf, class_id=int(cls)))
     masks = _masks(item.get("masks"), len(rows))
     probs = item.get("probs")
-    return TagPrediction(boxes=detections, masks=masks,
-                         probs=None if probs is None else _numbers(probs, "'probs'"))
+    return TagPrediction(
+        boxes=detections, masks=masks, probs=None if probs is None else _numbers(probs, "'probs'")
+    )
 
 
 def _parse_annotation(item: dict[str, Any]) -> AnnotationOutput:
@@ -230,11 +243,16 @@ def _parse_annotation(item: dict[str, Any]) -> AnnotationOutput:
             raise _Malformed(f"'phrases'[{j}] is a {_kind(phrase)}; expected a string")
     for key, values in (("logits", logits), ("phrases", phrases)):
         if len(values) != len(boxes):
-            raise _Malformed(f"'{key}' has {len(values)} entries but 'boxes' has {len(boxes)}; "
-                             "expected one per box")
-    return AnnotationOutput(boxes=[(b[0], b[1], b[2], b[3]) for b in boxes],
-                            masks=_masks(item.get("masks"), len(boxes)),
-                            logits=logits, phrases=phrases)
+            raise _Malformed(
+                f"'{key}' has {len(values)} entries but 'boxes' has {len(boxes)}; "
+                "expected one per box"
+            )
+    return AnnotationOutput(
+        boxes=[(b[0], b[1], b[2], b[3]) for b in boxes],
+        masks=_masks(item.get("masks"), len(boxes)),
+        logits=logits,
+        phrases=phrases,
+    )
 
 
 def _masks(value: Any, box_count: int) -> list[Polygon | None] | None:
@@ -242,8 +260,10 @@ def _masks(value: Any, box_count: int) -> list[Polygon | None] | None:
         return None
     masks = _list(value, "'masks'", "polygon [[x, y], ...]")
     if len(masks) != box_count:
-        raise _Malformed(f"'masks' has {len(masks)} entries but 'boxes' has {box_count}; "
-                         "expected null or one polygon [[x, y], ...] per box")
+        raise _Malformed(
+            f"'masks' has {len(masks)} entries but 'boxes' has {box_count}; "
+            "expected null or one polygon [[x, y], ...] per box"
+        )
     polygons: list[Polygon | None] = []
     for j, polygon in enumerate(masks):
         if polygon is None:
@@ -266,8 +286,10 @@ def _check_dimensions(outcomes: list[ItemOutcome], declared: int | None) -> list
     for outcome in outcomes:
         dim = cast(EmbeddingOutput, outcome.output).dimension if outcome.ok else expected
         if dim != expected:
-            outcome = ItemOutcome(outcome.index, error=(
-                f"item {outcome.index}: 'embedding' has {dim} numbers; {source} {expected}"))
+            outcome = ItemOutcome(
+                outcome.index,
+                error=(f"item {outcome.index}: 'embedding' has {dim} numbers; {source} {expected}"),
+            )
         checked.append(outcome)
     return checked
 
@@ -295,8 +317,9 @@ def _row(value: Any, where: str, size: int, shape: str) -> list[float]:
     if size == 4 or size == 6:
         x1, y1, x2, y2 = numbers[:4]
         if x2 < x1 or y2 < y1:
-            raise _Malformed(f"{where} has x2 < x1 or y2 < y1; expected corners {shape} "
-                             "(not [x, y, w, h])")
+            raise _Malformed(
+                f"{where} has x2 < x1 or y2 < y1; expected corners {shape} (not [x, y, w, h])"
+            )
     return numbers
 
 
@@ -316,5 +339,6 @@ def _numbers(value: Any, where: str, *, non_empty: bool = False) -> list[float]:
 
 def _kind(value: Any) -> str:
     names = {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}
-    return names.get(type(value), "number" if isinstance(value, int | float) else
-                     type(value).__name__)
+    return names.get(
+        type(value), "number" if isinstance(value, int | float) else type(value).__name__
+    )

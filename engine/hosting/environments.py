@@ -46,16 +46,21 @@ def engine_site_dirs() -> list[str]:
 
 
 def environment_key(lines: list[str]) -> str:
-    identity = {"requirements": lines, "python": sys.version, "prefix": sys.prefix,
-                "engine_site_dirs": engine_site_dirs()}
+    identity = {
+        "requirements": lines,
+        "python": sys.version,
+        "prefix": sys.prefix,
+        "engine_site_dirs": engine_site_dirs(),
+    }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
 class EnvironmentCache:
     """Builds and finds the interpreters that run bundles with their requirements."""
 
-    def __init__(self, root: Path, *, environ: Mapping[str, str],
-                 install_timeout: float = 1800) -> None:
+    def __init__(
+        self, root: Path, *, environ: Mapping[str, str], install_timeout: float = 1800
+    ) -> None:
         self.root = root
         self._environ = dict(environ)  # for pip: already stripped of the engine's secrets
         self._install_timeout = install_timeout
@@ -97,44 +102,67 @@ class EnvironmentCache:
         log.info("installing %d requirement(s) into %s", len(lines), env_dir)
         try:
             venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt").create(env_dir)
-            _site_packages(env_dir).joinpath(PTH_FILE).write_text("".join(
-                f"import site; site.addsitedir({d!r})\n" for d in engine_site_dirs()))
+            _site_packages(env_dir).joinpath(PTH_FILE).write_text(
+                "".join(f"import site; site.addsitedir({d!r})\n" for d in engine_site_dirs())
+            )
             requirements = env_dir / "requirements.txt"
             requirements.write_text("\n".join(lines) + "\n")
             self._pip_install(env_dir, requirements, log_file, workdir)
         except BaseException:
             shutil.rmtree(env_dir, ignore_errors=True)
             raise
-        marker = {"requirements": lines, "python": sys.version,
-                  "seconds": round(time.monotonic() - started, 2), "created_at": time.time()}
+        marker = {
+            "requirements": lines,
+            "python": sys.version,
+            "seconds": round(time.monotonic() - started, 2),
+            "created_at": time.time(),
+        }
         tmp = env_dir / f"{MARKER}.tmp"
         tmp.write_text(json.dumps(marker, indent=2))
         tmp.replace(env_dir / MARKER)
         log.info("environment %s ready in %.1f s", env_dir.name, marker["seconds"])
 
-    def _pip_install(self, env_dir: Path, requirements: Path, log_file: Path,
-                     workdir: Path | None) -> None:
-        argv = [str(python_in(env_dir)), "-m", "pip", "install", "--no-input",
-                "--disable-pip-version-check", "-r", str(requirements)]
+    def _pip_install(
+        self, env_dir: Path, requirements: Path, log_file: Path, workdir: Path | None
+    ) -> None:
+        argv = [
+            str(python_in(env_dir)),
+            "-m",
+            "pip",
+            "install",
+            "--no-input",
+            "--disable-pip-version-check",
+            "-r",
+            str(requirements),
+        ]
         with log_file.open("wb") as output:
             output.write(f"$ {' '.join(argv)}\n".encode())
             output.flush()
             try:
                 result = subprocess.run(
-                    argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                    env=self._environ, cwd=workdir or env_dir, timeout=self._install_timeout,
-                    check=False)
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    env=self._environ,
+                    cwd=workdir or env_dir,
+                    timeout=self._install_timeout,
+                    check=False,
+                )
             except subprocess.TimeoutExpired as exc:
                 raise ModelEnvironmentFailed(
                     f"installing the bundle's requirements took longer than "
                     f"{self._install_timeout:g} s (METALAKE_ENV_INSTALL_TIMEOUT); see {log_file}",
-                    log_file=str(log_file)) from exc
+                    log_file=str(log_file),
+                ) from exc
         if result.returncode != 0:
             tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
             raise ModelEnvironmentFailed(
                 f"pip could not install the bundle's code/requirements.txt (exit code "
                 f"{result.returncode}); fix the requirements and run again. Last lines of "
-                f"{log_file}:\n{tail}", log_file=str(log_file))
+                f"{log_file}:\n{tail}",
+                log_file=str(log_file),
+            )
 
 
 def python_in(env_dir: Path) -> Path:

@@ -63,9 +63,16 @@ class HostInfo:
 class HostManager:
     """Starts, reuses, watches and stops the model hosts of one worker process."""
 
-    def __init__(self, *, environments: EnvironmentCache, logs_dir: Path, run_dir: Path,
-                 limits: HostLimits, environ: Mapping[str, str],
-                 sandbox: Sandbox | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        environments: EnvironmentCache,
+        logs_dir: Path,
+        run_dir: Path,
+        limits: HostLimits,
+        environ: Mapping[str, str],
+        sandbox: Sandbox | None = None,
+    ) -> None:
         self.sandbox = sandbox or Sandbox(boxed=False, reason="no sandbox was set up")
         self._environments = environments
         self._logs_dir = logs_dir
@@ -83,30 +90,47 @@ class HostManager:
         self._load_failures: dict[str, tuple[float, ModelLoadFailed]] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, environ: Mapping[str, str] | None = None
-                      ) -> HostManager:
+    def from_settings(
+        cls, settings: Settings, environ: Mapping[str, str] | None = None
+    ) -> HostManager:
         source = dict(os.environ if environ is None else environ)
         if settings.weights_dir is not None:
             source["METALAKE_WEIGHTS_DIR"] = str(settings.weights_path)
         extra = parse_names(settings.host_env_allow)
-        environments = EnvironmentCache(settings.envs_path,
-                                        environ=install_environ(source, extra=extra),
-                                        install_timeout=settings.env_install_timeout)
-        limits = HostLimits(start_timeout=settings.host_start_timeout,
-                            request_timeout=settings.host_request_timeout,
-                            memory_limit_mb=settings.host_memory_limit_mb,
-                            idle_seconds=settings.host_idle_seconds)
+        environments = EnvironmentCache(
+            settings.envs_path,
+            environ=install_environ(source, extra=extra),
+            install_timeout=settings.env_install_timeout,
+        )
+        limits = HostLimits(
+            start_timeout=settings.host_start_timeout,
+            request_timeout=settings.host_request_timeout,
+            memory_limit_mb=settings.host_memory_limit_mb,
+            idle_seconds=settings.host_idle_seconds,
+        )
         sandbox = Sandbox.probe(settings, source)
         if not sandbox.boxed:
             log.warning("%s", sandbox.warning)
-        return cls(environments=environments, logs_dir=settings.host_logs_dir,
-                   run_dir=settings.run_dir / "hosts", limits=limits,
-                   environ=host_environ(source, extra=extra), sandbox=sandbox)
+        return cls(
+            environments=environments,
+            logs_dir=settings.host_logs_dir,
+            run_dir=settings.run_dir / "hosts",
+            limits=limits,
+            environ=host_environ(source, extra=extra),
+            sandbox=sandbox,
+        )
 
     # -- public -------------------------------------------------------------------------------
-    def invoke(self, version_key: str, bundle_dir: Path, requirements: str, body: bytes,
-               content_type: str, accept: str = "application/json",
-               timeout: float | None = None) -> bytes:
+    def invoke(
+        self,
+        version_key: str,
+        bundle_dir: Path,
+        requirements: str,
+        body: bytes,
+        content_type: str,
+        accept: str = "application/json",
+        timeout: float | None = None,
+    ) -> bytes:
         """POST one batch to the host of `version_key` (started if needed); the response body.
 
         Raises a ModelHostError subclass: ModelCodeError (the bundle raised; the host lives
@@ -121,14 +145,17 @@ class HostManager:
                 if host.retired or not host.alive():
                     continue
                 try:
-                    status, payload = post(host.socket_path, body, content_type, accept,
-                                           timeout)
+                    status, payload = post(host.socket_path, body, content_type, accept, timeout)
                 except TimeoutError as exc:
-                    host.kill(ModelHostTimeout(
-                        f"the model host of {version_key} did not answer within {timeout:g} s "
-                        f"and was stopped; the batch may be too large or predict_fn stuck "
-                        f"(METALAKE_HOST_REQUEST_TIMEOUT)", version_key=version_key,
-                        log_file=str(host.log_file)))
+                    host.kill(
+                        ModelHostTimeout(
+                            f"the model host of {version_key} did not answer within {timeout:g} s "
+                            f"and was stopped; the batch may be too large or predict_fn stuck "
+                            f"(METALAKE_HOST_REQUEST_TIMEOUT)",
+                            version_key=version_key,
+                            log_file=str(host.log_file),
+                        )
+                    )
                     self._forget(host)
                     assert host.killed is not None
                     raise host.killed from exc
@@ -140,8 +167,9 @@ class HostManager:
             if status == 200:
                 return payload
             raise response_error(host, status, payload)
-        raise ModelHostError(f"the model host of {version_key} kept stopping before use",
-                             version_key=version_key)
+        raise ModelHostError(
+            f"the model host of {version_key} kept stopping before use", version_key=version_key
+        )
 
     def ensure_started(self, version_key: str, bundle_dir: Path, requirements: str) -> HostInfo:
         """Start the host (building its environment) if needed; raise why it cannot run."""
@@ -167,8 +195,9 @@ class HostManager:
         """Stop hosts unused for longer than the idle time; their version keys."""
         now = time.monotonic()
         with self._lock:
-            idle = [h for h in self._hosts.values()
-                    if now - h.last_used > self._limits.idle_seconds]
+            idle = [
+                h for h in self._hosts.values() if now - h.last_used > self._limits.idle_seconds
+            ]
         stopped = []
         for host in idle:
             if not host.lock.acquire(blocking=False):
@@ -179,8 +208,11 @@ class HostManager:
                 host.stop()
                 self._forget(host)
                 stopped.append(host.version_key)
-                log.info("stopped the model host of %s: idle for more than %g s",
-                         host.version_key, self._limits.idle_seconds)
+                log.info(
+                    "stopped the model host of %s: idle for more than %g s",
+                    host.version_key,
+                    self._limits.idle_seconds,
+                )
             finally:
                 host.lock.release()
         return stopped
@@ -219,7 +251,8 @@ class HostManager:
                 raise ModelLoadFailed(
                     f"{error.message}\n(remembered from {age:.0f} s ago: this worker tries "
                     f"model_fn again {LOAD_FAILURE_MEMORY:g} s after it failed)",
-                    **error.details)
+                    **error.details,
+                )
         if host is not None:
             reason = host.killed or f"it {host.exit_description()}"
             log.warning("replacing the model host of %s: %s", version_key, reason)
@@ -238,8 +271,9 @@ class HostManager:
                 self._load_failures.pop(version_key, None)
                 self._hosts[version_key] = host
                 if self._watcher is None:
-                    self._watcher = threading.Thread(target=self._watch, daemon=True,
-                                                     name="model-host-watcher")
+                    self._watcher = threading.Thread(
+                        target=self._watch, daemon=True, name="model-host-watcher"
+                    )
                     self._watcher.start()
             return host
 
@@ -249,7 +283,8 @@ class HostManager:
             raise ModelHostError(
                 f"refusing to run the model code of {version_key}: {sandbox.warning} "
                 f"(METALAKE_REQUIRE_SANDBOX is set; fix the reason or unset it)",
-                version_key=version_key)
+                version_key=version_key,
+            )
         bundle_dir = bundle_dir.resolve()
         code_dir = bundle_dir / "code"
         python = self._environments.python_for(requirements, workdir=code_dir)
@@ -266,8 +301,7 @@ class HostManager:
         model_dir, script, inner_dir = bundle_dir, serve_file, socket_dir
         read_only = [(bundle_dir, bundle_dir), (serve_file, serve_file)]
         if sandbox.boxed:
-            model_dir, script, inner_dir = (Path(MODEL_DIR), Path(SERVE_FILE),
-                                            Path(SOCKET_DIR))
+            model_dir, script, inner_dir = (Path(MODEL_DIR), Path(SERVE_FILE), Path(SOCKET_DIR))
             read_only = [(bundle_dir, model_dir), (serve_file, script)]
             if environment is not None:
                 read_only.append((environment, Path(ENV_DIR)))
@@ -275,33 +309,58 @@ class HostManager:
                 sandbox.make_readable(environment)
             sandbox.make_readable(bundle_dir)
         reader, writer = os.pipe()  # the host exits when the worker (holding `writer`) is gone
-        argv = [str(python), "-P", str(script), "--model-dir", str(model_dir),
-                "--unix-socket", str(inner_dir / "serve.sock"), "--parent-fd", str(reader)]
+        argv = [
+            str(python),
+            "-P",
+            str(script),
+            "--model-dir",
+            str(model_dir),
+            "--unix-socket",
+            str(inner_dir / "serve.sock"),
+            "--parent-fd",
+            str(reader),
+        ]
         env = {**self._environ, "PYTHONPATH": str(model_dir / "code"), "PYTHONUNBUFFERED": "1"}
-        command = sandbox.command(argv, read_only=read_only, writable=[], environ=env,
-                                  socket_dir=socket_dir)
+        command = sandbox.command(
+            argv, read_only=read_only, writable=[], environ=env, socket_dir=socket_dir
+        )
         if log_file.exists() and log_file.stat().st_size > MAX_LOG_BYTES:
             log_file.replace(log_file.with_name(log_file.name + ".1"))
         try:
             with log_file.open("ab") as output:
-                output.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting the model "
-                             f"host of {version_key} ({sandbox.describe()}): "
-                             f"{' '.join(argv)}\n".encode())
+                output.write(
+                    f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting the model "
+                    f"host of {version_key} ({sandbox.describe()}): "
+                    f"{' '.join(argv)}\n".encode()
+                )
                 output.flush()
                 offset = output.tell()
-                process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output,
-                                           stderr=subprocess.STDOUT, env=env, cwd=bundle_dir,
-                                           start_new_session=True, close_fds=True,
-                                           pass_fds=(reader,))
+                process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=bundle_dir,
+                    start_new_session=True,
+                    close_fds=True,
+                    pass_fds=(reader,),
+                )
         except BaseException:
             os.close(writer)
             shutil.rmtree(socket_dir, ignore_errors=True)
             raise
         finally:
             os.close(reader)
-        host = HostProcess(version_key, process, log_file, offset,
-                           socket_path=socket_dir / "serve.sock", parent_pipe=writer,
-                           boxed=sandbox.boxed)
+        host = HostProcess(
+            version_key,
+            process,
+            log_file,
+            offset,
+            socket_path=socket_dir / "serve.sock",
+            parent_pipe=writer,
+            boxed=sandbox.boxed,
+        )
         try:
             self._wait_ready(host)
         except BaseException:
@@ -310,8 +369,7 @@ class HostManager:
             else:
                 host.stop()
             raise
-        log.info("model host of %s ready: pid %d, %s", version_key, process.pid,
-                 sandbox.describe())
+        log.info("model host of %s ready: pid %d, %s", version_key, process.pid, sandbox.describe())
         return host
 
     def _wait_ready(self, host: HostProcess) -> None:
@@ -331,14 +389,20 @@ class HostManager:
                     raise ModelLoadFailed(
                         f"{error.get('stage', 'model_fn')} failed for {key}: "
                         f"{error.get('message')}\n{error.get('traceback', '')}".rstrip(),
-                        version_key=key, log_file=str(host.log_file),
-                        traceback=error.get("traceback"))
+                        version_key=key,
+                        log_file=str(host.log_file),
+                        traceback=error.get("traceback"),
+                    )
             if time.monotonic() > deadline:
-                host.kill(ModelHostTimeout(
-                    f"the model host of {key} was not ready within {limit:g} s (model_fn still "
-                    f"running) and was stopped; METALAKE_HOST_START_TIMEOUT raises the limit. "
-                    f"Last lines of {host.log_file}:\n{host.log_tail()}",
-                    version_key=key, log_file=str(host.log_file)))
+                host.kill(
+                    ModelHostTimeout(
+                        f"the model host of {key} was not ready within {limit:g} s (model_fn still "
+                        f"running) and was stopped; METALAKE_HOST_START_TIMEOUT raises the limit. "
+                        f"Last lines of {host.log_file}:\n{host.log_tail()}",
+                        version_key=key,
+                        log_file=str(host.log_file),
+                    )
+                )
                 assert host.killed is not None
                 raise host.killed
             time.sleep(0.05)
@@ -364,13 +428,23 @@ class HostManager:
             return
         used_mb = host.tree_rss() / (1 << 20)
         if used_mb > limit_mb:
-            log.warning("model host of %s uses %.0f MB > %d MB: killing it", host.version_key,
-                        used_mb, limit_mb)
-            host.kill(ModelHostOutOfMemory(
-                f"the model host of {host.version_key} exceeded the memory limit of "
-                f"{limit_mb} MB (it used {used_mb:.0f} MB) and was stopped; use smaller batches "
-                f"or raise METALAKE_HOST_MEMORY_LIMIT_MB", version_key=host.version_key,
-                log_file=str(host.log_file), limit_mb=limit_mb, used_mb=round(used_mb)))
+            log.warning(
+                "model host of %s uses %.0f MB > %d MB: killing it",
+                host.version_key,
+                used_mb,
+                limit_mb,
+            )
+            host.kill(
+                ModelHostOutOfMemory(
+                    f"the model host of {host.version_key} exceeded the memory limit of "
+                    f"{limit_mb} MB (it used {used_mb:.0f} MB) and was stopped; use smaller "
+                    f"batches or raise METALAKE_HOST_MEMORY_LIMIT_MB",
+                    version_key=host.version_key,
+                    log_file=str(host.log_file),
+                    limit_mb=limit_mb,
+                    used_mb=round(used_mb),
+                )
+            )
 
     # -- helpers ------------------------------------------------------------------------------
     def _forget(self, host: HostProcess) -> None:
@@ -389,10 +463,19 @@ class HostManager:
             return host.killed
         return ModelHostCrashed(
             f"the model host of {host.version_key} {host.exit_description()} {when}; last "
-            f"lines of {host.log_file}:\n{host.log_tail()}", version_key=host.version_key,
-            log_file=str(host.log_file), exit_code=host.process.returncode)
+            f"lines of {host.log_file}:\n{host.log_tail()}",
+            version_key=host.version_key,
+            log_file=str(host.log_file),
+            exit_code=host.process.returncode,
+        )
 
     def _info(self, host: HostProcess) -> HostInfo:
-        return HostInfo(host.version_key, host.process.pid, host.socket_path, host.log_file,
-                        time.monotonic() - host.last_used, host.tree_rss() / (1 << 20),
-                        self.sandbox.boxed)
+        return HostInfo(
+            host.version_key,
+            host.process.pid,
+            host.socket_path,
+            host.log_file,
+            time.monotonic() - host.last_used,
+            host.tree_rss() / (1 << 20),
+            self.sandbox.boxed,
+        )

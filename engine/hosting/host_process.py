@@ -33,9 +33,16 @@ CHILDREN_REFRESH = 2.0
 class HostProcess:
     """One running host process."""
 
-    def __init__(self, version_key: str, process: subprocess.Popen[bytes], log_file: Path,
-                 log_offset: int, socket_path: Path, parent_pipe: int | None = None,
-                 boxed: bool = False) -> None:
+    def __init__(
+        self,
+        version_key: str,
+        process: subprocess.Popen[bytes],
+        log_file: Path,
+        log_offset: int,
+        socket_path: Path,
+        parent_pipe: int | None = None,
+        boxed: bool = False,
+    ) -> None:
         self.version_key = version_key
         self.process = process
         self.log_file = log_file
@@ -165,12 +172,17 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def post(path: Path, body: bytes, content_type: str, accept: str, timeout: float
-         ) -> tuple[int, bytes]:
+def post(
+    path: Path, body: bytes, content_type: str, accept: str, timeout: float
+) -> tuple[int, bytes]:
     connection = UnixConnection(path, timeout)
     try:
-        connection.request("POST", "/invocations", body=body,
-                           headers={"Content-Type": content_type, "Accept": accept})
+        connection.request(
+            "POST",
+            "/invocations",
+            body=body,
+            headers={"Content-Type": content_type, "Accept": accept},
+        )
         response = connection.getresponse()
         return response.status, response.read()
     finally:
@@ -203,7 +215,14 @@ def response_error(host: HostProcess, status: int, payload: bytes) -> ModelHostE
     if error.get("code") == "model_error":
         return ModelCodeError(
             f"{error.get('stage')} of {key} raised {error.get('message')} (traceback in "
-            f"{log_file})", version_key=key, log_file=log_file, stage=error.get("stage"),
-            traceback=error.get("traceback"))
-    return ModelHostError(f"the model host of {key} answered {status}: {error.get('message')}",
-                          version_key=key, log_file=log_file)
+            f"{log_file})",
+            version_key=key,
+            log_file=log_file,
+            stage=error.get("stage"),
+            traceback=error.get("traceback"),
+        )
+    return ModelHostError(
+        f"the model host of {key} answered {status}: {error.get('message')}",
+        version_key=key,
+        log_file=log_file,
+    )

@@ -26,10 +26,28 @@ log = logging.getLogger(__name__)
 # Top-level system directories a process needs to run programs (a symlink on merged-/usr).
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # What a Python process and its libraries read in /etc; nothing with secrets.
-ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "hosts",
-             "nsswitch.conf", "ssl", "ca-certificates", "ca-certificates.conf", "alternatives",
-             "fonts", "mime.types", "protocols", "services", "os-release", "lsb-release",
-             "debian_version", "timezone", "host.conf", "gai.conf")
+ETC_FILES = (
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "hosts",
+    "nsswitch.conf",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "alternatives",
+    "fonts",
+    "mime.types",
+    "protocols",
+    "services",
+    "os-release",
+    "lsb-release",
+    "debian_version",
+    "timezone",
+    "host.conf",
+    "gai.conf",
+)
 # Where the box shows the host's socket directory, its bundle (SageMaker's place for it), the
 # bundle's environment and the serving program.
 SOCKET_DIR = "/run/metalake-host"
@@ -74,8 +92,10 @@ class Sandbox:
         if not self.boxed:
             return self.warning or ""
         who = f"uid {self.uid}" if self.uid is not None else "the engine's uid in a user namespace"
-        return (f"model code is sandboxed: bubblewrap, {who}, own PID/network/mount/IPC "
-                f"namespaces, read-only bundle, {self.tmp_mb} MB private /tmp")
+        return (
+            f"model code is sandboxed: bubblewrap, {who}, own PID/network/mount/IPC "
+            f"namespaces, read-only bundle, {self.tmp_mb} MB private /tmp"
+        )
 
     # -- finding out ----------------------------------------------------------------------------
     @classmethod
@@ -85,14 +105,20 @@ class Sandbox:
         readable = tuple(source[name] for name in READABLE_VARIABLES if source.get(name))
         if settings.weights_dir is not None:
             readable += (str(settings.weights_path),)
-        unboxed = cls(boxed=False, tmp_mb=settings.sandbox_tmp_mb,
-                      required=settings.require_sandbox, extra_readable=readable)
+        unboxed = cls(
+            boxed=False,
+            tmp_mb=settings.sandbox_tmp_mb,
+            required=settings.require_sandbox,
+            extra_readable=readable,
+        )
         if settings.sandbox == "off":
             return replace(unboxed, reason="METALAKE_SANDBOX=off")
         bwrap = shutil.which("bwrap")
         if bwrap is None:
-            return replace(unboxed, reason="bubblewrap (bwrap) is not installed; install the "
-                                           "Debian package bubblewrap")
+            return replace(
+                unboxed,
+                reason="bubblewrap (bwrap) is not installed; install the Debian package bubblewrap",
+            )
         uid = settings.sandbox_uid if os.geteuid() == 0 else None
         candidate = replace(unboxed, boxed=True, uid=uid, bwrap=bwrap)
         problem = candidate.try_box()
@@ -102,16 +128,25 @@ class Sandbox:
 
     def try_box(self) -> str | None:
         """Run `python -c` in a box like a host's; None if it worked, else why not."""
-        check = ("import os, socket\n"
-                 "s = socket.socket()\n"
-                 "s.settimeout(1)\n"
-                 "assert s.connect_ex(('127.0.0.1', 1)) != 0\n"
-                 "print(os.getuid(), os.getpid())\n")
-        argv = self.command([sys.executable, "-I", "-c", check], read_only=[], writable=[],
-                            environ={})
+        check = (
+            "import os, socket\n"
+            "s = socket.socket()\n"
+            "s.settimeout(1)\n"
+            "assert s.connect_ex(('127.0.0.1', 1)) != 0\n"
+            "print(os.getuid(), os.getpid())\n"
+        )
+        argv = self.command(
+            [sys.executable, "-I", "-c", check], read_only=[], writable=[], environ={}
+        )
         try:
-            result = subprocess.run(argv, capture_output=True, text=True, check=False,
-                                    timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
+            result = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=PROBE_TIMEOUT,
+                stdin=subprocess.DEVNULL,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"bubblewrap could not be started ({exc})"
         if result.returncode != 0:
@@ -124,9 +159,15 @@ class Sandbox:
         return None
 
     # -- running --------------------------------------------------------------------------------
-    def command(self, argv: Sequence[str], *, read_only: Iterable[tuple[Path, Path]],
-                writable: Iterable[Path], environ: Mapping[str, str],
-                socket_dir: Path | None = None) -> list[str]:
+    def command(
+        self,
+        argv: Sequence[str],
+        *,
+        read_only: Iterable[tuple[Path, Path]],
+        writable: Iterable[Path],
+        environ: Mapping[str, str],
+        socket_dir: Path | None = None,
+    ) -> list[str]:
         """`argv` wrapped to run in the box (unchanged when not boxed). `read_only` pairs
         (path, where the box shows it); `writable` paths appear at their own paths;
         `socket_dir` (writable) appears at SOCKET_DIR; `environ` is the whole environment
@@ -134,9 +175,18 @@ class Sandbox:
         if not self.boxed:
             return list(argv)
         assert self.bwrap is not None
-        args = [self.bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-                "--unshare-cgroup-try", "--new-session", "--die-with-parent",
-                "--hostname", "model-host"]
+        args = [
+            self.bwrap,
+            "--unshare-pid",
+            "--unshare-net",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--new-session",
+            "--die-with-parent",
+            "--hostname",
+            "model-host",
+        ]
         if self.uid is None:
             args += ["--unshare-user"]
         for top in SYSTEM_DIRS:
@@ -153,10 +203,15 @@ class Sandbox:
         args += ["--perms", "1777", "--size", str(self.tmp_mb << 20), "--tmpfs", BOX_TMP]
         made: set[Path] = {Path("/"), Path(BOX_TMP)}
         shown = [(p, p) for p in _python_paths() + [Path(p) for p in self.extra_readable]]
-        mounts = ([("--ro-bind", source, target) for source, target in shown + list(read_only)
-                   if source.exists()]
-                  + [("--bind", p, p) for p in writable]
-                  + ([("--bind", socket_dir, Path(SOCKET_DIR))] if socket_dir else []))
+        mounts = (
+            [
+                ("--ro-bind", source, target)
+                for source, target in shown + list(read_only)
+                if source.exists()
+            ]
+            + [("--bind", p, p) for p in writable]
+            + ([("--bind", socket_dir, Path(SOCKET_DIR))] if socket_dir else [])
+        )
         for how, source, target in mounts:
             # bwrap would make the missing parents 0700, closed to the host's uid
             for parent in reversed(target.parents):
@@ -170,10 +225,20 @@ class Sandbox:
         if self.uid is not None:
             # bwrap runs as root to make the mounts (its sources may sit in 0700 directories);
             # setpriv then leaves root for good before the bundle's interpreter starts.
-            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--",
-                     shutil.which("setpriv") or "/usr/bin/setpriv",
-                     f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
-                     "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all"]
+            args += [
+                "--cap-add",
+                "CAP_SETUID",
+                "--cap-add",
+                "CAP_SETGID",
+                "--",
+                shutil.which("setpriv") or "/usr/bin/setpriv",
+                f"--reuid={self.uid}",
+                f"--regid={self.uid}",
+                "--clear-groups",
+                "--no-new-privs",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+            ]
         else:
             args += ["--"]
         return args + list(argv)
@@ -182,11 +247,16 @@ class Sandbox:
         """Variables that point a boxed host's libraries at its private, writable /tmp."""
         if not self.boxed:
             return {}
-        return {"HOME": HOST_HOME, "TMPDIR": BOX_TMP, "USER": "model-host",
-                "LOGNAME": "model-host", "XDG_CACHE_HOME": f"{HOST_HOME}/.cache",
-                "XDG_CONFIG_HOME": f"{HOST_HOME}/.config",
-                "MPLCONFIGDIR": f"{HOST_HOME}/.config/matplotlib",
-                "YOLO_CONFIG_DIR": f"{HOST_HOME}/.config/Ultralytics"}
+        return {
+            "HOME": HOST_HOME,
+            "TMPDIR": BOX_TMP,
+            "USER": "model-host",
+            "LOGNAME": "model-host",
+            "XDG_CACHE_HOME": f"{HOST_HOME}/.cache",
+            "XDG_CONFIG_HOME": f"{HOST_HOME}/.config",
+            "MPLCONFIGDIR": f"{HOST_HOME}/.config/matplotlib",
+            "YOLO_CONFIG_DIR": f"{HOST_HOME}/.config/Ultralytics",
+        }
 
     def prepare_socket_dir(self, path: Path) -> None:
         """A directory only the worker and the host can enter."""

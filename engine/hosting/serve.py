@@ -38,8 +38,9 @@ NPZ_CONTENT_TYPE = "application/x-npz"
 JSON_CONTENT_TYPE = "application/json"
 JSON_ACCEPTS = frozenset({JSON_CONTENT_TYPE, "application/*", "*/*"})
 # Bodies of these types reach input_fn as str, as the SageMaker inference toolkit does.
-TEXT_CONTENT_TYPES = frozenset({"application/json", "application/jsonlines", "text/csv",
-                                "text/plain"})
+TEXT_CONTENT_TYPES = frozenset(
+    {"application/json", "application/jsonlines", "text/csv", "text/plain"}
+)
 TRACEBACK_FRAMES = 6
 
 log = logging.getLogger("metalake.serve")
@@ -55,8 +56,9 @@ class HookFailed(Exception):
 
 
 def describe_exception(stage: str, exc: BaseException) -> dict[str, str]:
-    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
-              if frame.filename != __file__][-TRACEBACK_FRAMES:]  # the bundle's frames
+    frames = [
+        frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename != __file__
+    ][-TRACEBACK_FRAMES:]  # the bundle's frames
     message = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, ModuleNotFoundError):
         message += " (list the package in code/requirements.txt)"
@@ -92,8 +94,11 @@ class Bundle:
         except Exception as exc:
             self.error = describe_exception(stage, exc)
             self.state = "failed"
-            log.error("loading the model failed in %s:\n%s", stage,
-                      "".join(traceback.format_exception(exc)))
+            log.error(
+                "loading the model failed in %s:\n%s",
+                stage,
+                "".join(traceback.format_exception(exc)),
+            )
             return
         self.load_seconds = time.monotonic() - started
         self.state = "ready"
@@ -110,10 +115,10 @@ class Bundle:
                 raise HookFailed("decode request", exc, HTTPStatus.BAD_REQUEST) from exc
         with self._lock:
             data = self._call("input_fn", HTTPStatus.BAD_REQUEST, request, content_type)
-            prediction = self._call("predict_fn", HTTPStatus.INTERNAL_SERVER_ERROR, data,
-                                    self._model)
-            result = self._call("output_fn", HTTPStatus.INTERNAL_SERVER_ERROR, prediction,
-                                accept)
+            prediction = self._call(
+                "predict_fn", HTTPStatus.INTERNAL_SERVER_ERROR, data, self._model
+            )
+            result = self._call("output_fn", HTTPStatus.INTERNAL_SERVER_ERROR, prediction, accept)
         if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], str):
             # (body, content type), as SageMaker's output_fn may return
             result, accept = result[0], str(result[1])
@@ -135,11 +140,15 @@ def hooks_of(module: ModuleType) -> dict[str, Callable[..., Any]]:
     output_fn. Raises AttributeError naming a missing model_fn or predict_fn."""
     missing = [name for name in REQUIRED_HOOKS if not callable(getattr(module, name, None))]
     if missing:
-        raise AttributeError(f"code/inference.py does not define {', '.join(missing)}; a bundle "
-                             "defines model_fn and predict_fn (input_fn and output_fn are "
-                             "optional)")
-    defaults: dict[str, Callable[..., Any]] = {"input_fn": default_input_fn,
-                                               "output_fn": default_output_fn}
+        raise AttributeError(
+            f"code/inference.py does not define {', '.join(missing)}; a bundle "
+            "defines model_fn and predict_fn (input_fn and output_fn are "
+            "optional)"
+        )
+    defaults: dict[str, Callable[..., Any]] = {
+        "input_fn": default_input_fn,
+        "output_fn": default_output_fn,
+    }
     hooks = {name: getattr(module, name) for name in REQUIRED_HOOKS}
     for name, default in defaults.items():
         hook = getattr(module, name, None)
@@ -150,8 +159,9 @@ def hooks_of(module: ModuleType) -> dict[str, Callable[..., Any]]:
 def import_inference(code_dir: Path) -> ModuleType:
     path = code_dir / "inference.py"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; a bundle keeps its hooks in "
-                                "code/inference.py")
+        raise FileNotFoundError(
+            f"{path} does not exist; a bundle keeps its hooks in code/inference.py"
+        )
     sys.path.insert(0, str(code_dir))
     spec = importlib.util.spec_from_file_location("inference", path)
     if spec is None or spec.loader is None:
@@ -175,13 +185,16 @@ def encode_result(result: Any) -> bytes:
 def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
         return value.tolist()
-    raise TypeError(f"output_fn returned a {type(value).__name__}, which is not JSON "
-                    "serialisable; return lists, dicts and numbers, or a JSON string")
+    raise TypeError(
+        f"output_fn returned a {type(value).__name__}, which is not JSON "
+        "serialisable; return lists, dicts and numbers, or a JSON string"
+    )
 
 
 # -- the default hooks ----------------------------------------------------------------------
-def default_input_fn(request_body: bytes | str,
-                     request_content_type: str) -> tuple[np.ndarray, dict[str, Any]]:
+def default_input_fn(
+    request_body: bytes | str, request_content_type: str
+) -> tuple[np.ndarray, dict[str, Any]]:
     """The input_fn of a bundle that defines none: `decode_batch`."""
     return decode_batch(request_body, request_content_type)
 
@@ -221,15 +234,18 @@ def decode_batch(body: bytes | str, content_type: str) -> tuple[np.ndarray, dict
     elif media_type == JSON_CONTENT_TYPE:
         document = json.loads(body)
         if not isinstance(document, dict) or not isinstance(document.get("images"), list):
-            raise ValueError('a JSON body must be {"images": [base64 JPEG/PNG, ...], '
-                             '"parameters": {...}}')
+            raise ValueError(
+                'a JSON body must be {"images": [base64 JPEG/PNG, ...], "parameters": {...}}'
+            )
         parameters = document.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise ValueError("'parameters' must be a JSON object")
         images = _decode_encoded_images(document["images"], parameters)
     else:
-        raise ValueError(f"unsupported content type {content_type!r}; send "
-                         f"{NPZ_CONTENT_TYPE} (or {JSON_CONTENT_TYPE})")
+        raise ValueError(
+            f"unsupported content type {content_type!r}; send "
+            f"{NPZ_CONTENT_TYPE} (or {JSON_CONTENT_TYPE})"
+        )
     if not isinstance(parameters, dict):
         raise ValueError("'parameters' must be a JSON object")
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
@@ -307,12 +323,18 @@ class _Handler(BaseHTTPRequestHandler):
             if bundle.state == "ready":
                 self._send_json(HTTPStatus.OK, {"status": "ready"})
             else:
-                self._send_json(HTTPStatus.SERVICE_UNAVAILABLE,
-                                {"status": bundle.state, "error": bundle.error})
+                self._send_json(
+                    HTTPStatus.SERVICE_UNAVAILABLE, {"status": bundle.state, "error": bundle.error}
+                )
         elif self.path == "/execution-parameters":  # SageMaker batch transform asks for this
-            self._send_json(HTTPStatus.OK, {"MaxConcurrentTransforms": 1,
-                                            "BatchStrategy": "MULTI_RECORD",
-                                            "MaxPayloadInMB": 6})
+            self._send_json(
+                HTTPStatus.OK,
+                {
+                    "MaxConcurrentTransforms": 1,
+                    "BatchStrategy": "MULTI_RECORD",
+                    "MaxPayloadInMB": 6,
+                },
+            )
         else:
             self._send_json(HTTPStatus.NOT_FOUND, _error("not_found", f"no route {self.path}"))
 
@@ -336,8 +358,12 @@ class _Handler(BaseHTTPRequestHandler):
         except HookFailed as exc:
             self._send_json(exc.status, {"error": exc.error})
             return
-        log.info("invocation: %d bytes in, %d bytes out, %.3f s", len(body), len(payload),
-                 time.monotonic() - started)
+        log.info(
+            "invocation: %d bytes in, %d bytes out, %.3f s",
+            len(body),
+            len(payload),
+            time.monotonic() - started,
+        )
         self._send(HTTPStatus.OK, payload, payload_type)
 
     def _read_body(self) -> bytes:
@@ -373,27 +399,42 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="metalake-serve",
         description="Serve a model bundle with the SageMaker inference container contract "
-                    "(GET /ping, POST /invocations).")
-    parser.add_argument("--model-dir", type=Path,
-                        default=Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model")),
-                        help="the bundle directory, holding code/inference.py "
-                             "(default: $SM_MODEL_DIR or /opt/ml/model)")
-    parser.add_argument("--host", default="0.0.0.0",  # noqa: S104 (a container's server)
-                        help="address to bind (default 0.0.0.0; the engine uses 127.0.0.1)")
-    parser.add_argument("--port", type=int,
-                        default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")),
-                        help="port (default: $SAGEMAKER_BIND_TO_PORT or 8080; 0 = any free)")
-    parser.add_argument("--port-file", type=Path,
-                        help="write the bound port to this file once listening")
-    parser.add_argument("--unix-socket",
-                        help="answer on this Unix socket instead of --host/--port")
-    parser.add_argument("--parent-pid", type=int,
-                        help="exit when this process (the engine worker) is gone")
-    parser.add_argument("--parent-fd", type=int,
-                        help="exit when this inherited pipe closes (the engine worker is gone; "
-                             "works where the worker's pid is not visible)")
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+        "(GET /ping, POST /invocations).",
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model")),
+        help="the bundle directory, holding code/inference.py "
+        "(default: $SM_MODEL_DIR or /opt/ml/model)",
+    )
+    parser.add_argument(
+        "--host",
+        default="0.0.0.0",  # noqa: S104 (a container's server)
+        help="address to bind (default 0.0.0.0; the engine uses 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")),
+        help="port (default: $SAGEMAKER_BIND_TO_PORT or 8080; 0 = any free)",
+    )
+    parser.add_argument(
+        "--port-file", type=Path, help="write the bound port to this file once listening"
+    )
+    parser.add_argument("--unix-socket", help="answer on this Unix socket instead of --host/--port")
+    parser.add_argument(
+        "--parent-pid", type=int, help="exit when this process (the engine worker) is gone"
+    )
+    parser.add_argument(
+        "--parent-fd",
+        type=int,
+        help="exit when this inherited pipe closes (the engine worker is gone; "
+        "works where the worker's pid is not visible)",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     return parser.parse_args(argv)
 
 
@@ -421,8 +462,11 @@ def _watch_pipe(fd: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=args.log_level,
-                        format="%(asctime)s %(levelname)s serve[%(process)d]: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s serve[%(process)d]: %(message)s",
+    )
     bundle = Bundle(args.model_dir.resolve())
     default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
     server: ModelServer

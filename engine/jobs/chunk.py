@@ -6,7 +6,6 @@ transaction (`_Writer`), for items still pending only. Each chunk logs one line 
 outcome and seconds per stage (`Stages`). The pipeline and the write: docs/jobs.md.
 """
 
-
 from __future__ import annotations
 
 import contextlib
@@ -94,26 +93,35 @@ def _load(session: Session, job_id: int, chunk: int) -> tuple[_ChunkJob | None, 
     rows = session.execute(
         select(JobItem.id, File.id, File.storage_uri, File.content_type)
         .join(File, File.id == JobItem.file_id)
-        .where(JobItem.job_id == job_id, JobItem.chunk == chunk,
-               JobItem.status == ItemStatus.PENDING)
-        .order_by(JobItem.id)).all()
+        .where(
+            JobItem.job_id == job_id, JobItem.chunk == chunk, JobItem.status == ItemStatus.PENDING
+        )
+        .order_by(JobItem.id)
+    ).all()
     items = [_Item(r[0], r[1], r[2], r[3]) for r in rows]
     if job.cancel_requested:
         _finish(session, job_id, [(i.item_id, ItemStatus.CANCELLED, None) for i in items])
         return None, []
-    found = session.execute(select(ModelVersion, Model.name, Model.application)
-                            .join(Model, Model.id == ModelVersion.model_id)
-                            .where(ModelVersion.id == job.model_version_id)).one()
+    found = session.execute(
+        select(ModelVersion, Model.name, Model.application)
+        .join(Model, Model.id == ModelVersion.model_id)
+        .where(ModelVersion.id == job.model_version_id)
+    ).one()
     version, name, application = found
-    ref = ModelVersionRef(id=version.id, name=name, version=version.version,
-                          application=application, bundle_uri=version.bundle_uri,
-                          sha256=version.sha256, embedding_dim=version.embedding_dim)
+    ref = ModelVersionRef(
+        id=version.id,
+        name=name,
+        version=version.version,
+        application=application,
+        bundle_uri=version.bundle_uri,
+        sha256=version.sha256,
+        embedding_dim=version.embedding_dim,
+    )
     kind = JobKind(job.kind)
     params = PARAMS_BY_KIND[kind].model_validate(job.params)
     if not isinstance(params, InferenceParams):
         raise ValueError(f"a {kind} job runs no model")
-    return _ChunkJob(job_id, kind, Platform(job.platform), params, ref,
-                 version.label_list), items
+    return _ChunkJob(job_id, kind, Platform(job.platform), params, ref, version.label_list), items
 
 
 # Niceness of the chunk's helper threads (decode, output checks). The model host's inference
@@ -137,8 +145,9 @@ def _decode(context: WorkerContext, plan: _ChunkJob, items: list[_Item], stages:
         started = time.perf_counter()
         try:
             if item.content_type == "video":  # OpenCV reads as it decodes: one stage
-                item.frames = load_video(context.storage, item.uri, (width, height),
-                                         settings.video_frame_stride)
+                item.frames = load_video(
+                    context.storage, item.uri, (width, height), settings.video_frame_stride
+                )
                 stages.add("decode", time.perf_counter() - started)
             else:
                 data = read_file(context.storage, item.uri)
@@ -152,14 +161,23 @@ def _decode(context: WorkerContext, plan: _ChunkJob, items: list[_Item], stages:
             item.error = str(exc)
 
 
-def _accept(plan: _ChunkJob, batch: list[tuple[_Item, Frame]], raw: bytes, stages: Stages,
-            writer: _Writer | None = None) -> None:
+def _accept(
+    plan: _ChunkJob,
+    batch: list[tuple[_Item, Frame]],
+    raw: bytes,
+    stages: Stages,
+    writer: _Writer | None = None,
+) -> None:
     """Validate one request's outputs and attach them to their items, in frame order; hand
     the items whose last frame this was to `writer`."""
     started = time.perf_counter()
-    outcomes = validate_outputs(plan.version.application, raw, len(batch),
-                                embedding_dim=plan.version.embedding_dim,
-                                num_classes=len(plan.labels) if plan.labels else None)
+    outcomes = validate_outputs(
+        plan.version.application,
+        raw,
+        len(batch),
+        embedding_dim=plan.version.embedding_dim,
+        num_classes=len(plan.labels) if plan.labels else None,
+    )
     for (item, frame), outcome in zip(batch, outcomes, strict=True):
         if outcome.ok:
             item.outputs.append(results.FrameResult(frame, outcome.output))
@@ -170,8 +188,13 @@ def _accept(plan: _ChunkJob, batch: list[tuple[_Item, Frame]], raw: bytes, stage
         writer.add([item for item, frame in batch if frame is item.frames[-1]])
 
 
-def _infer(context: WorkerContext, plan: _ChunkJob, items: list[_Item], stages: Stages,
-           writer: _Writer | None = None) -> None:
+def _infer(
+    context: WorkerContext,
+    plan: _ChunkJob,
+    items: list[_Item],
+    stages: Stages,
+    writer: _Writer | None = None,
+) -> None:
     """Decode the items and run their frames through the model, in requests of
     `request_batch_size` frames, pipelined: while the model host runs request i (this thread
     waits on HTTP, the GIL released), worker threads fetch and decode the files of the next
@@ -182,8 +205,9 @@ def _infer(context: WorkerContext, plan: _ChunkJob, items: list[_Item], stages: 
     width, height = params.input_resolution
     parameters: dict[str, Any] = {
         "application": plan.version.application,
-        "confidence_threshold": (0.0 if isinstance(params, EmbedParams)
-                                 else params.confidence_threshold),
+        "confidence_threshold": (
+            0.0 if isinstance(params, EmbedParams) else params.confidence_threshold
+        ),
         "input_resolution": [width, height],
     }
     if isinstance(params, AutoAnnotateParams):
@@ -191,8 +215,8 @@ def _infer(context: WorkerContext, plan: _ChunkJob, items: list[_Item], stages: 
     platform = context.platform(plan.platform)
     try:
         size = platform.images_per_request(
-            width, height, parameters,
-            at_most=min(settings.chunk_size, settings.request_batch_size))
+            width, height, parameters, at_most=min(settings.chunk_size, settings.request_batch_size)
+        )
     except ModelHostError as exc:
         _decode(context, plan, items, stages)  # a file's own error comes first
         for item in items:
@@ -200,15 +224,20 @@ def _infer(context: WorkerContext, plan: _ChunkJob, items: list[_Item], stages: 
         return
     # files are decoded in groups of `size` (one request's worth of images), at most `ahead`
     # groups beyond the one the next request is waiting for
-    groups = [items[start:start + size] for start in range(0, len(items), size)]
+    groups = [items[start : start + size] for start in range(0, len(items), size)]
     if any(item.uri.startswith("s3://") for item in items):
         context.storage.s3  # noqa: B018 - make the boto3 client here: creating it is not thread-safe
     ahead = max(1, settings.chunk_decode_threads)
-    with ThreadPoolExecutor(max_workers=settings.chunk_decode_threads,
-                            thread_name_prefix="chunk-decode",
-                            initializer=_lower_priority) as decoders, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-accept",
-                               initializer=_lower_priority) as acceptor:
+    with (
+        ThreadPoolExecutor(
+            max_workers=settings.chunk_decode_threads,
+            thread_name_prefix="chunk-decode",
+            initializer=_lower_priority,
+        ) as decoders,
+        ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="chunk-accept", initializer=_lower_priority
+        ) as acceptor,
+    ):
         decoding: deque[Future[None]] = deque()
         accepting: list[Future[None]] = []
         submitted = 0
@@ -216,8 +245,7 @@ def _infer(context: WorkerContext, plan: _ChunkJob, items: list[_Item], stages: 
         def refill() -> None:
             nonlocal submitted
             while submitted < len(groups) and len(decoding) <= ahead:
-                decoding.append(decoders.submit(_decode, context, plan, groups[submitted],
-                                                 stages))
+                decoding.append(decoders.submit(_decode, context, plan, groups[submitted], stages))
                 submitted += 1
 
         def send(batch: list[tuple[_Item, Frame]]) -> None:
@@ -242,8 +270,9 @@ def _infer(context: WorkerContext, plan: _ChunkJob, items: list[_Item], stages: 
             for group in groups:
                 decoding.popleft().result()
                 refill()
-                waiting += [(item, frame) for item in group if item.error is None
-                            for frame in item.frames]
+                waiting += [
+                    (item, frame) for item in group if item.error is None for frame in item.frames
+                ]
                 while len(waiting) >= size:
                     batch, waiting = waiting[:size], waiting[size:]
                     send(batch)
@@ -256,30 +285,45 @@ def _infer(context: WorkerContext, plan: _ChunkJob, items: list[_Item], stages: 
                 future.result()
 
 
-def _finish(session: Session, job_id: int,
-            transitions: list[tuple[int, ItemStatus, str | None]]) -> set[int]:
+def _finish(
+    session: Session, job_id: int, transitions: list[tuple[int, ItemStatus, str | None]]
+) -> set[int]:
     """Move items out of pending; bump counters; finalize the job. The ids that moved."""
     moved: set[int] = set()
     done = failed = 0
     for item_id, status, error in transitions:
         changed = session.execute(
-            update(JobItem).where(JobItem.id == item_id, JobItem.status == ItemStatus.PENDING)
-            .values(status=status, error=error, attempts=JobItem.attempts + 1,
-                    updated_at=func.clock_timestamp()).returning(JobItem.id)).first()
+            update(JobItem)
+            .where(JobItem.id == item_id, JobItem.status == ItemStatus.PENDING)
+            .values(
+                status=status,
+                error=error,
+                attempts=JobItem.attempts + 1,
+                updated_at=func.clock_timestamp(),
+            )
+            .returning(JobItem.id)
+        ).first()
         if changed is not None:
             moved.add(item_id)
             done += status == ItemStatus.DONE
             failed += status == ItemStatus.FAILED
-    session.execute(update(Job).where(Job.id == job_id)
-                    .values(done=Job.done + done, failed=Job.failed + failed))
-    pending = session.scalar(select(func.count()).where(JobItem.job_id == job_id,
-                                                        JobItem.status == ItemStatus.PENDING))
+    session.execute(
+        update(Job).where(Job.id == job_id).values(done=Job.done + done, failed=Job.failed + failed)
+    )
+    pending = session.scalar(
+        select(func.count()).where(JobItem.job_id == job_id, JobItem.status == ItemStatus.PENDING)
+    )
     if not pending:
         job = session.get(Job, job_id, populate_existing=True)
         assert job is not None
         if job.status == JobStatus.RUNNING:
-            job.status = (JobStatus.FAILED if job.failed and not job.done else
-                          JobStatus.PARTIALLY_FAILED if job.failed else JobStatus.SUCCEEDED)
+            job.status = (
+                JobStatus.FAILED
+                if job.failed and not job.done
+                else JobStatus.PARTIALLY_FAILED
+                if job.failed
+                else JobStatus.SUCCEEDED
+            )
             # the clock, not now(): the chunk's transaction began with its first early
             # write, seconds before this
             job.finished_at = func.clock_timestamp()  # type: ignore[assignment]
@@ -289,8 +333,9 @@ def _finish(session: Session, job_id: int,
 def _transitions(session: Session, plan: _ChunkJob, items: list[_Item]) -> set[int]:
     """Lock the job row, move the items out of pending; the ids that moved."""
     session.execute(select(Job.id).where(Job.id == plan.job_id).with_for_update())
-    transitions = [(i.item_id, ItemStatus.FAILED if i.error else ItemStatus.DONE, i.error)
-                   for i in items]
+    transitions = [
+        (i.item_id, ItemStatus.FAILED if i.error else ItemStatus.DONE, i.error) for i in items
+    ]
     return _finish(session, plan.job_id, transitions)
 
 
@@ -310,31 +355,51 @@ def _write_results(session: Session, plan: _ChunkJob, ok: list[_Item]) -> None:
         tags: list[dict[str, Any]] = []
         annotations: list[dict[str, Any]] = []
         for item in ok:
-            t, a = results.autotag_rows(item.file_id, item.outputs, labels=plan.labels,
-                                        threshold=params.confidence_threshold,
-                                        input_size=size, version_id=version_id, job_id=plan.job_id)
+            t, a = results.autotag_rows(
+                item.file_id,
+                item.outputs,
+                labels=plan.labels,
+                threshold=params.confidence_threshold,
+                input_size=size,
+                version_id=version_id,
+                job_id=plan.job_id,
+            )
             tags += t
             annotations += a
-        results.replace_machine_results(session, file_ids=[i.file_id for i in ok],
-                                        version_id=version_id, tags=tags,
-                                        annotations=annotations)
+        results.replace_machine_results(
+            session,
+            file_ids=[i.file_id for i in ok],
+            version_id=version_id,
+            tags=tags,
+            annotations=annotations,
+        )
     elif isinstance(params, AutoAnnotateParams):
         rows: list[dict[str, Any]] = []
         for item in ok:
             rows += results.annotation_rows(
-                item.file_id, item.outputs, prompt=params.prompt,
+                item.file_id,
+                item.outputs,
+                prompt=params.prompt,
                 threshold=params.confidence_threshold,
-                annotation_type=params.annotation_type, preview=params.preview,
-                input_size=size, version_id=version_id, job_id=plan.job_id)
+                annotation_type=params.annotation_type,
+                preview=params.preview,
+                input_size=size,
+                version_id=version_id,
+                job_id=plan.job_id,
+            )
         results.replace_machine_results(
-            session, file_ids=[i.file_id for i in ok], version_id=version_id, tags=[],
-            annotations=rows, annotation_status="proposed" if params.preview else None)
+            session,
+            file_ids=[i.file_id for i in ok],
+            version_id=version_id,
+            tags=[],
+            annotations=rows,
+            annotation_status="proposed" if params.preview else None,
+        )
     else:
         from engine.embeddings.store import write_embeddings
 
         vectors = {item.file_id: list(item.outputs[0].output.embedding) for item in ok}
-        write_embeddings(session=session, version=plan.version, vectors=vectors,
-                         job_id=plan.job_id)
+        write_embeddings(session=session, version=plan.version, vectors=vectors, job_id=plan.job_id)
 
 
 class _Writer:
@@ -380,9 +445,15 @@ class _Writer:
             if not self.written <= moved:
                 self.session.rollback()
                 return False
-            _write_results(self.session, self.plan, [  # none, unless a frame went missing
-                i for i in items
-                if i.item_id in moved and i.error is None and i.item_id not in self.written])
+            _write_results(
+                self.session,
+                self.plan,
+                [  # none, unless a frame went missing
+                    i
+                    for i in items
+                    if i.item_id in moved and i.error is None and i.item_id not in self.written
+                ],
+            )
             self.session.commit()
         self.stages.add("write", time.perf_counter() - started)
         return True
@@ -419,23 +490,38 @@ def run_chunk(context: WorkerContext, job_id: int, chunk: int) -> None:
     by_status: dict[str, int] = defaultdict(int)
     for item in items:
         by_status[(ItemStatus.FAILED if item.error else ItemStatus.DONE).value] += 1
-    log.info("job %d chunk %d: %s in %.2f s (%s)", job_id, chunk, dict(by_status),
-             time.perf_counter() - started, stages.describe())
+    log.info(
+        "job %d chunk %d: %s in %.2f s (%s)",
+        job_id,
+        chunk,
+        dict(by_status),
+        time.perf_counter() - started,
+        stages.describe(),
+    )
 
 
 def _add_warning(session: Session, job_id: int, warning: str) -> None:
     """Add `warning` to the job's warnings once, whichever of its chunks ran first."""
-    session.execute(text(
-        "UPDATE jobs SET warnings = warnings || jsonb_build_array(CAST(:w AS text)) "
-        "WHERE id = :id AND NOT warnings @> jsonb_build_array(CAST(:w AS text))"),
-        {"w": warning, "id": job_id})
+    session.execute(
+        text(
+            "UPDATE jobs SET warnings = warnings || jsonb_build_array(CAST(:w AS text)) "
+            "WHERE id = :id AND NOT warnings @> jsonb_build_array(CAST(:w AS text))"
+        ),
+        {"w": warning, "id": job_id},
+    )
 
 
 def fail_chunk(context: WorkerContext, job_id: int, chunk: int, reason: str) -> None:
     """Fail the chunk's pending items with `reason` (an error the chunk could not get past)."""
     with session_scope(context.sessions) as session:
         session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
-        ids = list(session.scalars(select(JobItem.id).where(
-            JobItem.job_id == job_id, JobItem.chunk == chunk,
-            JobItem.status == ItemStatus.PENDING)))
+        ids = list(
+            session.scalars(
+                select(JobItem.id).where(
+                    JobItem.job_id == job_id,
+                    JobItem.chunk == chunk,
+                    JobItem.status == ItemStatus.PENDING,
+                )
+            )
+        )
         _finish(session, job_id, [(item_id, ItemStatus.FAILED, reason) for item_id in ids])

@@ -76,11 +76,14 @@ def decode_image(data: bytes, size: tuple[int, int]) -> list[Frame]:
             orientation = opened.getexif().get(0x0112)
             image = to_rgb(ImageOps.exif_transpose(opened))
     except Image.DecompressionBombError as exc:
-        raise MediaError(f"cannot decode the image: refused as a decompression bomb ({exc}); "
-                         f"{_REPLACE}") from exc
+        raise MediaError(
+            f"cannot decode the image: refused as a decompression bomb ({exc}); {_REPLACE}"
+        ) from exc
     except UnidentifiedImageError as exc:
-        raise MediaError("cannot decode the image: Pillow cannot identify its format (corrupt, "
-                         f"or not an image despite its extension); {_REPLACE}") from exc
+        raise MediaError(
+            "cannot decode the image: Pillow cannot identify its format (corrupt, "
+            f"or not an image despite its extension); {_REPLACE}"
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise MediaError(f"cannot decode the image: {exc}; {_REPLACE}") from exc
     if orientation in _TRANSPOSED_ORIENTATIONS:

@@ -38,9 +38,15 @@ def submit(*, session: Session, job: ValidatedJob, dispatcher: Dispatcher) -> Jo
     """Create the job row, commit, enqueue its planning; returns at once. `total` is how many
     files the job selects now; planning snapshots them and sets the exact figure."""
     total = count_selected(session, job.selection)
-    row = Job(kind=job.kind, platform=job.platform, params=job.params.model_dump(mode="json"),
-              model_version_id=job.version.id, collection_id=job.collection_id,
-              status=JobStatus.QUEUED, total=total)
+    row = Job(
+        kind=job.kind,
+        platform=job.platform,
+        params=job.params.model_dump(mode="json"),
+        model_version_id=job.version.id,
+        collection_id=job.collection_id,
+        status=JobStatus.QUEUED,
+        total=total,
+    )
     session.add(row)
     session.commit()
     try:
@@ -49,8 +55,9 @@ def submit(*, session: Session, job: ValidatedJob, dispatcher: Dispatcher) -> Jo
         row.status, row.error = JobStatus.FAILED, f"could not enqueue: {exc}"
         row.finished_at = func.now()  # type: ignore[assignment]
         session.commit()
-        raise ServiceUnavailable(f"The job queue is unavailable ({exc}); retry shortly.",
-                                 job_id=row.id) from exc
+        raise ServiceUnavailable(
+            f"The job queue is unavailable ({exc}); retry shortly.", job_id=row.id
+        ) from exc
     return JobSubmitted(job_id=row.id, status=JobStatus.QUEUED, total=total)
 
 
@@ -73,33 +80,49 @@ def _public(session: Session, job: Job, *, errors: bool) -> JobPublic:
     model = None
     if job.model_version_id is not None:
         found = session.execute(
-            select(Model.name, ModelVersion.version).join(ModelVersion.model)
-            .where(ModelVersion.id == job.model_version_id)).one_or_none()
+            select(Model.name, ModelVersion.version)
+            .join(ModelVersion.model)
+            .where(ModelVersion.id == job.model_version_id)
+        ).one_or_none()
         model = f"{found.name}@{found.version}" if found else None
     failed: list[JobItemError] = []
     if errors and job.failed:
         rows = session.execute(
-            select(File.unique_name, JobItem.error).join(File, File.id == JobItem.file_id)
+            select(File.unique_name, JobItem.error)
+            .join(File, File.id == JobItem.file_id)
             .where(JobItem.job_id == job.id, JobItem.status == ItemStatus.FAILED)
-            .order_by(JobItem.id).limit(MAX_ERRORS_SHOWN))
+            .order_by(JobItem.id)
+            .limit(MAX_ERRORS_SHOWN)
+        )
         failed = [JobItemError(unique_name=r.unique_name, error=r.error or "") for r in rows]
-    return JobPublic(job_id=job.id, kind=JobKind(job.kind), status=JobStatus(job.status),
-                     platform=Platform(job.platform),
-                     model=model, collection_id=job.collection_id,
-                     params=_params(job),
-                     total=job.total, done=job.done, failed=job.failed,
-                     cancel_requested=job.cancel_requested, error=job.error, errors=failed,
-                     warnings=list(job.warnings or []),
-                     created_at=job.created_at, started_at=job.started_at,
-                     finished_at=job.finished_at)
+    return JobPublic(
+        job_id=job.id,
+        kind=JobKind(job.kind),
+        status=JobStatus(job.status),
+        platform=Platform(job.platform),
+        model=model,
+        collection_id=job.collection_id,
+        params=_params(job),
+        total=job.total,
+        done=job.done,
+        failed=job.failed,
+        cancel_requested=job.cancel_requested,
+        error=job.error,
+        errors=failed,
+        warnings=list(job.warnings or []),
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
 
 
 def get_job(*, session: Session, job_id: int) -> JobPublic:
     return _public(session, _job(session, job_id), errors=True)
 
 
-def list_jobs(*, session: Session, status: str | None = None, kind: str | None = None,
-              limit: int = 50) -> list[JobPublic]:
+def list_jobs(
+    *, session: Session, status: str | None = None, kind: str | None = None, limit: int = 50
+) -> list[JobPublic]:
     query = select(Job).order_by(Job.id.desc()).limit(limit)
     if status:
         query = query.where(Job.status == status)
@@ -117,9 +140,11 @@ def cancel_job(*, session: Session, job_id: int) -> JobPublic:
         job.cancel_requested = True
         job.status = JobStatus.CANCELLED
         job.finished_at = func.now()  # type: ignore[assignment]
-        session.execute(update(JobItem).where(JobItem.job_id == job.id,
-                                              JobItem.status == ItemStatus.PENDING)
-                        .values(status=ItemStatus.CANCELLED, updated_at=func.now()))
+        session.execute(
+            update(JobItem)
+            .where(JobItem.job_id == job.id, JobItem.status == ItemStatus.PENDING)
+            .values(status=ItemStatus.CANCELLED, updated_at=func.now())
+        )
     session.flush()
     session.refresh(job)
     return _public(session, job, errors=True)
@@ -129,13 +154,20 @@ def retry_failed(*, session: Session, job_id: int, dispatcher: Dispatcher) -> Jo
     """Run the failed items of a finished job again (only their chunks are enqueued)."""
     job = _job(session, job_id, lock=True)
     if job.status not in FINISHED_JOB_STATUSES:
-        raise JobNotRetryable(f"Job {job_id} is {job.status}; retry its failed items once it "
-                              "has finished (wait_for_job) or after cancelling it.",
-                              job_id=job_id, status=job.status)
-    chunks = list(session.scalars(
-        update(JobItem).where(JobItem.job_id == job.id, JobItem.status == ItemStatus.FAILED)
-        .values(status=ItemStatus.PENDING, error=None, updated_at=func.now())
-        .returning(JobItem.chunk)))
+        raise JobNotRetryable(
+            f"Job {job_id} is {job.status}; retry its failed items once it "
+            "has finished (wait_for_job) or after cancelling it.",
+            job_id=job_id,
+            status=job.status,
+        )
+    chunks = list(
+        session.scalars(
+            update(JobItem)
+            .where(JobItem.job_id == job.id, JobItem.status == ItemStatus.FAILED)
+            .values(status=ItemStatus.PENDING, error=None, updated_at=func.now())
+            .returning(JobItem.chunk)
+        )
+    )
     if chunks:
         job.failed = Job.failed - len(chunks)  # type: ignore[assignment]
         job.status, job.cancel_requested, job.error = JobStatus.RUNNING, False, None
@@ -165,27 +197,34 @@ def resume_job(*, session: Session, job_id: int, dispatcher: Dispatcher) -> JobP
         if chunks:
             dispatcher.chunks(job.id, chunks)
     except Exception as exc:  # the broker refused: nothing was lost, the call can be repeated
-        raise ServiceUnavailable(f"The job queue is unavailable ({exc}); retry shortly.",
-                                 job_id=job.id) from exc
+        raise ServiceUnavailable(
+            f"The job queue is unavailable ({exc}); retry shortly.", job_id=job.id
+        ) from exc
     session.refresh(job)
     return _public(session, job, errors=True)
 
 
-def decide_proposals(*, session: Session, job_id: int, accept: bool,
-                     unique_names: list[str] | None = None) -> ProposalReport:
+def decide_proposals(
+    *, session: Session, job_id: int, accept: bool, unique_names: list[str] | None = None
+) -> ProposalReport:
     """Accept (status applied) or reject (deleted) the proposed annotations of a preview job,
     all of them or those of the named files."""
     job = _job(session, job_id)
     if job.kind != JobKind.AUTO_ANNOTATION:
-        raise InvalidInput(f"Job {job_id} is a {job.kind} job; only auto_annotation jobs run "
-                           "with preview=True propose annotations.", job_id=job_id)
+        raise InvalidInput(
+            f"Job {job_id} is a {job.kind} job; only auto_annotation jobs run "
+            "with preview=True propose annotations.",
+            job_id=job_id,
+        )
     where = [Annotation.job_id == job.id, Annotation.status == "proposed"]
     if unique_names is not None:
-        where.append(Annotation.file_id.in_(
-            select(File.id).where(File.unique_name.in_(unique_names))))
+        where.append(
+            Annotation.file_id.in_(select(File.id).where(File.unique_name.in_(unique_names)))
+        )
     if accept:
-        result = session.execute(update(Annotation).where(*where).values(status="applied")
-                                 .returning(Annotation.id))
+        result = session.execute(
+            update(Annotation).where(*where).values(status="applied").returning(Annotation.id)
+        )
     else:
         result = session.execute(delete(Annotation).where(*where).returning(Annotation.id))
     return ProposalReport(job_id=job.id, annotations=len(result.all()))

@@ -76,8 +76,9 @@ class _Checked:
     conditions: list[ColumnElement[bool]]
 
     def job(self, kind: JobKind, params: InferenceParams) -> ValidatedJob:
-        return ValidatedJob(kind, self.platform, self.version, self.collection_id, params,
-                            self.conditions)
+        return ValidatedJob(
+            kind, self.platform, self.version, self.collection_id, params, self.conditions
+        )
 
 
 def platform_for(choice: PlatformChoice, settings: Settings) -> Platform:
@@ -90,8 +91,9 @@ def platform_for(choice: PlatformChoice, settings: Settings) -> Platform:
     return platform
 
 
-def _files(session: Session, request: JobRequest
-           ) -> tuple[list[ColumnElement[bool]], int | None, ContentType]:
+def _files(
+    session: Session, request: JobRequest
+) -> tuple[list[ColumnElement[bool]], int | None, ContentType]:
     """(conditions, collection id, content type) of the files the job selects."""
     conditions = file_conditions(request.query, request.filter)  # InvalidQuery / InvalidFilter
     collection_id, content_type = _population(session, request)
@@ -103,36 +105,48 @@ def _population(session: Session, request: JobRequest) -> tuple[int | None, Cont
     if request.collection_id is not None:
         raw = str(request.collection_id).strip()
         if not raw.isdigit():
-            raise CollectionNotFound(f"No collection has id {request.collection_id!r}; "
-                                     "collection ids are numbers (see list_collections).",
-                                     collection_id=request.collection_id)
+            raise CollectionNotFound(
+                f"No collection has id {request.collection_id!r}; "
+                "collection ids are numbers (see list_collections).",
+                collection_id=request.collection_id,
+            )
         collection = get_collection(session=session, collection_id=int(raw))
         return collection.id, cast(ContentType, collection.content_type)
     if request.content_type is None:
-        raise InvalidInput("content_type must be 'image' or 'video' when no collection_id is "
-                           "given; got None.", field="content_type")
+        raise InvalidInput(
+            "content_type must be 'image' or 'video' when no collection_id is given; got None.",
+            field="content_type",
+        )
     return None, request.content_type
 
 
-def _check(session: Session, settings: Settings, kind: JobKind, request: JobRequest
-           ) -> _Checked:
+def _check(session: Session, settings: Settings, kind: JobKind, request: JobRequest) -> _Checked:
     platform = platform_for(request.inference_platform, settings)
     conditions, collection_id, content_type = _files(session, request)
     version = resolve_version(session, request.model_id, kind)
     width, height = request.input_resolution
     platform_type(platform).check_request(settings, width, height)
-    return _Checked(platform, version, collection_id, _Selection(
-        query=request.query, filter=request.filter, content_type=content_type,
-        model_reference=request.model_id or "default",
-        input_resolution=request.input_resolution), conditions)
+    return _Checked(
+        platform,
+        version,
+        collection_id,
+        _Selection(
+            query=request.query,
+            filter=request.filter,
+            content_type=content_type,
+            model_reference=request.model_id or "default",
+            input_resolution=request.input_resolution,
+        ),
+        conditions,
+    )
 
 
-def validate_autotag(session: Session, settings: Settings, request: AutotagRequest
-                     ) -> ValidatedJob:
+def validate_autotag(session: Session, settings: Settings, request: AutotagRequest) -> ValidatedJob:
     kind = JobKind.AUTOTAGGING
     checked = _check(session, settings, kind, request)
-    return checked.job(kind, AutotagParams(
-        **checked.params, confidence_threshold=request.confidence_threshold))
+    return checked.job(
+        kind, AutotagParams(**checked.params, confidence_threshold=request.confidence_threshold)
+    )
 
 
 def validate_embed(session: Session, settings: Settings, request: EmbedRequest) -> ValidatedJob:
@@ -141,8 +155,7 @@ def validate_embed(session: Session, settings: Settings, request: EmbedRequest) 
     return checked.job(kind, EmbedParams(**checked.params))
 
 
-def prompts(value: list[PromptEntry | str] | None, labels: list[str] | None
-            ) -> list[PromptEntry]:
+def prompts(value: list[PromptEntry | str] | None, labels: list[str] | None) -> list[PromptEntry]:
     """The prompt entries, stripped: plain strings mean label = description; no prompt means
     the model's own label list."""
     entries: list[PromptEntry] = []
@@ -151,22 +164,32 @@ def prompts(value: list[PromptEntry | str] | None, labels: list[str] | None
             entry = PromptEntry(label=entry, description=entry)
         label, description = entry.label.strip(), entry.description.strip()
         if not label or not description:
-            raise InvalidInput(f"prompt[{index}] needs a non-empty label and description.",
-                               index=index)
+            raise InvalidInput(
+                f"prompt[{index}] needs a non-empty label and description.", index=index
+            )
         entries.append(PromptEntry(label=label, description=description))
     if not entries and labels:
         entries = [PromptEntry(label=name, description=name) for name in labels]
     if not entries:
-        raise InvalidInput("Say what to annotate: prompt=[{'label': 'bird', 'description': "
-                           "'a small bird'}, ...] or a list of strings.")
+        raise InvalidInput(
+            "Say what to annotate: prompt=[{'label': 'bird', 'description': "
+            "'a small bird'}, ...] or a list of strings."
+        )
     return entries
 
 
-def validate_auto_annotate(session: Session, settings: Settings, request: AutoAnnotateRequest
-                           ) -> ValidatedJob:
+def validate_auto_annotate(
+    session: Session, settings: Settings, request: AutoAnnotateRequest
+) -> ValidatedJob:
     kind = JobKind.AUTO_ANNOTATION
     checked = _check(session, settings, kind, request)
-    return checked.job(kind, AutoAnnotateParams(
-        **checked.params, confidence_threshold=request.confidence_threshold,
-        prompt=prompts(request.prompt, checked.version.label_list),
-        annotation_type=request.annotation_type, preview=request.preview))
+    return checked.job(
+        kind,
+        AutoAnnotateParams(
+            **checked.params,
+            confidence_threshold=request.confidence_threshold,
+            prompt=prompts(request.prompt, checked.version.label_list),
+            annotation_type=request.annotation_type,
+            preview=request.preview,
+        ),
+    )

@@ -32,8 +32,8 @@ MAX_BACKOFF = 30.0
 def retry_countdown(exc: Exception, retries: int) -> float | None:
     """Seconds before retry number `retries + 1` of a task that raised `exc`; None: give up."""
     if isinstance(exc, ServiceUnavailable):
-        return min(2.0 ** retries, MAX_BACKOFF) if retries < TRANSIENT_RETRIES else None
-    return 2.0 ** retries if retries < MAX_RETRIES else None
+        return min(2.0**retries, MAX_BACKOFF) if retries < TRANSIENT_RETRIES else None
+    return 2.0**retries if retries < MAX_RETRIES else None
 
 
 def _acquire(lease: ChunkLease) -> bool:
@@ -47,8 +47,13 @@ def _acquire(lease: ChunkLease) -> bool:
             wait = retry_countdown(exc, attempt)
             if wait is None:
                 raise
-            log.warning("job %d chunk %d: %s; waiting %g s before starting it", lease.job_id,
-                        lease.chunk, exc, wait)
+            log.warning(
+                "job %d chunk %d: %s; waiting %g s before starting it",
+                lease.job_id,
+                lease.chunk,
+                exc,
+                wait,
+            )
             time.sleep(wait)
     raise AssertionError("unreachable")
 
@@ -62,8 +67,11 @@ def _fail_plan(context: Any, job_id: int, exc: Exception) -> None:
     log.exception("job %d: planning failed", job_id)
     try:
         with session_scope(context.sessions) as session:
-            fail_job(session=session, job_id=job_id,
-                     reason=f"planning failed: {getattr(exc, 'message', None) or exc}")
+            fail_job(
+                session=session,
+                job_id=job_id,
+                reason=f"planning failed: {getattr(exc, 'message', None) or exc}",
+            )
     except Exception:  # the database is still away: resume_job can plan it again later
         log.exception("job %d: could not record the planning failure", job_id)
 
@@ -91,17 +99,27 @@ def register_tasks(app: Celery) -> None:
 
         context = _context(app)
         seconds = context.settings.chunk_lease_seconds
-        lease = ChunkLease(context.sessions, job_id=job_id, chunk=PLAN_CHUNK, pid=os.getpid(),
-                           task_id=self.request.id or "", seconds=seconds)
+        lease = ChunkLease(
+            context.sessions,
+            job_id=job_id,
+            chunk=PLAN_CHUNK,
+            pid=os.getpid(),
+            task_id=self.request.id or "",
+            seconds=seconds,
+        )
         try:
             try:
                 if not _acquire(lease):
-                    log.info("job %d: another worker is planning it (or the job is gone); "
-                             "this delivery does nothing", job_id)
+                    log.info(
+                        "job %d: another worker is planning it (or the job is gone); "
+                        "this delivery does nothing",
+                        job_id,
+                    )
                     return
                 with session_scope(context.sessions) as session:
-                    chunks = plan_job(session=session, job_id=job_id,
-                                      chunk_size=context.settings.chunk_size)
+                    chunks = plan_job(
+                        session=session, job_id=job_id, chunk_size=context.settings.chunk_size
+                    )
             except ServiceUnavailable as exc:
                 countdown = retry_countdown(exc, self.request.retries)
                 if countdown is None:
@@ -127,19 +145,28 @@ def register_tasks(app: Celery) -> None:
 
         context = _context(app)
         seconds = context.settings.chunk_lease_seconds
-        lease = ChunkLease(context.sessions, job_id=job_id, chunk=number, pid=os.getpid(),
-                           task_id=self.request.id or "", seconds=seconds)
+        lease = ChunkLease(
+            context.sessions,
+            job_id=job_id,
+            chunk=number,
+            pid=os.getpid(),
+            task_id=self.request.id or "",
+            seconds=seconds,
+        )
         try:
             if not _acquire(lease):
-                log.info("job %d chunk %d: another worker holds its lease (or the job is "
-                         "gone); this delivery does nothing", job_id, number)
+                log.info(
+                    "job %d chunk %d: another worker holds its lease (or the job is "
+                    "gone); this delivery does nothing",
+                    job_id,
+                    number,
+                )
                 return
             run_chunk(context, job_id, number)
         except Exception as exc:
             countdown = retry_countdown(exc, self.request.retries)
             if countdown is not None:
-                log.warning("job %d chunk %d: %s; retrying in %g s", job_id, number, exc,
-                            countdown)
+                log.warning("job %d chunk %d: %s; retrying in %g s", job_id, number, exc, countdown)
                 lease.keep(countdown + seconds)  # a lapse now means the retry was lost
                 raise self.retry(exc=exc, countdown=countdown) from exc
             log.exception("job %d chunk %d failed", job_id, number)
@@ -153,11 +180,14 @@ def register_tasks(app: Celery) -> None:
 
         context = _context(app)
         settings: Settings = context.settings
-        build = build_index(context.db_engine, space_id, memory=settings.index_build_memory,
-                            workers=settings.index_build_workers)
+        build = build_index(
+            context.db_engine,
+            space_id,
+            memory=settings.index_build_memory,
+            workers=settings.index_build_workers,
+        )
         if build is None:
-            log.info("space %d: no index build (another one runs, or the space is gone)",
-                     space_id)
+            log.info("space %d: no index build (another one runs, or the space is gone)", space_id)
 
     register_ingest_task(app, _context)  # a large S3 prefix, ingested in the background
 

@@ -34,8 +34,17 @@ def worker_argv(
     hostname: str | None = None,
 ) -> list[str]:
     """The `celery worker` arguments of `metalake worker`."""
-    argv = ["worker", "-Q", ",".join(queues), "--concurrency", str(concurrency),
-            "--pool", pool, "--loglevel", settings.log_level]
+    argv = [
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        pool,
+        "--loglevel",
+        settings.log_level,
+    ]
     if hostname:
         argv += ["--hostname", hostname]
     return argv
@@ -50,8 +59,11 @@ def run_worker(
     hostname: str | None = None,
 ) -> None:
     """Run a worker in the foreground (`metalake worker`) until it is told to stop."""
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+    )
     app = create_worker_app(settings)
-    app.worker_main(worker_argv(settings, queues=queues, concurrency=concurrency, pool=pool,
-                                hostname=hostname))
+    app.worker_main(
+        worker_argv(settings, queues=queues, concurrency=concurrency, pool=pool, hostname=hostname)
+    )

@@ -53,13 +53,16 @@ def get_file(*, session: Session, unique_name: str) -> File:
         raise FileNotFoundInLake(
             f"No file named {excerpt(unique_name)!r} is in the lake. Unique names are "
             "`<collection name>_<relative path with / replaced by _>`; list the collection's "
-            "items to see them.", unique_name=unique_name)
+            "items to see them.",
+            unique_name=unique_name,
+        )
     return row
 
 
 # -- one file ----------------------------------------------------------------------------------
-def add_annotations(*, session: Session, unique_name: str,
-                    annotations: list[AnnotationCreate]) -> list[Annotation]:
+def add_annotations(
+    *, session: Session, unique_name: str, annotations: list[AnnotationCreate]
+) -> list[Annotation]:
     """Validate every annotation against the file's size, then store them all (or none)."""
     file = get_file(session=session, unique_name=unique_name)
     problems = Problems("The annotation list")
@@ -71,26 +74,47 @@ def add_annotations(*, session: Session, unique_name: str,
         values = parse_stored(item.shape, item.geometry, where, problems)
         if label is None or values is None:
             continue
-        parsed = ParsedAnnotation(where=where, field="geometry", label=label, shape=item.shape,
-                                  values=values, normalized=False)
-        geometry = to_geometry(parsed, width=file.width, height=file.height,
-                               image=file.unique_name, problems=problems)
+        parsed = ParsedAnnotation(
+            where=where,
+            field="geometry",
+            label=label,
+            shape=item.shape,
+            values=values,
+            normalized=False,
+        )
+        geometry = to_geometry(
+            parsed, width=file.width, height=file.height, image=file.unique_name, problems=problems
+        )
         if geometry is None:
             continue
-        rows.append(Annotation(
-            file_id=file.id, label=label, shape=item.shape, geometry=geometry,
-            confidence=confidence, source=item.source, status=item.status,
-            frame_index=item.frame_index, metadata_=item.metadata,
-        ))
+        rows.append(
+            Annotation(
+                file_id=file.id,
+                label=label,
+                shape=item.shape,
+                geometry=geometry,
+                confidence=confidence,
+                source=item.source,
+                status=item.status,
+                frame_index=item.frame_index,
+                metadata_=item.metadata,
+            )
+        )
     problems.raise_if_any()
     session.add_all(rows)
     session.flush()
     return rows
 
 
-def list_annotations(*, session: Session, unique_name: str, source: str | None = None,
-                     model_version_id: int | None = None, page_index: int = 0,
-                     page_size: int = 1000) -> tuple[list[Annotation], int]:
+def list_annotations(
+    *,
+    session: Session,
+    unique_name: str,
+    source: str | None = None,
+    model_version_id: int | None = None,
+    page_index: int = 0,
+    page_size: int = 1000,
+) -> tuple[list[Annotation], int]:
     file = get_file(session=session, unique_name=unique_name)
     where = [Annotation.file_id == file.id]
     if source is not None:
@@ -98,57 +122,91 @@ def list_annotations(*, session: Session, unique_name: str, source: str | None =
     if model_version_id is not None:
         where.append(Annotation.model_version_id == model_version_id)
     total = session.scalar(select(func.count()).select_from(Annotation).where(*where)) or 0
-    rows = session.scalars(select(Annotation).where(*where).order_by(Annotation.id)
-                           .offset(page_index * page_size).limit(page_size))
+    rows = session.scalars(
+        select(Annotation)
+        .where(*where)
+        .order_by(Annotation.id)
+        .offset(page_index * page_size)
+        .limit(page_size)
+    )
     return list(rows), total
 
 
 def delete_annotation(*, session: Session, unique_name: str, annotation_id: int) -> None:
     file = get_file(session=session, unique_name=unique_name)
-    deleted = session.execute(delete(Annotation).where(
-        Annotation.id == annotation_id, Annotation.file_id == file.id))
+    deleted = session.execute(
+        delete(Annotation).where(Annotation.id == annotation_id, Annotation.file_id == file.id)
+    )
     if not deleted.rowcount:  # type: ignore[attr-defined]
-        raise AnnotationNotFound(f"File {excerpt(unique_name)!r} has no annotation "
-                                 f"{annotation_id}; list its annotations to see their ids.",
-                                 unique_name=unique_name, annotation_id=annotation_id)
+        raise AnnotationNotFound(
+            f"File {excerpt(unique_name)!r} has no annotation "
+            f"{annotation_id}; list its annotations to see their ids.",
+            unique_name=unique_name,
+            annotation_id=annotation_id,
+        )
 
 
 # -- annotation sets -----------------------------------------------------------------------------
-def upload_annotations(*, session: Session, collection_name: str, operation_id: str,
-                       data: Any, shape_type: metalake_json.ShapeType, normalized: bool,
-                       model_run: bool) -> AnnotationUploadReport:
+def upload_annotations(
+    *,
+    session: Session,
+    collection_name: str,
+    operation_id: str,
+    data: Any,
+    shape_type: metalake_json.ShapeType,
+    normalized: bool,
+    model_run: bool,
+) -> AnnotationUploadReport:
     """`upload_annotations_for_folder`: the MetaLake JSON replaces the operation's earlier set."""
     collection = get_collection_by_name(session=session, name=collection_name)
     images = metalake_json.parse(data, shape_type=shape_type, normalized=normalized)
-    return write_annotation_set(session=session, collection=collection, images=images,
-                                operation_id=operation_id,
-                                source="machine" if model_run else "human",
-                                document="The annotation file")
+    return write_annotation_set(
+        session=session,
+        collection=collection,
+        images=images,
+        operation_id=operation_id,
+        source="machine" if model_run else "human",
+        document="The annotation file",
+    )
 
 
-def import_annotations(*, session: Session, collection_id: int, request: AnnotationImportRequest,
-                       limits: TextLimits | None = None) -> AnnotationUploadReport:
+def import_annotations(
+    *,
+    session: Session,
+    collection_id: int,
+    request: AnnotationImportRequest,
+    limits: TextLimits | None = None,
+) -> AnnotationUploadReport:
     """COCO JSON or a YOLO label folder; re-importing the same content replaces it. `limits`
     bound the YOLO data_yaml."""
     collection = get_collection(session=session, collection_id=collection_id)
     if request.format == "coco":
         if request.coco is None:
-            raise InvalidAnnotations('format "coco" needs the COCO document in "coco".',
-                                     field="coco")
+            raise InvalidAnnotations(
+                'format "coco" needs the COCO document in "coco".', field="coco"
+            )
         content: Any = request.coco
         images = coco.parse(request.coco)
     else:
         if request.yolo is None:
-            raise InvalidAnnotations('format "yolo" needs the label files in "yolo".',
-                                     field="yolo")
+            raise InvalidAnnotations('format "yolo" needs the label files in "yolo".', field="yolo")
         content = request.yolo.model_dump()
-        names = yolo.class_names(names=request.yolo.names, data_yaml=request.yolo.data_yaml,
-                                 classes_txt=request.yolo.classes_txt, limits=limits)
+        names = yolo.class_names(
+            names=request.yolo.names,
+            data_yaml=request.yolo.data_yaml,
+            classes_txt=request.yolo.classes_txt,
+            limits=limits,
+        )
         images = yolo.parse(request.yolo.labels, names=names)
     operation_id = request.operation_id or f"import:{request.format}:{content_digest(content)}"
-    return write_annotation_set(session=session, collection=collection, images=images,
-                                operation_id=operation_id, source=request.annotation_type,
-                                document=f"The {request.format.upper()} import")
+    return write_annotation_set(
+        session=session,
+        collection=collection,
+        images=images,
+        operation_id=operation_id,
+        source=request.annotation_type,
+        document=f"The {request.format.upper()} import",
+    )
 
 
 def content_digest(content: Any) -> str:
@@ -161,17 +219,26 @@ def collection_files_of(*, session: Session, collection_id: int) -> list[LakeFil
     rows = session.execute(
         select(File.id, File.unique_name, File.width, File.height)
         .join(collection_files, collection_files.c.file_id == File.id)
-        .where(collection_files.c.collection_id == collection_id))
-    return [LakeFile(id=r.id, unique_name=r.unique_name, width=r.width, height=r.height)
-            for r in rows]
+        .where(collection_files.c.collection_id == collection_id)
+    )
+    return [
+        LakeFile(id=r.id, unique_name=r.unique_name, width=r.width, height=r.height) for r in rows
+    ]
 
 
-def write_annotation_set(*, session: Session, collection: Collection, images: list[ParsedImage],
-                         operation_id: str, source: str,
-                         document: str) -> AnnotationUploadReport:
+def write_annotation_set(
+    *,
+    session: Session,
+    collection: Collection,
+    images: list[ParsedImage],
+    operation_id: str,
+    source: str,
+    document: str,
+) -> AnnotationUploadReport:
     """Match, convert and validate everything; then replace the operation's set atomically."""
-    index = FileIndex(collection.name,
-                      collection_files_of(session=session, collection_id=collection.id))
+    index = FileIndex(
+        collection.name, collection_files_of(session=session, collection_id=collection.id)
+    )
     problems = Problems(document)
     unknown: list[str] = []
     ambiguous: list[str] = []
@@ -183,23 +250,41 @@ def write_annotation_set(*, session: Session, collection: Collection, images: li
             (ambiguous if outcome == "ambiguous" else unknown).append(image.key)
             continue
         matched.add(file.id)
-        if image.declared_size and file.width and file.height \
-                and image.declared_size != (file.width, file.height):
-            problems.add(image.where, "width", (
-                f"says {image.declared_size[0]}x{image.declared_size[1]} but "
-                f"{file.unique_name!r} is {file.width}x{file.height} in the lake; fix the size "
-                "in the document (annotations must be for the image as stored)."))
+        if (
+            image.declared_size
+            and file.width
+            and file.height
+            and image.declared_size != (file.width, file.height)
+        ):
+            problems.add(
+                image.where,
+                "width",
+                (
+                    f"says {image.declared_size[0]}x{image.declared_size[1]} but "
+                    f"{file.unique_name!r} is {file.width}x{file.height} in the lake; fix the size "
+                    "in the document (annotations must be for the image as stored)."
+                ),
+            )
             continue
         for ann in image.annotations:
-            geometry = to_geometry(ann, width=file.width, height=file.height,
-                                   image=file.unique_name, problems=problems)
+            geometry = to_geometry(
+                ann, width=file.width, height=file.height, image=file.unique_name, problems=problems
+            )
             if geometry is not None:
-                rows.append({
-                    "file_id": file.id, "label": ann.label, "shape": ann.shape,
-                    "geometry": geometry, "confidence": ann.confidence, "source": source,
-                    "status": "applied", "operation_id": operation_id,
-                    "metadata_": ann.metadata, "frame_index": ann.frame_index,
-                })
+                rows.append(
+                    {
+                        "file_id": file.id,
+                        "label": ann.label,
+                        "shape": ann.shape,
+                        "geometry": geometry,
+                        "confidence": ann.confidence,
+                        "source": source,
+                        "status": "applied",
+                        "operation_id": operation_id,
+                        "metadata_": ann.metadata,
+                        "frame_index": ann.frame_index,
+                    }
+                )
     problems.raise_if_any()
     if images and not matched:
         raise NoImagesMatched(
@@ -207,56 +292,101 @@ def write_annotation_set(*, session: Session, collection: Collection, images: li
             f"{collection.name!r}; nothing was written. An image path `a/b.jpg` names the file "
             f"`{collection.name}_a_b.jpg`: check that the images were uploaded to this "
             f"collection and that the paths are relative to the uploaded folder.",
-            unknown_images=unknown[:50], ambiguous_images=ambiguous[:50])
+            unknown_images=unknown[:50],
+            ambiguous_images=ambiguous[:50],
+        )
 
     # Serialise writers of the same set, so two concurrent uploads cannot both insert.
-    session.execute(select(func.pg_advisory_xact_lock(
-        func.hashtextextended(f"annotations:{collection.id}:{operation_id}", 0))))
+    session.execute(
+        select(
+            func.pg_advisory_xact_lock(
+                func.hashtextextended(f"annotations:{collection.id}:{operation_id}", 0)
+            )
+        )
+    )
     member = select(collection_files.c.file_id).where(
-        collection_files.c.collection_id == collection.id)
-    replaced = session.execute(delete(Annotation).where(
-        Annotation.operation_id == operation_id, Annotation.file_id.in_(member)))
+        collection_files.c.collection_id == collection.id
+    )
+    replaced = session.execute(
+        delete(Annotation).where(
+            Annotation.operation_id == operation_id, Annotation.file_id.in_(member)
+        )
+    )
     if rows:
         session.execute(insert(Annotation), rows)
     return AnnotationUploadReport(
-        operation_id=operation_id, written=len(rows),
+        operation_id=operation_id,
+        written=len(rows),
         replaced=replaced.rowcount,  # type: ignore[attr-defined]
-        matched_images=len(matched), unknown_images=unknown, ambiguous_images=ambiguous)
+        matched_images=len(matched),
+        unknown_images=unknown,
+        ambiguous_images=ambiguous,
+    )
 
 
-def export_annotations(*, session: Session, collection_id: int,
-                       model_version_id: int | None = None, page_index: int = 0,
-                       page_size: int = 100) -> AnnotationExportPage:
+def export_annotations(
+    *,
+    session: Session,
+    collection_id: int,
+    model_version_id: int | None = None,
+    page_index: int = 0,
+    page_size: int = 100,
+) -> AnnotationExportPage:
     """One page of the collection's files (by unique name) with their annotations in the
     MetaLake JSON format; `model_version_id` keeps only that model version's annotations."""
     collection = get_collection(session=session, collection_id=collection_id)
     member = collection_files.c.collection_id == collection.id
-    total = session.scalar(select(func.count()).select_from(collection_files)
-                           .where(member)) or 0
-    files = list(session.scalars(
-        select(File).join(collection_files, collection_files.c.file_id == File.id)
-        .where(member).order_by(File.unique_name)
-        .offset(page_index * page_size).limit(page_size)))
+    total = session.scalar(select(func.count()).select_from(collection_files).where(member)) or 0
+    files = list(
+        session.scalars(
+            select(File)
+            .join(collection_files, collection_files.c.file_id == File.id)
+            .where(member)
+            .order_by(File.unique_name)
+            .offset(page_index * page_size)
+            .limit(page_size)
+        )
+    )
     query = select(Annotation).where(Annotation.file_id.in_([f.id for f in files]))
     if model_version_id is not None:
         query = query.where(Annotation.model_version_id == model_version_id)
     by_file: dict[int, list[ExportedAnnotation]] = {f.id: [] for f in files}
     for row in session.scalars(query.order_by(Annotation.file_id, Annotation.id)):
-        by_file[row.file_id].append(ExportedAnnotation.model_validate(metalake_json.record(
-            label=row.label, shape=row.shape, geometry=row.geometry,
-            confidence=row.confidence, source=row.source, metadata=row.metadata_,
-            frame_index=row.frame_index, model_version_id=row.model_version_id,
-            operation_id=row.operation_id)))
+        by_file[row.file_id].append(
+            ExportedAnnotation.model_validate(
+                metalake_json.record(
+                    label=row.label,
+                    shape=row.shape,
+                    geometry=row.geometry,
+                    confidence=row.confidence,
+                    source=row.source,
+                    metadata=row.metadata_,
+                    frame_index=row.frame_index,
+                    model_version_id=row.model_version_id,
+                    operation_id=row.operation_id,
+                )
+            )
+        )
     prefix = f"{collection.name}_"
     images = [
         ExportedImage(
-            image=f.unique_name.removeprefix(prefix) if f.unique_name.startswith(prefix)
-            and len(f.unique_name) > len(prefix) else f.unique_name,
-            unique_name=f.unique_name, file_id=f.id, sha256=f.sha256, width=f.width,
+            image=f.unique_name.removeprefix(prefix)
+            if f.unique_name.startswith(prefix) and len(f.unique_name) > len(prefix)
+            else f.unique_name,
+            unique_name=f.unique_name,
+            file_id=f.id,
+            sha256=f.sha256,
+            width=f.width,
             height=f.height,
-            annotations=by_file[f.id])
+            annotations=by_file[f.id],
+        )
         for f in files
     ]
-    return AnnotationExportPage(collection_id=collection.id, collection_name=collection.name,
-                                images=images, total=total, page_index=page_index,
-                                page_size=page_size)
+    return AnnotationExportPage(
+        collection_id=collection.id,
+        collection_name=collection.name,
+        images=images,
+        total=total,
+        page_index=page_index,
+        page_size=page_size,
+    )

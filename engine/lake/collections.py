@@ -123,24 +123,31 @@ def get_collection_details(*, session: Session, collection_id: int) -> Collectio
     return collection_public(session=session, collection=collection)
 
 
-def list_collections(*, session: Session, page_index: int, page_size: int) -> \
-        Page[CollectionPublic]:
+def list_collections(
+    *, session: Session, page_index: int, page_size: int
+) -> Page[CollectionPublic]:
     total = session.scalar(select(func.count()).select_from(Collection)) or 0
-    rows = list(session.scalars(
-        select(Collection).order_by(Collection.id)
-        .offset(page_index * page_size).limit(page_size)
-    ))
+    rows = list(
+        session.scalars(
+            select(Collection)
+            .order_by(Collection.id)
+            .offset(page_index * page_size)
+            .limit(page_size)
+        )
+    )
     counts = _file_counts(session, [c.id for c in rows])
     items = [
         CollectionPublic.model_validate(c).model_copy(update={"file_count": counts.get(c.id, 0)})
         for c in rows
     ]
-    return Page[CollectionPublic](items=items, total=total, page_index=page_index,
-                                  page_size=page_size)
+    return Page[CollectionPublic](
+        items=items, total=total, page_index=page_index, page_size=page_size
+    )
 
 
-def list_failures(*, session: Session, collection_id: int, page_index: int, page_size: int,
-                  show_paths: bool) -> Page[IngestFailureRecord]:
+def list_failures(
+    *, session: Session, collection_id: int, page_index: int, page_size: int, show_paths: bool
+) -> Page[IngestFailureRecord]:
     """The files uploads into this collection could not register, newest first.
 
     `show_paths`: the path as given (on the engine's disk, or an S3 key); else its last part.
@@ -149,12 +156,17 @@ def list_failures(*, session: Session, collection_id: int, page_index: int, page
     where = IngestFailure.collection_id == collection_id
     total = session.scalar(select(func.count()).select_from(IngestFailure).where(where)) or 0
     rows = session.scalars(
-        select(IngestFailure).where(where).order_by(IngestFailure.id.desc())
-        .offset(page_index * page_size).limit(page_size)
+        select(IngestFailure)
+        .where(where)
+        .order_by(IngestFailure.id.desc())
+        .offset(page_index * page_size)
+        .limit(page_size)
     )
     return Page[IngestFailureRecord](
         items=[_failure(r, show_paths) for r in rows],
-        total=total, page_index=page_index, page_size=page_size,
+        total=total,
+        page_index=page_index,
+        page_size=page_size,
     )
 
 

@@ -47,15 +47,19 @@ def _open_local(file: StoredFile) -> IO[bytes]:
     try:
         handle = open_no_follow(local_path(file.storage_uri))
     except FileNotFoundError as exc:
-        raise NotFound(f"File {file.file_id} ({file.name!r}) is gone from storage: it was "
-                       "moved or deleted since ingest.", file_id=file.file_id) from exc
+        raise NotFound(
+            f"File {file.file_id} ({file.name!r}) is gone from storage: it was "
+            "moved or deleted since ingest.",
+            file_id=file.file_id,
+        ) from exc
     except SymlinkInPath as exc:
         raise _changed(file, "its path now goes through a symlink") from exc
     except NotRegularFile as exc:
         raise _changed(file, "its path no longer names a regular file") from exc
     except OSError as exc:
-        raise StorageError(f"Cannot read file {file.file_id}: {exc.strerror or exc}",
-                           file_id=file.file_id) from exc
+        raise StorageError(
+            f"Cannot read file {file.file_id}: {exc.strerror or exc}", file_id=file.file_id
+        ) from exc
     try:
         _verify(handle, file)
         handle.seek(0)
@@ -109,9 +113,14 @@ def open_content(file: StoredFile, *, storage: Storage) -> Iterator[bytes]:
     try:
         stream = storage.open(file.storage_uri)
     except NotFound as exc:  # its message names the bucket and key, which read keys are not shown
-        raise NotFound(f"File {file.file_id} ({file.name!r}) is gone from storage: it was "
-                       "moved or deleted since ingest.", file_id=file.file_id) from exc
+        raise NotFound(
+            f"File {file.file_id} ({file.name!r}) is gone from storage: it was "
+            "moved or deleted since ingest.",
+            file_id=file.file_id,
+        ) from exc
     except StorageError as exc:
-        raise StorageError(f"The storage of file {file.file_id} cannot be read now; try again.",
-                           file_id=file.file_id) from exc
+        raise StorageError(
+            f"The storage of file {file.file_id} cannot be read now; try again.",
+            file_id=file.file_id,
+        ) from exc
     return _checked(stream, file)

@@ -76,23 +76,30 @@ def _within(path: Path, roots: Sequence[Path]) -> bool:
 
 
 def _forbidden(paths: list[str], roots: Sequence[Path]) -> ServerPathForbidden:
-    where = (f"this engine's are {os.pathsep.join(map(str, roots))}" if roots
-             else "this engine sets none")
+    where = (
+        f"this engine's are {os.pathsep.join(map(str, roots))}"
+        if roots
+        else "this engine sets none"
+    )
     shown = ", ".join(repr(p) for p in paths[:_SHOW_BAD_PATHS])
     more = len(paths) - _SHOW_BAD_PATHS
     return ServerPathForbidden(
         f"Registering files in place from the engine's own disk needs an admin key, or paths "
         f"under METALAKE_INGEST_ROOTS for a write key ({where}); {shown}"
         + (f" and {more} more" if more > 0 else "")
-        + (" are" if len(paths) > 1 else " is") + " outside them. Use an admin key, have the "
+        + (" are" if len(paths) > 1 else " is")
+        + " outside them. Use an admin key, have the "
         "engine's operator add the folder to METALAKE_INGEST_ROOTS, or upload copies (an engine "
         "with METALAKE_MANAGED_STORAGE_URL).",
-        paths=paths[:100], count=len(paths), required_scope="admin",
+        paths=paths[:100],
+        count=len(paths),
+        required_scope="admin",
     )
 
 
-def local_candidates(entries: Sequence[IngestEntry], roots: Sequence[Path], *,
-                     admin: bool) -> list[Candidate]:
+def local_candidates(
+    entries: Sequence[IngestEntry], roots: Sequence[Path], *, admin: bool
+) -> list[Candidate]:
     """Check every entry's path; any bad one refuses the request with the fix in the message.
 
     Paths are resolved (symlinks, `..`) before they are compared with `roots`. A write key may
@@ -106,8 +113,10 @@ def local_candidates(entries: Sequence[IngestEntry], roots: Sequence[Path], *,
     for entry in entries:
         given = Path(entry.path)
         if "\x00" in entry.path:
-            problems.append(f"{entry.path!r} contains a NUL character, which no file path "
-                            "holds; send the path as the file system spells it")
+            problems.append(
+                f"{entry.path!r} contains a NUL character, which no file path "
+                "holds; send the path as the file system spells it"
+            )
             continue
         if not given.is_absolute():
             problems.append(f"{entry.path!r} is relative; send the absolute path")
@@ -118,35 +127,47 @@ def local_candidates(entries: Sequence[IngestEntry], roots: Sequence[Path], *,
             forbidden.append(entry.path)
             continue
         if not inside and roots:
-            problems.append(f"{entry.path!r} is outside the folders this engine may ingest "
-                            f"from ({os.pathsep.join(map(str, roots))}); move the files there "
-                            "or add the folder to METALAKE_INGEST_ROOTS")
+            problems.append(
+                f"{entry.path!r} is outside the folders this engine may ingest "
+                f"from ({os.pathsep.join(map(str, roots))}); move the files there "
+                "or add the folder to METALAKE_INGEST_ROOTS"
+            )
             continue
         try:
             exists, regular = resolved.exists(), resolved.is_file()
         except OSError as exc:  # a name too long for the file system, a loop of links, ...
-            problems.append(f"{excerpt(entry.path)!r} cannot be looked up on the engine's "
-                            f"machine ({exc.strerror or type(exc).__name__})")
+            problems.append(
+                f"{excerpt(entry.path)!r} cannot be looked up on the engine's "
+                f"machine ({exc.strerror or type(exc).__name__})"
+            )
             continue
         if not exists:
-            problems.append(f"{entry.path!r} does not exist on the engine's machine; the "
-                            "engine registers files in place, so it must be able to read them "
-                            "(or configure METALAKE_MANAGED_STORAGE_URL to upload copies)")
+            problems.append(
+                f"{entry.path!r} does not exist on the engine's machine; the "
+                "engine registers files in place, so it must be able to read them "
+                "(or configure METALAKE_MANAGED_STORAGE_URL to upload copies)"
+            )
             continue
         if not regular:
             problems.append(f"{entry.path!r} is not a regular file; send the files inside it")
             continue
-        candidates.append(Candidate(
-            relative_path=clean_relative_path(entry.relative_path), source=entry.path,
-            storage_uri=file_uri(resolved), local=resolved,
-        ))
+        candidates.append(
+            Candidate(
+                relative_path=clean_relative_path(entry.relative_path),
+                source=entry.path,
+                storage_uri=file_uri(resolved),
+                local=resolved,
+            )
+        )
     if forbidden:
         raise _forbidden(forbidden, roots)
     if problems:
         more = len(problems) - _SHOW_BAD_PATHS
         raise InvalidPath(
-            "Cannot ingest: " + "; ".join(problems[:_SHOW_BAD_PATHS])
-            + (f"; and {more} more" if more > 0 else "") + ".",
+            "Cannot ingest: "
+            + "; ".join(problems[:_SHOW_BAD_PATHS])
+            + (f"; and {more} more" if more > 0 else "")
+            + ".",
             problems=problems[:100],
             count=len(problems),
         )
@@ -160,14 +181,30 @@ def s3_listing(storage: Storage, uri: str) -> Iterator[tuple[bool, Candidate]]:
     prefix = prefix.strip("/")
     folder = f"{prefix}/" if prefix else ""
     for obj in storage.list_s3(f"s3://{bucket}/{prefix}"):
-        if obj.key.endswith("/") or is_ignored(obj.key[len(folder):]):
+        if obj.key.endswith("/") or is_ignored(obj.key[len(folder) :]):
             continue
         if obj.key.startswith(folder):
-            yield True, Candidate(relative_path=obj.key[len(folder):], source=obj.uri,
-                                  storage_uri=obj.uri, local=None, size=obj.size)
+            yield (
+                True,
+                Candidate(
+                    relative_path=obj.key[len(folder) :],
+                    source=obj.uri,
+                    storage_uri=obj.uri,
+                    local=None,
+                    size=obj.size,
+                ),
+            )
         elif obj.key == prefix:
-            yield False, Candidate(relative_path=PurePosixPath(obj.key).name, source=obj.uri,
-                                   storage_uri=obj.uri, local=None, size=obj.size)
+            yield (
+                False,
+                Candidate(
+                    relative_path=PurePosixPath(obj.key).name,
+                    source=obj.uri,
+                    storage_uri=obj.uri,
+                    local=None,
+                    size=obj.size,
+                ),
+            )
 
 
 def s3_candidates(storage: Storage, uri: str, *, max_listing: int) -> list[Candidate]:
@@ -182,34 +219,52 @@ def s3_candidates(storage: Storage, uri: str, *, max_listing: int) -> list[Candi
             raise IngestListingTooLarge(
                 f"{uri} holds more than {max_listing} objects, the most one ingest request "
                 "lists (METALAKE_INGEST_MAX_LISTING); ingest its sub-prefixes one by one, or "
-                "raise that limit on the engine.", uri=uri, limit=max_listing,
+                "raise that limit on the engine.",
+                uri=uri,
+                limit=max_listing,
             )
     found = members or single
     if not found:
         raise InvalidPath(
             f"Nothing to ingest at {uri}: no object has that key or prefix. Check the bucket "
-            "and prefix (`aws s3 ls`).", uri=uri,
+            "and prefix (`aws s3 ls`).",
+            uri=uri,
         )
     return found
 
 
-def _probe_in_place(candidate: Candidate, kind: Kind, storage: Storage, *, max_pixels: int,
-                    max_bytes: int) -> Probed:
+def _probe_in_place(
+    candidate: Candidate, kind: Kind, storage: Storage, *, max_pixels: int, max_bytes: int
+) -> Probed:
     if candidate.local is not None:
         probe = probe_local(candidate.local, kind, max_pixels=max_pixels, max_bytes=max_bytes)
     else:
         if candidate.size is not None:
             check_size(candidate.size, max_bytes)  # refused before it is opened
         with storage.open(candidate.storage_uri) as stream:
-            probe = probe_stream(stream, kind, max_pixels=max_pixels, max_bytes=max_bytes,
-                                 suffix=PurePosixPath(candidate.relative_path).suffix,
-                                 size=candidate.size)
-    return Probed(relative_path=candidate.relative_path, source=candidate.source,
-                  storage_uri=candidate.storage_uri, probe=probe)
+            probe = probe_stream(
+                stream,
+                kind,
+                max_pixels=max_pixels,
+                max_bytes=max_bytes,
+                suffix=PurePosixPath(candidate.relative_path).suffix,
+                size=candidate.size,
+            )
+    return Probed(
+        relative_path=candidate.relative_path,
+        source=candidate.source,
+        storage_uri=candidate.storage_uri,
+        probe=probe,
+    )
 
 
-def probe_all(candidates: Iterable[Candidate], kind: Kind, probe: Callable[[Candidate], Probed],
-              *, threads: int) -> tuple[list[Probed], list[IngestFailurePublic]]:
+def probe_all(
+    candidates: Iterable[Candidate],
+    kind: Kind,
+    probe: Callable[[Candidate], Probed],
+    *,
+    threads: int,
+) -> tuple[list[Probed], list[IngestFailurePublic]]:
     """Probe in a thread pool; files that do not fit or cannot be read become failures."""
     failures: list[IngestFailurePublic] = []
     todo: list[Candidate] = []
@@ -238,8 +293,9 @@ def probe_all(candidates: Iterable[Candidate], kind: Kind, probe: Callable[[Cand
     return probed, failures
 
 
-def ingest(request: IngestRequest, *, session: Session, settings: Settings, storage: Storage,
-           admin: bool) -> IngestReport:
+def ingest(
+    request: IngestRequest, *, session: Session, settings: Settings, storage: Storage, admin: bool
+) -> IngestReport:
     """Register `request.entries` (local paths) or everything under `request.s3_uri`.
 
     `admin`: the caller's key has the admin scope, so it may register local paths outside
@@ -250,28 +306,45 @@ def ingest(request: IngestRequest, *, session: Session, settings: Settings, stor
             "(s3://bucket/prefix), not both and not neither."
         )
     if request.s3_uri:
-        candidates = s3_candidates(storage, request.s3_uri,
-                                   max_listing=settings.ingest_max_listing)
+        candidates = s3_candidates(storage, request.s3_uri, max_listing=settings.ingest_max_listing)
         threads = REMOTE_PROBE_THREADS
     else:
         candidates = local_candidates(request.entries, settings.ingest_root_paths, admin=admin)
         threads = LOCAL_PROBE_THREADS
-    return ingest_candidates(candidates, request, session=session, settings=settings,
-                             storage=storage, threads=threads)
+    return ingest_candidates(
+        candidates, request, session=session, settings=settings, storage=storage, threads=threads
+    )
 
 
-def ingest_candidates(candidates: Sequence[Candidate], request: IngestRequest, *,
-                      session: Session, settings: Settings, storage: Storage,
-                      threads: int) -> IngestReport:
+def ingest_candidates(
+    candidates: Sequence[Candidate],
+    request: IngestRequest,
+    *,
+    session: Session,
+    settings: Settings,
+    storage: Storage,
+    threads: int,
+) -> IngestReport:
     """Probe `candidates` and register them in `request`'s collection, in `session`."""
-    collection = ensure_collection(session=session, name=request.collection_name,
-                                   content_type=request.content_type)
+    collection = ensure_collection(
+        session=session, name=request.collection_name, content_type=request.content_type
+    )
     kind: Kind = request.content_type
 
     def probe(candidate: Candidate) -> Probed:
-        return _probe_in_place(candidate, kind, storage, max_pixels=settings.max_image_pixels,
-                               max_bytes=settings.ingest_max_file_bytes)
+        return _probe_in_place(
+            candidate,
+            kind,
+            storage,
+            max_pixels=settings.max_image_pixels,
+            max_bytes=settings.ingest_max_file_bytes,
+        )
 
     probed, failures = probe_all(candidates, kind, probe, threads=threads)
-    return register(session=session, collection=collection, probed=probed, failures=failures,
-                    metadata=request.metadata)
+    return register(
+        session=session,
+        collection=collection,
+        probed=probed,
+        failures=failures,
+        metadata=request.metadata,
+    )

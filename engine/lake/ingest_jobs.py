@@ -67,19 +67,30 @@ class IngestJobs:
         if raw is None:
             raise IngestJobNotFound(
                 f"No background ingest has id {excerpt(job_id)!r} (records are kept a week).",
-                job_id=job_id)
+                job_id=job_id,
+            )
         return IngestJobPublic.model_validate_json(raw)  # type: ignore[arg-type]
 
 
-def start_job(request: IngestRequest, *, session: Session, jobs: IngestJobs,
-              send: Callable[[str, dict[str, Any]], None]) -> IngestJobPublic:
+def start_job(
+    request: IngestRequest,
+    *,
+    session: Session,
+    jobs: IngestJobs,
+    send: Callable[[str, dict[str, Any]], None],
+) -> IngestJobPublic:
     """Record a queued job for `request` (an S3 prefix) and send it to a worker. The collection
     is made (or its content type checked) here, so a mismatch is told at once."""
     assert request.s3_uri is not None
-    collection = ensure_collection(session=session, name=request.collection_name,
-                                   content_type=request.content_type)
-    job = IngestJobPublic(id=uuid.uuid4().hex, status="queued", s3_uri=request.s3_uri,
-                          report=IngestReport(collection_id=collection.id))
+    collection = ensure_collection(
+        session=session, name=request.collection_name, content_type=request.content_type
+    )
+    job = IngestJobPublic(
+        id=uuid.uuid4().hex,
+        status="queued",
+        s3_uri=request.s3_uri,
+        report=IngestReport(collection_id=collection.id),
+    )
     jobs.save(job)
     send(job.id, request.model_dump(mode="json"))
     return job
@@ -93,19 +104,23 @@ class Background:
     send: Callable[[str, dict[str, Any]], None]
 
 
-def ingest_or_start_job(request: IngestRequest, *, session: Session, settings: Settings,
-                        storage: Storage, admin: bool,
-                        background: Background | None) -> IngestReport | IngestJobPublic:
+def ingest_or_start_job(
+    request: IngestRequest,
+    *,
+    session: Session,
+    settings: Settings,
+    storage: Storage,
+    admin: bool,
+    background: Background | None,
+) -> IngestReport | IngestJobPublic:
     """`ingest` in this request, or, for an S3 prefix over METALAKE_INGEST_MAX_LISTING, a job
     started in the background (listing stops at the limit; nothing is written before)."""
     try:
-        return ingest(request, session=session, settings=settings, storage=storage,
-                      admin=admin)
+        return ingest(request, session=session, settings=settings, storage=storage, admin=admin)
     except IngestListingTooLarge:
         if background is None:
             raise
-        return start_job(request, session=session, jobs=background.jobs,
-                         send=background.send)
+        return start_job(request, session=session, jobs=background.jobs, send=background.send)
 
 
 def _pages(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -119,8 +134,15 @@ def _pages(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield page
 
 
-def run_job(job_id: str, request: IngestRequest, *, settings: Settings,
-            sessions: sessionmaker[Session], storage: Storage, jobs: IngestJobs) -> None:
+def run_job(
+    job_id: str,
+    request: IngestRequest,
+    *,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    jobs: IngestJobs,
+) -> None:
     """Ingest the job's prefix page by page, saving progress after each page."""
     assert request.s3_uri is not None
     job = jobs.get(job_id)
@@ -132,25 +154,39 @@ def run_job(job_id: str, request: IngestRequest, *, settings: Settings,
         for page in _pages(members, settings.ingest_max_listing):
             job.listed += len(page)
             with session_scope(sessions) as session:
-                report = ingest_candidates(page, request, session=session, settings=settings,
-                                           storage=storage, threads=REMOTE_PROBE_THREADS)
+                report = ingest_candidates(
+                    page,
+                    request,
+                    session=session,
+                    settings=settings,
+                    storage=storage,
+                    threads=REMOTE_PROBE_THREADS,
+                )
             job.done += len(page)
             totals.added += report.added
             totals.updated += report.updated
             totals.unchanged += report.unchanged
             room = MAX_FAILURES_KEPT - len(totals.failed)
-            totals.failed.extend(report.failed[:max(room, 0)])
+            totals.failed.extend(report.failed[: max(room, 0)])
             jobs.save(job)
         job.status = "succeeded"
     except EngineError as exc:
-        job.status, job.error = "failed", (
-            f"{exc.message} The files of the pages before were registered; send the same "
-            "ingest again to go on (what is registered already is not written twice).")
+        job.status, job.error = (
+            "failed",
+            (
+                f"{exc.message} The files of the pages before were registered; send the same "
+                "ingest again to go on (what is registered already is not written twice)."
+            ),
+        )
     except Exception as exc:
         log.exception("ingest job %s failed", job_id)
-        job.status, job.error = "failed", (
-            f"The ingest stopped on an unexpected error ({type(exc).__name__}); the worker's "
-            "log has it. Send the same ingest again to go on.")
+        job.status, job.error = (
+            "failed",
+            (
+                f"The ingest stopped on an unexpected error ({type(exc).__name__}); the worker's "
+                "log has it. Send the same ingest again to go on."
+            ),
+        )
     jobs.save(job)
 
 
@@ -163,6 +199,11 @@ def register_ingest_task(app: Any, context: Callable[[Any], Any]) -> None:
         settings: Settings = worker.settings
         if not settings.redis_url:
             raise RuntimeError("a worker always has a broker URL")
-        run_job(job_id, IngestRequest.model_validate(request), settings=settings,
-                sessions=worker.sessions, storage=worker.storage,
-                jobs=IngestJobs.from_url(settings.redis_url))
+        run_job(
+            job_id,
+            IngestRequest.model_validate(request),
+            settings=settings,
+            sessions=worker.sessions,
+            storage=worker.storage,
+            jobs=IngestJobs.from_url(settings.redis_url),
+        )

@@ -42,8 +42,9 @@ def open_no_follow(path: Path) -> BinaryIO:
                 next_fd = os.open(folder, _DIR_FLAGS, dir_fd=dir_fd)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise SymlinkInPath(exc.errno, f"{folder} is a symlink or not a folder",
-                                        str(path)) from exc
+                    raise SymlinkInPath(
+                        exc.errno, f"{folder} is a symlink or not a folder", str(path)
+                    ) from exc
                 raise
             os.close(dir_fd)
             dir_fd = next_fd

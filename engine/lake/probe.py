@@ -55,11 +55,15 @@ def skip_reason(relative_path: str, collection_kind: Kind) -> str | None:
     kind = kind_of(relative_path)
     if kind is None:
         allowed = IMAGE_EXTENSIONS if collection_kind == "image" else VIDEO_EXTENSIONS
-        return (f"skipped: {PurePosixPath(relative_path).suffix or 'no extension'} is not a "
-                f"supported {collection_kind} extension ({', '.join(sorted(allowed))})")
+        return (
+            f"skipped: {PurePosixPath(relative_path).suffix or 'no extension'} is not a "
+            f"supported {collection_kind} extension ({', '.join(sorted(allowed))})"
+        )
     if kind != collection_kind:
-        return (f"skipped: {_a(kind)} file cannot join {_a(collection_kind)} collection; "
-                f"upload it to {_a(kind)} collection")
+        return (
+            f"skipped: {_a(kind)} file cannot join {_a(collection_kind)} collection; "
+            f"upload it to {_a(kind)} collection"
+        )
     return None
 
 
@@ -105,8 +109,9 @@ def image_size(handle: IO[bytes], *, max_pixels: int) -> tuple[int, int]:
             width, height = img.size
             orientation = _orientation(img)
     except Image.DecompressionBombError as exc:
-        raise UnreadableFile(f"refused as a decompression bomb: {exc} Downscale or tile the "
-                             "image.") from exc
+        raise UnreadableFile(
+            f"refused as a decompression bomb: {exc} Downscale or tile the image."
+        ) from exc
     except UnidentifiedImageError as exc:
         raise UnreadableFile(
             "not a readable image: Pillow cannot identify its format (corrupt, or not an "
@@ -215,8 +220,10 @@ def probe_local(path: Path, kind: Kind, *, max_pixels: int, max_bytes: int) -> P
     except FileNotFoundError as exc:
         raise UnreadableFile("the file disappeared before it could be read") from exc
     except SymlinkInPath as exc:
-        raise UnreadableFile("the path was changed into a symlink while being ingested; "
-                             "ingest the file by its real path") from exc
+        raise UnreadableFile(
+            "the path was changed into a symlink while being ingested; "
+            "ingest the file by its real path"
+        ) from exc
     except NotRegularFile as exc:
         raise UnreadableFile("not a regular file (a directory, device or FIFO)") from exc
     except OSError as exc:
@@ -241,8 +248,15 @@ def _spool(stream: IO[bytes], sink: IO[bytes], max_bytes: int) -> None:
     sink.flush()
 
 
-def probe_stream(stream: IO[bytes], kind: Kind, *, suffix: str, max_pixels: int,
-                 max_bytes: int, size: int | None = None) -> Probe:
+def probe_stream(
+    stream: IO[bytes],
+    kind: Kind,
+    *,
+    suffix: str,
+    max_pixels: int,
+    max_bytes: int,
+    size: int | None = None,
+) -> Probe:
     """Probe bytes that are not on the engine's disk (S3, an upload), never holding them in
     memory: a seekable stream (an upload's spooled file) is read in place, any other is spooled
     to a temporary file first. `size`, when known, refuses a file over the cap unread."""
@@ -259,8 +273,7 @@ def probe_stream(stream: IO[bytes], kind: Kind, *, suffix: str, max_pixels: int,
             check_size(spooled.tell(), max_bytes)
             spooled.seek(0)
             if kind == "image":
-                return probe_image_handle(spooled, max_pixels=max_pixels,
-                                          max_bytes=max_bytes)
+                return probe_image_handle(spooled, max_pixels=max_pixels, max_bytes=max_bytes)
             return probe_video_path(Path(name), spooled, max_bytes=max_bytes)
     finally:
         Path(name).unlink(missing_ok=True)

@@ -43,10 +43,14 @@ def changed_rows(engine: Engine) -> dict[str, tuple[int, float]]:
     `report_writes_at_commit`), and the rows the planner believes it holds (-1: never
     analyzed)."""
     with engine.connect() as connection:
-        rows = connection.execute(text(
-            "SELECT s.relname, s.n_mod_since_analyze, c.reltuples FROM pg_stat_user_tables s "
-            "JOIN pg_class c ON c.oid = s.relid WHERE s.relname = ANY(:tables) "
-            "AND s.schemaname = current_schema()"), {"tables": list(TABLES)}).all()
+        rows = connection.execute(
+            text(
+                "SELECT s.relname, s.n_mod_since_analyze, c.reltuples FROM pg_stat_user_tables s "
+                "JOIN pg_class c ON c.oid = s.relid WHERE s.relname = ANY(:tables) "
+                "AND s.schemaname = current_schema()"
+            ),
+            {"tables": list(TABLES)},
+        ).all()
         connection.rollback()
     return {name: (int(changed), float(planned)) for name, changed, planned in rows}
 
@@ -60,8 +64,11 @@ def analyze_if_stale(engine: Engine, *, just_written: int = 0) -> list[str]:
     analyzed: list[str] = []
     try:
         changed = changed_rows(engine)
-        stale = [table for table in TABLES
-                 if table in changed and _stale(*changed[table], just_written=just_written)]
+        stale = [
+            table
+            for table in TABLES
+            if table in changed and _stale(*changed[table], just_written=just_written)
+        ]
         if not stale:
             return analyzed
         with engine.connect() as raw:

@@ -20,8 +20,10 @@ def add_tags(*, session: Session, unique_name: str, names: list[str]) -> list[Ta
     problems = Problems("The tag list")
     clean = [read_label(name, f"tags[{i}]", problems, "name") for i, name in enumerate(names)]
     problems.raise_if_any()
-    values = [{"file_id": file.id, "name": name, "source": "human"}
-              for name in dict.fromkeys(n for n in clean if n)]
+    values = [
+        {"file_id": file.id, "name": name, "source": "human"}
+        for name in dict.fromkeys(n for n in clean if n)
+    ]
     if values:
         session.execute(insert(Tag).values(values).on_conflict_do_nothing())
     return list_tags(session=session, unique_name=unique_name)
@@ -29,17 +31,25 @@ def add_tags(*, session: Session, unique_name: str, names: list[str]) -> list[Ta
 
 def list_tags(*, session: Session, unique_name: str) -> list[Tag]:
     file = get_file(session=session, unique_name=unique_name)
-    return list(session.scalars(select(Tag).where(Tag.file_id == file.id)
-                                .order_by(Tag.name, Tag.source, Tag.id)))
+    return list(
+        session.scalars(
+            select(Tag).where(Tag.file_id == file.id).order_by(Tag.name, Tag.source, Tag.id)
+        )
+    )
 
 
 def delete_tag(*, session: Session, unique_name: str, name: str, source: str = "human") -> None:
     """Remove the file's tag `name` of `source` (human by default; machine tags of every model
     version when source is "machine")."""
     file = get_file(session=session, unique_name=unique_name)
-    deleted = session.execute(delete(Tag).where(
-        Tag.file_id == file.id, Tag.name == name, Tag.source == source))
+    deleted = session.execute(
+        delete(Tag).where(Tag.file_id == file.id, Tag.name == name, Tag.source == source)
+    )
     if not deleted.rowcount:  # type: ignore[attr-defined]
-        raise TagNotFound(f"File {excerpt(unique_name)!r} has no {source} tag "
-                          f"{excerpt(name)!r}; list its tags to see them.",
-                          unique_name=unique_name, name=name, source=source)
+        raise TagNotFound(
+            f"File {excerpt(unique_name)!r} has no {source} tag "
+            f"{excerpt(name)!r}; list its tags to see them.",
+            unique_name=unique_name,
+            name=name,
+            source=source,
+        )

@@ -34,21 +34,31 @@ class Upload:
     stream: IO[bytes]
 
 
-def ingest_uploads(*, session: Session, settings: Settings, storage: Storage,
-                   collection_name: str, content_type: Kind, uploads: Sequence[Upload],
-                   metadata: dict[str, Any]) -> IngestReport:
+def ingest_uploads(
+    *,
+    session: Session,
+    settings: Settings,
+    storage: Storage,
+    collection_name: str,
+    content_type: Kind,
+    uploads: Sequence[Upload],
+    metadata: dict[str, Any],
+) -> IngestReport:
     """Copy `uploads` into managed storage and register them in `collection_name`."""
     if not storage.managed_url:
         raise NoManagedStorage()
     if not uploads:
         raise InvalidInput("The upload has no files; send them as multipart `files` fields.")
     candidates = [
-        Candidate(relative_path=clean_relative_path(u.relative_path), source=u.relative_path,
-                  storage_uri="", stream=u.stream)
+        Candidate(
+            relative_path=clean_relative_path(u.relative_path),
+            source=u.relative_path,
+            storage_uri="",
+            stream=u.stream,
+        )
         for u in uploads
     ]
-    collection = ensure_collection(session=session, name=collection_name,
-                                   content_type=content_type)
+    collection = ensure_collection(session=session, name=collection_name, content_type=content_type)
 
     # Identical bytes map to one object; storing them from two threads at once would race on
     # the same key, so each content hash is stored under its own lock.
@@ -58,19 +68,28 @@ def ingest_uploads(*, session: Session, settings: Settings, storage: Storage,
     def probe_and_store(candidate: Candidate) -> Probed:
         assert candidate.stream is not None
         suffix = PurePosixPath(candidate.relative_path).suffix.lower()
-        probe = probe_stream(candidate.stream, content_type, suffix=suffix,
-                             max_pixels=settings.max_image_pixels,
-                             max_bytes=settings.ingest_max_file_bytes)
+        probe = probe_stream(
+            candidate.stream,
+            content_type,
+            suffix=suffix,
+            max_pixels=settings.max_image_pixels,
+            max_bytes=settings.ingest_max_file_bytes,
+        )
         candidate.stream.seek(0)
         with guard:
             lock = locks.setdefault(probe.sha256 + suffix, threading.Lock())
         with lock:
-            uri, _, _ = storage.put_content_addressed(candidate.stream, namespace=NAMESPACE,
-                                                      suffix=suffix)
-        return Probed(relative_path=candidate.relative_path, source=candidate.source,
-                      storage_uri=uri, probe=probe)
+            uri, _, _ = storage.put_content_addressed(
+                candidate.stream, namespace=NAMESPACE, suffix=suffix
+            )
+        return Probed(
+            relative_path=candidate.relative_path,
+            source=candidate.source,
+            storage_uri=uri,
+            probe=probe,
+        )
 
-    probed, failures = probe_all(candidates, content_type, probe_and_store,
-                                 threads=UPLOAD_THREADS)
-    return register(session=session, collection=collection, probed=probed, failures=failures,
-                    metadata=metadata)
+    probed, failures = probe_all(candidates, content_type, probe_and_store, threads=UPLOAD_THREADS)
+    return register(
+        session=session, collection=collection, probed=probed, failures=failures, metadata=metadata
+    )

@@ -125,7 +125,11 @@ def _text(column: Any, op: Positive, text: str) -> Condition:
 
 
 _ORDER: dict[str, Callable[[Any, Any], Any]] = {
-    "=": operator.eq, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "=": operator.eq,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 
 
@@ -202,4 +206,5 @@ def _metadata_equals(key: str, value: Value) -> Condition:
     if len(documents) == 1:
         return File.metadata_.contains(cast(literal(documents[0], Text()), JSONB))
     return File.metadata_.op("@>", is_comparison=True)(
-        any_(cast(literal(documents, ARRAY(Text())), ARRAY(JSONB))))
+        any_(cast(literal(documents, ARRAY(Text())), ARRAY(JSONB)))
+    )

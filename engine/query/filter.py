@@ -39,13 +39,16 @@ def parse_filter(filter: Mapping[str, Any] | None) -> FileFilter:
     if not isinstance(filter, Mapping):
         raise InvalidFilter(
             f"The filter must be an object with keys {', '.join(KEYS)}; got "
-            f"{type(filter).__name__}.", key=None, accepted=list(KEYS),
+            f"{type(filter).__name__}.",
+            key=None,
+            accepted=list(KEYS),
         )
     unknown = [key for key in filter if key not in KEYS]
     if unknown:
         raise InvalidFilter(
             f"Unknown filter key {unknown[0]!r}; accepted keys: {', '.join(KEYS)}.",
-            key=unknown[0], accepted=list(KEYS),
+            key=unknown[0],
+            accepted=list(KEYS),
         )
     types = _annotation_types(filter.get("annotation_types"))
     start = _time("from_date", filter.get("from_date"))
@@ -59,7 +62,8 @@ def parse_filter(filter: Mapping[str, Any] | None) -> FileFilter:
     if start and end and not _nonempty(result):
         raise InvalidFilter(
             f"from_date {filter['from_date']!s} is after to_date {filter['to_date']!s}.",
-            key="from_date", accepted=["from_date on or before to_date"],
+            key="from_date",
+            accepted=["from_date on or before to_date"],
         )
     return result
 
@@ -68,6 +72,7 @@ def filter_conditions(spec: FileFilter) -> list[ColumnElement[bool]]:
     """Conditions on `File` for a validated filter (none for an empty one)."""
     conditions: list[ColumnElement[bool]] = []
     if spec.annotation_types:
+
         def applied(*where: ColumnElement[bool]) -> ColumnElement[bool]:
             return exists(
                 select(Annotation.id)
@@ -77,7 +82,8 @@ def filter_conditions(spec: FileFilter) -> list[ColumnElement[bool]]:
 
         kinds = [
             # raw: nothing labelled yet, i.e. no applied human or machine annotation
-            not_(applied(Annotation.source.in_(("human", "machine")))) if kind == "raw"
+            not_(applied(Annotation.source.in_(("human", "machine"))))
+            if kind == "raw"
             else applied(Annotation.source == kind)
             for kind in ANNOTATION_TYPES
             if kind in spec.annotation_types
@@ -98,14 +104,17 @@ def _annotation_types(value: Any) -> frozenset[str]:
         return frozenset()
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise InvalidFilter(
-            f"filter.annotation_types must be a list of strings among {accepted}; got "
-            f"{value!r}.", key="annotation_types", accepted=list(ANNOTATION_TYPES),
+            f"filter.annotation_types must be a list of strings among {accepted}; got {value!r}.",
+            key="annotation_types",
+            accepted=list(ANNOTATION_TYPES),
         )
     for kind in value:
         if kind not in ANNOTATION_TYPES:
             raise InvalidFilter(
                 f"Unknown annotation type {kind!r} in filter.annotation_types; accepted: "
-                f"{accepted}.", key="annotation_types", accepted=list(ANNOTATION_TYPES),
+                f"{accepted}.",
+                key="annotation_types",
+                accepted=list(ANNOTATION_TYPES),
             )
     return frozenset(value)
 

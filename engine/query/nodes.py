@@ -25,8 +25,15 @@ FieldName = Literal[
     "metadata",
 ]
 FIELD_NAMES: tuple[FieldName, ...] = (
-    "annotation.label", "tag", "collection", "name", "content_type", "width", "height",
-    "uploaded_at", "metadata",
+    "annotation.label",
+    "tag",
+    "collection",
+    "name",
+    "content_type",
+    "width",
+    "height",
+    "uploaded_at",
+    "metadata",
 )
 MULTI_VALUED: frozenset[FieldName] = frozenset({"annotation.label", "tag", "collection"})
 TEXT_FIELDS: frozenset[FieldName] = MULTI_VALUED | {"name", "content_type"}

@@ -77,8 +77,12 @@ def _parser() -> Lark:
 
 def _check_text(query: str) -> None:
     if len(query) > MAX_LENGTH:
-        raise _Problem(f"The query is longer than {MAX_LENGTH} characters: it must end by "
-                       f"position {MAX_LENGTH}.", MAX_LENGTH, [])
+        raise _Problem(
+            f"The query is longer than {MAX_LENGTH} characters: it must end by "
+            f"position {MAX_LENGTH}.",
+            MAX_LENGTH,
+            [],
+        )
     for pos, char in enumerate(query):
         if char == "\x00" or "\ud800" <= char <= "\udfff":
             raise _Problem(f"Invalid character {char!r} at position {pos}.", pos, [])
@@ -91,7 +95,8 @@ def _check_depth(root: Node) -> None:
         if depth > MAX_DEPTH:
             raise _Problem(
                 f"The query nests more than {MAX_DEPTH} levels deep at position {node.pos}.",
-                node.pos, [],
+                node.pos,
+                [],
             )
         stack.extend((child, depth + 1) for child in children(node))
 
@@ -138,21 +143,28 @@ class _Builder(Transformer[Token, Node]):
         (token,) = items
         text: str = token.value
         if token.type == "QUOTED_FIELD":
-            return Field("metadata", _unquote(text[len("metadata."):]), pos=_at(token))
+            return Field("metadata", _unquote(text[len("metadata.") :]), pos=_at(token))
         if text.startswith("metadata."):
-            key = text[len("metadata."):]
+            key = text[len("metadata.") :]
             if not _BARE_KEY.fullmatch(key):
                 at = _at(token) + len("metadata.")
-                _fail(f"Invalid metadata key {key!r} at position {at}: a bare key is letters, "
-                      f"digits, '_' and '-'; quote any other key, e.g. metadata.\"{key}\"",
-                      at, ["a metadata key"])
+                _fail(
+                    f"Invalid metadata key {key!r} at position {at}: a bare key is letters, "
+                    f"digits, '_' and '-'; quote any other key, e.g. metadata.\"{key}\"",
+                    at,
+                    ["a metadata key"],
+                )
             return Field("metadata", key, pos=_at(token))
         for name in FIELD_NAMES:
             if text == name and name != "metadata":
                 return Field(name, pos=_at(token))
         fields = [name if name != "metadata" else "metadata.<key>" for name in FIELD_NAMES]
-        _fail(f"Unknown field {_show(text)} at position {_at(token)}: expected one of "
-              f"{', '.join(fields)}", _at(token), fields)
+        _fail(
+            f"Unknown field {_show(text)} at position {_at(token)}: expected one of "
+            f"{', '.join(fields)}",
+            _at(token),
+            fields,
+        )
 
 
 def _check_value(field_: Field, op: Operator, value: Value, op_pos: int) -> None:
@@ -161,18 +173,30 @@ def _check_value(field_: Field, op: Operator, value: Value, op_pos: int) -> None
     if name in NUMBER_FIELDS or name == "uploaded_at":
         kind = "a number" if name in NUMBER_FIELDS else "a date or datetime (ISO 8601)"
         if op == "~":
-            _fail(f"Operator '~' at position {op_pos} does not apply to {name}, which is "
-                  f"{kind}: expected one of = != < <= > >=", op_pos, list(OPERATORS[:-1]))
+            _fail(
+                f"Operator '~' at position {op_pos} does not apply to {name}, which is "
+                f"{kind}: expected one of = != < <= > >=",
+                op_pos,
+                list(OPERATORS[:-1]),
+            )
         if name in NUMBER_FIELDS:
             ok = as_number(value.text) is not None
         else:
             ok = as_time(value.text) is not None
         if not ok:
-            _fail(f"Invalid value {_show(value.text)} for {name} at position {value.pos}: "
-                  f"expected {kind}", value.pos, [kind])
+            _fail(
+                f"Invalid value {_show(value.text)} for {name} at position {value.pos}: "
+                f"expected {kind}",
+                value.pos,
+                [kind],
+            )
     elif name == "metadata" and op in ORDERING and value.boolean is not None:
-        _fail(f"Cannot order by boolean {value.text} at position {value.pos}: use = or != "
-              f"(or quote it to compare text)", value.pos, ["a number", "a text value"])
+        _fail(
+            f"Cannot order by boolean {value.text} at position {value.pos}: use = or != "
+            f"(or quote it to compare text)",
+            value.pos,
+            ["a number", "a text value"],
+        )
 
 
 def _at(token: Token) -> int:
@@ -214,8 +238,14 @@ def _describe(terminals: set[str]) -> list[str]:
         described.append("IN")
     if "NOT" in terminals and "OPERATOR" in terminals:
         described.append("NOT IN")
-    for terminal, words in (("COMMA", "','"), ("RSQB", "']'"), ("_AND", "AND"), ("_OR", "OR"),
-                            ("RPAR", "')'"), ("$END", "end of query")):
+    for terminal, words in (
+        ("COMMA", "','"),
+        ("RSQB", "']'"),
+        ("_AND", "AND"),
+        ("_OR", "OR"),
+        ("RPAR", "')'"),
+        ("$END", "end of query"),
+    ):
         if terminal in terminals:
             described.append(words)
     return described
@@ -240,9 +270,12 @@ def _syntax_error(query: str, exc: UnexpectedInput) -> InvalidQuery:
         char = query[position] if position < len(query) else ""
         if isinstance(exc, UnexpectedCharacters) and char and char in "\"'":
             expected = [f"a closing {char}"]
-            return InvalidQuery(f"Unterminated string at position {position}: expected "
-                                f"{expected[0]}", query=query, position=position,
-                                expected=expected)
+            return InvalidQuery(
+                f"Unterminated string at position {position}: expected {expected[0]}",
+                query=query,
+                position=position,
+                expected=expected,
+            )
         what = f"Unexpected character {char!r}"
     expected = _describe(terminals)
     message = f"{what} at position {position}"

@@ -28,8 +28,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
 # What writing a member fails with when the archive's own paths collide (a file where a folder
 # is needed, a link loop, a name too long): the archive's fault, unlike ENOSPC or EACCES.
-PATH_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
-                         errno.ELOOP})
+PATH_ERRNOS = frozenset(
+    {errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,11 @@ def extract_bundle(archive: Path, dest: Path, limits: Limits) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     extractor = _Extractor(dest.resolve(), limits)
     try:
-        with archive.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as unzipped, \
-                tarfile.open(fileobj=unzipped, mode="r|") as tar:
+        with (
+            archive.open("rb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="rb") as unzipped,
+            tarfile.open(fileobj=unzipped, mode="r|") as tar,
+        ):
             for member in tar:
                 extractor.add(tar, member)
             # Read to the end so gzip checks its trailer (CRC-32 and length): tar stops at its
@@ -56,12 +60,17 @@ def extract_bundle(archive: Path, dest: Path, limits: Limits) -> Path:
         raise BundleInvalid(
             f"The archive is corrupt or truncated ({exc}); pack it again (`tar czf "
             "bundle.tar.gz -C <bundle folder> .`) or pass the folder itself.",
-            path=ARCHIVE, rule="archive_corrupt") from exc
+            path=ARCHIVE,
+            rule="archive_corrupt",
+        ) from exc
     extractor.check_links()
     if extractor.count == 0:
-        raise BundleInvalid("The archive holds no files; it should contain code/inference.py, "
-                            "code/requirements.txt and the model's files.",
-                            path=ARCHIVE, rule="archive_empty")
+        raise BundleInvalid(
+            "The archive holds no files; it should contain code/inference.py, "
+            "code/requirements.txt and the model's files.",
+            path=ARCHIVE,
+            rule="archive_empty",
+        )
     return bundle_root(dest)
 
 
@@ -71,8 +80,12 @@ def bundle_root(folder: Path) -> Path:
     if (folder / "code").is_dir():
         return folder
     children = [c for c in folder.iterdir() if not c.name.startswith("._")]
-    if len(children) == 1 and children[0].is_dir() and not children[0].is_symlink() \
-            and (children[0] / "code").is_dir():
+    if (
+        len(children) == 1
+        and children[0].is_dir()
+        and not children[0].is_symlink()
+        and (children[0] / "code").is_dir()
+    ):
         return children[0]
     return folder
 
@@ -81,24 +94,36 @@ def _check_gzip(archive: Path) -> None:
     with archive.open("rb") as handle:
         head = handle.read(2)
     if not head:
-        raise BundleInvalid("The archive is empty (0 bytes): upload the bundle folder or a "
-                            ".tar.gz of it.", path=ARCHIVE, rule="archive_empty")
+        raise BundleInvalid(
+            "The archive is empty (0 bytes): upload the bundle folder or a .tar.gz of it.",
+            path=ARCHIVE,
+            rule="archive_empty",
+        )
     if head != GZIP_MAGIC:
-        raise BundleInvalid("The archive is not gzip-compressed: a bundle is a .tar.gz "
-                            "(`tar czf bundle.tar.gz -C <bundle folder> .`), or pass the folder.",
-                            path=ARCHIVE, rule="archive_not_gzip")
+        raise BundleInvalid(
+            "The archive is not gzip-compressed: a bundle is a .tar.gz "
+            "(`tar czf bundle.tar.gz -C <bundle folder> .`), or pass the folder.",
+            path=ARCHIVE,
+            rule="archive_not_gzip",
+        )
 
 
 def member_path(name: str) -> PurePosixPath | None:
     """The member's path relative to the bundle (None for the root itself), or a refusal."""
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise BundleInvalid(f"{name} is an absolute path; archive members must be relative to "
-                            "the bundle root (pack with `tar czf bundle.tar.gz -C <folder> .`).",
-                            path=name, rule="absolute_path")
+        raise BundleInvalid(
+            f"{name} is an absolute path; archive members must be relative to "
+            "the bundle root (pack with `tar czf bundle.tar.gz -C <folder> .`).",
+            path=name,
+            rule="absolute_path",
+        )
     parts = [p for p in PurePosixPath(name).parts if p not in ("", ".")]
     if ".." in parts:
-        raise BundleInvalid(f"{name} contains `..`; archive members must stay inside the "
-                            "bundle.", path=name, rule="parent_reference")
+        raise BundleInvalid(
+            f"{name} contains `..`; archive members must stay inside the bundle.",
+            path=name,
+            rule="parent_reference",
+        )
     return PurePosixPath(*parts) if parts else None
 
 
@@ -118,19 +143,29 @@ class _Extractor:
                 f"The bundle has more than {self.limits.max_files} files and folders "
                 f"(METALAKE_BUNDLE_MAX_FILES), counting up to {member.name}; leave datasets "
                 "and caches out of it.",
-                path=member.name, rule="too_many_files", limit=self.limits.max_files)
+                path=member.name,
+                rule="too_many_files",
+                limit=self.limits.max_files,
+            )
         relative = member_path(member.name)
         if relative is None:
             if not member.isdir():
-                raise BundleInvalid(f"{member.name!r} is not a valid member name.",
-                                    path=member.name, rule="absolute_path")
+                raise BundleInvalid(
+                    f"{member.name!r} is not a valid member name.",
+                    path=member.name,
+                    rule="absolute_path",
+                )
             return
         target = self.root / relative
         self._check_inside(target.parent, member.name, "its folder is reached through a link")
-        if os.path.lexists(target) and not (member.isdir() and target.is_dir()
-                                            and not target.is_symlink()):
-            raise BundleInvalid(f"{member.name} appears twice in the archive; pack it again.",
-                                path=member.name, rule="duplicate_member")
+        if os.path.lexists(target) and not (
+            member.isdir() and target.is_dir() and not target.is_symlink()
+        ):
+            raise BundleInvalid(
+                f"{member.name} appears twice in the archive; pack it again.",
+                path=member.name,
+                rule="duplicate_member",
+            )
         try:
             self._write(tar, member, relative, target)
         except OSError as exc:
@@ -140,10 +175,13 @@ class _Extractor:
                 f"{member.name} cannot be written inside the bundle ({exc.strerror}): a file "
                 "and a folder share a name, a link loops, or a name is too long. Pack the "
                 "bundle again from its folder (`tar czf bundle.tar.gz -C <bundle folder> .`).",
-                path=member.name, rule="unwritable_member") from exc
+                path=member.name,
+                rule="unwritable_member",
+            ) from exc
 
-    def _write(self, tar: tarfile.TarFile, member: tarfile.TarInfo, relative: PurePosixPath,
-               target: Path) -> None:
+    def _write(
+        self, tar: tarfile.TarFile, member: tarfile.TarInfo, relative: PurePosixPath, target: Path
+    ) -> None:
         if member.isdir():
             target.mkdir(parents=True, exist_ok=True)
         elif member.isfile():
@@ -153,11 +191,17 @@ class _Extractor:
         elif member.islnk():
             self._hardlink(member, target)
         else:
-            kind = "device" if member.isdev() and not member.isfifo() else (
-                "FIFO" if member.isfifo() else "special file")
-            raise BundleInvalid(f"{member.name} is a {kind}; a bundle holds only regular files, "
-                                "folders and links inside it.", path=member.name,
-                                rule="special_file")
+            kind = (
+                "device"
+                if member.isdev() and not member.isfifo()
+                else ("FIFO" if member.isfifo() else "special file")
+            )
+            raise BundleInvalid(
+                f"{member.name} is a {kind}; a bundle holds only regular files, "
+                "folders and links inside it.",
+                path=member.name,
+                rule="special_file",
+            )
 
     def check_links(self) -> None:
         """Each link was inside when written; a later member may have changed what an earlier
@@ -172,8 +216,11 @@ class _Extractor:
     def _check_inside(self, path: Path, name: str, why: str) -> None:
         real = os.path.realpath(path)
         if real != str(self.root) and not real.startswith(str(self.root) + os.sep):
-            raise BundleInvalid(f"{name} leaves the bundle ({why}); links must point inside it.",
-                                path=name, rule="link_escape")
+            raise BundleInvalid(
+                f"{name} leaves the bundle ({why}); links must point inside it.",
+                path=name,
+                rule="link_escape",
+            )
 
     def _grow(self, size: int, name: str) -> None:
         self.total += size
@@ -182,7 +229,10 @@ class _Extractor:
                 f"The bundle's files add up to more than {self.limits.max_bytes:,} bytes "
                 f"(METALAKE_BUNDLE_MAX_BYTES) at {name}; leave unneeded files out or ask the "
                 "engine's operator to raise the limit.",
-                path=name, rule="too_large", limit=self.limits.max_bytes)
+                path=name,
+                rule="too_large",
+                limit=self.limits.max_bytes,
+            )
 
     def _file(self, tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
         self._grow(member.size, member.name)
@@ -197,14 +247,20 @@ class _Extractor:
     def _symlink(self, member: tarfile.TarInfo, relative: PurePosixPath, target: Path) -> None:
         link = member.linkname
         if not link or link.startswith("/"):
-            raise BundleInvalid(f"{member.name} is a link to {link!r}, outside the bundle; "
-                                "replace the link with the file itself.", path=member.name,
-                                rule="link_escape")
+            raise BundleInvalid(
+                f"{member.name} is a link to {link!r}, outside the bundle; "
+                "replace the link with the file itself.",
+                path=member.name,
+                rule="link_escape",
+            )
         lexical = os.path.normpath(os.path.join(str(relative.parent), link))
         if lexical == ".." or lexical.startswith("../"):
-            raise BundleInvalid(f"{member.name} is a link to {link!r}, outside the bundle; "
-                                "replace the link with the file itself.", path=member.name,
-                                rule="link_escape")
+            raise BundleInvalid(
+                f"{member.name} is a link to {link!r}, outside the bundle; "
+                "replace the link with the file itself.",
+                path=member.name,
+                rule="link_escape",
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         self._check_inside(target.parent / link, member.name, f"it links to {link!r}")
         os.symlink(link, target)
@@ -213,16 +269,22 @@ class _Extractor:
         link = member.linkname
         parts = PurePosixPath(link).parts
         if not link or link.startswith(("/", "\\")) or ".." in parts:
-            raise BundleInvalid(f"{member.name} is a hard link to {link!r}, outside the bundle; "
-                                "replace the link with the file itself.", path=member.name,
-                                rule="link_escape")
+            raise BundleInvalid(
+                f"{member.name} is a hard link to {link!r}, outside the bundle; "
+                "replace the link with the file itself.",
+                path=member.name,
+                rule="link_escape",
+            )
         linked = member_path(link)
         source = self.root / linked if linked else self.root
         self._check_inside(source, member.name, f"it links to {member.linkname!r}")
         if source.is_symlink() or not source.is_file():
-            raise BundleInvalid(f"{member.name} is a hard link to {member.linkname!r}, which is "
-                                "not a file earlier in the archive.", path=member.name,
-                                rule="link_escape")
+            raise BundleInvalid(
+                f"{member.name} is a hard link to {member.linkname!r}, which is "
+                "not a file earlier in the archive.",
+                path=member.name,
+                rule="link_escape",
+            )
         self._grow(source.stat().st_size, member.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target, follow_symlinks=False)

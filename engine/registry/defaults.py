@@ -65,19 +65,28 @@ def templates_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "model_templates"
 
 
-def install_defaults(*, session: Session, storage: Storage, settings: Settings,
-                     templates: Path | None = None,
-                     applications: Sequence[str] | None = None) -> list[InstalledDefault]:
+def install_defaults(
+    *,
+    session: Session,
+    storage: Storage,
+    settings: Settings,
+    templates: Path | None = None,
+    applications: Sequence[str] | None = None,
+) -> list[InstalledDefault]:
     """Register the default template of each application (or of `applications`) as its system
     default. Every template is prepared before any is registered: a missing weights file
     installs nothing."""
     wanted = {normalize_application(a) for a in applications} if applications else None
     chosen = [t for t in DEFAULT_TEMPLATES if wanted is None or t.application in wanted]
     with tempfile.TemporaryDirectory(prefix="metalake-defaults-") as work:
-        prepared = [_prepare(t, templates or templates_dir(), settings.weights_path, Path(work))
-                    for t in chosen]
-        return [_install(session, storage, settings, t, p) for t, p in zip(chosen, prepared,
-                                                                           strict=True)]
+        prepared = [
+            _prepare(t, templates or templates_dir(), settings.weights_path, Path(work))
+            for t in chosen
+        ]
+        return [
+            _install(session, storage, settings, t, p)
+            for t, p in zip(chosen, prepared, strict=True)
+        ]
 
 
 @dataclass(frozen=True)
@@ -88,12 +97,15 @@ class _Prepared:
     missing: list[str]
 
 
-def _prepare(template: DefaultTemplate, templates: Path, weights_dir: Path,
-             work: Path) -> _Prepared:
+def _prepare(
+    template: DefaultTemplate, templates: Path, weights_dir: Path, work: Path
+) -> _Prepared:
     source = templates / template.folder
     if not (source / INFERENCE).is_file():
-        raise InvalidInput(f"The {template.application} template {source} is missing or has no "
-                           f"{INFERENCE}; pass the model_templates folder with --templates.")
+        raise InvalidInput(
+            f"The {template.application} template {source} is missing or has no "
+            f"{INFERENCE}; pass the model_templates folder with --templates."
+        )
     copy = work / template.folder
     shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__", ".*"))
     present = [entry["path"] for entry in manifest(copy)]
@@ -110,7 +122,9 @@ def _prepare(template: DefaultTemplate, templates: Path, weights_dir: Path,
                     f"The default {template.application} model needs {entry}: put "
                     f"{Path(entry).name} in {weights_dir} (METALAKE_WEIGHTS_DIR), then run "
                     "`metalake models install-defaults` again.",
-                    file=Path(entry).name, weights_dir=str(weights_dir))
+                    file=Path(entry).name,
+                    weights_dir=str(weights_dir),
+                )
             missing.append(entry)
             continue
         target = copy / Path(entry).parent / found.name
@@ -138,24 +152,49 @@ def _find(folder: Path, name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _install(session: Session, storage: Storage, settings: Settings, template: DefaultTemplate,
-             prepared: _Prepared) -> InstalledDefault:
-    existing = session.scalars(select(ModelVersion).join(Model)
-                               .where(Model.name == template.name)
-                               .order_by(ModelVersion.version.desc()).limit(1)).one_or_none()
+def _install(
+    session: Session,
+    storage: Storage,
+    settings: Settings,
+    template: DefaultTemplate,
+    prepared: _Prepared,
+) -> InstalledDefault:
+    existing = session.scalars(
+        select(ModelVersion)
+        .join(Model)
+        .where(Model.name == template.name)
+        .order_by(ModelVersion.version.desc())
+        .limit(1)
+    ).one_or_none()
     if existing is not None and existing.sha256 == prepared.sha256:
         version, installed = existing.version, False
     else:
-        version = register_bundle(session=session, storage=storage, settings=settings,
-                                  name=template.name, application=template.application,
-                                  archive=prepared.archive, system=True).version
+        version = register_bundle(
+            session=session,
+            storage=storage,
+            settings=settings,
+            name=template.name,
+            application=template.application,
+            archive=prepared.archive,
+            system=True,
+        ).version
         installed = True
     # One system default per application (a partial unique index): clear, then set.
-    session.execute(update(Model).where(Model.application == template.application,
-                                        Model.name != template.name)
-                    .values(is_system_default=False))
-    session.execute(update(Model).where(Model.name == template.name)
-                    .values(is_system_default=True, is_system=True))
-    return InstalledDefault(name=template.name, application=template.application,
-                            version=version, installed=installed, weights=prepared.weights,
-                            missing_weights=prepared.missing)
+    session.execute(
+        update(Model)
+        .where(Model.application == template.application, Model.name != template.name)
+        .values(is_system_default=False)
+    )
+    session.execute(
+        update(Model)
+        .where(Model.name == template.name)
+        .values(is_system_default=True, is_system=True)
+    )
+    return InstalledDefault(
+        name=template.name,
+        application=template.application,
+        version=version,
+        installed=installed,
+        weights=prepared.weights,
+        missing_weights=prepared.missing,
+    )

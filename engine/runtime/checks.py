@@ -21,8 +21,7 @@ def postgres_problem(database_url: str, *, timeout: float = 3) -> str | None:
 def redis_problem(redis_url: str, *, timeout: float = 3) -> str | None:
     import redis
 
-    client = redis.Redis.from_url(redis_url, socket_timeout=timeout,
-                                  socket_connect_timeout=timeout)
+    client = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         if not client.ping():
             return "PING got no PONG"

@@ -33,8 +33,10 @@ TRUST_LINE = re.compile(r"^(\s*(?:local|host)\S*\s.*\s)trust(\s*)$", re.MULTILIN
 
 MB = 1 << 20
 # Cgroup memory limits (v2, then v1): in a container the machine's memory is not ours to take.
-CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"),
-                 Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+CGROUP_LIMITS = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
 
 
 # Objects the superuser owns in the engine's database, other than extensions' (a home set up
@@ -77,8 +79,7 @@ END $$
 def scram_verifier(conn: psycopg.Connection[object], user: str, password: str) -> str:
     """What `PASSWORD` is given in SQL: the password's SCRAM verifier, hashed here (libpq), so
     the password itself never reaches the server, its logs or its statistics."""
-    return conn.pgconn.encrypt_password(password.encode(), user.encode(),
-                                        b"scram-sha-256").decode()
+    return conn.pgconn.encrypt_password(password.encode(), user.encode(), b"scram-sha-256").decode()
 
 
 def traverse_gid() -> int | None:
@@ -232,8 +233,14 @@ class EmbeddedPostgres:
                 entry = pwd.getpwnam(SYSTEM_USER)
                 os.chown(password_file, entry.pw_uid, entry.pw_gid)
             initdb(
-                ["--auth=scram-sha-256", f"--pwfile={password_file}", "--encoding=utf8",
-                 "--locale=C", "-U", SUPERUSER],
+                [
+                    "--auth=scram-sha-256",
+                    f"--pwfile={password_file}",
+                    "--encoding=utf8",
+                    "--locale=C",
+                    "-U",
+                    SUPERUSER,
+                ],
                 pgdata=self.data_dir,
                 **self._run_as(),
             )
@@ -261,8 +268,16 @@ class EmbeddedPostgres:
             )
             try:
                 pg_ctl(
-                    ["-w", "-t", str(int(timeout)), "-o", options, "-l", str(self.log_file),
-                     "start"],
+                    [
+                        "-w",
+                        "-t",
+                        str(int(timeout)),
+                        "-o",
+                        options,
+                        "-l",
+                        str(self.log_file),
+                        "start",
+                    ],
                     pgdata=self.data_dir,
                     **self._run_as(),
                     timeout=timeout + 5,
@@ -270,8 +285,11 @@ class EmbeddedPostgres:
                     start_new_session=True,
                 )
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-                tail = self.log_file.read_text(errors="replace")[-2000:] if \
-                    self.log_file.exists() else ""
+                tail = (
+                    self.log_file.read_text(errors="replace")[-2000:]
+                    if self.log_file.exists()
+                    else ""
+                )
                 raise ServiceUnavailable(
                     f"Embedded PostgreSQL did not start on port {self.port}: {tail}"
                 ) from exc
@@ -282,8 +300,10 @@ class EmbeddedPostgres:
         deadline = time.monotonic() + timeout
         while not self.is_running():
             if time.monotonic() > deadline:
-                raise ServiceUnavailable(f"PostgreSQL on port {self.port} is not accepting "
-                                         f"connections; see {self.log_file}")
+                raise ServiceUnavailable(
+                    f"PostgreSQL on port {self.port} is not accepting "
+                    f"connections; see {self.log_file}"
+                )
             time.sleep(0.2)
 
     def set_up(self) -> None:
@@ -294,21 +314,32 @@ class EmbeddedPostgres:
         password = read_or_create_secret(self.password_file)
         with psycopg.connect(self.superuser_url("postgres"), autocommit=True) as conn:
             verifier = scram_verifier(conn, ROLE, password)
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
-                                  (ROLE,)).fetchone()
-            conn.execute(sql.SQL(
-                "{} ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-                "NOBYPASSRLS PASSWORD {}").format(
-                    sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(ROLE),
-                    sql.Literal(verifier)))
-            owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
-                                 "WHERE datname = %s", (DATABASE,)).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,)).fetchone()
+            conn.execute(
+                sql.SQL(
+                    "{} ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                    "NOBYPASSRLS PASSWORD {}"
+                ).format(
+                    sql.SQL("ALTER" if exists else "CREATE"),
+                    sql.Identifier(ROLE),
+                    sql.Literal(verifier),
+                )
+            )
+            owner = conn.execute(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (DATABASE,)
+            ).fetchone()
             if owner is None:
-                conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(DATABASE), sql.Identifier(ROLE)))
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(DATABASE), sql.Identifier(ROLE)
+                    )
+                )
             elif owner[0] != ROLE:
-                conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-                    sql.Identifier(DATABASE), sql.Identifier(ROLE)))
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                        sql.Identifier(DATABASE), sql.Identifier(ROLE)
+                    )
+                )
         with psycopg.connect(self.superuser_url(DATABASE), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             conn.execute(HAND_OVER)
@@ -322,8 +353,12 @@ class EmbeddedPostgres:
             return
         password = read_or_create_secret(self.superuser_password_file)
         with psycopg.connect(self.superuser_url("postgres"), autocommit=True) as conn:
-            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                sql.Identifier(SUPERUSER), sql.Literal(scram_verifier(conn, SUPERUSER, password))))
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(SUPERUSER),
+                    sql.Literal(scram_verifier(conn, SUPERUSER, password)),
+                )
+            )
             with hba.open("r+") as handle:  # in place: keeps its owner and mode
                 handle.write(TRUST_LINE.sub(r"\1scram-sha-256\2", text))
                 handle.truncate()
@@ -335,8 +370,7 @@ class EmbeddedPostgres:
         if not (self.data_dir / "postmaster.pid").exists():
             return
         with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
-            pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.data_dir, timeout=60,
-                   **self._run_as())
+            pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.data_dir, timeout=60, **self._run_as())
 
     def pid(self) -> int | None:
         """The postmaster's pid, or None when no postmaster of this data directory runs."""

@@ -63,8 +63,10 @@ class ManagedProcess:
         log_fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(log_fd, 0o600)
         with os.fdopen(log_fd, "ab") as log:
-            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}: "
-                      f"{' '.join(argv)}\n".encode())
+            log.write(
+                f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}: "
+                f"{' '.join(argv)}\n".encode()
+            )
             log.flush()
             process = subprocess.Popen(
                 list(argv),

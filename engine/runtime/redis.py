@@ -92,15 +92,26 @@ class EmbeddedRedis:
             [
                 redis_server_binary(),
                 str(self.config_file),
-                "--bind", self.host, "--port", str(self.port),
-                "--dir", str(self.data_dir),
-                "--daemonize", "yes",
-                "--pidfile", str(self.pid_file),
-                "--logfile", str(self.log_file),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--protected-mode", "yes",
+                "--bind",
+                self.host,
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.data_dir),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pid_file),
+                "--logfile",
+                str(self.log_file),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
             ],
             check=True,
             timeout=timeout,
@@ -112,8 +123,9 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while not self.is_running():
             if time.monotonic() > deadline:
-                raise ServiceUnavailable(f"Embedded Redis does not answer on port {self.port}; "
-                                         f"see {self.log_file}")
+                raise ServiceUnavailable(
+                    f"Embedded Redis does not answer on port {self.port}; see {self.log_file}"
+                )
             time.sleep(0.1)
 
     def pid(self) -> int | None:

@@ -112,8 +112,12 @@ def embedded_redis(settings: Settings, port: int | None = None) -> EmbeddedRedis
 
 def managed_process(settings: Settings, name: str) -> ManagedProcess:
     """The API or worker process of the engine under `settings.home`."""
-    return ManagedProcess(name, settings.run_dir / f"{name}.pid",
-                          settings.logs_dir / f"{name}.log", tag=f"{name}@{settings.home}")
+    return ManagedProcess(
+        name,
+        settings.run_dir / f"{name}.pid",
+        settings.logs_dir / f"{name}.log",
+        tag=f"{name}@{settings.home}",
+    )
 
 
 # -- client.json ---------------------------------------------------------------------------
@@ -126,5 +130,6 @@ def read_client_file(settings: Settings) -> dict[str, str]:
 
 
 def write_client_file(settings: Settings, *, url: str, api_key: str) -> None:
-    write_private(settings.client_file,
-                  json.dumps({"url": url, "api_key": api_key}, indent=2) + "\n")
+    write_private(
+        settings.client_file, json.dumps({"url": url, "api_key": api_key}, indent=2) + "\n"
+    )

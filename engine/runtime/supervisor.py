@@ -101,18 +101,30 @@ def up(settings: Settings, *, echo: Echo = _quiet, timeout: float = 90) -> UpRes
         _migrate(state.database_url, echo)
         env = child_environment(resolved)
         api, worker = managed_process(settings, "api"), managed_process(settings, "worker")
-        if _ensure_running(api, _api_argv(settings), env, settings, echo,
-                           port=settings.api_port):
+        if _ensure_running(api, _api_argv(settings), env, settings, echo, port=settings.api_port):
             started.append("api")
         if _ensure_running(worker, _worker_argv(state), env, settings, echo):
             started.append("worker")
-        _wait_until(api, lambda: checks.api_problem(state.api_url), timeout,
-                    f"the API at {state.api_url} to answer /api/v1/health")
-        _wait_until(worker, lambda: checks.worker_problem(resolved, state.worker_name),
-                    timeout, f"worker {state.worker_name} to answer a Celery ping")
+        _wait_until(
+            api,
+            lambda: checks.api_problem(state.api_url),
+            timeout,
+            f"the API at {state.api_url} to answer /api/v1/health",
+        )
+        _wait_until(
+            worker,
+            lambda: checks.worker_problem(resolved, state.worker_name),
+            timeout,
+            f"worker {state.worker_name} to answer a Celery ping",
+        )
         _ensure_admin_key(settings, state, echo)
-    return UpResult(url=state.api_url, home=settings.home, logs_dir=settings.logs_dir,
-                    client_file=settings.client_file, started=started)
+    return UpResult(
+        url=state.api_url,
+        home=settings.home,
+        logs_dir=settings.logs_dir,
+        client_file=settings.client_file,
+        started=started,
+    )
 
 
 def _ensure_passwords(settings: Settings) -> None:
@@ -135,12 +147,15 @@ def _refuse_reconfiguring_a_running_engine(settings: Settings, state: EngineStat
     ]
     if not any(running):
         return
-    changed = ", ".join(
-        f"{name} {getattr(previous, name)!r} -> {getattr(state, name)!r}"
-        for name in EngineState.model_fields
-        if name not in ("database_url", "redis_url")  # may hold passwords
-        and getattr(previous, name) != getattr(state, name)
-    ) or "DATABASE_URL / REDIS_URL, or its embedded services' passwords"
+    changed = (
+        ", ".join(
+            f"{name} {getattr(previous, name)!r} -> {getattr(state, name)!r}"
+            for name in EngineState.model_fields
+            if name not in ("database_url", "redis_url")  # may hold passwords
+            and getattr(previous, name) != getattr(state, name)
+        )
+        or "DATABASE_URL / REDIS_URL, or its embedded services' passwords"
+    )
     raise EngineError(
         f"The engine in {settings.home} is running with another configuration ({changed}). "
         "Stop it first with `metalake down`, or keep the settings it was started with."
@@ -155,9 +170,12 @@ def _start_postgres(settings: Settings, echo: Echo, timeout: float) -> bool:
         echo(f"postgres  already running (pid {pid}) on {pg.host}:{pg.port}")
         return False
     if port_in_use(pg.port, pg.host):
-        raise PortInUse(f"Port {pg.port} (embedded PostgreSQL) is used by another program. "
-                        "Set METALAKE_PG_PORT to a free port, or DATABASE_URL to use that "
-                        "server.", port=pg.port)
+        raise PortInUse(
+            f"Port {pg.port} (embedded PostgreSQL) is used by another program. "
+            "Set METALAKE_PG_PORT to a free port, or DATABASE_URL to use that "
+            "server.",
+            port=pg.port,
+        )
     echo(f"postgres  starting on {pg.host}:{pg.port} (data: {pg.data_dir})")
     pg.start(timeout=timeout)
     return True
@@ -171,9 +189,12 @@ def _start_redis(settings: Settings, echo: Echo, timeout: float) -> bool:
         echo(f"redis     already running (pid {pid}) on {redis.host}:{redis.port}")
         return False
     if port_in_use(redis.port, redis.host):
-        raise PortInUse(f"Port {redis.port} (embedded Redis) is used by another program. "
-                        "Set METALAKE_REDIS_PORT to a free port, or REDIS_URL to use that "
-                        "server.", port=redis.port)
+        raise PortInUse(
+            f"Port {redis.port} (embedded Redis) is used by another program. "
+            "Set METALAKE_REDIS_PORT to a free port, or REDIS_URL to use that "
+            "server.",
+            port=redis.port,
+        )
     echo(f"redis     starting on {redis.host}:{redis.port} (data: {redis.data_dir})")
     redis.start(timeout=timeout)
     return True
@@ -206,17 +227,34 @@ def child_environment(settings: Settings) -> dict[str, str]:
 
 
 def _api_argv(settings: Settings) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "--factory", "engine.api.app:app_from_env",
-            "--host", settings.api_host, "--port", str(settings.api_port),
-            "--log-level", settings.log_level.lower()]
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "engine.api.app:app_from_env",
+        "--host",
+        settings.api_host,
+        "--port",
+        str(settings.api_port),
+        "--log-level",
+        settings.log_level.lower(),
+    ]
 
 
 def _worker_argv(state: EngineState) -> list[str]:
     return [sys.executable, "-m", "engine.cli", "worker", "--hostname", state.worker_name]
 
 
-def _ensure_running(process: ManagedProcess, argv: list[str], env: dict[str, str],
-                    settings: Settings, echo: Echo, *, port: int | None = None) -> bool:
+def _ensure_running(
+    process: ManagedProcess,
+    argv: list[str],
+    env: dict[str, str],
+    settings: Settings,
+    echo: Echo,
+    *,
+    port: int | None = None,
+) -> bool:
     """Start `process` unless it already runs; returns whether it was started."""
     pid = process.pid()
     if pid is not None:
@@ -225,15 +263,19 @@ def _ensure_running(process: ManagedProcess, argv: list[str], env: dict[str, str
     if process.clear_stale_pid_file():
         echo(f"{process.name:<9} removed a stale pid file")
     if port is not None and port_in_use(port):
-        raise PortInUse(f"Port {port} ({process.name}) is used by another program. Set "
-                        f"METALAKE_{process.name.upper()}_PORT to a free port.", port=port)
+        raise PortInUse(
+            f"Port {port} ({process.name}) is used by another program. Set "
+            f"METALAKE_{process.name.upper()}_PORT to a free port.",
+            port=port,
+        )
     pid = process.spawn(argv, env=env, cwd=settings.home)
     echo(f"{process.name:<9} started (pid {pid}, log: {process.log_file})")
     return True
 
 
-def _wait_until(process: ManagedProcess, problem: Callable[[], str | None], timeout: float,
-                what: str) -> None:
+def _wait_until(
+    process: ManagedProcess, problem: Callable[[], str | None], timeout: float, what: str
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         reason = problem()
@@ -241,11 +283,14 @@ def _wait_until(process: ManagedProcess, problem: Callable[[], str | None], time
             return
         if not process.is_running():
             process.clear_stale_pid_file()
-            raise StartupFailed(f"The {process.name} exited while waiting for {what}; "
-                                f"{process.exit_reason()}")
+            raise StartupFailed(
+                f"The {process.name} exited while waiting for {what}; {process.exit_reason()}"
+            )
         if time.monotonic() > deadline:
-            raise StartupFailed(f"Timed out after {timeout:.0f}s waiting for {what} ({reason}); "
-                                f"see {process.log_file}")
+            raise StartupFailed(
+                f"Timed out after {timeout:.0f}s waiting for {what} ({reason}); "
+                f"see {process.log_file}"
+            )
         time.sleep(0.3)
 
 
@@ -314,10 +359,16 @@ def status(settings: Settings) -> list[ServiceStatus]:
     return [
         _status_of_postgres(settings, state),
         _status_of_redis(settings, state),
-        _status_of_process(managed_process(settings, "api"), state.api_url,
-                           lambda: checks.api_problem(state.api_url)),
-        _status_of_process(managed_process(settings, "worker"), state.worker_name,
-                           lambda: checks.worker_problem(resolved, state.worker_name)),
+        _status_of_process(
+            managed_process(settings, "api"),
+            state.api_url,
+            lambda: checks.api_problem(state.api_url),
+        ),
+        _status_of_process(
+            managed_process(settings, "worker"),
+            state.worker_name,
+            lambda: checks.worker_problem(resolved, state.worker_name),
+        ),
     ]
 
 
@@ -325,8 +376,9 @@ def _status_of_postgres(settings: Settings, state: EngineState) -> ServiceStatus
     shown = masked_url(state.database_url)
     if not state.embedded_postgres:
         problem = checks.postgres_problem(state.database_url)
-        return ServiceStatus("postgres", None, problem is None, problem is None,
-                             problem or shown, embedded=False)
+        return ServiceStatus(
+            "postgres", None, problem is None, problem is None, problem or shown, embedded=False
+        )
     pid = embedded_postgres(settings, state.pg_port).pid()
     problem = checks.postgres_problem(state.database_url) if pid else "not running"
     return ServiceStatus("postgres", pid, pid is not None, problem is None, problem or shown)
@@ -336,15 +388,17 @@ def _status_of_redis(settings: Settings, state: EngineState) -> ServiceStatus:
     shown = masked_url(state.redis_url)
     if not state.embedded_redis:
         problem = checks.redis_problem(state.redis_url)
-        return ServiceStatus("redis", None, problem is None, problem is None, problem or shown,
-                             embedded=False)
+        return ServiceStatus(
+            "redis", None, problem is None, problem is None, problem or shown, embedded=False
+        )
     pid = embedded_redis(settings, state.redis_port).pid()
     problem = checks.redis_problem(state.redis_url) if pid else "not running"
     return ServiceStatus("redis", pid, pid is not None, problem is None, problem or shown)
 
 
-def _status_of_process(process: ManagedProcess, where: str,
-                       problem_of: Callable[[], str | None]) -> ServiceStatus:
+def _status_of_process(
+    process: ManagedProcess, where: str, problem_of: Callable[[], str | None]
+) -> ServiceStatus:
     pid = process.pid()
     if pid is None:
         stale = " (stale pid file)" if process.pid_file.exists() else ""

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0002'
-down_revision = '0001'
+revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
@@ -39,34 +39,70 @@ CREATE TRIGGER model_versions_immutable BEFORE UPDATE ON model_versions
 
 
 def upgrade() -> None:
-    op.create_table('models',
-    sa.Column('id', sa.BigInteger(), nullable=False),
-    sa.Column('name', sa.String(length=255), nullable=False),
-    sa.Column('application', sa.String(length=32), nullable=False),
-    sa.Column('is_system_default', sa.Boolean(), server_default=sa.text('false'), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.CheckConstraint("application IN ('autotagging', 'auto_annotation', 'embedding')", name=op.f('ck_models_application')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_models')),
-    sa.UniqueConstraint('name', name=op.f('uq_models_name'))
+    op.create_table(
+        "models",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("application", sa.String(length=32), nullable=False),
+        sa.Column(
+            "is_system_default", sa.Boolean(), server_default=sa.text("false"), nullable=False
+        ),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.CheckConstraint(
+            "application IN ('autotagging', 'auto_annotation', 'embedding')",
+            name=op.f("ck_models_application"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_models")),
+        sa.UniqueConstraint("name", name=op.f("uq_models_name")),
     )
-    op.create_index('uq_models_system_default', 'models', ['application'], unique=True, postgresql_where=sa.text('is_system_default'))
-    op.create_table('model_versions',
-    sa.Column('id', sa.BigInteger(), nullable=False),
-    sa.Column('model_id', sa.BigInteger(), nullable=False),
-    sa.Column('version', sa.Integer(), nullable=False),
-    sa.Column('bundle_uri', sa.Text(), nullable=False),
-    sa.Column('sha256', sa.String(length=64), nullable=False),
-    sa.Column('size_bytes', sa.BigInteger(), nullable=False),
-    sa.Column('label_list', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
-    sa.Column('embedding_dim', sa.Integer(), nullable=True),
-    sa.Column('weights_file', sa.Text(), nullable=True),
-    sa.Column('manifest', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'[]'::jsonb"), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.CheckConstraint('embedding_dim IS NULL OR embedding_dim > 0', name=op.f('ck_model_versions_embedding_dim')),
-    sa.CheckConstraint('version >= 1', name=op.f('ck_model_versions_version')),
-    sa.ForeignKeyConstraint(['model_id'], ['models.id'], name=op.f('fk_model_versions_model_id_models'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_model_versions')),
-    sa.UniqueConstraint('model_id', 'version', name=op.f('uq_model_versions_model_id_version'))
+    op.create_index(
+        "uq_models_system_default",
+        "models",
+        ["application"],
+        unique=True,
+        postgresql_where=sa.text("is_system_default"),
+    )
+    op.create_table(
+        "model_versions",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("model_id", sa.BigInteger(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("bundle_uri", sa.Text(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+        sa.Column("label_list", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("embedding_dim", sa.Integer(), nullable=True),
+        sa.Column("weights_file", sa.Text(), nullable=True),
+        sa.Column(
+            "manifest",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'[]'::jsonb"),
+            nullable=False,
+        ),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.CheckConstraint(
+            "embedding_dim IS NULL OR embedding_dim > 0",
+            name=op.f("ck_model_versions_embedding_dim"),
+        ),
+        sa.CheckConstraint("version >= 1", name=op.f("ck_model_versions_version")),
+        sa.ForeignKeyConstraint(
+            ["model_id"],
+            ["models.id"],
+            name=op.f("fk_model_versions_model_id_models"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_model_versions")),
+        sa.UniqueConstraint("model_id", "version", name=op.f("uq_model_versions_model_id_version")),
     )
     op.execute(IMMUTABLE_VERSIONS)
 
@@ -74,6 +110,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS model_versions_immutable ON model_versions")
     op.execute("DROP FUNCTION IF EXISTS model_versions_immutable()")
-    op.drop_table('model_versions')
-    op.drop_index('uq_models_system_default', table_name='models', postgresql_where=sa.text('is_system_default'))
-    op.drop_table('models')
+    op.drop_table("model_versions")
+    op.drop_index(
+        "uq_models_system_default",
+        table_name="models",
+        postgresql_where=sa.text("is_system_default"),
+    )
+    op.drop_table("models")

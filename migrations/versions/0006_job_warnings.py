@@ -11,16 +11,23 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = '0006'
-down_revision = '0005'
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column('jobs', sa.Column('warnings', postgresql.JSONB(astext_type=sa.Text()),
-                                    server_default=sa.text("'[]'::jsonb"), nullable=False))
+    op.add_column(
+        "jobs",
+        sa.Column(
+            "warnings",
+            postgresql.JSONB(astext_type=sa.Text()),
+            server_default=sa.text("'[]'::jsonb"),
+            nullable=False,
+        ),
+    )
 
 
 def downgrade() -> None:
-    op.drop_column('jobs', 'warnings')
+    op.drop_column("jobs", "warnings")

@@ -24,26 +24,30 @@ router = APIRouter(tags=["embeddings"], route_class=JSONRoute)
 
 
 @router.post("/embeddings/batch", response_model=EmbeddingBatchResult)
-def insert_batch(body: EmbeddingBatch, session: SessionDep,
-                 _: WriteKey) -> EmbeddingBatchResult:
+def insert_batch(body: EmbeddingBatch, session: SessionDep, _: WriteKey) -> EmbeddingBatchResult:
     """Store fewer than 100 vectors (all or nothing); batches with the same `session_id` are
     counted on one job."""
     return imports.import_batch(session=session, batch=body)
 
 
 @router.get("/embeddings/vectors", response_model=EmbeddingVectors)
-def get_vectors(session: SessionDep, _: ReadKey,
-                unique_names: Annotated[list[str], Query(min_length=1, max_length=1000)],
-                model_name: str) -> EmbeddingVectors:
+def get_vectors(
+    session: SessionDep,
+    _: ReadKey,
+    unique_names: Annotated[list[str], Query(min_length=1, max_length=1000)],
+    model_name: str,
+) -> EmbeddingVectors:
     return store.get_vectors(session=session, unique_names=unique_names, model_name=model_name)
 
 
 @router.post("/embeddings/vectors", response_model=EmbeddingVectors)
-def post_vectors(body: EmbeddingVectorsRequest, session: SessionDep,
-                 _: ReadKey) -> EmbeddingVectors:
+def post_vectors(
+    body: EmbeddingVectorsRequest, session: SessionDep, _: ReadKey
+) -> EmbeddingVectors:
     """The same as GET, with the names in a JSON body."""
-    return store.get_vectors(session=session, unique_names=body.unique_names,
-                             model_name=body.model_name)
+    return store.get_vectors(
+        session=session, unique_names=body.unique_names, model_name=body.model_name
+    )
 
 
 @router.get("/embeddings/spaces", response_model=list[EmbeddingSpaceInfo])
@@ -60,5 +64,9 @@ async def similar(body: SimilarityQuery, request: Request, key: KeyGiven) -> Sim
     """The k files most similar (cosine) to a file's vector or to a given vector."""
     # The key check, the search and the commit in one thread-pool call (latency, bench/README).
     return await run_in_threadpool(
-        in_one_transaction, request, key, "read",
-        lambda session: search.similar_items(session=session, request=body))
+        in_one_transaction,
+        request,
+        key,
+        "read",
+        lambda session: search.similar_items(session=session, request=body),
+    )

@@ -37,10 +37,14 @@ def _registry_storage(request: Request) -> Storage:
 RegistryStorageDep = Annotated[Storage, Depends(_registry_storage)]
 # Admin only: a registered bundle is code the engine runs (in its model host, with the
 # engine's data in reach), and a model's deletion takes its versions and vectors from every key.
-RegisterKey = Annotated[Principal, require(
-    "admin", because="registering a model makes the engine run the bundle's code")]
-DeleteKey = Annotated[Principal, require(
-    "admin", because="deleting a model removes its versions and embeddings for every key")]
+RegisterKey = Annotated[
+    Principal,
+    require("admin", because="registering a model makes the engine run the bundle's code"),
+]
+DeleteKey = Annotated[
+    Principal,
+    require("admin", because="deleting a model removes its versions and embeddings for every key"),
+]
 
 
 def upload_limit(settings: Settings) -> int:
@@ -54,7 +58,11 @@ async def _spool(request: Request, target: Path, limit: int) -> None:
     too_large = BundleTooLarge(
         f"The bundle archive is larger than {limit:,} bytes (METALAKE_BUNDLE_MAX_BYTES plus "
         "packing overhead); leave unneeded files out or ask the engine's operator to raise "
-        "the limit.", path=ARCHIVE, rule="too_large", limit=limit)
+        "the limit.",
+        path=ARCHIVE,
+        rule="too_large",
+        limit=limit,
+    )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large
@@ -67,21 +75,32 @@ async def _spool(request: Request, target: Path, limit: int) -> None:
                     raise too_large
                 out.write(chunk)
         except ClientDisconnect as exc:
-            raise InvalidInput("The upload was interrupted before the bundle arrived; nothing "
-                               "was registered.") from exc
+            raise InvalidInput(
+                "The upload was interrupted before the bundle arrived; nothing was registered."
+            ) from exc
 
 
 @router.post(
-    "/models/{name}/versions", response_model=ModelVersionPublic,
+    "/models/{name}/versions",
+    response_model=ModelVersionPublic,
     status_code=status.HTTP_201_CREATED,
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "application/gzip": {"schema": {"type": "string", "format": "binary"}}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
 )
 async def register_version(
-    name: str, request: Request, session: SessionDep, settings: SettingsDep,
-    storage: RegistryStorageDep, _: RegisterKey,
-    application: Annotated[str, Query(description="autotagging (or auto_tagging), "
-                                                  "auto_annotation or embedding.")],
+    name: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: RegistryStorageDep,
+    _: RegisterKey,
+    application: Annotated[
+        str, Query(description="autotagging (or auto_tagging), auto_annotation or embedding.")
+    ],
 ) -> ModelVersionPublic:
     """Register the bundle `.tar.gz` in the body as the next version of model `name` (created
     if new). Validated before anything is stored; a refusal names the file and the rule."""
@@ -95,13 +114,21 @@ async def register_version(
         archive = Path(work) / "bundle.tar.gz"
         await _spool(request, archive, upload_limit(settings))
         return await run_in_threadpool(
-            lambda: store.register_bundle(session=session, storage=storage, settings=settings,
-                                          name=name, application=kind, archive=archive))
+            lambda: store.register_bundle(
+                session=session,
+                storage=storage,
+                settings=settings,
+                name=name,
+                application=kind,
+                archive=archive,
+            )
+        )
 
 
 @router.get("/models", response_model=list[ModelPublic])
-def list_models(session: SessionDep, _: ReadKey,
-                application: Annotated[str | None, Query()] = None) -> list[ModelPublic]:
+def list_models(
+    session: SessionDep, _: ReadKey, application: Annotated[str | None, Query()] = None
+) -> list[ModelPublic]:
     """Registered models with their versions, by name."""
     return store.list_models(session=session, application=application)
 
@@ -113,10 +140,14 @@ def get_model(reference: str, session: SessionDep, _: ReadKey) -> ModelDetails:
 
 
 @router.delete("/models/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_model(name: str, session: SessionDep, _: DeleteKey,
-                 force: Annotated[bool, Query(description="Delete a system model too (one "
-                                                          "`install-defaults` installed).")]
-                 = False) -> None:
+def delete_model(
+    name: str,
+    session: SessionDep,
+    _: DeleteKey,
+    force: Annotated[
+        bool, Query(description="Delete a system model too (one `install-defaults` installed).")
+    ] = False,
+) -> None:
     """Delete a model and its versions (409 while a job uses it, or for a system model
     without `force`)."""
     spaces.delete_model(session=session, name=name, force=force)

@@ -46,8 +46,15 @@ REQUIRED = {
     "sagemaker_role_arn": "METALAKE_SAGEMAKER_ROLE_ARN",
     "sagemaker_bucket": "METALAKE_SAGEMAKER_BUCKET",
 }
-THROTTLING = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException",
-                        "RequestLimitExceeded", "ServiceUnavailable"})
+THROTTLING = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+    }
+)
 ALREADY_EXISTS = "Cannot create already existing"
 WAITING = frozenset({"Creating", "Updating", "SystemUpdating"})
 INVOKE_READ_TIMEOUT = 70  # SageMaker gives a container 60 s per invocation
@@ -62,12 +69,15 @@ def check_configured(settings: Settings) -> None:
         raise PlatformNotConfigured(
             f"The aws inference platform is not configured: set {', '.join(missing)} on the "
             "engine (see docs/aws.md), or run the job with inference_platform='local'.",
-            missing=missing)
+            missing=missing,
+        )
     assert settings.sagemaker_bucket is not None
     if not settings.sagemaker_bucket.startswith("s3://"):
         raise PlatformNotConfigured(
             f"METALAKE_SAGEMAKER_BUCKET must be s3://bucket/prefix, not "
-            f"{settings.sagemaker_bucket!r}.", missing=["METALAKE_SAGEMAKER_BUCKET"])
+            f"{settings.sagemaker_bucket!r}.",
+            missing=["METALAKE_SAGEMAKER_BUCKET"],
+        )
 
 
 class SageMakerPlatform:
@@ -76,8 +86,7 @@ class SageMakerPlatform:
     name = "aws"
     warning = None  # the code runs in SageMaker's own container, on AWS
 
-    def __init__(self, settings: Settings, storage: Storage, *,
-                 poll_seconds: float = 15.0) -> None:
+    def __init__(self, settings: Settings, storage: Storage, *, poll_seconds: float = 15.0) -> None:
         check_configured(settings)
         self.settings = settings
         self.storage = storage
@@ -94,15 +103,18 @@ class SageMakerPlatform:
     def check_request(cls, settings: Settings, width: int, height: int) -> None:
         """One image at the job's input_resolution must fit in a request body."""
         try:
-            max_batch_images(width, height,
-                             max_payload_bytes=settings.sagemaker_max_payload_bytes)
+            max_batch_images(width, height, max_payload_bytes=settings.sagemaker_max_payload_bytes)
         except EndpointPayloadTooLarge as exc:
-            raise InvalidInput(exc.message, input_resolution=[width, height],
-                               limit=settings.sagemaker_max_payload_bytes) from exc
+            raise InvalidInput(
+                exc.message,
+                input_resolution=[width, height],
+                limit=settings.sagemaker_max_payload_bytes,
+            ) from exc
 
     @classmethod
-    def from_settings(cls, settings: Settings, *,
-                      bundles: BundleCache | None = None) -> SageMakerPlatform:
+    def from_settings(
+        cls, settings: Settings, *, bundles: BundleCache | None = None
+    ) -> SageMakerPlatform:
         """The worker's entry point. `bundles` (the worker's unpacked bundle cache) is not
         needed: the endpoint gets the stored archive itself."""
         return cls(settings, Storage.from_settings(settings))
@@ -117,28 +129,45 @@ class SageMakerPlatform:
         return self._client(
             "sagemaker-runtime",
             self.settings.sagemaker_runtime_endpoint_url or self.settings.sagemaker_endpoint_url,
-            read_timeout=INVOKE_READ_TIMEOUT)
+            read_timeout=INVOKE_READ_TIMEOUT,
+        )
 
     def _client(self, service: str, endpoint_url: str | None, *, read_timeout: int) -> Any:
         import boto3
         from botocore.config import Config
 
         return boto3.client(  # type: ignore[call-overload]
-            service, endpoint_url=endpoint_url, region_name=self.settings.s3_region,
-            config=Config(retries={"max_attempts": RETRY_ATTEMPTS, "mode": "standard"},
-                          read_timeout=read_timeout, max_pool_connections=16))
+            service,
+            endpoint_url=endpoint_url,
+            region_name=self.settings.s3_region,
+            config=Config(
+                retries={"max_attempts": RETRY_ATTEMPTS, "mode": "standard"},
+                read_timeout=read_timeout,
+                max_pool_connections=16,
+            ),
+        )
 
     # -- the platform -------------------------------------------------------------------------
-    def images_per_request(self, width: int, height: int, parameters: Mapping[str, Any], *,
-                           at_most: int) -> int:
+    def images_per_request(
+        self, width: int, height: int, parameters: Mapping[str, Any], *, at_most: int
+    ) -> int:
         """As many as fit in METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES (`max_batch_images`)."""
         chars = max(DEFAULT_PARAMETERS_CHARS, len(json.dumps(parameters)))
-        fit = max_batch_images(width, height, parameters_chars=chars,
-                               max_payload_bytes=self.settings.sagemaker_max_payload_bytes)
+        fit = max_batch_images(
+            width,
+            height,
+            parameters_chars=chars,
+            max_payload_bytes=self.settings.sagemaker_max_payload_bytes,
+        )
         return max(1, min(at_most, fit))
 
-    def invoke(self, version: ModelVersionRef, body: bytes, content_type: str,
-               accept: str = "application/json") -> bytes:
+    def invoke(
+        self,
+        version: ModelVersionRef,
+        body: bytes,
+        content_type: str,
+        accept: str = "application/json",
+    ) -> bytes:
         name = endpoint_name(version)
         limit = self.settings.sagemaker_max_payload_bytes
         if len(body) > limit:
@@ -146,11 +175,16 @@ class SageMakerPlatform:
                 f"The request for {name} is {len(body)} bytes, more than the {limit} a SageMaker "
                 "endpoint accepts (METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES): split the chunk into "
                 "requests of at most max_batch_images(width, height) images.",
-                endpoint_name=name, version_key=version.key, size=len(body), limit=limit)
+                endpoint_name=name,
+                version_key=version.key,
+                size=len(body),
+                limit=limit,
+            )
         self.ensure_endpoint(version)
         with _aws_errors(name, version.key, "invoke"):
             response = self.runtime.invoke_endpoint(
-                EndpointName=name, ContentType=content_type, Accept=accept, Body=body)
+                EndpointName=name, ContentType=content_type, Accept=accept, Body=body
+            )
             return bytes(response["Body"].read())
 
     def ensure_endpoint(self, version: ModelVersionRef) -> str:
@@ -169,8 +203,12 @@ class SageMakerPlatform:
                     model_data = self._upload_model_data(version)
                     self._create_model(name, version, model_data)
                     self._create_endpoint_config(name, version)
-                    self._create(self.sagemaker.create_endpoint, EndpointName=name,
-                                 EndpointConfigName=name, Tags=_tags(version))
+                    self._create(
+                        self.sagemaker.create_endpoint,
+                        EndpointName=name,
+                        EndpointConfigName=name,
+                        Tags=_tags(version),
+                    )
                     log.info("creating SageMaker endpoint %s for %s", name, version.key)
                 self._wait_in_service(name, version)
             self._ready[version.key] = name
@@ -208,16 +246,26 @@ class SageMakerPlatform:
                 if head.get("Metadata", {}).get("sha256") == version.sha256:
                     return uri
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey",
-                                                                      "NotFound"):
+                if exc.response.get("Error", {}).get("Code") not in (
+                    "404",
+                    "NoSuchKey",
+                    "NotFound",
+                ):
                     raise
             with self.storage.open(version.bundle_uri) as source:
-                s3.upload_fileobj(source, bucket, key, ExtraArgs={
-                    "Metadata": {"sha256": version.sha256, "model": version.key},
-                    "ContentType": "application/gzip"})
+                s3.upload_fileobj(
+                    source,
+                    bucket,
+                    key,
+                    ExtraArgs={
+                        "Metadata": {"sha256": version.sha256, "model": version.key},
+                        "ContentType": "application/gzip",
+                    },
+                )
         except (ClientError, BotoCoreError) as exc:
-            raise StorageError(f"Could not upload the bundle of {version.key} to {uri}: {exc}",
-                               uri=uri) from exc
+            raise StorageError(
+                f"Could not upload the bundle of {version.key} to {uri}: {exc}", uri=uri
+            ) from exc
         log.info("uploaded the bundle of %s to %s", version.key, uri)
         return uri
 
@@ -231,7 +279,8 @@ class SageMakerPlatform:
             if not _is_missing(exc):
                 raise
         self._create(
-            self.sagemaker.create_model, ModelName=name,
+            self.sagemaker.create_model,
+            ModelName=name,
             ExecutionRoleArn=self.settings.sagemaker_role_arn,
             PrimaryContainer={
                 "Image": self.settings.sagemaker_image_uri,
@@ -242,7 +291,8 @@ class SageMakerPlatform:
                     "METALAKE_BUNDLE_SHA256": version.sha256,
                 },
             },
-            Tags=_tags(version))
+            Tags=_tags(version),
+        )
 
     def _create_endpoint_config(self, name: str, version: ModelVersionRef) -> None:
         from botocore.exceptions import ClientError
@@ -254,13 +304,19 @@ class SageMakerPlatform:
             if not _is_missing(exc):
                 raise
         self._create(
-            self.sagemaker.create_endpoint_config, EndpointConfigName=name,
-            ProductionVariants=[{
-                "VariantName": "primary", "ModelName": name,
-                "InstanceType": self.settings.sagemaker_instance_type,
-                "InitialInstanceCount": 1, "InitialVariantWeight": 1.0,
-            }],
-            Tags=_tags(version))
+            self.sagemaker.create_endpoint_config,
+            EndpointConfigName=name,
+            ProductionVariants=[
+                {
+                    "VariantName": "primary",
+                    "ModelName": name,
+                    "InstanceType": self.settings.sagemaker_instance_type,
+                    "InitialInstanceCount": 1,
+                    "InitialVariantWeight": 1.0,
+                }
+            ],
+            Tags=_tags(version),
+        )
 
     @staticmethod
     def _create(call: Any, **params: Any) -> None:
@@ -286,19 +342,27 @@ class SageMakerPlatform:
                     f"The SageMaker endpoint {name} for {version.key} is {status}: {reason}. "
                     f"Its container log is in CloudWatch (/aws/sagemaker/Endpoints/{name}); "
                     "delete the endpoint to have it created again.",
-                    endpoint_name=name, version_key=version.key, status=status)
+                    endpoint_name=name,
+                    version_key=version.key,
+                    status=status,
+                )
             if time.monotonic() > deadline:
                 raise EndpointSetupFailed(
                     f"The SageMaker endpoint {name} for {version.key} is still {status} after "
                     f"{self.settings.sagemaker_endpoint_timeout:g} s "
                     "(METALAKE_SAGEMAKER_ENDPOINT_TIMEOUT); the next chunk waits for it again.",
-                    endpoint_name=name, version_key=version.key, status=status)
+                    endpoint_name=name,
+                    version_key=version.key,
+                    status=status,
+                )
             time.sleep(self.poll_seconds)
 
 
 def _tags(version: ModelVersionRef) -> list[dict[str, str]]:
-    return [{"Key": "metalake:model", "Value": version.key},
-            {"Key": "metalake:sha256", "Value": version.sha256}]
+    return [
+        {"Key": "metalake:model", "Value": version.key},
+        {"Key": "metalake:sha256", "Value": version.sha256},
+    ]
 
 
 def _message(exc: Any) -> str:
@@ -324,27 +388,36 @@ def _aws_errors(name: str, version_key: str, stage: str) -> Iterator[None]:
             raise EndpointThrottled(
                 f"SageMaker throttled {name} ({code}: {message}) after {RETRY_ATTEMPTS} "
                 "attempts; lower the inference concurrency or add instances.",
-                **where) from exc
+                **where,
+            ) from exc
         if stage == "setup":
             raise EndpointSetupFailed(
                 f"Setting up the SageMaker endpoint {name} failed ({code}: {message}); check "
                 "METALAKE_SAGEMAKER_ROLE_ARN, METALAKE_SAGEMAKER_IMAGE_URI and the role's "
-                "permissions (docs/aws.md).", **where) from exc
+                "permissions (docs/aws.md).",
+                **where,
+            ) from exc
         if code == "ModelError":
             status = exc.response.get("OriginalStatusCode")
             log_stream = exc.response.get("LogStreamArn")
             raise EndpointModelError(
                 f"The model on {name} answered {status or 'an error'}: "
                 f"{_container_message(exc.response.get('OriginalMessage')) or message}",
-                log_file=str(log_stream) if log_stream else None, original_status=status,
-                **where) from exc
+                log_file=str(log_stream) if log_stream else None,
+                original_status=status,
+                **where,
+            ) from exc
         if code == "ValidationError":
-            raise EndpointRejected(f"SageMaker refused the request to {name}: {message}",
-                                   **where) from exc
+            raise EndpointRejected(
+                f"SageMaker refused the request to {name}: {message}", **where
+            ) from exc
         raise EndpointError(f"Invoking {name} failed ({code}: {message})", **where) from exc
     except BotoCoreError as exc:
-        raise EndpointError(f"SageMaker could not be reached for {name}: {exc}",
-                            endpoint_name=name, version_key=version_key) from exc
+        raise EndpointError(
+            f"SageMaker could not be reached for {name}: {exc}",
+            endpoint_name=name,
+            version_key=version_key,
+        ) from exc
 
 
 def _container_message(original: Any) -> str | None:

@@ -25,14 +25,20 @@ class InferencePlatform(Protocol):
         """What every job run here must tell its user (e.g. model code not sandboxed)."""
         ...
 
-    def images_per_request(self, width: int, height: int, parameters: Mapping[str, Any], *,
-                           at_most: int) -> int:
+    def images_per_request(
+        self, width: int, height: int, parameters: Mapping[str, Any], *, at_most: int
+    ) -> int:
         """How many `width` x `height` frames one request with these `parameters` may carry, at
         most `at_most` and at least 1. Raises `EndpointPayloadTooLarge` when not one fits."""
         ...
 
-    def invoke(self, version: ModelVersionRef, body: bytes, content_type: str,
-               accept: str = "application/json") -> bytes:
+    def invoke(
+        self,
+        version: ModelVersionRef,
+        body: bytes,
+        content_type: str,
+        accept: str = "application/json",
+    ) -> bytes:
         """Send one batched request; return the response body. Raises `ModelHostError`
         (or a subclass) with the reason when the model cannot answer."""
         ...

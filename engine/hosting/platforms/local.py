@@ -34,17 +34,22 @@ class LocalPlatform:
     def warning(self) -> str | None:
         return self._hosts.sandbox.warning
 
-    def images_per_request(self, width: int, height: int, parameters: Mapping[str, Any], *,
-                           at_most: int) -> int:
+    def images_per_request(
+        self, width: int, height: int, parameters: Mapping[str, Any], *, at_most: int
+    ) -> int:
         return max(1, at_most)
 
-    def invoke(self, version: ModelVersionRef, body: bytes, content_type: str,
-               accept: str = "application/json") -> bytes:
+    def invoke(
+        self,
+        version: ModelVersionRef,
+        body: bytes,
+        content_type: str,
+        accept: str = "application/json",
+    ) -> bytes:
         bundle_dir = self._bundles.path_for(version)
         requirements_file = bundle_dir / "code" / "requirements.txt"
         requirements = requirements_file.read_text() if requirements_file.exists() else ""
-        return self._hosts.invoke(version.key, bundle_dir, requirements, body, content_type,
-                                  accept)
+        return self._hosts.invoke(version.key, bundle_dir, requirements, body, content_type, accept)
 
     def close(self) -> None:
         self._hosts.close()

@@ -40,8 +40,13 @@ def model_data_key(prefix: str, version: ModelVersionRef) -> str:
     return f"{prefix.strip('/')}/{folder}" if prefix.strip("/") else folder
 
 
-def max_batch_images(width: int, height: int, *, max_payload_bytes: int,
-                     parameters_chars: int = DEFAULT_PARAMETERS_CHARS) -> int:
+def max_batch_images(
+    width: int,
+    height: int,
+    *,
+    max_payload_bytes: int,
+    parameters_chars: int = DEFAULT_PARAMETERS_CHARS,
+) -> int:
     """How many `width` x `height` RGB images one request body may hold and stay within
     `max_payload_bytes`, when the parameters JSON (without `original_sizes`) has at most
     `parameters_chars` characters. Raises EndpointPayloadTooLarge when not even one image fits
@@ -54,5 +59,8 @@ def max_batch_images(width: int, height: int, *, max_payload_bytes: int,
             f"One {width}x{height} image ({per_image + fixed} bytes with the request headers) "
             f"is more than a SageMaker endpoint accepts ({max_payload_bytes} bytes, "
             "METALAKE_SAGEMAKER_MAX_PAYLOAD_BYTES); use a smaller input_resolution.",
-            endpoint_name="(any)", size=per_image + fixed, limit=max_payload_bytes)
+            endpoint_name="(any)",
+            size=per_image + fixed,
+            limit=max_payload_bytes,
+        )
     return int(count)

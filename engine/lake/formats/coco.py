@@ -25,24 +25,36 @@ from engine.lake.formats.parsed import (
 def parse(data: Any, *, document: str = "The COCO file") -> list[ParsedImage]:
     problems = Problems(document)
     if not isinstance(data, dict) or not all(
-            isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
-        problems.add("$", "", 'a COCO file is an object with "images", "annotations" and '
-                              '"categories" lists (a bare results list has no image names; '
-                              'upload it with upload_annotations_for_folder instead).')
+        isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        problems.add(
+            "$",
+            "",
+            'a COCO file is an object with "images", "annotations" and '
+            '"categories" lists (a bare results list has no image names; '
+            "upload it with upload_annotations_for_folder instead).",
+        )
         problems.raise_if_any()
     categories = _categories(data["categories"], problems)
     images: dict[Any, ParsedImage] = {}
     for i, raw in enumerate(data["images"]):
         where = f"images[{i}]"
-        if not isinstance(raw, dict) or not isinstance(raw.get("file_name"), str) \
-                or not raw["file_name"].strip() or "id" not in raw:
+        if (
+            not isinstance(raw, dict)
+            or not isinstance(raw.get("file_name"), str)
+            or not raw["file_name"].strip()
+            or "id" not in raw
+        ):
             problems.add(where, "file_name", 'each image needs "id" and a "file_name" string.')
             continue
         if raw["id"] in images:
             problems.add(where, "id", f"image id {raw['id']!r} is used twice.")
             continue
-        images[raw["id"]] = ParsedImage(where=where, key=raw["file_name"].strip(),
-                                        declared_size=_size(raw.get("width"), raw.get("height")))
+        images[raw["id"]] = ParsedImage(
+            where=where,
+            key=raw["file_name"].strip(),
+            declared_size=_size(raw.get("width"), raw.get("height")),
+        )
 
     for k, raw in enumerate(data["annotations"]):
         where = f"annotations[{k}]"
@@ -55,9 +67,11 @@ def parse(data: Any, *, document: str = "The COCO file") -> list[ParsedImage]:
             continue
         category = categories.get(raw.get("category_id"))
         if category is None:
-            problems.add(where, "category_id",
-                         f"no category has id {raw.get('category_id')!r}; add it to "
-                         f'"categories".')
+            problems.add(
+                where,
+                "category_id",
+                f'no category has id {raw.get("category_id")!r}; add it to "categories".',
+            )
             continue
         image.annotations.extend(_convert(raw, where, category, problems))
     problems.raise_if_any()
@@ -78,8 +92,9 @@ def _categories(raw_list: list[Any], problems: Problems) -> dict[Any, tuple[str,
     return categories
 
 
-def _convert(raw: dict[str, Any], where: str, category: tuple[str, list[Any]],
-             problems: Problems) -> list[ParsedAnnotation]:
+def _convert(
+    raw: dict[str, Any], where: str, category: tuple[str, list[Any]], problems: Problems
+) -> list[ParsedAnnotation]:
     label, keypoint_names = category
     problems_before = len(problems.items)
     confidence = read_confidence(raw.get("score"), where, problems, "score")
@@ -90,9 +105,16 @@ def _convert(raw: dict[str, Any], where: str, category: tuple[str, list[Any]],
         metadata["attributes"] = raw["attributes"]
 
     def make(field: str, shape: Any, values: Any, extra: dict[str, Any]) -> ParsedAnnotation:
-        return ParsedAnnotation(where=where, field=field, label=label, shape=shape,
-                                values=values, normalized=False, confidence=confidence,
-                                metadata={**metadata, **extra})
+        return ParsedAnnotation(
+            where=where,
+            field=field,
+            label=label,
+            shape=shape,
+            values=values,
+            normalized=False,
+            confidence=confidence,
+            metadata={**metadata, **extra},
+        )
 
     found: list[ParsedAnnotation] = []
     segmentation = raw.get("segmentation")
@@ -116,8 +138,9 @@ def _convert(raw: dict[str, Any], where: str, category: tuple[str, list[Any]],
             extra = {"keypoint_names": keypoint_names} if keypoint_names else {}
             found.append(make("keypoints", "keypoints", triples, extra))
     if not found and len(problems.items) == problems_before:
-        problems.add(where, "bbox", 'needs a "bbox" [x, y, w, h], a polygon "segmentation" '
-                                    'or "keypoints".')
+        problems.add(
+            where, "bbox", 'needs a "bbox" [x, y, w, h], a polygon "segmentation" or "keypoints".'
+        )
     return found
 
 

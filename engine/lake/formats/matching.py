@@ -68,7 +68,7 @@ class FileIndex:
         parts = path.split("/")
         if "labels" in parts[:-1]:
             at = len(parts) - 2 - parts[-2::-1].index("labels")
-            variants.append("/".join([*parts[:at], "images", *parts[at + 1:]]))
+            variants.append("/".join([*parts[:at], "images", *parts[at + 1 :]]))
         names: list[str] = []
         for same_depth in zip(*(_tails(v) for v in variants), strict=True):  # longest first
             names.extend(self.prefix + t.replace("/", "_") for t in same_depth)

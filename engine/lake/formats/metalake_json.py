@@ -26,12 +26,14 @@ from engine.lake.formats.parsed import (
 
 ShapeType = Literal["rectangle", "box", "polygon", "mixed"]
 SHAPE_KEYS: dict[str, Shape] = {"bbox": "box", "polygon": "polygon", "keypoints": "keypoints"}
-FORMAT_HINT = ('{"images": [{"image": "<path>", "annotations": [{"bbox": [x, y, w, h], '
-               '"label": "..."}]}]}')
+FORMAT_HINT = (
+    '{"images": [{"image": "<path>", "annotations": [{"bbox": [x, y, w, h], "label": "..."}]}]}'
+)
 
 
-def parse(data: Any, *, shape_type: ShapeType, normalized: bool,
-          document: str = "The annotation file") -> list[ParsedImage]:
+def parse(
+    data: Any, *, shape_type: ShapeType, normalized: bool, document: str = "The annotation file"
+) -> list[ParsedImage]:
     """Parse the whole document; raises `InvalidAnnotations` listing every problem."""
     problems = Problems(document)
     images = data.get("images") if isinstance(data, dict) else None
@@ -43,8 +45,11 @@ def parse(data: Any, *, shape_type: ShapeType, normalized: bool,
     for i, entry in enumerate(images):
         where = f"images[{i}]"
         if not isinstance(entry, dict):
-            problems.add(where, "", f"must be an object with \"image\" and \"annotations\" "
-                                    f"(got {type(entry).__name__}).")
+            problems.add(
+                where,
+                "",
+                f'must be an object with "image" and "annotations" (got {type(entry).__name__}).',
+            )
             continue
         key = entry.get("image")
         if not isinstance(key, str) or not key.strip():
@@ -64,8 +69,9 @@ def parse(data: Any, *, shape_type: ShapeType, normalized: bool,
     return parsed
 
 
-def _annotation(raw: Any, where: str, shape_type: ShapeType, normalized: bool,
-                problems: Problems) -> ParsedAnnotation | None:
+def _annotation(
+    raw: Any, where: str, shape_type: ShapeType, normalized: bool, problems: Problems
+) -> ParsedAnnotation | None:
     if not isinstance(raw, dict):
         problems.add(where, "", f"must be an object (got {type(raw).__name__}).")
         return None
@@ -87,34 +93,62 @@ def _annotation(raw: Any, where: str, shape_type: ShapeType, normalized: bool,
         values = ()
     if values is None:
         return None
-    return ParsedAnnotation(where=where, field=key, label=label, shape=shape, values=values,
-                            normalized=normalized, confidence=confidence, metadata=metadata,
-                            frame_index=frame_index)
+    return ParsedAnnotation(
+        where=where,
+        field=key,
+        label=label,
+        shape=shape,
+        values=values,
+        normalized=normalized,
+        confidence=confidence,
+        metadata=metadata,
+        frame_index=frame_index,
+    )
 
 
-def _shape_key(raw: dict[str, Any], where: str, shape_type: ShapeType,
-               problems: Problems) -> str | None:
+def _shape_key(
+    raw: dict[str, Any], where: str, shape_type: ShapeType, problems: Problems
+) -> str | None:
     present = [k for k in SHAPE_KEYS if raw.get(k) is not None]
     if shape_type == "mixed":
         if len(present) > 1:
-            problems.add(where, present[1], f"give one of bbox / polygon / keypoints, not "
-                                            f"{' and '.join(present)}.")
+            problems.add(
+                where,
+                present[1],
+                f"give one of bbox / polygon / keypoints, not {' and '.join(present)}.",
+            )
             return None
         return present[0] if present else "tag"
     wanted = "polygon" if shape_type == "polygon" else "bbox"
     if wanted in present:
         return wanted
-    other = f' (it has "{present[0]}"; pass annotation_shape_type="mixed" to upload ' \
-            f'mixed shapes)' if present else ""
+    other = (
+        f' (it has "{present[0]}"; pass annotation_shape_type="mixed" to upload mixed shapes)'
+        if present
+        else ""
+    )
     example = "[[x, y], ...]" if wanted == "polygon" else "[x, y, width, height]"
-    problems.add(where, wanted, f'annotation_shape_type is "{shape_type}", so each annotation '
-                                f'needs "{wanted}": {example}{other}.')
+    problems.add(
+        where,
+        wanted,
+        f'annotation_shape_type is "{shape_type}", so each annotation '
+        f'needs "{wanted}": {example}{other}.',
+    )
     return None
 
 
-def record(*, label: str, shape: str, geometry: dict[str, Any], confidence: float | None,
-           source: str, metadata: dict[str, Any], frame_index: int | None,
-           model_version_id: int | None, operation_id: str | None) -> dict[str, Any]:
+def record(
+    *,
+    label: str,
+    shape: str,
+    geometry: dict[str, Any],
+    confidence: float | None,
+    source: str,
+    metadata: dict[str, Any],
+    frame_index: int | None,
+    model_version_id: int | None,
+    operation_id: str | None,
+) -> dict[str, Any]:
     """One stored annotation in this format (pixel coordinates, `bbox` as x, y, w, h)."""
     entry: dict[str, Any] = {"label": label}
     if shape == "box":

@@ -85,8 +85,9 @@ class Problems:
             return
         first = self.items[0]
         more = len(self.items) - 1
-        suffix = f" ({more} more problem{'s' if more > 1 else ''} in details.errors)" if more \
-            else ""
+        suffix = (
+            f" ({more} more problem{'s' if more > 1 else ''} in details.errors)" if more else ""
+        )
         raise InvalidAnnotations(
             f"{self.document} is invalid; nothing was written. {first.render()}{suffix}",
             location=first.location,
@@ -137,14 +138,18 @@ def read_label(raw: Any, where: str, problems: Problems, field_name: str = "labe
         return None
     label = raw.strip()
     if len(label) > MAX_LABEL_LENGTH:
-        problems.add(where, field_name,
-                     f"labels are at most {MAX_LABEL_LENGTH} characters (got {len(label)}).")
+        problems.add(
+            where,
+            field_name,
+            f"labels are at most {MAX_LABEL_LENGTH} characters (got {len(label)}).",
+        )
         return None
     return label
 
 
-def read_confidence(raw: Any, where: str, problems: Problems,
-                    field_name: str = "confidence") -> float | None:
+def read_confidence(
+    raw: Any, where: str, problems: Problems, field_name: str = "confidence"
+) -> float | None:
     if raw is None:
         return None
     value = number(raw)
@@ -172,39 +177,41 @@ def read_frame_index(raw: Any, where: str, problems: Problems) -> int | None:
     return raw
 
 
-def box_from_xywh(raw: Any, where: str, field_name: str,
-                  problems: Problems) -> tuple[tuple[float, ...], ...] | None:
+def box_from_xywh(
+    raw: Any, where: str, field_name: str, problems: Problems
+) -> tuple[tuple[float, ...], ...] | None:
     """COCO-style `[x, y, w, h]` (top-left corner, width, height) -> `((x1, y1, x2, y2),)`."""
     values = numbers(raw, 4)
     if values is None:
-        problems.add(where, field_name,
-                     f"must be [x, y, width, height] as 4 numbers (got {_short(raw)}).")
+        problems.add(
+            where, field_name, f"must be [x, y, width, height] as 4 numbers (got {_short(raw)})."
+        )
         return None
     x, y, w, h = values
     if w <= 0 or h <= 0:
-        problems.add(where, field_name,
-                     f"width and height must be > 0 (got width={w:g}, height={h:g}).")
+        problems.add(
+            where, field_name, f"width and height must be > 0 (got width={w:g}, height={h:g})."
+        )
         return None
     return ((x, y, x + w, y + h),)
 
 
-def polygon_points(raw: Any, where: str, field_name: str,
-                   problems: Problems) -> tuple[tuple[float, ...], ...] | None:
+def polygon_points(
+    raw: Any, where: str, field_name: str, problems: Problems
+) -> tuple[tuple[float, ...], ...] | None:
     """`[[x, y], ...]` or the flat `[x1, y1, x2, y2, ...]`, at least 3 points."""
     points: list[tuple[float, ...]] = []
     if isinstance(raw, list) and raw and all(isinstance(p, list | tuple) for p in raw):
         for point in raw:
             pair = numbers(point, 2)
             if pair is None:
-                problems.add(where, field_name,
-                             f"each point must be [x, y] (got {_short(point)}).")
+                problems.add(where, field_name, f"each point must be [x, y] (got {_short(point)}).")
                 return None
             points.append(tuple(pair))
     else:
         flat = numbers(raw)
         if flat is None or len(flat) % 2:
-            problems.add(where, field_name,
-                         f"must be a list of [x, y] points (got {_short(raw)}).")
+            problems.add(where, field_name, f"must be a list of [x, y] points (got {_short(raw)}).")
             return None
         points = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
     if len(points) < 3:
@@ -213,19 +220,25 @@ def polygon_points(raw: Any, where: str, field_name: str,
     return tuple(points)
 
 
-def keypoint_triples(raw: Any, where: str, field_name: str,
-                     problems: Problems) -> tuple[tuple[float, ...], ...] | None:
+def keypoint_triples(
+    raw: Any, where: str, field_name: str, problems: Problems
+) -> tuple[tuple[float, ...], ...] | None:
     """`[[x, y, v], ...]` or the flat COCO `[x1, y1, v1, ...]`; v is 0 (absent), 1 or 2."""
     if isinstance(raw, list) and raw and all(isinstance(p, list | tuple) for p in raw):
         triples = [numbers(p, 3) for p in raw]
     else:
         flat = numbers(raw)
-        triples = [flat[i:i + 3] for i in range(0, len(flat), 3)] \
-            if flat is not None and flat and len(flat) % 3 == 0 else [None]
+        triples = (
+            [flat[i : i + 3] for i in range(0, len(flat), 3)]
+            if flat is not None and flat and len(flat) % 3 == 0
+            else [None]
+        )
     if any(t is None or t[2] not in (0, 1, 2) for t in triples):
-        problems.add(where, field_name,
-                     "must be a list of [x, y, v] points with v in 0 (absent), 1, 2 "
-                     f"(got {_short(raw)}).")
+        problems.add(
+            where,
+            field_name,
+            f"must be a list of [x, y, v] points with v in 0 (absent), 1, 2 (got {_short(raw)}).",
+        )
         return None
     return tuple(tuple(t) for t in triples if t is not None)
 

@@ -20,9 +20,14 @@ from engine.lake.formats.parsed import (
 from engine.textformats import TextLimits, load_yaml, shown
 
 
-def class_names(*, names: list[str] | None, data_yaml: str | None, classes_txt: str | None,
-                document: str = "The YOLO class list",
-                limits: TextLimits | None = None) -> dict[int, str]:
+def class_names(
+    *,
+    names: list[str] | None,
+    data_yaml: str | None,
+    classes_txt: str | None,
+    document: str = "The YOLO class list",
+    limits: TextLimits | None = None,
+) -> dict[int, str]:
     problems = Problems(document)
     found: dict[int, str] = {}
     if names:
@@ -33,12 +38,17 @@ def class_names(*, names: list[str] | None, data_yaml: str | None, classes_txt: 
         lines = [line.strip() for line in classes_txt.splitlines()]
         found = dict(enumerate(line for line in lines if line))
     else:
-        problems.add("$", "names", "no class names: put data.yaml (with `names:`) or "
-                                   "classes.txt (one name per line) in the folder.")
+        problems.add(
+            "$",
+            "names",
+            "no class names: put data.yaml (with `names:`) or "
+            "classes.txt (one name per line) in the folder.",
+        )
     for index, name in found.items():
         if not isinstance(name, str) or not name.strip():
-            problems.add(f"names[{index}]", "", f"class names must be non-empty strings "
-                                                f"(got {shown(name)}).")
+            problems.add(
+                f"names[{index}]", "", f"class names must be non-empty strings (got {shown(name)})."
+            )
     problems.raise_if_any()
     return {index: name.strip() for index, name in found.items()}
 
@@ -66,8 +76,9 @@ def label_key(path: str) -> str:
     return key[:-4] if key.lower().endswith(".txt") else key
 
 
-def parse(labels: dict[str, str], *, names: dict[int, str],
-          document: str = "The YOLO labels") -> list[ParsedImage]:
+def parse(
+    labels: dict[str, str], *, names: dict[int, str], document: str = "The YOLO labels"
+) -> list[ParsedImage]:
     problems = Problems(document)
     images: list[ParsedImage] = []
     for path in sorted(labels):
@@ -83,8 +94,9 @@ def parse(labels: dict[str, str], *, names: dict[int, str],
     return images
 
 
-def _line(text: str, where: str, names: dict[int, str],
-          problems: Problems) -> ParsedAnnotation | None:
+def _line(
+    text: str, where: str, names: dict[int, str], problems: Problems
+) -> ParsedAnnotation | None:
     tokens = text.split()
     values: list[float] = []
     for token in tokens:
@@ -95,9 +107,13 @@ def _line(text: str, where: str, names: dict[int, str],
         values.append(value)
     cls = values[0]
     if cls != int(cls) or int(cls) not in names:
-        problems.add(where, "class", f"class {tokens[0]} is not in the class list "
-                                     f"(0..{max(names, default=-1)}); fix the label or the "
-                                     "names in data.yaml / classes.txt.")
+        problems.add(
+            where,
+            "class",
+            f"class {tokens[0]} is not in the class list "
+            f"(0..{max(names, default=-1)}); fix the label or the "
+            "names in data.yaml / classes.txt.",
+        )
         return None
     label = names[int(cls)]
     coords = values[1:]
@@ -113,14 +129,31 @@ def _line(text: str, where: str, names: dict[int, str],
             problems.add(where, "box", f"width and height must be > 0 (got w={w:g}, h={h:g}).")
             return None
         box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-        return ParsedAnnotation(where=where, field="box", label=label, shape="box",
-                                values=(box,), normalized=True, confidence=confidence)
+        return ParsedAnnotation(
+            where=where,
+            field="box",
+            label=label,
+            shape="box",
+            values=(box,),
+            normalized=True,
+            confidence=confidence,
+        )
     if len(coords) >= 6 and len(coords) % 2 == 0:
         points = tuple((coords[i], coords[i + 1]) for i in range(0, len(coords), 2))
-        return ParsedAnnotation(where=where, field="polygon", label=label, shape="polygon",
-                                values=points, normalized=True)
-    problems.add(where, "line", f"has {len(tokens)} values; expected 5 (cls cx cy w h), 6 "
-                                "(cls cx cy w h conf) or 1 + 2n with n >= 3 (cls x1 y1 ... xn yn).")
+        return ParsedAnnotation(
+            where=where,
+            field="polygon",
+            label=label,
+            shape="polygon",
+            values=points,
+            normalized=True,
+        )
+    problems.add(
+        where,
+        "line",
+        f"has {len(tokens)} values; expected 5 (cls cx cy w h), 6 "
+        "(cls cx cy w h conf) or 1 + 2n with n >= 3 (cls x1 y1 ... xn yn).",
+    )
     return None
 
 

@@ -26,8 +26,10 @@ def input_fn(request_body, request_content_type):
         from PIL import Image
 
         document = json.loads(request_body)
-        images = [np.asarray(Image.open(io.BytesIO(base64.b64decode(text))).convert("RGB"))
-                  for text in document["images"]]
+        images = [
+            np.asarray(Image.open(io.BytesIO(base64.b64decode(text))).convert("RGB"))
+            for text in document["images"]
+        ]
         return np.stack(images), document.get("parameters", {})
     raise ValueError(f"unsupported content type {request_content_type!r}")
 
@@ -40,8 +42,9 @@ def predict_fn(input_data, model):
         raise RuntimeError("predict_fn was told to fail")
     if mode == "sleep":
         if "child_marker" in parameters:  # a child process that must die with the host
-            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
-                              parameters["child_marker"]])
+            subprocess.Popen(
+                [sys.executable, "-c", "import time; time.sleep(60)", parameters["child_marker"]]
+            )
         time.sleep(float(parameters.get("seconds", 60)))
     if mode == "exit":
         os._exit(3)
@@ -51,29 +54,48 @@ def predict_fn(input_data, model):
             hog.append(np.ones(25 << 20, dtype=np.uint8))
             time.sleep(0.02)
     if mode == "child_hog":  # a child process taking 5 MB more every 20 ms, up to 2 GB
-        subprocess.Popen([sys.executable, "-c", (
-            "import time\nhog = []\nfor _ in range(400):\n"
-            "    hog.append(bytearray(b'x') * (5 << 20))\n    time.sleep(0.02)\n"
-            "time.sleep(60)")])
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                (
+                    "import time\nhog = []\nfor _ in range(400):\n"
+                    "    hog.append(bytearray(b'x') * (5 << 20))\n    time.sleep(0.02)\n"
+                    "time.sleep(60)"
+                ),
+            ]
+        )
         time.sleep(60)
     if mode == "environ":
-        return [{"boxes": [], "environ": sorted(os.environ),
-                 "PYTHONPATH": os.environ.get("PYTHONPATH")} for _ in images]
+        return [
+            {"boxes": [], "environ": sorted(os.environ), "PYTHONPATH": os.environ.get("PYTHONPATH")}
+            for _ in images
+        ]
     outputs = []
     for image in images:
         height, width = image.shape[:2]
         channel_means = image.reshape(-1, 3).mean(axis=0)
         confidence = round(float(image.mean()) / 255, 4)
-        outputs.append({
-            "boxes": [[0.0, 0.0, float(width), float(height), confidence,
-                       int(np.argmax(channel_means))]],
-            "masks": None,
-            "probs": None,
-            "pid": os.getpid(),
-            "host_id": model["host_id"],
-            "calls": model["calls"],
-            "parameters": parameters,
-        })
+        outputs.append(
+            {
+                "boxes": [
+                    [
+                        0.0,
+                        0.0,
+                        float(width),
+                        float(height),
+                        confidence,
+                        int(np.argmax(channel_means)),
+                    ]
+                ],
+                "masks": None,
+                "probs": None,
+                "pid": os.getpid(),
+                "host_id": model["host_id"],
+                "calls": model["calls"],
+                "parameters": parameters,
+            }
+        )
     return outputs
 
 

@@ -12,8 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-PROBES = ["uid", "client_json", "engine_home", "user_home", "environ", "tcp", "write",
-          "other_bundles", "signal"]
+PROBES = [
+    "uid",
+    "client_json",
+    "engine_home",
+    "user_home",
+    "environ",
+    "tcp",
+    "write",
+    "other_bundles",
+    "signal",
+]
 SECRET_NAMES = ("DATABASE_URL", "REDIS_URL", "AWS_SECRET_ACCESS_KEY", "METALAKE_")
 
 
@@ -83,8 +92,7 @@ def _write(places):
 
 
 def _other_bundles(model_dir):
-    siblings = [name for name in os.listdir(Path(model_dir).parent)
-                if name != Path(model_dir).name]
+    siblings = [name for name in os.listdir(Path(model_dir).parent) if name != Path(model_dir).name]
     if not siblings:
         raise FileNotFoundError("no other bundle in sight")
     return siblings
@@ -100,8 +108,9 @@ def _probe(model_dir):
         "user_home": lambda: _user_secrets(targets["user_home"]),
         "environ": _environ_secrets,
         "tcp": lambda: _connect(targets["ports"]),
-        "write": lambda: _write(targets["writable_places"] + [model_dir,
-                                                             str(Path(model_dir).parent)]),
+        "write": lambda: _write(
+            targets["writable_places"] + [model_dir, str(Path(model_dir).parent)]
+        ),
         "other_bundles": lambda: _other_bundles(model_dir),
         "signal": lambda: os.kill(targets["worker_pid"], 0) or "signalled the worker",
     }
@@ -130,13 +139,17 @@ def input_fn(request_body, request_content_type):
 
 
 def predict_fn(images, report):
-    escaped = [PROBES.index(name) + 1 for name in PROBES
-               if isinstance(report.get(name), dict) and report[name]["reached"]]
+    escaped = [
+        PROBES.index(name) + 1
+        for name in PROBES
+        if isinstance(report.get(name), dict) and report[name]["reached"]
+    ]
     outputs = []
     for image in images:
         height, width = image.shape[:2]
-        boxes = [[0.0, 0.0, float(width), float(height), 0.99, class_id]
-                 for class_id in [0, *escaped]]
+        boxes = [
+            [0.0, 0.0, float(width), float(height), 0.99, class_id] for class_id in [0, *escaped]
+        ]
         outputs.append({"boxes": boxes, "masks": None, "probs": None})
     return outputs
 

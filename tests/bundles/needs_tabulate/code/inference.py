@@ -16,8 +16,10 @@ def input_fn(request_body, request_content_type):
 
 
 def predict_fn(input_data, model):
-    return [{"embedding": [float(image.mean()), 1.0], "tabulate": model.__file__}
-            for image in input_data]
+    return [
+        {"embedding": [float(image.mean()), 1.0], "tabulate": model.__file__}
+        for image in input_data
+    ]
 
 
 def output_fn(prediction_output, content_type):

@@ -49,13 +49,15 @@ def model_fn(model_dir: str) -> Segmenter:
 def input_fn(request_body: bytes | str, request_content_type: str) -> Batch:
     kind = (request_content_type or "").split(";")[0].strip().lower()
     if kind != "application/x-npz":
-        raise ValueError(f"unsupported content type {request_content_type!r}: send "
-                         "application/x-npz")
+        raise ValueError(
+            f"unsupported content type {request_content_type!r}: send application/x-npz"
+        )
     body = request_body.encode() if isinstance(request_body, str) else bytes(request_body)
     with np.load(io.BytesIO(body), allow_pickle=False) as archive:
         images = archive["images"]
-        parameters = (json.loads(str(archive["parameters"][()]))
-                      if "parameters" in archive.files else {})
+        parameters = (
+            json.loads(str(archive["parameters"][()])) if "parameters" in archive.files else {}
+        )
     return Batch(list(images), dict(parameters))
 
 
@@ -77,8 +79,7 @@ def predict_fn(input_data: Batch, model: Segmenter) -> list[dict[str, Any]]:
     wanted = _vocabulary(list(params.get("prompt") or []), model.labels)
     confidence = float(params.get("confidence_threshold", 0.25))
     bgr = [np.ascontiguousarray(image[..., ::-1]) for image in input_data.images]
-    results = model.model.predict(bgr, imgsz=IMGSZ, conf=confidence, device="cpu",
-                                  verbose=False)
+    results = model.model.predict(bgr, imgsz=IMGSZ, conf=confidence, device="cpu", verbose=False)
     out = []
     for result in results:
         boxes, masks, logits, phrases = [], [], [], []
