@@ -1,4 +1,4 @@
-"""Analysis throughput vs. the bare model (issue 5, benchmark 1; issue 4 "Measured").
+"""Analysis throughput vs. the bare model.
 
     YOLO_OFFLINE=1 python bench/analysis.py            # full: 1,000 x 640x480, 64 x 4000x3000,
                                                         # 1 and 2 workers (about 10 minutes)

@@ -1,4 +1,4 @@
-"""The API under load (issue 5, benchmark 4): 20 concurrent SDK clients for 60 s.
+"""The API under load: 20 concurrent SDK clients for 60 s.
 
     python bench/api_load.py                 # 20 clients, 60 s
     python bench/api_load.py --quick         # 10 clients, 15 s

@@ -1,4 +1,4 @@
-"""How cost grows with the lake (issue 5, benchmark 5): 1k / 10k / 100k.
+"""How cost grows with the lake: 1k / 10k / 100k.
 
     YOLO_OFFLINE=1 python bench/growth.py            # lakes of 1,000, 10,000 and 100,000 files
     YOLO_OFFLINE=1 python bench/growth.py --quick    # 1,000 and 10,000

@@ -1,4 +1,4 @@
-"""Ingest throughput (issue 5, benchmark 3): files/s through the SDK's `upload_files_to_collection`.
+"""Ingest throughput: files/s through the SDK's `upload_files_to_collection`.
 
     python bench/ingest.py                  # 10,000 small JPEGs
     python bench/ingest.py --quick          # 2,000
@@ -35,7 +35,7 @@ from common import (
     write_results,
 )
 
-GOAL = 300.0  # files/s on this 2-core machine (issue 2 "Measured", issue 5 benchmark 3)
+GOAL = 300.0  # files/s on this 2-core machine
 
 
 def generate(folder: Path, count: int, size: tuple[int, int]) -> int:

@@ -1,4 +1,4 @@
-"""Similarity search through the API (issue 5, benchmark 2), measured as the lake grows.
+"""Similarity search through the API, measured as the lake grows.
 
     python bench/similarity.py            # 100,000 vectors, measured at 1k, 10k and 100k
     python bench/similarity.py --quick    # 10,000 vectors, measured at 1k and 10k
