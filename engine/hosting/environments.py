@@ -81,14 +81,6 @@ class EnvironmentCache:
                 self._build(env_dir, lines, workdir)
         return python_in(env_dir)
 
-    def environment_dir(self, requirements: str) -> Path | None:
-        """The built environment for these requirements (None: the engine's interpreter)."""
-        lines = normalize_requirements(requirements)
-        if not lines:
-            return None
-        env_dir = self.root / environment_key(lines)
-        return env_dir if self.is_ready(env_dir) else None
-
     @staticmethod
     def is_ready(env_dir: Path) -> bool:
         return (env_dir / MARKER).is_file()

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -84,7 +85,6 @@ class HostManager:
         self._closed = threading.Event()
         self._watcher: threading.Thread | None = None
         self._run_dir = run_dir  # the hosts' socket directories
-        self._started = 0
         # version key -> (when, error) of its last failed model_fn: a version is immutable,
         # so the next chunks fail at once with that error instead of starting a host again
         self._load_failures: dict[str, tuple[float, ModelLoadFailed]] = {}
@@ -292,14 +292,13 @@ class HostManager:
         log_file = self._logs_dir / f"{name}.log"
         self._logs_dir.mkdir(parents=True, exist_ok=True)
         self._run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._started += 1
-        socket_dir = self._run_dir / f"{os.getpid()}-{self._started}-{time.monotonic_ns() % 10**6}"
-        sandbox.prepare_socket_dir(socket_dir)
+        socket_dir = sandbox.socket_dir(self._run_dir)
         serve_file = Path(serve.__file__).resolve()
-        environment = self._environments.environment_dir(requirements)
+        # the bundle's own environment, unless it runs on the engine's interpreter
+        environment = python.parent.parent if python != Path(sys.executable) else None
         # (path here, path in the box): a boxed host sees its bundle where SageMaker puts it
         model_dir, script, inner_dir = bundle_dir, serve_file, socket_dir
-        read_only = [(bundle_dir, bundle_dir), (serve_file, serve_file)]
+        read_only: list[tuple[Path, Path]] = []
         if sandbox.boxed:
             model_dir, script, inner_dir = (Path(MODEL_DIR), Path(SERVE_FILE), Path(SOCKET_DIR))
             read_only = [(bundle_dir, model_dir), (serve_file, script)]
@@ -321,9 +320,7 @@ class HostManager:
             str(reader),
         ]
         env = {**self._environ, "PYTHONPATH": str(model_dir / "code"), "PYTHONUNBUFFERED": "1"}
-        command = sandbox.command(
-            argv, read_only=read_only, writable=[], environ=env, socket_dir=socket_dir
-        )
+        command = sandbox.command(argv, read_only=read_only, environ=env, socket_dir=socket_dir)
         if log_file.exists() and log_file.stat().st_size > MAX_LOG_BYTES:
             log_file.replace(log_file.with_name(log_file.name + ".1"))
         try:

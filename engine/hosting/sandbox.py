@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -135,9 +136,7 @@ class Sandbox:
             "assert s.connect_ex(('127.0.0.1', 1)) != 0\n"
             "print(os.getuid(), os.getpid())\n"
         )
-        argv = self.command(
-            [sys.executable, "-I", "-c", check], read_only=[], writable=[], environ={}
-        )
+        argv = self.command([sys.executable, "-I", "-c", check], read_only=[], environ={})
         try:
             result = subprocess.run(
                 argv,
@@ -164,14 +163,12 @@ class Sandbox:
         argv: Sequence[str],
         *,
         read_only: Iterable[tuple[Path, Path]],
-        writable: Iterable[Path],
         environ: Mapping[str, str],
         socket_dir: Path | None = None,
     ) -> list[str]:
         """`argv` wrapped to run in the box (unchanged when not boxed). `read_only` pairs
-        (path, where the box shows it); `writable` paths appear at their own paths;
-        `socket_dir` (writable) appears at SOCKET_DIR; `environ` is the whole environment
-        the command gets."""
+        (path, where the box shows it); `socket_dir` (writable) appears at SOCKET_DIR;
+        `environ` is the whole environment the command gets."""
         if not self.boxed:
             return list(argv)
         assert self.bwrap is not None
@@ -203,15 +200,11 @@ class Sandbox:
         args += ["--perms", "1777", "--size", str(self.tmp_mb << 20), "--tmpfs", BOX_TMP]
         made: set[Path] = {Path("/"), Path(BOX_TMP)}
         shown = [(p, p) for p in _python_paths() + [Path(p) for p in self.extra_readable]]
-        mounts = (
-            [
-                ("--ro-bind", source, target)
-                for source, target in shown + list(read_only)
-                if source.exists()
-            ]
-            + [("--bind", p, p) for p in writable]
-            + ([("--bind", socket_dir, Path(SOCKET_DIR))] if socket_dir else [])
-        )
+        mounts = [
+            ("--ro-bind", source, target)
+            for source, target in shown + list(read_only)
+            if source.exists()
+        ] + ([("--bind", socket_dir, Path(SOCKET_DIR))] if socket_dir else [])
         for how, source, target in mounts:
             # bwrap would make the missing parents 0700, closed to the host's uid
             for parent in reversed(target.parents):
@@ -258,11 +251,12 @@ class Sandbox:
             "YOLO_CONFIG_DIR": f"{HOST_HOME}/.config/Ultralytics",
         }
 
-    def prepare_socket_dir(self, path: Path) -> None:
-        """A directory only the worker and the host can enter."""
-        path.mkdir(mode=0o700, parents=True, exist_ok=False)
+    def socket_dir(self, parent: Path) -> Path:
+        """A new directory under `parent` only the worker and the host can enter (0700)."""
+        path = Path(tempfile.mkdtemp(prefix="host-", dir=parent))
         if self.boxed and self.uid is not None:
             os.chown(path, self.uid, self.uid)
+        return path
 
     def make_readable(self, root: Path) -> None:
         """Let the host's uid read `root` (a bundle or an environment) whatever the umask was
