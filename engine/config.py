@@ -387,6 +387,38 @@ class Settings(BaseSettings):
         description="Seconds a new SageMaker endpoint may take to become InService.",
     )
 
+    # -- signed file URLs (docs/predict.md) --
+    public_url: str | None = Field(
+        default=None,
+        description=(
+            "The engine's address as browsers, Label Studio and training jobs reach it "
+            "(e.g. https://lake.example.com), used to build signed file URLs. Unset: "
+            "http://<api_host>:<api_port> (127.0.0.1 when the API binds every address)."
+        ),
+    )
+    signing_key: str | None = Field(
+        default=None,
+        repr=False,
+        description=(
+            "Secret that signs file URLs (HMAC-SHA256). Unset: the key in <home>/signing.key, "
+            "generated (0600) on first use. Every API process must share it."
+        ),
+    )
+    signing_previous_keys: str = Field(
+        default="",
+        repr=False,
+        description=(
+            "Comma-separated earlier signing keys whose URLs are still accepted until they "
+            "expire; drop a key from the list to revoke every URL it signed."
+        ),
+    )
+    signed_url_seconds: int = Field(
+        default=3600,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="How long a signed file URL works when the caller does not say.",
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:

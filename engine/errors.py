@@ -207,6 +207,19 @@ class ServerPathForbidden(Forbidden):
     code = "server_path_forbidden"
 
 
+class SignedUrlInvalid(Forbidden):
+    """The signed URL's token does not match its file and expiry: it was altered, or signed
+    with a key that has since been rotated out. Ask the engine for a new URL."""
+
+    code = "signed_url_invalid"
+
+
+class SignedUrlExpired(SignedUrlInvalid):
+    """The signed URL has expired; ask the engine for a new one (GET /files/{name}/url)."""
+
+    code = "signed_url_expired"
+
+
 # -- 404 / 409 -----------------------------------------------------------------------------
 class NotFound(EngineError):
     """The requested object does not exist."""
