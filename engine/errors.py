@@ -110,6 +110,18 @@ class NoImagesMatched(InvalidAnnotations):
     code = "no_images_matched"
 
 
+class UnknownExportFormat(InvalidInput):
+    """The export format is not one the engine writes."""
+
+    code = "unknown_export_format"
+
+
+class ExportNotPossible(InvalidInput):
+    """The selection cannot be written in the requested export format."""
+
+    code = "export_not_possible"
+
+
 class UnknownApplication(InvalidInput):
     """Unknown application: use autotagging (or auto_tagging), auto_annotation or embedding."""
 

@@ -1,0 +1,82 @@
+"""What the export writers share: media placement, the image size they scale by, and the
+geometry conversions between the lake's shapes."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from engine.errors import ExportNotPossible
+from engine.interop.records import ExportAnnotation, ExportImage, ExportSink
+
+UNSPLIT = "train"
+
+
+def write_media(sink: ExportSink, folder: str, image: ExportImage, media: bytes | None) -> None:
+    """Copy the image bytes to `<folder>/<image.path>` when the service handed them over."""
+    if media is not None:
+        sink.write(f"{folder}/{image.path}" if folder else image.path, media)
+
+
+def image_size(image: ExportImage, media: bytes | None) -> tuple[int, int]:
+    """The image's width and height: the lake's, else read from the bytes' header."""
+    if image.width and image.height:
+        return image.width, image.height
+    if media is not None:
+        try:
+            with Image.open(io.BytesIO(media)) as opened:
+                return opened.size
+        except (UnidentifiedImageError, OSError) as exc:
+            raise _unknown_size(image) from exc
+    raise _unknown_size(image)
+
+
+def _unknown_size(image: ExportImage) -> ExportNotPossible:
+    return ExportNotPossible(
+        f"The lake does not know the size of {image.unique_name!r} and its bytes could not be "
+        f"read, so its annotations cannot be written in this format; re-ingest the file or "
+        f"export it as metalake_json (pixel coordinates need no size).",
+        unique_name=image.unique_name,
+    )
+
+
+def stem(path: str) -> str:
+    """`a/b/c.jpg` -> `a/b/c` (the folders are kept, so two `c.jpg` do not collide)."""
+    head, _, name = path.rpartition("/")
+    base = name.rsplit(".", 1)[0] if "." in name.strip(".") else name
+    return f"{head}/{base}" if head else base
+
+
+def box_corners(ann: ExportAnnotation) -> tuple[float, float, float, float]:
+    """A box's (x1, y1, x2, y2); for a polygon or keypoints, the box around its points."""
+    g = ann.geometry
+    if ann.shape == "box":
+        return float(g["x1"]), float(g["y1"]), float(g["x2"]), float(g["y2"])
+    points = [p for p in g.get("points", []) if ann.shape != "keypoints" or p[2] > 0]
+    xs = [float(p[0]) for p in points]
+    ys = [float(p[1]) for p in points]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def polygon_of(ann: ExportAnnotation) -> list[list[float]]:
+    """A polygon's points; a box as its 4 corners, clockwise from the top-left."""
+    if ann.shape == "polygon":
+        return [[float(p[0]), float(p[1])] for p in ann.geometry["points"]]
+    x1, y1, x2, y2 = box_corners(ann)
+    return [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
+
+
+def has_extent(ann: ExportAnnotation) -> bool:
+    """Boxes and polygons (and keypoints with a visible point) have a region to draw."""
+    if ann.shape in ("box", "polygon"):
+        return True
+    if ann.shape == "keypoints":
+        return any(p[2] > 0 for p in ann.geometry.get("points", []))
+    return False
+
+
+def json_number(value: float) -> Any:
+    """Whole floats as ints, so documents read `10` rather than `10.0`."""
+    return int(value) if float(value).is_integer() else value
