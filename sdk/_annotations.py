@@ -248,11 +248,15 @@ class AnnotationCalls(BaseClient):
         *,
         output_dir: PathLike | None = None,
         include_files: bool = True,
+        include_proposals: bool = False,
     ) -> Path:
         """Write `annotations.json` (the upload format, pixel coordinates) and the files under
         `images/` into `output_dir` (default `./<collection name>_annotations`); returns it.
 
-        `model_id` keeps only the annotations of that model version. Files already there with
+        `model_id` keeps only the annotations of that model version. A preview job's proposed
+        annotations are left out unless `include_proposals`; each annotation carries its
+        `status`. Uploading the file back writes applied annotations, so leave proposals out
+        of a download meant to be uploaded again. Files already there with
         the same content are not downloaded again. The folder uploads back as it is:
         `upload_files_to_collection(out / "images", ...)` then
         `upload_annotations_for_folder(name, op, out / "annotations.json", "mixed")`.
@@ -262,6 +266,8 @@ class AnnotationCalls(BaseClient):
             params: dict[str, Any] = {"page_index": len(pages), "page_size": 500}
             if model_id is not None:
                 params["model_version_id"] = model_id
+            if include_proposals:
+                params["include_proposals"] = True
             pages.append(
                 AnnotationExportPage.model_validate(
                     self._get(f"/collections/{collection_id}/annotations/export", params=params)
@@ -279,6 +285,7 @@ class AnnotationCalls(BaseClient):
             "collection_id": pages[0].collection_id,
             "collection_name": name,
             "model_version_id": model_id,
+            "include_proposals": include_proposals,
             "images": [image.model_dump(mode="json", exclude_none=True) for image in images],
         }
         target = out / "annotations.json"

@@ -250,6 +250,10 @@ class ExportedAnnotation(Schema):
     keypoints: list[list[float]] | None = None
     confidence: float | None = None
     source: AnnotationSource
+    status: AnnotationStatus = Field(
+        default="applied",
+        description="`proposed`: a preview job's proposal, exported only when asked for.",
+    )
     metadata: JsonObject = Field(default_factory=dict)
     frame_index: int | None = None
     model_version_id: int | None = None

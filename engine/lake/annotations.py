@@ -329,11 +329,13 @@ def export_annotations(
     session: Session,
     collection_id: int,
     model_version_id: int | None = None,
+    include_proposals: bool = False,
     page_index: int = 0,
     page_size: int = 100,
 ) -> AnnotationExportPage:
     """One page of the collection's files (by unique name) with their annotations in the
-    MetaLake JSON format; `model_version_id` keeps only that model version's annotations."""
+    MetaLake JSON format; `model_version_id` keeps only that model version's annotations.
+    Applied annotations only, unless `include_proposals` (each carries its `status`)."""
     collection = get_collection(session=session, collection_id=collection_id)
     member = collection_files.c.collection_id == collection.id
     total = session.scalar(select(func.count()).select_from(collection_files).where(member)) or 0
@@ -350,6 +352,8 @@ def export_annotations(
     query = select(Annotation).where(Annotation.file_id.in_([f.id for f in files]))
     if model_version_id is not None:
         query = query.where(Annotation.model_version_id == model_version_id)
+    if not include_proposals:
+        query = query.where(Annotation.status == "applied")
     by_file: dict[int, list[ExportedAnnotation]] = {f.id: [] for f in files}
     for row in session.scalars(query.order_by(Annotation.file_id, Annotation.id)):
         by_file[row.file_id].append(
@@ -365,6 +369,7 @@ def export_annotations(
                     model_version_id=row.model_version_id,
                     operation_id=row.operation_id,
                 )
+                | {"status": row.status}
             )
         )
     prefix = f"{collection.name}_"

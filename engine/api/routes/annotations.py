@@ -165,14 +165,17 @@ def export_annotations(
     settings: SettingsDep,
     _: ReadKey,
     model_version_id: Id | None = None,
+    include_proposals: bool = False,
     page_index: PageIndex = 0,
     page_size: Annotated[int, Query(ge=1)] = 100,
 ) -> AnnotationExportPage:
-    """A page of the collection's files with their annotations in the MetaLake JSON format."""
+    """A page of the collection's files with their annotations in the MetaLake JSON format
+    (applied ones only unless `include_proposals`)."""
     return service.export_annotations(
         session=session,
         collection_id=collection_id,
         model_version_id=model_version_id,
+        include_proposals=include_proposals,
         page_index=page_index,
         page_size=min(page_size, settings.max_page_size),
     )
