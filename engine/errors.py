@@ -359,6 +359,21 @@ class StorageError(ServiceUnavailable):
     code = "storage_error"
 
 
+class NoWorkerAvailable(ServiceUnavailable):
+    """No worker took the prediction in time: start one (`metalake worker`, or `metalake up`)
+    consuming the inference queue, or wait for the running jobs to leave it room."""
+
+    code = "no_worker_available"
+
+
+class PredictionTimeout(EngineError):
+    """A worker took the prediction but did not answer in time (a model host starting for
+    the first time may install its environment first); retry, or raise the timeout."""
+
+    status_code = 504
+    code = "prediction_timeout"
+
+
 # -- model host: a bundle's code failed or misbehaved (the worker lives on) ----------------
 class ModelHostError(EngineError):
     """The model host could not run the batch."""

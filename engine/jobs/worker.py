@@ -9,6 +9,7 @@ from celery import Celery
 
 from engine.config import Settings
 from engine.jobs.celery_app import create_celery
+from engine.jobs.predict import register_predict_task
 from engine.jobs.queues import CONTROL_QUEUE, INFERENCE_QUEUE
 from engine.jobs.tasks import register_tasks
 
@@ -17,6 +18,7 @@ def create_worker_app(settings: Settings) -> Celery:
     """The Celery app with the engine's tasks registered on it."""
     app = create_celery(settings)
     register_tasks(app)
+    register_predict_task(app)
     return app
 
 
