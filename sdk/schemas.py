@@ -23,6 +23,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from sdk.schemas_exports import ExportParams
+
 # The job vocabulary, re-exported: `from sdk.schemas import JobStatus` keeps working.
 from sdk.vocabulary import APPLICATION_SPELLINGS as APPLICATION_SPELLINGS
 from sdk.vocabulary import FINISHED_JOB_STATUSES as FINISHED_JOB_STATUSES
@@ -526,12 +528,13 @@ class EmbeddingImportParams(_Params):
 
 
 InferenceParams = AutotagParams | AutoAnnotateParams | EmbedParams  # jobs that run a model
-JobParams = InferenceParams | EmbeddingImportParams
+JobParams = InferenceParams | EmbeddingImportParams | ExportParams
 PARAMS_BY_KIND: dict[JobKind, type[JobParams]] = {
     JobKind.AUTOTAGGING: AutotagParams,
     JobKind.AUTO_ANNOTATION: AutoAnnotateParams,
     JobKind.EMBEDDING: EmbedParams,
     JobKind.EMBEDDING_IMPORT: EmbeddingImportParams,
+    JobKind.EXPORT: ExportParams,
 }
 
 

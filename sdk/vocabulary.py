@@ -26,12 +26,14 @@ APPLICATION_SPELLINGS: dict[str, Application] = {
 
 
 class JobKind(StrEnum):
-    """What a job does (`jobs.kind`): one per application, plus importing vectors."""
+    """What a job does (`jobs.kind`): one per application, plus importing vectors and
+    writing an export archive."""
 
     AUTOTAGGING = "autotagging"
     AUTO_ANNOTATION = "auto_annotation"
     EMBEDDING = "embedding"
     EMBEDDING_IMPORT = "embedding_import"
+    EXPORT = "export"
 
 
 class JobStatus(StrEnum):
