@@ -1,2 +1,34 @@
 """Export writers, one module per format; each writes `ExportImage`s into an `ExportSink`
-(`engine.interop.records`)."""
+(`engine.interop.records`). `writer_for` picks one by the format's name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.errors import UnknownExportFormat
+from engine.interop.formats.coco import CocoWriter
+from engine.interop.formats.label_studio import LabelStudioWriter
+from engine.interop.formats.metalake_json import MetalakeJsonWriter
+from engine.interop.formats.voc import VocWriter
+from engine.interop.formats.yolo import YoloWriter
+from engine.interop.records import ExportOptions, ExportSink, ExportWriter
+
+WRITERS: dict[str, Callable[[ExportSink, ExportOptions], ExportWriter]] = {
+    "metalake_json": MetalakeJsonWriter,
+    "coco": CocoWriter,
+    "yolo": YoloWriter,
+    "voc": VocWriter,
+    "label_studio": LabelStudioWriter,
+}
+
+
+def writer_for(format: str, sink: ExportSink, options: ExportOptions) -> ExportWriter:
+    """The writer of `format` (a key of `WRITERS`) over `sink`."""
+    writer = WRITERS.get(format)
+    if writer is None:
+        raise UnknownExportFormat(
+            f"Unknown export format {format!r}; choose one of {', '.join(sorted(WRITERS))}.",
+            format=format,
+            accepted=sorted(WRITERS),
+        )
+    return writer(sink, options)

@@ -42,6 +42,24 @@ def _unknown_size(image: ExportImage) -> ExportNotPossible:
     )
 
 
+def label_ids(labels: tuple[str, ...], start: int) -> dict[str, int]:
+    """Class ids in the order of `ExportOptions.labels`, counting from `start`."""
+    return {label: i for i, label in enumerate(labels, start=start)}
+
+
+def label_id(ids: dict[str, int], ann: ExportAnnotation, image: ExportImage) -> int:
+    """The class id of `ann`'s label; a label missing from `ExportOptions.labels` is refused."""
+    found = ids.get(ann.label)
+    if found is None:
+        raise ExportNotPossible(
+            f"Annotation {ann.id} of {image.unique_name!r} has label {ann.label!r}, which is not "
+            f"in the export's label list; pass every label of the selection in labels.",
+            unique_name=image.unique_name,
+            label=ann.label,
+        )
+    return found
+
+
 def stem(path: str) -> str:
     """`a/b/c.jpg` -> `a/b/c` (the folders are kept, so two `c.jpg` do not collide)."""
     head, _, name = path.rpartition("/")
