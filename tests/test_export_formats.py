@@ -23,6 +23,7 @@ import yaml
 from engine.errors import ExportNotPossible, UnknownExportFormat
 from engine.interop.formats import WRITERS, writer_for
 from engine.interop.formats.label_studio import LabelStudioWriter, label_config, results_for
+from engine.interop.formats.metalake_json import MetalakeJsonWriter
 from engine.interop.records import ExportAnnotation, ExportImage, ExportOptions, Split
 from tests.fixtures.shapes import CLASSES, polygon_mask, scene
 
@@ -115,12 +116,13 @@ def export(
 
 
 def test_registry_names_the_formats_and_refuses_others(tmp_path: Path) -> None:
-    assert set(WRITERS) == {"metalake_json", "coco", "yolo", "voc", "label_studio"}
+    assert set(WRITERS) == {"metalake_json", "coco", "yolo", "voc", "label_studio", "annotated"}
+    assert isinstance(writer_for("metalake", FolderSink(tmp_path), OPTIONS), MetalakeJsonWriter)
     with pytest.raises(UnknownExportFormat) as caught:
         writer_for("tfrecord", FolderSink(tmp_path), OPTIONS)
     assert caught.value.status_code == 400
     assert "'tfrecord'" in caught.value.message
-    assert "coco, label_studio, metalake_json, voc, yolo" in caught.value.message
+    assert "annotated, coco, label_studio, metalake_json, voc, yolo" in caught.value.message
 
 
 def test_label_outside_the_label_list_is_a_clear_error(tmp_path: Path) -> None:

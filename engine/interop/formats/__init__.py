@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.errors import UnknownExportFormat
+from engine.interop.formats.annotated import AnnotatedWriter
 from engine.interop.formats.coco import CocoWriter
 from engine.interop.formats.label_studio import LabelStudioWriter
 from engine.interop.formats.metalake_json import MetalakeJsonWriter
@@ -19,12 +20,14 @@ WRITERS: dict[str, Callable[[ExportSink, ExportOptions], ExportWriter]] = {
     "yolo": YoloWriter,
     "voc": VocWriter,
     "label_studio": LabelStudioWriter,
+    "annotated": AnnotatedWriter,
 }
+ALIASES = {"metalake": "metalake_json"}
 
 
 def writer_for(format: str, sink: ExportSink, options: ExportOptions) -> ExportWriter:
-    """The writer of `format` (a key of `WRITERS`) over `sink`."""
-    writer = WRITERS.get(format)
+    """The writer of `format` (a key of `WRITERS`, or of `ALIASES`) over `sink`."""
+    writer = WRITERS.get(ALIASES.get(format, format))
     if writer is None:
         raise UnknownExportFormat(
             f"Unknown export format {format!r}; choose one of {', '.join(sorted(WRITERS))}.",
