@@ -8,6 +8,8 @@ limit (`BodyLimits`) a 413; the checked `Principal` is handed on in the ASGI sco
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -100,10 +102,13 @@ class Gate:
         connections: Connections,
         open_paths: Iterable[str],
         limits: BodyLimits,
+        open_prefixes: Iterable[str] = (),
     ) -> None:
         self.app = app
         self.connections = connections
         self.open_paths = frozenset(open_paths)
+        # paths under these answer without a key and check their own credential (signed URLs)
+        self.open_prefixes = tuple(open_prefixes)
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,7 +117,7 @@ class Gate:
             return
         path = _route_path(scope)
         try:
-            if path not in self.open_paths:
+            if path not in self.open_paths and not path.startswith(self.open_prefixes):
                 scope[PRINCIPAL] = await self._principal(_bearer(scope))
             limit = self.limits.of(scope["method"], path)
             if limit is not None:
@@ -235,12 +240,25 @@ def _route_path(scope: Scope) -> str:
 
 
 def _bearer(scope: Scope) -> str | None:
-    """The key of `Authorization: Bearer <key>`, as FastAPI's HTTPBearer reads it."""
+    """The key of `Authorization: Bearer <key>`, as FastAPI's HTTPBearer reads it, or the
+    password of `Authorization: Basic` (any user name): what Label Studio sends an ML backend
+    (docs/labelstudio.md)."""
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, key = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "basic":
+                return _basic_password(key.strip())
             return key.strip() or None if scheme.lower() == "bearer" else None
     return None
+
+
+def _basic_password(token: str) -> str | None:
+    try:
+        decoded = base64.b64decode(token, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _, colon, password = decoded.partition(":")
+    return password or None if colon else None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -35,10 +35,21 @@ def signed_url(
 ) -> str:
     """An absolute URL fetching the file `unique_name` without a key for `expires_in` seconds
     (METALAKE_SIGNED_URL_SECONDS when None), at `base_url` (else the engine's public URL)."""
+    return signed_url_until(settings, unique_name, expires_in=expires_in, base_url=base_url)[0]
+
+
+def signed_url_until(
+    settings: Settings,
+    unique_name: str,
+    *,
+    expires_in: int | None = None,
+    base_url: str | None = None,
+) -> tuple[str, int]:
+    """`signed_url` and the Unix time it expires at."""
     expires = expiry(settings, expires_in)
     query = urlencode({"expires": expires, "token": token(settings, unique_name, expires)})
     base = (base_url or public_base_url(settings)).rstrip("/")
-    return f"{base}{SIGNED_FILES_PATH}/{quote(unique_name, safe='')}?{query}"
+    return f"{base}{SIGNED_FILES_PATH}/{quote(unique_name, safe='')}?{query}", expires
 
 
 def verify(settings: Settings, unique_name: str, expires: int, token: str) -> None:

@@ -319,7 +319,7 @@ def _predict(
     context: WorkerContext, request: dict[str, Any], images: list[bytes]
 ) -> dict[str, Any]:
     with session_scope(context.sessions) as session:
-        version, labels = _version(session, request["model"])
+        version, labels = predict_model(session, request["model"])
     side = int(request["input_resolution"])
     threshold = float(request["confidence_threshold"])
     frames: list[Frame] = []
@@ -362,7 +362,9 @@ def _predict(
     }
 
 
-def _version(session: Session, reference: str) -> tuple[ModelVersionRef, list[str] | None]:
+def predict_model(session: Session, reference: str) -> tuple[ModelVersionRef, list[str] | None]:
+    """The version `reference` names and its labels; `ModelNotFound`, or `InvalidInput` for a
+    model that is not a detection (autotagging) model."""
     name = reference.partition("@")[0]
     application = session.scalar(select(Model.application).where(Model.name == name))
     if application is not None and application != Application.AUTOTAGGING:
