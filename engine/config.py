@@ -387,6 +387,16 @@ class Settings(BaseSettings):
         description="Seconds a new SageMaker endpoint may take to become InService.",
     )
 
+    # -- exports (docs/exports.md) --
+    export_inline_max_items: int = Field(
+        default=500,
+        ge=0,
+        description=(
+            "Largest export (in files) streamed back in the request; a larger one runs as an "
+            "export job whose archive is downloaded when it is done."
+        ),
+    )
+
     # -- signed file URLs (docs/predict.md) --
     public_url: str | None = Field(
         default=None,

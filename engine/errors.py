@@ -313,6 +313,12 @@ class ModelApplicationConflict(Conflict):
     code = "model_application_conflict"
 
 
+class ExportNotReady(Conflict):
+    """The export job has not finished writing its archive; wait for the job, then download."""
+
+    code = "export_not_ready"
+
+
 class JobNotRetryable(Conflict):
     """The job is still running; wait for it (or cancel it) before retrying its failed items."""
 

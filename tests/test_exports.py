@@ -3,14 +3,18 @@ and `download_annotations` leaving proposals out."""
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
+import httpx
+import pytest
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from engine.db.models import Annotation
-from sdk import Client
+from sdk import BadRequest, Client
 from tests.test_annotations_factories import LakeImage, make_collection
 
 
@@ -62,3 +66,161 @@ def test_download_annotations_leaves_proposals_out_unless_asked(
         ("Bird", "applied"),
         ("Maybe", "proposed"),
     ]
+
+
+# -- exports -------------------------------------------------------------------------------------
+@pytest.fixture
+def lake(session: Session, tmp_path: Path) -> tuple[int, dict[str, LakeImage]]:
+    """birds: a.jpg (a Bird, a proposed Maybe), b.jpg (a machine Cat), c.jpg (nothing)."""
+    collection_id, images = make_collection(
+        session,
+        tmp_path / "birds",
+        "birds",
+        {"a.jpg": (64, 48), "b.jpg": (32, 32), "c.jpg": (40, 30)},
+    )
+    session.execute(
+        insert(Annotation),
+        [
+            _box(images["a.jpg"].file_id, "Bird"),
+            _box(images["a.jpg"].file_id, "Maybe", status="proposed", source="machine"),
+            _box(images["b.jpg"].file_id, "Cat", source="machine"),
+        ],
+    )
+    session.commit()
+    return collection_id, images
+
+
+def _document(out: Path) -> dict[str, list[str]]:
+    """image -> [label/status ...] of a metalake_json export."""
+    document = json.loads((out / "annotations.json").read_text())
+    return {
+        i["image"]: [f"{a['label']}/{a['status']}" for a in i["annotations"]]
+        for i in document["images"]
+    }
+
+
+def test_export_by_query_selects_exactly_those_files(
+    client: Client, lake: tuple[int, dict[str, LakeImage]], tmp_path: Path
+) -> None:
+    collection_id, images = lake
+    report = client.export_collection(
+        collection_id,
+        "metalake_json",
+        tmp_path / "out",
+        query="annotation.label = Bird OR name = birds_c.jpg",
+        progress=False,
+    )
+    out = tmp_path / "out"
+    assert _document(out) == {"a.jpg": ["Bird/applied"], "c.jpg": []}
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["a.jpg", "c.jpg"]
+    assert (out / "images" / "a.jpg").read_bytes() == images["a.jpg"].path.read_bytes()
+    assert (report["items"], report["annotations"], report["files"], report["job_id"]) == (
+        2,
+        1,
+        3,
+        None,
+    )
+
+
+def test_proposals_and_sources(
+    client: Client, lake: tuple[int, dict[str, LakeImage]], tmp_path: Path
+) -> None:
+    collection_id, _ = lake
+    client.export_collection(
+        collection_id, "metalake_json", tmp_path / "h", sources=["human"], include_media=False
+    )
+    assert _document(tmp_path / "h") == {"a.jpg": ["Bird/applied"], "b.jpg": [], "c.jpg": []}
+    assert not (tmp_path / "h" / "images").exists()
+    client.export_collection(
+        collection_id, "metalake_json", tmp_path / "p", include_proposals=True, include_media=False
+    )
+    assert _document(tmp_path / "p") == {
+        "a.jpg": ["Bird/applied", "Maybe/proposed"],
+        "b.jpg": ["Cat/applied"],
+        "c.jpg": [],
+    }
+
+
+def test_coco_labels_come_from_the_selection(
+    client: Client, lake: tuple[int, dict[str, LakeImage]], tmp_path: Path
+) -> None:
+    collection_id, _ = lake
+    client.export_collection(collection_id, "coco", tmp_path / "c", include_media=False)
+    [document] = [
+        json.loads(p.read_text())
+        for p in (tmp_path / "c").rglob("*.json")
+        if p.name != ".metalake-export.json"
+    ]
+    assert [c["name"] for c in document["categories"]] == ["Bird", "Cat"]
+    assert len(document["images"]) == 3
+    assert len(document["annotations"]) == 2
+
+
+def test_inline_zip_streams_with_counts(
+    api_url: str, admin_key: str, lake: tuple[int, dict[str, LakeImage]]
+) -> None:
+    collection_id, _ = lake
+    with httpx.Client(base_url=api_url + "/api/v1", headers=_auth(admin_key)) as http:
+        response = http.post(
+            "/exports", json={"collection_id": collection_id, "format": "metalake_json"}
+        )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/zip"
+    assert response.headers["x-export-items"] == "3"
+    assert "content-length" not in response.headers  # streamed, not buffered
+    names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
+    assert sorted(names) == ["annotations.json", "images/a.jpg", "images/b.jpg", "images/c.jpg"]
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"format": "nope"}, 400, "unknown_export_format"),
+        ({"format": "coco", "query": "annotation.label = "}, 400, "invalid_query"),
+        ({"format": "coco", "collection_id": 999}, 404, "collection_not_found"),
+        ({"format": "coco", "filter": {"colour": 1}}, 400, "invalid_filter"),
+        ({"format": "coco", "content_type": "image"}, 422, None),
+    ],
+)
+def test_bad_input_is_a_clear_4xx(
+    api_url: str,
+    admin_key: str,
+    lake: tuple[int, dict[str, LakeImage]],
+    body: dict[str, object],
+    status: int,
+    code: str | None,
+) -> None:
+    request = {"collection_id": lake[0], **body}
+    with httpx.Client(base_url=api_url + "/api/v1", headers=_auth(admin_key)) as http:
+        response = http.post("/exports", json=request)
+    assert response.status_code == status, response.text
+    if code is not None:
+        error = response.json()["error"]
+        assert error["code"] == code
+        assert error["message"]
+    if code == "invalid_query":
+        assert "position" in response.json()["error"]["details"]
+
+
+def test_sdk_refuses_a_foreign_destination_and_replaces_its_own(
+    client: Client, lake: tuple[int, dict[str, LakeImage]], tmp_path: Path
+) -> None:
+    collection_id, _ = lake
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    with pytest.raises(BadRequest, match="not empty"):
+        client.export_collection(collection_id, "metalake_json", foreign)
+    assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
+
+    out = tmp_path / "out"
+    client.export_collection(collection_id, "metalake_json", out, progress=False)
+    client.export_collection(
+        collection_id, "metalake_json", out, query="name = birds_a.jpg", include_media=False
+    )
+    assert _document(out) == {"a.jpg": ["Bird/applied"]}
+    assert not (out / "images").exists()  # the earlier export was replaced, not merged

@@ -7,7 +7,14 @@ from typing import Protocol
 
 from celery import Celery
 
-from engine.jobs.queues import CHUNK_TASK, CONTROL_QUEUE, INDEX_TASK, INFERENCE_QUEUE, PLAN_TASK
+from engine.jobs.queues import (
+    CHUNK_TASK,
+    CONTROL_QUEUE,
+    EXPORT_TASK,
+    INDEX_TASK,
+    INFERENCE_QUEUE,
+    PLAN_TASK,
+)
 
 
 class Dispatcher(Protocol):
@@ -16,6 +23,8 @@ class Dispatcher(Protocol):
     def chunks(self, job_id: int, chunks: Iterable[int]) -> None: ...
 
     def index(self, space_id: int) -> None: ...
+
+    def export(self, job_id: int) -> None: ...
 
 
 class CeleryDispatcher:
@@ -33,3 +42,6 @@ class CeleryDispatcher:
 
     def index(self, space_id: int) -> None:
         self._app.send_task(INDEX_TASK, args=[space_id], queue=CONTROL_QUEUE)
+
+    def export(self, job_id: int) -> None:
+        self._app.send_task(EXPORT_TASK, args=[job_id], queue=CONTROL_QUEUE)

@@ -19,7 +19,7 @@ from celery import Celery, signals
 from engine.config import Settings
 from engine.errors import ServiceUnavailable
 from engine.jobs.dispatch import CeleryDispatcher
-from engine.jobs.queues import CHUNK_TASK, INDEX_TASK, PING_TASK, PLAN_TASK
+from engine.jobs.queues import CHUNK_TASK, EXPORT_TASK, INDEX_TASK, PING_TASK, PLAN_TASK
 from engine.jobs.recovery import PLAN_CHUNK, ChunkLease, RecoverySweeper
 from engine.lake.ingest_jobs import register_ingest_task
 
@@ -190,6 +190,16 @@ def register_tasks(app: Celery) -> None:
             log.info("space %d: no index build (another one runs, or the space is gone)", space_id)
 
     register_ingest_task(app, _context)  # a large S3 prefix, ingested in the background
+
+    @app.task(name=EXPORT_TASK)  # type: ignore[untyped-decorator, misc]
+    def export(job_id: int) -> None:
+        from engine.interop.export_jobs import run_export_job
+        from engine.interop.formats import writer_for
+
+        context = _context(app)
+        run_export_job(
+            job_id, sessions=context.sessions, storage=context.storage, writer_for=writer_for
+        )
 
     def start_recovery(sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", app) is not app:  # another app's worker in this process
