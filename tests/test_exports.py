@@ -13,8 +13,11 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from engine.config import Settings
 from engine.db.models import Annotation
 from sdk import BadRequest, Client
+from tests.conftest import serve_app
+from tests.fixtures.worker import settings, shared_envs_dir, worker  # noqa: F401
 from tests.test_annotations_factories import LakeImage, make_collection
 
 
@@ -224,3 +227,41 @@ def test_sdk_refuses_a_foreign_destination_and_replaces_its_own(
     )
     assert _document(out) == {"a.jpg": ["Bird/applied"]}
     assert not (out / "images").exists()  # the earlier export was replaced, not merged
+
+
+# -- the job path ----------------------------------------------------------------------------------
+def test_a_large_export_runs_as_a_job_with_progress(
+    settings: Settings,
+    worker: object,
+    admin_key: str,
+    lake: tuple[int, dict[str, LakeImage]],
+    session: Session,
+    tmp_path: Path,
+) -> None:
+    from engine.api.app import create_app
+
+    collection_id, images = lake
+    app = create_app(settings.model_copy(update={"export_inline_max_items": 1}))
+    for url in serve_app(app):
+        with Client(url, admin_key) as client:
+            report = client.export_collection(
+                collection_id, "metalake_json", tmp_path / "out", progress=False
+            )
+            job = client.get_job(report["job_id"])
+            with httpx.Client(base_url=url + "/api/v1", headers=_auth(admin_key)) as http:
+                download = http.get(f"/exports/{report['job_id']}/download")
+                missing = http.get("/exports/999/download")
+        app.state.db_engine.dispose()
+    assert (job["kind"], job["status"], job["total"], job["done"]) == ("export", "succeeded", 3, 3)
+    assert job["params"]["format"] == "metalake_json"
+    assert (report["items"], report["annotations"]) == (3, 2)
+    assert _document(tmp_path / "out") == {
+        "a.jpg": ["Bird/applied"],
+        "b.jpg": ["Cat/applied"],
+        "c.jpg": [],
+    }
+    assert (tmp_path / "out" / "images" / "b.jpg").read_bytes() == images["b.jpg"].path.read_bytes()
+    assert download.status_code == 200
+    assert download.headers["x-export-items"] == "3"
+    assert len(zipfile.ZipFile(io.BytesIO(download.content)).namelist()) == 4
+    assert missing.status_code == 404

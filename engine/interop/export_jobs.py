@@ -12,6 +12,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,14 +23,27 @@ from engine.db.session import session_scope
 from engine.errors import EngineError, ExportNotReady, JobNotFound
 from engine.interop.exports import PreparedExport, WriterFactory, prepare_export, write_export
 from engine.interop.sinks import ZipSink
-from engine.storage import Storage
+from engine.storage import Storage, file_uri
 from sdk.schemas import JobSubmitted
 from sdk.schemas_exports import ExportParams, ExportRequest
 from sdk.schemas_exports import ExportResult as ExportResultPublic
 from sdk.vocabulary import JobKind, JobStatus, Platform
 
+if TYPE_CHECKING:
+    from engine.config import Settings
+
 log = logging.getLogger(__name__)
 NAMESPACE = "exports"
+
+
+def archive_storage(settings: Settings) -> Storage:
+    """Where export archives are written: managed storage, else the engine's home (which the
+    API and the workers then must share)."""
+    return Storage(
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        managed_url=settings.managed_storage_url or file_uri(settings.home),
+    )
 
 
 def submit_export_job(
@@ -70,6 +84,7 @@ def run_export_job(
     *,
     sessions: sessionmaker[Session],
     storage: Storage,
+    archives: Storage,
     writer_for: WriterFactory,
 ) -> None:
     """The worker's side: write the archive to a temporary file, keep the job's progress,
@@ -105,7 +120,7 @@ def run_export_job(
                     )
                     sink.close()
             with archive.open("rb") as written:
-                uri, _, size = storage.put_content_addressed(
+                uri, _, size = archives.put_content_addressed(
                     written, namespace=NAMESPACE, suffix=".zip"
                 )
         with session_scope(sessions) as session:

@@ -193,12 +193,16 @@ def register_tasks(app: Celery) -> None:
 
     @app.task(name=EXPORT_TASK)  # type: ignore[untyped-decorator, misc]
     def export(job_id: int) -> None:
-        from engine.interop.export_jobs import run_export_job
+        from engine.interop.export_jobs import archive_storage, run_export_job
         from engine.interop.formats import writer_for
 
         context = _context(app)
         run_export_job(
-            job_id, sessions=context.sessions, storage=context.storage, writer_for=writer_for
+            job_id,
+            sessions=context.sessions,
+            storage=context.storage,
+            archives=archive_storage(context.settings),
+            writer_for=writer_for,
         )
 
     def start_recovery(sender: Any = None, **_: Any) -> None:
