@@ -428,6 +428,15 @@ class Settings(BaseSettings):
         le=7 * 24 * 3600,
         description="How long a signed file URL works when the caller does not say.",
     )
+    predict_timeout: float = Field(
+        default=100,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds POST /models/{name}/predict waits for a worker's answer: none taking the "
+            "image in that time is a 503, one taking it but not answering a 504."
+        ),
+    )
 
     @field_validator("home", mode="after")
     @classmethod

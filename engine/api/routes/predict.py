@@ -78,7 +78,12 @@ def _predict(
     with session_scope(request.app.state.session_factory) as session:  # closed before waiting
         service.predict_model(session, name)
     return service.run_prediction(
-        settings, name, [data], confidence_threshold=threshold, input_resolution=resolution
+        settings,
+        name,
+        [data],
+        confidence_threshold=threshold,
+        input_resolution=resolution,
+        timeout=settings.predict_timeout,
     )
 
 
