@@ -13,10 +13,13 @@ from typing import Annotated
 import typer
 
 from engine.cli_common import echo_err, settings_epilog
+from engine.cli_export import register_export_commands
 from engine.cli_jobs import register_job_commands
 from engine.cli_keys import keys_app
+from engine.cli_labelstudio import register_labelstudio_commands
 from engine.cli_lake import register_lake_commands
 from engine.cli_models import models_app
+from engine.cli_predict import register_predict_commands
 
 app = typer.Typer(
     name="metalake",
@@ -178,6 +181,9 @@ def db_upgrade(
 
 register_lake_commands(app)
 register_job_commands(app)
+register_export_commands(app)
+register_predict_commands(app)
+register_labelstudio_commands(app)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")

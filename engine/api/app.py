@@ -14,7 +14,18 @@ from engine.api.connections import Connections
 from engine.api.errors import install_error_handlers
 from engine.api.fast_search import FastSearch
 from engine.api.routes import annotations as annotation_routes
-from engine.api.routes import collections, embeddings, health, items, jobs, keys, models
+from engine.api.routes import (
+    collections,
+    embeddings,
+    exports,
+    health,
+    items,
+    jobs,
+    keys,
+    labelstudio,
+    models,
+    predict,
+)
 from engine.config import Settings
 from engine.db.session import make_engine, make_session_factory
 from engine.errors import InvalidInput
@@ -64,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
         connections=app.state.key_connections,
         open_paths=_open_paths(app),
         limits=gate.api_limits(settings, API_PREFIX),
+        open_prefixes=[API_PREFIX + predict.SIGNED_PREFIX],  # the signed URL is the credential
     )
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(keys.router, prefix=API_PREFIX)
@@ -73,6 +85,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(models.router, prefix=API_PREFIX)
     app.include_router(jobs.router, prefix=API_PREFIX)
     app.include_router(embeddings.router, prefix=API_PREFIX)
+    app.include_router(exports.router, prefix=API_PREFIX)
+    app.include_router(predict.router, prefix=API_PREFIX)
+    app.include_router(labelstudio.router)  # its own prefixes: /ml for Label Studio, /api/v1
     return app
 
 
