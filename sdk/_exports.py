@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from sdk._base import BaseClient
-from sdk.errors import BadRequest, EngineUnreachable, MetaLakeError, error_for
+from sdk.errors import BadRequest, EngineUnreachable, MetaLakeError, NotFound, error_for
 from sdk.schemas import FINISHED_JOB_STATUSES, MAX_JOB_WAIT, JobPublic, JobStatus, JobSubmitted
 
 PathLike = str | os.PathLike[str]
@@ -111,6 +111,24 @@ class ExportCalls(BaseClient):
             {"content_type": content_type}, format, destination, query, filter, include_media,
             sources, include_proposals, yolo_task, progress,
         )  # fmt: skip
+
+    def collection_id(self, name_or_id: str | int) -> int:
+        """A collection's id from its id or its name (404 when no collection has it)."""
+        text = str(name_or_id)
+        if text.isdigit():
+            return int(text)
+        page_index = 0
+        while True:
+            page = self._get("/collections", params={"page_index": page_index, "page_size": 100})
+            for found in page["items"]:
+                if found["name"] == text:
+                    return int(found["id"])
+            page_index += 1
+            if not page["items"] or page_index * 100 >= page["total"]:
+                raise NotFound(
+                    f"No collection is named {text!r}; check the name, or pass its id.",
+                    code="collection_not_found",
+                )
 
     # -- the transfer ---------------------------------------------------------------------------
     def _export(

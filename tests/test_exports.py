@@ -265,3 +265,28 @@ def test_a_large_export_runs_as_a_job_with_progress(
     assert download.headers["x-export-items"] == "3"
     assert len(zipfile.ZipFile(io.BytesIO(download.content)).namelist()) == 4
     assert missing.status_code == 404
+
+
+def test_cli_export_by_collection_name(
+    api_url: str, admin_key: str, lake: tuple[int, dict[str, LakeImage]], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    env = {"METALAKE_URL": api_url, "METALAKE_API_KEY": admin_key}
+    result = CliRunner().invoke(
+        app,
+        ["export", "--collection", "birds", "--format", "metalake_json", "--out",
+         str(tmp_path / "cli"), "--query", "name = birds_b.jpg", "--no-media"],
+        env=env,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["items"] == 1
+    assert _document(tmp_path / "cli") == {"b.jpg": ["Cat/applied"]}
+    missing = CliRunner().invoke(
+        app, ["export", "--collection", "nope", "--format", "coco", "--out", str(tmp_path / "x")],
+        env=env,
+    )  # fmt: skip
+    assert missing.exit_code == 1
+    assert "No collection is named 'nope'" in missing.stderr
