@@ -1,4 +1,5 @@
-"""Annotation calls: per-file annotations and tags; upload, import (COCO / YOLO), download.
+"""Annotation calls: per-file annotations and tags; upload, import (COCO / YOLO / VOC / Label
+Studio), download.
 
 `upload_annotations_for_folder`, `import_annotations` and `download_annotations` keep the names
 and parameter order of the metadata-lake SDK they come from. Local files are read here and their
@@ -206,10 +207,14 @@ class AnnotationCalls(BaseClient):
         *,
         operation_id: str | None = None,
     ) -> AnnotationUploadReport:
-        """Import annotations for a collection's images from COCO JSON or a YOLO folder.
+        """Import annotations for a collection's images from COCO JSON, a YOLO folder, Pascal
+        VOC XML or a Label Studio JSON export.
 
         COCO: the JSON file (or a folder holding exactly one). YOLO: the folder of `<stem>.txt`
-        label files (or its `labels/` parent) with `data.yaml` or `classes.txt`. Importing the
+        label files (or its `labels/` parent) with `data.yaml` or `classes.txt`. VOC: a folder
+        of `.xml` documents (searched recursively, e.g. a VOC root with `Annotations/`) or one
+        `.xml` file. Label Studio: the tasks `.json` file; its `annotations` are stored as
+        human, its `predictions` as machine, whatever `annotation_type` says. Importing the
         same content again replaces it instead of duplicating; pass `operation_id` to make an
         edited file replace its earlier import too.
         """
@@ -231,9 +236,33 @@ class AnnotationCalls(BaseClient):
                 operation_id=operation_id,
                 yolo=_yolo_folder(source),
             )
+        elif fmt == "voc":
+            root = source if source.is_dir() else source.parent
+            documents = (
+                sorted(p for p in source.rglob("*.xml") if p.is_file() and not _hidden(p, root))
+                if source.is_dir()
+                else [source]
+            )
+            if not documents:
+                raise BadRequest(f"No .xml VOC documents under {str(path)!r}.", code="invalid_path")
+            request = AnnotationImportRequest(
+                format="voc",
+                annotation_type=annotation_type,  # type: ignore[arg-type]
+                operation_id=operation_id,
+                voc={
+                    p.relative_to(root).as_posix(): p.read_text(encoding="utf-8") for p in documents
+                },
+            )
+        elif fmt == "label_studio":
+            request = AnnotationImportRequest(
+                format="label_studio",
+                operation_id=operation_id,
+                label_studio=_read_json(source, "The Label Studio export"),
+            )
         else:
             raise BadRequest(
-                f"format must be 'coco' or 'yolo', not {format!r}.", code="invalid_input"
+                f"format must be 'coco', 'yolo', 'voc' or 'label_studio', not {format!r}.",
+                code="invalid_input",
             )
         result = self._post(
             f"/collections/{collection_id}/annotations/import",

@@ -220,10 +220,15 @@ class YoloLabels(Schema):
 
 
 class AnnotationImportRequest(Schema):
-    """`import_annotations`: a COCO document or a YOLO label folder, sent as content."""
+    """`import_annotations`: a COCO document, a YOLO label folder, Pascal VOC XML documents or
+    Label Studio tasks, sent as content."""
 
-    format: Literal["coco", "yolo"]
-    annotation_type: Literal["human", "machine"] = "human"
+    format: Literal["coco", "yolo", "voc", "label_studio"]
+    annotation_type: Literal["human", "machine"] = Field(
+        default="human",
+        description="Source of the imported annotations; label_studio takes it from the "
+        "document (annotations human, predictions machine).",
+    )
     operation_id: str | None = Field(
         default=None,
         max_length=255,
@@ -232,6 +237,12 @@ class AnnotationImportRequest(Schema):
     )
     coco: JsonValue = None
     yolo: YoloLabels | None = None
+    voc: dict[str, str] | None = Field(
+        default=None, description="Relative path of each VOC `.xml` document -> its content."
+    )
+    label_studio: JsonValue = Field(
+        default=None, description="The tasks list of a Label Studio JSON export."
+    )
 
 
 class AnnotationUploadReport(Schema):

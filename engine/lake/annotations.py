@@ -25,7 +25,7 @@ from engine.errors import (
     NoImagesMatched,
 )
 from engine.lake.collections import get_collection, get_collection_by_name
-from engine.lake.formats import coco, metalake_json, yolo
+from engine.lake.formats import coco, label_studio, metalake_json, voc, yolo
 from engine.lake.formats.geometry import parse_stored, to_geometry
 from engine.lake.formats.matching import FileIndex, LakeFile
 from engine.lake.formats.parsed import (
@@ -177,9 +177,14 @@ def import_annotations(
     request: AnnotationImportRequest,
     limits: TextLimits | None = None,
 ) -> AnnotationUploadReport:
-    """COCO JSON or a YOLO label folder; re-importing the same content replaces it. `limits`
-    bound the YOLO data_yaml."""
+    """COCO JSON, a YOLO label folder, VOC XML documents or Label Studio tasks; re-importing the
+    same content replaces it. `limits` bound the YOLO data_yaml."""
     collection = get_collection(session=session, collection_id=collection_id)
+    document = f"The {FORMAT_NAMES[request.format]} import"
+    if request.format == "label_studio":
+        return _import_label_studio(
+            session=session, collection=collection, request=request, document=document
+        )
     if request.format == "coco":
         if request.coco is None:
             raise InvalidAnnotations(
@@ -187,6 +192,13 @@ def import_annotations(
             )
         content: Any = request.coco
         images = coco.parse(request.coco)
+    elif request.format == "voc":
+        if request.voc is None:
+            raise InvalidAnnotations(
+                'format "voc" needs the XML documents in "voc" (path -> text).', field="voc"
+            )
+        content = request.voc
+        images = voc.parse(request.voc, document=document)
     else:
         if request.yolo is None:
             raise InvalidAnnotations('format "yolo" needs the label files in "yolo".', field="yolo")
@@ -205,7 +217,64 @@ def import_annotations(
         images=images,
         operation_id=operation_id,
         source=request.annotation_type,
-        document=f"The {request.format.upper()} import",
+        document=document,
+    )
+
+
+FORMAT_NAMES = {"coco": "COCO", "yolo": "YOLO", "voc": "VOC", "label_studio": "Label Studio"}
+PREDICTIONS_SUFFIX = ":predictions"
+OPERATION_ID_LENGTH = 255  # annotations.operation_id
+
+
+def _import_label_studio(
+    *,
+    session: Session,
+    collection: Collection,
+    request: AnnotationImportRequest,
+    document: str,
+) -> AnnotationUploadReport:
+    """Human `annotations` under the operation id, machine `predictions` under
+    `<operation id>:predictions`, in the same transaction; the document says which is which,
+    so `annotation_type` is not used."""
+    if request.label_studio is None:
+        raise InvalidAnnotations(
+            'format "label_studio" needs the tasks list in "label_studio".', field="label_studio"
+        )
+    tasks = label_studio.parse(request.label_studio, document=document)
+    operation_id = (
+        request.operation_id or f"import:label_studio:{content_digest(request.label_studio)}"
+    )
+    predictions_id = operation_id + PREDICTIONS_SUFFIX
+    if len(predictions_id) > OPERATION_ID_LENGTH:
+        raise InvalidAnnotations(
+            f"A Label Studio import's operation_id is at most "
+            f"{OPERATION_ID_LENGTH - len(PREDICTIONS_SUFFIX)} characters (its predictions are "
+            f"stored under <operation_id>{PREDICTIONS_SUFFIX}); choose a shorter one.",
+            field="operation_id",
+        )
+    human = write_annotation_set(
+        session=session,
+        collection=collection,
+        images=tasks.human,
+        operation_id=operation_id,
+        source="human",
+        document=document,
+    )
+    machine = write_annotation_set(
+        session=session,
+        collection=collection,
+        images=tasks.machine,
+        operation_id=predictions_id,
+        source="machine",
+        document=document,
+    )
+    return AnnotationUploadReport(
+        operation_id=operation_id,
+        written=human.written + machine.written,
+        replaced=human.replaced + machine.replaced,
+        matched_images=human.matched_images,
+        unknown_images=human.unknown_images,
+        ambiguous_images=human.ambiguous_images,
     )
 
 
