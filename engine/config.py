@@ -438,6 +438,45 @@ class Settings(BaseSettings):
         ),
     )
 
+    # -- Label Studio: the ML backend under /ml, projects and annotations (docs/labelstudio.md) --
+    labelstudio_url: str | None = Field(
+        default=None,
+        description=(
+            "Label Studio's address as the engine reaches it (e.g. http://127.0.0.1:8080), for "
+            "projects made from collections and annotations brought back. A call may name "
+            "another."
+        ),
+    )
+    labelstudio_token: str | None = Field(
+        default=None,
+        repr=False,
+        description=(
+            "A Label Studio access token (Account & Settings: a personal access token, or a "
+            "legacy token where the organization allows them) the engine sends Label Studio."
+        ),
+    )
+    labelstudio_model: str | None = Field(
+        default=None,
+        description=(
+            "The detection model (its name) that answers Label Studio at /ml when neither "
+            "the ML backend's URL (/ml/models/<name>) nor the task names one."
+        ),
+    )
+    labelstudio_confidence: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Smallest confidence of a prediction /ml/predict returns to Label Studio.",
+    )
+    labelstudio_predict_seconds: float = Field(
+        default=90,
+        gt=0,
+        description=(
+            "Seconds /ml/predict may spend running a model on images the lake has no labels "
+            "for; under Label Studio's own limit (its ML_TIMEOUT_PREDICT, 100 s by default)."
+        ),
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:

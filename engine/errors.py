@@ -122,6 +122,20 @@ class ExportNotPossible(InvalidInput):
     code = "export_not_possible"
 
 
+class LabelStudioNotConfigured(InvalidInput):
+    """No Label Studio to talk to: pass labelstudio_url and labelstudio_token, or set
+    METALAKE_LABELSTUDIO_URL and METALAKE_LABELSTUDIO_TOKEN on the engine."""
+
+    code = "labelstudio_not_configured"
+
+
+class LabelStudioRefused(InvalidInput):
+    """Label Studio refused the request (its answer is in the message): check the token
+    (Account & Settings in Label Studio) and the project id."""
+
+    code = "labelstudio_refused"
+
+
 class UnknownApplication(InvalidInput):
     """Unknown application: use autotagging (or auto_tagging), auto_annotation or embedding."""
 
@@ -357,6 +371,14 @@ class ServiceUnavailable(EngineError):
 
     status_code = 503
     code = "service_unavailable"
+
+
+class LabelStudioUnavailable(EngineError):
+    """Label Studio could not be reached or failed; check METALAKE_LABELSTUDIO_URL and that
+    Label Studio is running."""
+
+    status_code = 502
+    code = "labelstudio_unavailable"
 
 
 class StorageError(ServiceUnavailable):

@@ -61,6 +61,7 @@ INTEGRATION_FIXTURES = frozenset(
         "shapes_segmenter",
         "resnet50_random_weights",
         "text_prompt_random_bundle",
+        "label_studio",
     }
 )
 

@@ -1,9 +1,136 @@
-"""Label Studio: the ML backend under /ml, and annotation projects made from collections and brought back."""
+"""Label Studio: the ML backend under /ml; projects made from collections, annotations back."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Sequence
 
+from fastapi import APIRouter, Request
+
+from engine.api.deps import ReadKey, SessionDep, SettingsDep, StorageDep, WriteKey
 from engine.api.routing import JSONRoute
+from engine.config import Settings
+from engine.interop import labelstudio as service
+from engine.interop.labelstudio_api import LabelStudioApi
+from engine.jobs.predict import run_prediction
+from sdk.schemas import AnnotationUploadReport
+from sdk.schemas_labelstudio import (
+    AnnotationDownloadRequest,
+    LabelStudioProjectCreate,
+    LabelStudioProjectPublic,
+    MlHealth,
+    MlPredictRequest,
+    MlPredictResponse,
+    MlSetupRequest,
+    MlSetupResponse,
+    MlWebhook,
+    MlWebhookReport,
+)
+from sdk.schemas_predict import Detection
 
 router = APIRouter(tags=["labelstudio"], route_class=JSONRoute)
+
+# Label Studio joins /health, /setup, /predict, /webhook to the URL a user gives it: either
+# http://<engine>/ml (the default model) or http://<engine>/ml/models/<name>.
+ML_ROOTS = ("/ml", "/ml/models/{model}")
+
+
+class _Predictor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def __call__(
+        self, model: str, images: Sequence[bytes], *, timeout: float
+    ) -> tuple[int, list[list[Detection]]]:
+        result = run_prediction(
+            self.settings,
+            model,
+            images,
+            confidence_threshold=self.settings.labelstudio_confidence,
+            timeout=timeout,
+        )
+        return result.version, result.detections
+
+
+async def health(_: ReadKey, model: str | None = None) -> MlHealth:
+    return MlHealth()
+
+
+def setup(
+    body: MlSetupRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: ReadKey,
+    model: str | None = None,
+) -> MlSetupResponse:
+    return service.setup(session=session, settings=settings, model=model)
+
+
+def predict(
+    body: MlPredictRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    _: ReadKey,
+    model: str | None = None,
+) -> MlPredictResponse:
+    """One prediction per task, regions in percent (docs/labelstudio.md)."""
+    return service.predict(
+        session=session,
+        settings=settings,
+        storage=storage,
+        request=body,
+        model=model,
+        predictor=_Predictor(settings),
+    )
+
+
+def webhook(
+    body: MlWebhook, session: SessionDep, _: WriteKey, model: str | None = None
+) -> MlWebhookReport:
+    """An annotation event from Label Studio: its human annotation comes into the lake."""
+    return service.webhook(session=session, event=body)
+
+
+for _root in ML_ROOTS:
+    router.add_api_route(f"{_root}/health", health, methods=["GET"], response_model=MlHealth)
+    router.add_api_route(f"{_root}/setup", setup, methods=["POST"], response_model=MlSetupResponse)
+    router.add_api_route(
+        f"{_root}/predict", predict, methods=["POST"], response_model=MlPredictResponse
+    )
+    router.add_api_route(
+        f"{_root}/webhook", webhook, methods=["POST"], response_model=MlWebhookReport
+    )
+
+
+# -- projects from collections, annotations back ----------------------------------------------
+@router.post("/api/v1/labelstudio/projects", response_model=LabelStudioProjectPublic)
+def create_project(
+    body: LabelStudioProjectCreate,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: WriteKey,
+) -> LabelStudioProjectPublic:
+    """A Label Studio project of a collection's files (query, filter), machine labels as
+    predictions; task images at signed URLs of this engine."""
+    base_url = settings.public_url or str(request.base_url)
+    with LabelStudioApi.connect(settings, body.labelstudio_url, body.labelstudio_token) as api:
+        return service.create_project(
+            session=session, settings=settings, api=api, request=body, base_url=base_url
+        )
+
+
+@router.post(
+    "/api/v1/labelstudio/projects/{project_id}/annotations/download",
+    response_model=AnnotationUploadReport,
+)
+def download_annotations(
+    project_id: int,
+    body: AnnotationDownloadRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: WriteKey,
+) -> AnnotationUploadReport:
+    """The project's human annotations replace those an earlier download brought."""
+    with LabelStudioApi.connect(settings, body.labelstudio_url, body.labelstudio_token) as api:
+        return service.download_annotations(session=session, api=api, project_id=project_id)
