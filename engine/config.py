@@ -468,6 +468,15 @@ class Settings(BaseSettings):
         le=1,
         description="Smallest confidence of a prediction /ml/predict returns to Label Studio.",
     )
+    labelstudio_input_resolution: int | None = Field(
+        default=None,
+        ge=32,
+        le=8192,
+        description=(
+            "Side of the square images go to the model at for /ml/predict (the size it was "
+            "trained at). Unset: 640."
+        ),
+    )
     labelstudio_predict_seconds: float = Field(
         default=90,
         gt=0,

@@ -36,6 +36,12 @@ MARKER = {"x1": 10.0, "y1": 20.0, "x2": 50.0, "y2": 60.0}  # a stored box no mod
 
 
 @pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    """The shapes detector was trained on 160 x 160 images: /ml/predict runs it at that size."""
+    return settings.model_copy(update={"labelstudio_input_resolution": SIZE})
+
+
+@pytest.fixture
 def lake(client: Any, tmp_path: Path) -> dict[str, Any]:
     """`lsauto` (4 scenes) and `lsfresh` (3 scenes); truth boxes by unique name."""
     truth: dict[str, list[tuple[str, list[float]]]] = {}

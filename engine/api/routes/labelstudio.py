@@ -46,6 +46,7 @@ class _Predictor:
             model,
             images,
             confidence_threshold=self.settings.labelstudio_confidence,
+            input_resolution=self.settings.labelstudio_input_resolution,
             timeout=timeout,
         )
         return result.version, result.detections
