@@ -3,8 +3,8 @@
 Each `<object>`'s `name` and `bndbox` (`xmin ymin xmax ymax`, pixels as written, no 1-based
 shift) become a `box`; `difficult` / `truncated` of 1 go to `metadata`, an optional `<score>`
 is the confidence. The image is the document's folder under `Annotations/` plus its
-`<filename>` (else the document's own stem); a stated `<size>` must equal the lake's. XML is
-parsed with entity and DTD tricks refused. Mapping: docs/annotations.md.
+`<filename>` (else the document's own stem); a stated `<size>` must equal the lake's. Entity
+declarations and external references are refused (defusedxml). Mapping: docs/annotations.md.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _root(path: str, text: str, problems: Problems) -> Element | None:
     try:
         root: Element = fromstring(text)
     except DefusedXmlException as exc:
-        problems.add(path, "", f"uses XML entities or a DTD, which are refused ({exc}).")
+        problems.add(path, "", f"declares or references XML entities, which are refused ({exc}).")
         return None
     except ParseError as exc:
         problems.add(path, "", f"is not well-formed XML ({exc}).")
