@@ -562,3 +562,19 @@ def test_unknown_size_is_read_from_the_media_or_refused(tmp_path: Path) -> None:
     with pytest.raises(ExportNotPossible) as caught:
         export("yolo", tmp_path / "b", [(unsized, media)], replace(OPTIONS, include_media=False))
     assert "shapes_set0_img0.jpg" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("format", "written"),
+    [("yolo", "labels/train/set0/img0.txt"), ("voc", "Annotations/set0/img0.xml")],
+)
+def test_same_stem_in_one_folder_is_refused_by_name(
+    tmp_path: Path, format: str, written: str
+) -> None:
+    image, media = records(1)[0]
+    twin = replace(image, file_id=99, unique_name="shapes_set0_img0.png", path="set0/img0.png")
+    with pytest.raises(ExportNotPossible) as caught:
+        export(format, tmp_path, [(image, media), (twin, media)])
+    assert caught.value.status_code == 400
+    assert "'shapes_set0_img0.jpg' and 'shapes_set0_img0.png'" in caught.value.message
+    assert repr(written) in caught.value.message

@@ -67,6 +67,25 @@ def stem(path: str) -> str:
     return f"{head}/{base}" if head else base
 
 
+class StemClaims:
+    """Formats that name a file by the image's path without its extension (YOLO labels, VOC
+    documents) cannot hold `a.jpg` and `a.png` of one folder: the second is refused by name."""
+
+    def __init__(self) -> None:
+        self.owners: dict[str, str] = {}
+
+    def claim(self, path: str, image: ExportImage) -> None:
+        owner = self.owners.setdefault(path, image.unique_name)
+        if owner != image.unique_name:
+            raise ExportNotPossible(
+                f"{owner!r} and {image.unique_name!r} would both be written as {path!r} (same "
+                f"folder and name, different extensions), which this format cannot tell apart; "
+                f"leave one out of the selection, or export as coco or metalake_json.",
+                path=path,
+                unique_names=[owner, image.unique_name],
+            )
+
+
 def box_corners(ann: ExportAnnotation) -> tuple[float, float, float, float]:
     """A box's (x1, y1, x2, y2); for a polygon or keypoints, the box around its points."""
     g = ann.geometry

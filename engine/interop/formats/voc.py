@@ -14,6 +14,7 @@ from xml.etree.ElementTree import Element, SubElement, indent, tostring
 
 from engine.interop.formats.common import (
     UNSPLIT,
+    StemClaims,
     box_corners,
     image_size,
     json_number,
@@ -32,11 +33,13 @@ class VocWriter:
         self.sink = sink
         self.options = options
         self.sets: dict[str, list[str]] = {}
+        self.claims = StemClaims()
 
     def add(self, image: ExportImage, media: bytes | None) -> None:
         if self.options.include_media:
             write_media(self.sink, "JPEGImages", image, media)
         image_id = stem(image.path)
+        self.claims.claim(f"Annotations/{image_id}.xml", image)
         self.sets.setdefault(SET_NAMES[image.split or UNSPLIT], []).append(image_id)
         objects = [a for a in image.annotations if a.shape in ("box", "polygon")]
         width, height = image_size(image, media) if objects else (image.width, image.height)

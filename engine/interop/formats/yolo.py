@@ -14,6 +14,7 @@ import yaml
 
 from engine.interop.formats.common import (
     UNSPLIT,
+    StemClaims,
     box_corners,
     image_size,
     label_id,
@@ -36,9 +37,12 @@ class YoloWriter:
         self.class_ids = label_ids(options.labels, start=0)
         self.splits: set[str] = set()
         self.unsplit = False
+        self.claims = StemClaims()
 
     def add(self, image: ExportImage, media: bytes | None) -> None:
         split = image.split or UNSPLIT
+        label_path = f"labels/{split}/{stem(image.path)}.txt"
+        self.claims.claim(label_path, image)
         self.splits.add(split)
         self.unsplit |= image.split is None
         if self.options.include_media:
@@ -49,7 +53,7 @@ class YoloWriter:
             width, height = image_size(image, media)
             lines = [self._line(image, ann, width, height) for ann in regions]
         text = "".join(f"{line}\n" for line in lines)
-        self.sink.write(f"labels/{split}/{stem(image.path)}.txt", text.encode())
+        self.sink.write(label_path, text.encode())
 
     def _line(self, image: ExportImage, ann: ExportAnnotation, width: int, height: int) -> str:
         cls = label_id(self.class_ids, ann, image)
