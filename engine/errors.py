@@ -110,6 +110,12 @@ class NoImagesMatched(InvalidAnnotations):
     code = "no_images_matched"
 
 
+class InvalidSplit(InvalidInput):
+    """A dataset's split_info, labels or export_types cannot be used as given."""
+
+    code = "invalid_split"
+
+
 class UnknownExportFormat(InvalidInput):
     """The export format is not one the engine writes."""
 
@@ -284,6 +290,12 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class DatasetVersionNotFound(NotFound):
+    """No dataset version has that id."""
+
+    code = "dataset_version_not_found"
+
+
 class JobNotFound(NotFound):
     """No such job."""
 
@@ -325,6 +337,12 @@ class ModelApplicationConflict(Conflict):
     """A model with that name exists for another application."""
 
     code = "model_application_conflict"
+
+
+class DatasetExists(Conflict):
+    """A dataset has that name; add a version to it or pick another name."""
+
+    code = "dataset_exists"
 
 
 class ExportNotReady(Conflict):

@@ -25,6 +25,7 @@ import httpx
 from sdk._base import BaseClient
 from sdk.errors import BadRequest, EngineUnreachable, MetaLakeError, NotFound, error_for
 from sdk.schemas import FINISHED_JOB_STATUSES, MAX_JOB_WAIT, JobPublic, JobStatus, JobSubmitted
+from sdk.schemas_exports import DatasetVersionPublic
 
 PathLike = str | os.PathLike[str]
 MARKER = ".metalake-export.json"
@@ -60,6 +61,42 @@ def _raise_for(response: httpx.Response) -> None:
         except ValueError:
             body = response.text
         raise error_for(response.status_code, body)
+
+
+def _no_operations(operation_list: object, augmentation_list: object) -> None:
+    if operation_list is not None or augmentation_list is not None:
+        raise BadRequest(
+            "This engine makes datasets without operations or augmentations; leave "
+            "operation_list and augmentation_list out.",
+            code="invalid_input",
+        )
+
+
+def _dataset_body(
+    scope: dict[str, Any],
+    split_info: Mapping[str, float],
+    labels: Sequence[str],
+    export_types: Sequence[str],
+    query: str,
+    filter: Mapping[str, Any] | None,
+    split_unit: str,
+    sources: Sequence[str],
+) -> dict[str, Any]:
+    return {
+        **scope,
+        "split_info": dict(split_info),
+        "split_unit": split_unit,
+        "labels": list(labels),
+        "export_types": list(export_types),
+        "query": query or None,
+        "filter": dict(filter) if filter else None,
+        "sources": list(sources),
+    }
+
+
+def _success(body: Any) -> dict[str, Any]:
+    version = DatasetVersionPublic.model_validate(body).model_dump(mode="json")
+    return {"isSuccess": True, **version}
 
 
 class ExportCalls(BaseClient):
@@ -112,6 +149,139 @@ class ExportCalls(BaseClient):
             sources, include_proposals, yolo_task, progress,
         )  # fmt: skip
 
+    # -- datasets (LayerNext's names) -----------------------------------------------------------
+    def create_dataset_from_collection(
+        self,
+        dataset_name: str,
+        collection_id: int,
+        split_info: Mapping[str, float],
+        labels: Sequence[str] = (),
+        export_types: Sequence[str] = (),
+        query: str = "",
+        filter: Mapping[str, Any] | None = None,
+        operation_list: None = None,
+        augmentation_list: None = None,
+        *,
+        split_unit: str = "auto",
+        sources: Sequence[str] = ("human", "machine"),
+    ) -> dict[str, Any]:
+        """A new dataset from a collection's files (narrowed by `query` / `filter`), split by
+        `split_info` (`{"train": 80, "validation": 10, "test": 10}`: percentages when they
+        add up to 100, else file counts; `split_unit="count"` / `"percent"` says which).
+        `labels` keeps only those labels' annotations. Returns the version: `version_id`,
+        `items`, `annotations`, `splits`, ... and `isSuccess` (errors raise)."""
+        _no_operations(operation_list, augmentation_list)
+        body = _dataset_body(
+            {"collection_id": int(collection_id), "dataset_name": dataset_name},
+            split_info, labels, export_types, query, filter, split_unit, sources,
+        )  # fmt: skip
+        return _success(self._post("/datasets", json=body))
+
+    def create_dataset_from_datalake(
+        self,
+        dataset_name: str,
+        split_info: Mapping[str, float],
+        labels: Sequence[str] = (),
+        export_types: Sequence[str] = (),
+        item_type: str = "image",
+        query: str = "",
+        filter: Mapping[str, Any] | None = None,
+        operation_list: None = None,
+        augmentation_list: None = None,
+        *,
+        split_unit: str = "auto",
+        sources: Sequence[str] = ("human", "machine"),
+    ) -> dict[str, Any]:
+        """`create_dataset_from_collection` over the whole lake's files of `item_type`."""
+        _no_operations(operation_list, augmentation_list)
+        body = _dataset_body(
+            {"content_type": item_type, "dataset_name": dataset_name},
+            split_info, labels, export_types, query, filter, split_unit, sources,
+        )  # fmt: skip
+        return _success(self._post("/datasets", json=body))
+
+    def update_dataset_version_from_collection(
+        self,
+        version_id: int,
+        collection_id: int,
+        split_info: Mapping[str, float],
+        labels: Sequence[str] = (),
+        export_types: Sequence[str] = (),
+        query: str = "",
+        filter: Mapping[str, Any] | None = None,
+        is_new_version_required: bool = True,
+        operation_list: None = None,
+        augmentation_list: None = None,
+        *,
+        split_unit: str = "auto",
+        sources: Sequence[str] = ("human", "machine"),
+    ) -> dict[str, Any]:
+        """A new version of `version_id`'s dataset from a collection. Versions are frozen
+        snapshots, so an update always adds a version (`is_new_version_required` is accepted
+        for compatibility); the earlier versions stay as they were."""
+        _no_operations(operation_list, augmentation_list)
+        body = _dataset_body(
+            {"collection_id": int(collection_id)},
+            split_info, labels, export_types, query, filter, split_unit, sources,
+        )  # fmt: skip
+        return _success(self._post(f"/dataset-versions/{int(version_id)}/versions", json=body))
+
+    def update_dataset_version_from_datalake(
+        self,
+        version_id: int,
+        split_info: Mapping[str, float],
+        labels: Sequence[str] = (),
+        export_types: Sequence[str] = (),
+        item_type: str = "image",
+        query: str = "",
+        filter: Mapping[str, Any] | None = None,
+        is_new_version_required: bool = True,
+        operation_list: None = None,
+        augmentation_list: None = None,
+        *,
+        split_unit: str = "auto",
+        sources: Sequence[str] = ("human", "machine"),
+    ) -> dict[str, Any]:
+        """`update_dataset_version_from_collection` over the whole lake's files of
+        `item_type`."""
+        _no_operations(operation_list, augmentation_list)
+        body = _dataset_body(
+            {"content_type": item_type},
+            split_info, labels, export_types, query, filter, split_unit, sources,
+        )  # fmt: skip
+        return _success(self._post(f"/dataset-versions/{int(version_id)}/versions", json=body))
+
+    def get_dataset_version(self, version_id: int) -> dict[str, Any]:
+        found = self._get(f"/dataset-versions/{int(version_id)}")
+        return DatasetVersionPublic.model_validate(found).model_dump(mode="json")
+
+    def delete_dataset_version(self, version_id: int) -> dict[str, Any]:
+        """Delete a version (and its dataset, when it was the last one)."""
+        self._delete(f"/dataset-versions/{int(version_id)}")
+        return {"isSuccess": True, "version_id": int(version_id)}
+
+    def download_dataset(
+        self,
+        version_id: int,
+        export_type: str,
+        custom_download_path: PathLike | None = None,
+        is_media_include: bool = True,
+        *,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Write a dataset version in `export_type` (coco, yolo, voc, ...) with its splits,
+        into `custom_download_path` (default `./<dataset>_v<version>_<export_type>`).
+        Returns the export report (`destination`, `items`, `annotations`, `files`)."""
+        version = self.get_dataset_version(version_id)
+        destination = custom_download_path or Path(
+            f"{version['dataset_name']}_v{version['version']}_{export_type}"
+        )
+        return self._export(
+            {"dataset_version_id": int(version_id)}, export_type, destination, "", None,
+            is_media_include, ("human", "machine"), False, "detect", progress,
+        )  # fmt: skip
+
+    # -- lookups ----------------------------------------------------------------------------------
     def collection_id(self, name_or_id: str | int) -> int:
         """A collection's id from its id or its name (404 when no collection has it)."""
         text = str(name_or_id)

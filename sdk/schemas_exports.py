@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 Source = Literal["human", "machine"]
 YoloTask = Literal["detect", "segment"]
 ExportContentType = Literal["image", "video"]
-SPLITS = ("train", "validation", "test")
+Split = Literal["train", "validation", "test"]
+SplitUnit = Literal["auto", "count", "percent"]
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
 SOURCES: tuple[Source, ...] = ("human", "machine")
 
 
@@ -43,24 +45,36 @@ class _Selection(_Wire):
         default=False, description="Also the proposals of preview jobs (status proposed)."
     )
 
+    def _scopes(self) -> list[object]:
+        return [self.collection_id, self.content_type]
+
     @model_validator(mode="after")
     def _one_scope(self) -> _Selection:
-        if (self.collection_id is None) == (self.content_type is None):
+        if sum(scope is not None for scope in self._scopes()) != 1:
             raise ValueError(
-                "give collection_id (one collection) or content_type (the whole lake's images "
-                "or videos), exactly one of them"
+                "give exactly one of collection_id (one collection), content_type (the whole "
+                "lake's images or videos)"
+                + (" or dataset_version_id (a dataset version)" if len(self._scopes()) > 2 else "")
             )
         return self
 
 
 class ExportRequest(_Selection):
-    """`POST /exports`."""
+    """`POST /exports`: a collection, the lake's files of a type, or a dataset version (whose
+    own files, annotations and splits are exported; query, filter and sources then do not
+    apply)."""
 
+    dataset_version_id: int | None = Field(
+        default=None, description="Export this dataset version's frozen snapshot, split-aware."
+    )
     format: str = Field(
         description="coco, yolo, voc, label_studio, metalake or annotated (docs/export-formats.md)."
     )
     include_media: bool = Field(default=True, description="Copy the images into the export.")
     yolo_task: YoloTask = "detect"
+
+    def _scopes(self) -> list[object]:
+        return [self.collection_id, self.content_type, self.dataset_version_id]
 
 
 class ExportParams(ExportRequest):
@@ -79,28 +93,24 @@ class ExportResult(BaseModel):
     created_at: datetime
 
 
-class SplitInfo(_Wire):
-    """How a dataset version's files split: counts (integers) or percentages (numbers that
-    sum to 100, one of them not a whole number or all of them summing to 100 with `percent`)."""
-
-    train: float = Field(ge=0)
-    validation: float = Field(default=0, ge=0)
-    test: float = Field(default=0, ge=0)
-
-
 class DatasetVersionRequest(_Selection):
     """`POST /datasets` (a new dataset) and `POST /datasets/{id}/versions` (a new version)."""
 
-    dataset_name: str | None = Field(default=None, min_length=1, max_length=255)
-    split_info: dict[str, float] = Field(
-        description='{"train": n, "validation": n, "test": n}: counts, or percentages when '
-        "they sum to 100 and the selection is not exactly 100 files (docs/exports.md)."
+    dataset_name: str | None = Field(
+        default=None, min_length=1, max_length=255, description="A new dataset's name."
     )
+    split_info: dict[str, float] = Field(
+        description='{"train": n, "validation": n, "test": n}: percentages when they sum to '
+        "100 (as LayerNext's), else file counts; split_unit says which when it is not that."
+    )
+    split_unit: SplitUnit = "auto"
     labels: list[str] = Field(
         default_factory=list, description="Export only these labels; empty: every label."
     )
     export_types: list[str] = Field(
-        default_factory=list, description="Formats the version is meant for (recorded only)."
+        default_factory=list,
+        max_length=10,
+        description="Formats the version is meant for (recorded; any format can be downloaded).",
     )
 
 

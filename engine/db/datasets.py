@@ -1,17 +1,20 @@
 """Tables of exports and datasets (migration 0008): what an export job wrote, and datasets,
 whose versions are frozen snapshots of file ids (with their split) and annotation ids.
 
-A version's rows are written once, when it is made; annotations edited or deleted later do
-not change what the version holds (a deleted annotation's row goes with it).
+A version's rows are written once, when it is made, and its annotations are copies: edits,
+re-uploads and deletions of the lake's annotations later do not change what a version holds
+(a file deleted from the lake leaves every version, with its annotations).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -86,12 +89,27 @@ class DatasetVersionItem(Base):
 
 
 class DatasetVersionAnnotation(Base):
+    """A copy of an annotation as it was when the version was made (`annotation_id` is the
+    original's id, which may since have been edited or deleted)."""
+
     __tablename__ = "dataset_version_annotations"
-    __table_args__ = (Index("ix_dataset_version_annotations_annotation_id", "annotation_id"),)
+    __table_args__ = (
+        Index("ix_dataset_version_annotations_version_id_file_id", "version_id", "file_id"),
+    )
 
     version_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("dataset_versions.id", ondelete="CASCADE"), primary_key=True
     )
-    annotation_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("annotations.id", ondelete="CASCADE"), primary_key=True
-    )
+    annotation_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    file_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("files.id", ondelete="CASCADE"))
+    frame_index: Mapped[int | None] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(255))
+    shape: Mapped[str] = mapped_column(String(16))
+    geometry: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    operation_id: Mapped[str | None] = mapped_column(String(255))
+    model_version_id: Mapped[int | None] = mapped_column(BigInteger)
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.db.session import session_scope
+from engine.interop.datasets import version_selection
 from engine.interop.records import ExportOptions, ExportSink, ExportWriter
 from engine.interop.selection import (
     Selected,
@@ -96,15 +97,18 @@ def prepare_export(
     *, session: Session, request: ExportRequest, writer_for: WriterFactory
 ) -> PreparedExport:
     """Check `request` and count what it selects; raises the 4xx error naming what is wrong."""
-    selection = select_files(
-        session=session,
-        collection_id=request.collection_id,
-        content_type=request.content_type,
-        query=request.query,
-        filter=request.filter,
-        sources=request.sources,
-        include_proposals=request.include_proposals,
-    )
+    if request.dataset_version_id is not None:
+        selection = version_selection(session, request.dataset_version_id)
+    else:
+        selection = select_files(
+            session=session,
+            collection_id=request.collection_id,
+            content_type=request.content_type,
+            query=request.query,
+            filter=request.filter,
+            sources=request.sources,
+            include_proposals=request.include_proposals,
+        )
     return prepare(
         session=session,
         selection=selection,

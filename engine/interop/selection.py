@@ -11,13 +11,14 @@ version selects its snapshot of file and annotation ids instead (`engine.interop
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
+from engine.db.datasets import DatasetVersionAnnotation, DatasetVersionItem
 from engine.db.models import Annotation, Collection, File, Tag, collection_files
 from engine.errors import InvalidInput
 from engine.interop.records import ExportAnnotation, ExportImage, Split
@@ -36,7 +37,8 @@ class Selection:
     annotation_conditions: tuple[ColumnElement[bool], ...]
     tag_sources: tuple[str, ...]
     collection_name: str | None = None
-    splits: Mapping[int, Split] = field(default_factory=dict)
+    # A dataset version's selection: its files carry their split.
+    version_id: int | None = None
 
 
 def select_files(
@@ -96,28 +98,39 @@ def _selected_ids(selection: Selection) -> Select[int]:
     return select(File.id).where(*selection.conditions)
 
 
+def _annotations_of(
+    selection: Selection,
+) -> tuple[type[Annotation] | type[DatasetVersionAnnotation], list[ColumnElement[bool]]]:
+    """Where the selection's annotations are (the lake's, or a version's frozen copies) and
+    which of them it takes."""
+    if selection.version_id is not None:
+        return DatasetVersionAnnotation, [
+            DatasetVersionAnnotation.version_id == selection.version_id
+        ]
+    return Annotation, list(selection.annotation_conditions)
+
+
 def selection_labels(session: Session, selection: Selection) -> tuple[str, ...]:
     """Every label the selection's annotations use, distinct, in code-point order (class ids
     follow this order)."""
-    label = Annotation.label.collate("C")
+    table, where = _annotations_of(selection)
+    label = table.label.collate("C")
     rows = session.scalars(
         select(label)
         .distinct()
-        .where(Annotation.file_id.in_(_selected_ids(selection)), *selection.annotation_conditions)
+        .where(table.file_id.in_(_selected_ids(selection)), *where)
         .order_by(label)
     )
     return tuple(rows)
 
 
 def count_annotations(session: Session, selection: Selection) -> int:
+    table, where = _annotations_of(selection)
     return int(
         session.scalar(
             select(func.count())
-            .select_from(Annotation)
-            .where(
-                Annotation.file_id.in_(_selected_ids(selection)),
-                *selection.annotation_conditions,
-            )
+            .select_from(table)
+            .where(table.file_id.in_(_selected_ids(selection)), *where)
         )
         or 0
     )
@@ -131,9 +144,9 @@ def _path(unique_name: str, collection: str | None) -> str:
     return display_name(unique_name, [collection])
 
 
-def _annotation(row: Annotation) -> ExportAnnotation:
+def _annotation(row: Annotation | DatasetVersionAnnotation) -> ExportAnnotation:
     return ExportAnnotation(
-        id=row.id,
+        id=row.id if isinstance(row, Annotation) else row.annotation_id,
         label=row.label,
         shape=row.shape,
         geometry=row.geometry,
@@ -176,12 +189,33 @@ def iter_pages(
         last_id = files[-1].id
         ids = [f.id for f in files]
         annotations: dict[int, list[ExportAnnotation]] = defaultdict(list)
-        for row in session.scalars(
-            select(Annotation)
-            .where(Annotation.file_id.in_(ids), *selection.annotation_conditions)
-            .order_by(Annotation.file_id, Annotation.frame_index.nulls_first(), Annotation.id)
-        ):
+        rows: Iterable[Annotation | DatasetVersionAnnotation]
+        if selection.version_id is None:
+            rows = session.scalars(
+                select(Annotation)
+                .where(Annotation.file_id.in_(ids), *selection.annotation_conditions)
+                .order_by(Annotation.file_id, Annotation.frame_index.nulls_first(), Annotation.id)
+            )
+        else:
+            copy = DatasetVersionAnnotation
+            rows = session.scalars(
+                select(copy)
+                .where(copy.version_id == selection.version_id, copy.file_id.in_(ids))
+                .order_by(copy.file_id, copy.frame_index.nulls_first(), copy.annotation_id)
+            )
+        for row in rows:
             annotations[row.file_id].append(_annotation(row))
+        splits: dict[int, Split] = {}
+        if selection.version_id is not None:
+            splits = {
+                file_id: cast(Split, split)
+                for file_id, split in session.execute(
+                    select(DatasetVersionItem.file_id, DatasetVersionItem.split).where(
+                        DatasetVersionItem.version_id == selection.version_id,
+                        DatasetVersionItem.file_id.in_(ids),
+                    )
+                )
+            }
         tags: dict[int, list[str]] = defaultdict(list)
         for file_id, name in session.execute(
             select(Tag.file_id, Tag.name)
@@ -204,7 +238,7 @@ def iter_pages(
                     metadata=f.metadata_,
                     tags=tuple(tags.get(f.id, ())),
                     annotations=tuple(annotations.get(f.id, ())),
-                    split=selection.splits.get(f.id),
+                    split=splits.get(f.id),
                 ),
                 f.storage_uri,
             )

@@ -114,10 +114,22 @@ def upgrade() -> None:
         "dataset_version_annotations",
         sa.Column("version_id", sa.BigInteger(), nullable=False),
         sa.Column("annotation_id", sa.BigInteger(), nullable=False),
+        sa.Column("file_id", sa.BigInteger(), nullable=False),
+        sa.Column("frame_index", sa.Integer(), nullable=True),
+        sa.Column("label", sa.String(length=255), nullable=False),
+        sa.Column("shape", sa.String(length=16), nullable=False),
+        sa.Column("geometry", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("confidence", sa.Float(), nullable=True),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("operation_id", sa.String(length=255), nullable=True),
+        sa.Column("model_version_id", sa.BigInteger(), nullable=True),
+        sa.Column("job_id", sa.BigInteger(), nullable=True),
+        sa.Column("metadata", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.ForeignKeyConstraint(
-            ["annotation_id"],
-            ["annotations.id"],
-            name=op.f("fk_dataset_version_annotations_annotation_id_annotations"),
+            ["file_id"],
+            ["files.id"],
+            name=op.f("fk_dataset_version_annotations_file_id_files"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
@@ -131,15 +143,16 @@ def upgrade() -> None:
         ),
     )
     op.create_index(
-        "ix_dataset_version_annotations_annotation_id",
+        "ix_dataset_version_annotations_version_id_file_id",
         "dataset_version_annotations",
-        ["annotation_id"],
+        ["version_id", "file_id"],
     )
 
 
 def downgrade() -> None:
     op.drop_index(
-        "ix_dataset_version_annotations_annotation_id", table_name="dataset_version_annotations"
+        "ix_dataset_version_annotations_version_id_file_id",
+        table_name="dataset_version_annotations",
     )
     op.drop_table("dataset_version_annotations")
     op.drop_table("dataset_version_items")

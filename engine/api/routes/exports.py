@@ -6,15 +6,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from engine.api.deps import ReadKey, SessionDep, SettingsDep, StorageDep
+from engine.api.deps import ReadKey, SessionDep, SettingsDep, StorageDep, WriteKey
 from engine.api.params import Id
 from engine.api.routes.jobs import DispatcherDep
 from engine.api.routing import JSONRoute
+from engine.interop import datasets
 from engine.interop.export_jobs import archive_chunks, export_result, submit_export_job
 from engine.interop.exports import prepare_export, zip_stream
 from engine.interop.formats import writer_for
 from sdk.schemas import JobSubmitted
-from sdk.schemas_exports import ExportRequest, ExportResult
+from sdk.schemas_exports import (
+    DatasetVersionPublic,
+    DatasetVersionRequest,
+    ExportRequest,
+    ExportResult,
+)
 
 router = APIRouter(tags=["exports"], route_class=JSONRoute)
 
@@ -87,3 +93,36 @@ def download_export(job_id: Id, session: SessionDep, storage: StorageDep, _: Rea
             "X-Export-Annotations": str(result.annotations),
         },
     )
+
+
+# -- datasets ------------------------------------------------------------------------------------
+@router.post("/datasets", status_code=status.HTTP_201_CREATED, response_model=DatasetVersionPublic)
+def create_dataset(
+    body: DatasetVersionRequest, session: SessionDep, _: WriteKey
+) -> DatasetVersionPublic:
+    """A new dataset (`dataset_name`) and its version 1: the selection's files, split, and
+    their annotations, frozen."""
+    return datasets.create_dataset(session=session, request=body)
+
+
+@router.post(
+    "/dataset-versions/{version_id}/versions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetVersionPublic,
+)
+def add_dataset_version(
+    version_id: Id, body: DatasetVersionRequest, session: SessionDep, _: WriteKey
+) -> DatasetVersionPublic:
+    """A new version of the dataset that version `version_id` belongs to."""
+    return datasets.add_version(session=session, version_id=version_id, request=body)
+
+
+@router.get("/dataset-versions/{version_id}", response_model=DatasetVersionPublic)
+def get_dataset_version(version_id: Id, session: SessionDep, _: ReadKey) -> DatasetVersionPublic:
+    return datasets.get_version(session=session, version_id=version_id)
+
+
+@router.delete("/dataset-versions/{version_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_dataset_version(version_id: Id, session: SessionDep, _: WriteKey) -> None:
+    """Delete the version's snapshot (and the dataset, when it was its last version)."""
+    datasets.delete_version(session=session, version_id=version_id)
