@@ -193,3 +193,40 @@ def test_datalake_dataset_and_bad_input(
         client.get_dataset_version(made["version_id"])
     again = client.create_dataset_from_datalake("lake", {"train": 100})  # the name is free again
     assert again["version"] == 1
+
+
+def test_cli_datasets_create_show_download(
+    api_url: str, admin_key: str, lake: tuple[int, dict[str, LakeImage]], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    env = {"METALAKE_URL": api_url, "METALAKE_API_KEY": admin_key}
+    runner = CliRunner()
+    made = runner.invoke(
+        app,
+        ["datasets", "create", "cli-set", "--collection", "shapes", "--split",
+         "train=8,test=2"],
+        env=env,
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    version = json.loads(made.stdout)
+    assert version["splits"] == {"train": 8, "validation": 0, "test": 2}
+    shown = runner.invoke(app, ["datasets", "show", str(version["version_id"])], env=env)
+    assert json.loads(shown.stdout)["dataset_name"] == "cli-set"
+    out = tmp_path / "dl"
+    downloaded = runner.invoke(
+        app,
+        ["datasets", "download", str(version["version_id"]), "--format", "metalake_json",
+         "--out", str(out), "--no-media"],
+        env=env,
+    )  # fmt: skip
+    assert downloaded.exit_code == 0, downloaded.output
+    splits = [i["split"] for i in json.loads((out / "annotations.json").read_text())["images"]]
+    assert sorted(splits) == ["test"] * 2 + ["train"] * 8
+    bad = runner.invoke(
+        app, ["datasets", "create", "x", "--collection", "shapes", "--split", "train=lots"],
+        env=env,
+    )  # fmt: skip
+    assert bad.exit_code == 2
