@@ -17,6 +17,7 @@ registered model whose declared dimension differs is here.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,7 +42,13 @@ from tests.test_query_fuzz import query_texts
 API = "/api/v1"
 WRITE_METHODS = ("post", "put", "patch", "delete")
 # POST routes that only read (a query in a JSON body): a read key may call them.
-READ_ONLY_POSTS = {f"{API}/items/search", f"{API}/embeddings/vectors", f"{API}/search/similar"}
+READ_ONLY_POSTS = {
+    f"{API}/items/search",
+    f"{API}/embeddings/vectors",
+    f"{API}/search/similar",
+    f"{API}/models/{{name}}/predict",  # runs a model on the image sent, writes nothing
+    f"{API}/exports",  # reads the lake into an archive (a large one as an export job)
+}
 ADMIN_PREFIX = f"{API}/keys"
 # Admin too: a registered bundle is code the engine runs; a deletion takes a model from everyone.
 ADMIN_OPERATIONS = {f"post {API}/models/{{name}}/versions", f"delete {API}/models/{{name}}"}
@@ -347,6 +355,8 @@ def json_malformed(lake: Lake, op: Operation) -> list[Malformed]:
 
 
 def multipart_malformed(lake: Lake, op: Operation) -> list[Malformed]:
+    if op.template.endswith("/predict"):
+        return predict_malformed(lake, op)
     one = {"files": ("a.jpg", b"\xff\xd8\xff", "image/jpeg")}
     return [
         Malformed("no body", {}, names=("files", "relative_paths")),
@@ -389,6 +399,40 @@ def gzip_malformed(lake: Lake, op: Operation) -> list[Malformed]:
             {"json": {"bundle": "x"}},
             statuses=(400,),
             names=("not gzip",),
+        ),
+    ]
+
+
+def predict_malformed(lake: Lake, op: Operation) -> list[Malformed]:
+    """Each refused before the image is queued (no worker runs in these tests)."""
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    image = {"image": ("a.png", png.getvalue(), "image/png")}
+    return [
+        Malformed("no body", {}, names=("image",)),
+        Malformed("JSON instead of a form", {"json": {"image": "x"}}, names=("image",)),
+        Malformed(
+            "not an image",
+            {"files": {"image": ("a.png", b"words", "image/png")}},
+            statuses=(400,),
+            names=("image",),
+        ),
+        Malformed(
+            "threshold not a number",
+            {"files": image, "data": {"confidence_threshold": "high"}},
+            names=("confidence_threshold",),
+        ),
+        Malformed(
+            "threshold over 1",
+            {"files": image, "data": {"confidence_threshold": "1.5"}},
+            statuses=(400,),
+            names=("confidence_threshold",),
+        ),
+        Malformed(
+            "resolution too small",
+            {"files": image, "data": {"input_resolution": "3"}},
+            statuses=(400,),
+            names=("input_resolution",),
         ),
     ]
 

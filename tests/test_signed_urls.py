@@ -14,8 +14,9 @@ import pytest
 
 from engine.api.app import create_app
 from engine.config import Settings
+from engine.errors import InvalidInput
 from engine.interop import signing
-from sdk import BadRequest, Client, NotFound
+from sdk import Client, NotFound, ValidationFailed
 from tests.conftest import serve_app
 from tests.fixtures import imagegen
 
@@ -76,8 +77,11 @@ def test_the_url_route_says_when_it_expires(client: Client, api_url: str, photo:
     _, query = _parts(answer["url"])
     assert int(query["expires"]) - time.time() == pytest.approx(120, abs=5)
     assert answer["expires_at"].startswith(time.strftime("%Y-%m-%d", time.gmtime()))
-    with pytest.raises(BadRequest, match="expires_in must be between 1 and 604800"):
-        client.get_downloadable_url(NAME, expires_in=0)
+    for bad in (0, 7 * 24 * 3600 + 1):
+        with pytest.raises(ValidationFailed, match="expires_in"):
+            client.get_downloadable_url(NAME, expires_in=bad)
+    with pytest.raises(InvalidInput, match="expires_in must be between 1 and 604800"):
+        signing.signed_url(Settings(signing_key=CURRENT), NAME, expires_in=0)
     with pytest.raises(NotFound, match="No file has the unique name"):
         client.get_downloadable_url("photos_missing.png")
     unkeyed = httpx.get(f"{api_url}/api/v1/files/{NAME}/url")

@@ -9,13 +9,16 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import quote
 
+from annotated_types import Interval
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
+from pydantic import BeforeValidator
 
 from engine.api.deps import ReadKey, SessionDep, SettingsDep, StorageDep
 from engine.api.routing import JSONRoute
 from engine.db.session import session_scope
+from engine.ids import parse_id
 from engine.interop import rendering, signing
 from engine.interop.draw import Mark, annotated_jpeg
 from engine.jobs import predict as service
@@ -27,6 +30,16 @@ router = APIRouter(tags=["predict"], route_class=JSONRoute)
 SIGNED_PREFIX = "/signed/"  # under the API prefix: answered without a key (engine/api/gate.py)
 JPEG = "image/jpeg"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def _seconds(value: object) -> object:
+    if isinstance(value, str) and parse_id(value) is None:
+        raise ValueError("must be a whole number of seconds, written with the digits 0-9 only")
+    return value
+
+
+# A URL's lifetime: 1 second to 7 days, in ASCII digits (as ids, engine/api/params.py).
+Seconds = Annotated[int, Interval(ge=1, le=signing.MAX_SECONDS), BeforeValidator(_seconds)]
 
 
 @router.post(
@@ -120,7 +133,7 @@ def file_url(
     session: SessionDep,
     settings: SettingsDep,
     _: ReadKey,
-    expires_in: int | None = None,
+    expires_in: Seconds | None = None,
 ) -> SignedUrl:
     """A URL fetching the file's bytes without a key for `expires_in` seconds
     (METALAKE_SIGNED_URL_SECONDS by default, 7 days at most)."""
@@ -136,6 +149,7 @@ def file_url(
     SIGNED_PREFIX + "files/{unique_name:path}",
     methods=["GET", "HEAD"],
     response_class=StreamingResponse,
+    include_in_schema=False,  # a link the engine hands out, not a call for clients
 )
 def signed_file(
     unique_name: str,
