@@ -13,6 +13,8 @@ from typing import Any
 
 from engine.interop.formats.common import (
     box_corners,
+    compact,
+    json_list,
     json_number,
     label_id,
     label_ids,
@@ -29,7 +31,7 @@ class CocoWriter:
         self.sink = sink
         self.options = options
         self.category_ids = label_ids(options.labels, start=1)
-        self.splits: dict[str | None, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+        self.splits: dict[str | None, tuple[list[str], list[str]]] = {}
 
     def add(self, image: ExportImage, media: bytes | None) -> None:
         folder = f"images/{image.split}" if image.split else "images"
@@ -39,10 +41,10 @@ class CocoWriter:
         entry: dict[str, Any] = {"id": image.file_id, "file_name": image.path}
         if image.width and image.height:
             entry["width"], entry["height"] = image.width, image.height
-        images.append(entry)
+        images.append(compact(entry))
         for ann in image.annotations:
             if ann.shape in ("box", "polygon"):
-                annotations.append(self._annotation(image, ann))
+                annotations.append(compact(self._annotation(image, ann)))
 
     def _annotation(self, image: ExportImage, ann: ExportAnnotation) -> dict[str, Any]:
         x1, y1, x2, y2 = box_corners(ann)
@@ -71,16 +73,14 @@ class CocoWriter:
         categories = [
             {"id": i, "name": label, "supercategory": ""} for label, i in self.category_ids.items()
         ]
+        head = '{"info": {"description": "MetaLake export"}, "licenses": [], '
+        tail = f'"categories": {json.dumps(categories, ensure_ascii=False)}}}\n'
         for split, (images, rows) in (self.splits or {None: ([], [])}).items():
-            document = {
-                "info": {"description": "MetaLake export"},
-                "licenses": [],
-                "images": images,
-                "annotations": rows,
-                "categories": categories,
-            }
+            document = (
+                f'{head}"images": {json_list(images)}, "annotations": {json_list(rows)}, {tail}'
+            )
             path = f"annotations/{split}.json" if split else "annotations.json"
-            self.sink.write(path, json.dumps(document).encode())
+            self.sink.write(path, document.encode())
 
 
 def _polygon_area(points: list[list[float]]) -> float:

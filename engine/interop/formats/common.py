@@ -4,6 +4,7 @@ geometry conversions between the lake's shapes."""
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -112,6 +113,17 @@ def has_extent(ann: ExportAnnotation) -> bool:
     if ann.shape == "keypoints":
         return any(p[2] > 0 for p in ann.geometry.get("points", []))
     return False
+
+
+def compact(value: Any) -> str:
+    """One row of a single-document format, serialised as it arrives: a string costs a few
+    times less memory than the dicts it came from, and the document is joined at the end."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def json_list(rows: list[str]) -> str:
+    """A JSON list of serialised rows, one per line."""
+    return "[\n" + ",\n".join(rows) + "\n]" if rows else "[]"
 
 
 def json_number(value: float) -> Any:

@@ -9,13 +9,18 @@ polygons `polygonlabels` (control `<from_name>_polygon`), tags `choices` (contro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from engine.errors import ExportNotPossible
-from engine.interop.formats.common import box_corners, image_size, write_media
+from engine.interop.formats.common import (
+    box_corners,
+    compact,
+    image_size,
+    json_list,
+    write_media,
+)
 from engine.interop.records import ExportAnnotation, ExportImage, ExportOptions, ExportSink
 
 TASKS_FILE = "tasks.json"
@@ -154,7 +159,7 @@ class LabelStudioWriter:
         self.image_url = image_url or _relative_url
         self.from_name = from_name
         self.to_name = to_name
-        self.tasks: list[dict[str, Any]] = []
+        self.tasks: list[str] = []
         self.has_polygons = False
         self.has_tags = False
 
@@ -192,10 +197,10 @@ class LabelStudioWriter:
             _prediction(version, annotations, results(annotations))
             for version, annotations in machine.items()
         ]
-        self.tasks.append(task)
+        self.tasks.append(compact(task))
 
     def finish(self) -> None:
-        self.sink.write(TASKS_FILE, json.dumps(self.tasks, indent=1).encode())
+        self.sink.write(TASKS_FILE, (json_list(self.tasks) + "\n").encode())
         if self.options.labels:
             config = label_config(
                 self.options.labels,

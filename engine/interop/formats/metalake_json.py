@@ -6,10 +6,9 @@ model versions and splits are kept as extra keys the reader ignores.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from engine.interop.formats.common import write_media
+from engine.interop.formats.common import compact, json_list, write_media
 from engine.interop.records import ExportImage, ExportOptions, ExportSink
 from engine.lake.formats.metalake_json import record
 
@@ -22,7 +21,7 @@ class MetalakeJsonWriter:
     def __init__(self, sink: ExportSink, options: ExportOptions) -> None:
         self.sink = sink
         self.options = options
-        self.images: list[dict[str, Any]] = []
+        self.images: list[str] = []
 
     def add(self, image: ExportImage, media: bytes | None) -> None:
         if self.options.include_media:
@@ -55,7 +54,7 @@ class MetalakeJsonWriter:
         if image.tags:
             entry_image["tags"] = list(image.tags)
         entry_image["annotations"] = annotations
-        self.images.append(entry_image)
+        self.images.append(compact(entry_image))
 
     def finish(self) -> None:
-        self.sink.write(DOCUMENT, json.dumps({"images": self.images}, indent=1).encode())
+        self.sink.write(DOCUMENT, f'{{"images": {json_list(self.images)}}}\n'.encode())
