@@ -116,7 +116,8 @@ def run_prediction(
         "input_resolution": resolution,
         "deadline": time.time() + timeout,
     }
-    client = redis.Redis.from_url(settings.redis_url)
+    # the wait below must outlast the client's own read timeout (5 s by default)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout + 10)
     try:
         try:
             with client.pipeline() as pipe:
