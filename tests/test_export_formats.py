@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from engine.errors import ExportNotPossible, UnknownExportFormat
-from engine.interop.formats import WRITERS, writer_for
+from engine.interop.formats import IMAGE_ONLY, WRITERS, writer_for
 from engine.interop.formats.label_studio import LabelStudioWriter, label_config, results_for
 from engine.interop.formats.metalake_json import MetalakeJsonWriter
 from engine.interop.records import ExportAnnotation, ExportImage, ExportOptions, Split
@@ -578,3 +578,24 @@ def test_same_stem_in_one_folder_is_refused_by_name(
     assert caught.value.status_code == 400
     assert "'shapes_set0_img0.jpg' and 'shapes_set0_img0.png'" in caught.value.message
     assert repr(written) in caught.value.message
+
+
+@pytest.mark.parametrize("format", sorted(IMAGE_ONLY))
+def test_image_formats_refuse_videos_by_name(tmp_path: Path, format: str) -> None:
+    image, _ = records(1)[0]
+    video = replace(image, unique_name="clips_a.mp4", path="a.mp4", content_type="video")
+    with pytest.raises(ExportNotPossible) as caught:
+        export(format, tmp_path, [(video, b"")])
+    assert "'clips_a.mp4' is a video" in caught.value.message
+    assert "metalake_json" in caught.value.message
+
+
+def test_metalake_json_keeps_videos_with_their_frames(tmp_path: Path) -> None:
+    image, _ = records(1)[0]
+    framed = replace(image.annotations[0], frame_index=12)
+    video = replace(image, path="a.mp4", content_type="video", annotations=(framed,))
+    export("metalake_json", tmp_path, [(video, b"mp4")])
+    (entry,) = json.loads((tmp_path / "annotations.json").read_text())["images"]
+    assert entry["image"] == "a.mp4"
+    assert entry["annotations"][0]["frame_index"] == 12
+    assert (tmp_path / "images" / "a.mp4").read_bytes() == b"mp4"

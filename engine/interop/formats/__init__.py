@@ -23,6 +23,7 @@ WRITERS: dict[str, Callable[[ExportSink, ExportOptions], ExportWriter]] = {
     "annotated": AnnotatedWriter,
 }
 ALIASES = {"metalake": "metalake_json"}
+IMAGE_ONLY = frozenset({"coco", "yolo", "voc", "label_studio"})  # refuse videos (frames)
 
 
 def writer_for(format: str, sink: ExportSink, options: ExportOptions) -> ExportWriter:

@@ -19,6 +19,7 @@ from engine.interop.formats.common import (
     label_id,
     label_ids,
     polygon_of,
+    require_image,
     write_media,
 )
 from engine.interop.records import ExportAnnotation, ExportImage, ExportOptions, ExportSink
@@ -34,6 +35,7 @@ class CocoWriter:
         self.splits: dict[str | None, tuple[list[str], list[str]]] = {}
 
     def add(self, image: ExportImage, media: bytes | None) -> None:
+        require_image(image, "coco")
         folder = f"images/{image.split}" if image.split else "images"
         if self.options.include_media:
             write_media(self.sink, folder, image, media)

@@ -21,6 +21,17 @@ def write_media(sink: ExportSink, folder: str, image: ExportImage, media: bytes 
         sink.write(f"{folder}/{image.path}" if folder else image.path, media)
 
 
+def require_image(image: ExportImage, format: str) -> None:
+    """The image formats hold still images; a video is refused by name."""
+    if image.content_type != "image":
+        raise ExportNotPossible(
+            f"{image.unique_name!r} is a {image.content_type}, and {format} holds still images; "
+            f"export videos as metalake_json, which keeps each annotation's frame_index.",
+            unique_name=image.unique_name,
+            format=format,
+        )
+
+
 def image_size(image: ExportImage, media: bytes | None) -> tuple[int, int]:
     """The image's width and height: the lake's, else read from the bytes' header."""
     if image.width and image.height:

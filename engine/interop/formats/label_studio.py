@@ -19,6 +19,7 @@ from engine.interop.formats.common import (
     compact,
     image_size,
     json_list,
+    require_image,
     write_media,
 )
 from engine.interop.records import ExportAnnotation, ExportImage, ExportOptions, ExportSink
@@ -164,6 +165,7 @@ class LabelStudioWriter:
         self.has_tags = False
 
     def add(self, image: ExportImage, media: bytes | None) -> None:
+        require_image(image, "label_studio")
         if self.options.include_media:
             write_media(self.sink, MEDIA_FOLDER, image, media)
         regions = [a for a in image.annotations if a.shape in ("box", "polygon", "tag")]

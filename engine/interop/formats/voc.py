@@ -18,6 +18,7 @@ from engine.interop.formats.common import (
     box_corners,
     image_size,
     json_number,
+    require_image,
     stem,
     write_media,
 )
@@ -36,6 +37,7 @@ class VocWriter:
         self.claims = StemClaims()
 
     def add(self, image: ExportImage, media: bytes | None) -> None:
+        require_image(image, "voc")
         if self.options.include_media:
             write_media(self.sink, "JPEGImages", image, media)
         image_id = stem(image.path)

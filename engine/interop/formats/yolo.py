@@ -20,6 +20,7 @@ from engine.interop.formats.common import (
     label_id,
     label_ids,
     polygon_of,
+    require_image,
     stem,
     write_media,
 )
@@ -40,6 +41,7 @@ class YoloWriter:
         self.claims = StemClaims()
 
     def add(self, image: ExportImage, media: bytes | None) -> None:
+        require_image(image, "yolo")
         split = image.split or UNSPLIT
         label_path = f"labels/{split}/{stem(image.path)}.txt"
         self.claims.claim(label_path, image)
