@@ -316,6 +316,10 @@ class ItemPublic(Schema):
     annotations: list[AnnotationPublic] = Field(default_factory=list)
 
 
+SortField = Literal["date_created", "date_modified", "name", "size"]
+SortOrder = Literal["ASC", "DESC"]
+
+
 class ItemQuery(Schema):
     """A search over the lake: the query language plus the filter object."""
 
@@ -325,6 +329,13 @@ class ItemQuery(Schema):
     collection_id: int | None = None
     page_index: int = Field(default=0, ge=0)
     page_size: int = Field(default=20, ge=1, le=1000)
+    sort_by: SortField | None = Field(
+        default=None,
+        description="Order of the files (default: registration order). `date_created` and "
+        "`date_modified` are when the file was registered, `name` its unique name, `size` "
+        "its size in bytes.",
+    )
+    sort_order: SortOrder = "ASC"
 
 
 class MetadataUpdate(Schema):

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from sqlalchemy import ColumnElement, String, Text, cast, exists, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from engine.db.models import Annotation, Collection, File, Tag, collection_files
 from engine.errors import (
@@ -167,16 +167,34 @@ def _items(
     ]
 
 
+SORT_COLUMNS: dict[str, InstrumentedAttribute[Any]] = {
+    "date_created": File.uploaded_at,
+    "date_modified": File.uploaded_at,  # a file's bytes never change once registered
+    "name": File.unique_name,
+    "size": File.size_bytes,
+}
+
+
+def _order(search: ItemQuery) -> list[Any]:
+    """The ORDER BY of a search: the sort column, then id so pages never overlap."""
+    descending = search.sort_order == "DESC"
+    if search.sort_by is None:
+        return [File.id.desc() if descending else File.id]
+    column = SORT_COLUMNS[search.sort_by]
+    return [column.desc(), File.id.desc()] if descending else [column, File.id]
+
+
 def list_items(
     *, session: Session, search: ItemQuery, base_url: str, show_storage: bool
 ) -> Page[ItemPublic]:
-    """One page of the files `search` selects, in id order, with the total count."""
+    """One page of the files `search` selects, in id order unless `search.sort_by` names
+    another, with the total count."""
     conditions = item_conditions(session=session, search=search)
     total = session.scalar(select(func.count()).select_from(File).where(*conditions)) or 0
     rows = session.execute(
         select(File, _collection_names())
         .where(*conditions)
-        .order_by(File.id)
+        .order_by(*_order(search))
         .offset(search.page_index * search.page_size)
         .limit(search.page_size)
     ).all()
