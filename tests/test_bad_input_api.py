@@ -157,6 +157,7 @@ def lake(
     job = client.insert_image_embeddings_batch(
         [{"uniqueName": unique_name, "embeddings": [1.0, 0.0, 0.5]}], "ext", [3]
     )
+    version = client.create_dataset_from_collection("things-set", collection_id, {"train": 100})
     spare = make_key("read", name="spare")
     keys = httpx.get(f"{api_url}{API}/keys", headers=_auth(admin_key)).json()
     spare_id = next(k["id"] for k in keys if spare.startswith(k["prefix"]))
@@ -176,6 +177,7 @@ def lake(
             "name": "dog",
             "model_name": "shapes",
             "job_id": str(job["job_id"]),
+            "version_id": str(version["version_id"]),
         },
     )
 
