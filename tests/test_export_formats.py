@@ -599,3 +599,20 @@ def test_metalake_json_keeps_videos_with_their_frames(tmp_path: Path) -> None:
     assert entry["image"] == "a.mp4"
     assert entry["annotations"][0]["frame_index"] == 12
     assert (tmp_path / "images" / "a.mp4").read_bytes() == b"mp4"
+
+
+def test_an_empty_selection_writes_empty_documents(tmp_path: Path) -> None:
+    for format in sorted(WRITERS):
+        export(format, tmp_path / format, [])
+    coco = load_coco(tmp_path / "coco" / "annotations.json")
+    assert (coco.getImgIds(), [c["name"] for c in coco.loadCats(coco.getCatIds())]) == (
+        [],
+        list(CLASSES),
+    )
+    assert json.loads((tmp_path / "label_studio" / "tasks.json").read_text()) == []
+    assert json.loads((tmp_path / "metalake_json" / "annotations.json").read_text()) == {
+        "images": []
+    }
+    assert yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())["names"] == dict(
+        enumerate(CLASSES)
+    )
