@@ -12,8 +12,10 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from engine.api.app import create_app
+from engine.cli import app
 from engine.config import Settings
 from engine.interop.draw import label_color
 from sdk import BadRequest, Client, NotFound, ServerError
@@ -108,6 +110,29 @@ def test_predict_finds_the_shapes_in_original_pixels(
     along = [rgb.getpixel((x, y1)) for x in range(x1 + 2, x2 - 2)]
     close = [p for p in along if all(abs(a - b) < 60 for a, b in zip(p, color, strict=True))]  # type: ignore[arg-type]
     assert len(close) > len(along) / 3
+
+    # the shell: the same detections, and the drawing
+    out = tmp_path / "cli.jpg"
+    env = {"METALAKE_URL": api_url, "METALAKE_API_KEY": admin_key}
+    args = [
+        "predict",
+        str(path),
+        "--model",
+        detector,
+        "--resolution",
+        "160",
+        "--annotated",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, args, env=env, prog_name="metalake")
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert json.loads(result.stdout) == answer["detections"]
+    assert Image.open(out).size == SIZE
+    refused = CliRunner().invoke(
+        app, ["predict", str(path), "--model", "nope"], env=env, prog_name="metalake"
+    )
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: No autotagging model named 'nope'")
 
 
 @pytest.mark.timeout(900)
