@@ -34,9 +34,9 @@ class MlSetupResponse(Schema):
 
 
 class MlPredictRequest(_LabelStudioBody):
-    tasks: list[JsonObject] = Field(max_length=1000)
+    tasks: list[JsonObject]
     project: str | None = None
-    label_config: str = Field(max_length=1_000_000)
+    label_config: str
     params: JsonObject | None = None
 
 

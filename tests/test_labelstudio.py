@@ -137,6 +137,11 @@ def _export(api: httpx.Client, project_id: int) -> list[dict[str, Any]]:
     )
     response.raise_for_status()
     tasks: list[dict[str, Any]] = response.json()
+    # the export names predictions by id: read them whole
+    predictions = api.get("/api/predictions/", params={"project": project_id})
+    predictions.raise_for_status()
+    for task in tasks:
+        task["predictions"] = [p for p in predictions.json() if p["task"] == task["id"]]
     return tasks
 
 

@@ -179,12 +179,15 @@ def predict(
     controls = controls_of(request.label_config)
     answers: list[MlPrediction | None] = [None] * len(request.tasks)
     pending: dict[str, list[tuple[int, File]]] = defaultdict(list)
+    versions: dict[str, ModelVersion] = {}
     for index, task in enumerate(request.tasks):
         data = task.get("data")
         data = data if isinstance(data, dict) else {}
         task_model = data.get(MODEL_KEY)
         reference = chosen_model(settings, task_model if isinstance(task_model, str) else model)
-        version = model_version_of(session, reference)
+        if reference not in versions:
+            versions[reference] = model_version_of(session, reference)
+        version = versions[reference]
         name = unique_name_of(data, controls.image_key)
         file = session.scalar(select(File).where(File.unique_name == name)) if name else None
         if file is None or not file.width or not file.height:
