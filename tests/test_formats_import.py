@@ -202,7 +202,7 @@ def test_import_input_errors(client: Client, tmp_path: Path, session: Session) -
     collection_id, _ = make_collection(session, tmp_path / "imgs", "c", {"x.jpg": (20, 20)})
     with pytest.raises(BadRequest, match="does not exist"):
         client.import_annotations(collection_id, tmp_path / "nope.json")
-    with pytest.raises(BadRequest, match="'coco' or 'yolo'"):
-        client.import_annotations(collection_id, tmp_path, "voc")
+    with pytest.raises(BadRequest, match="'coco', 'yolo', 'voc' or 'label_studio', not 'cvat'"):
+        client.import_annotations(collection_id, tmp_path, "cvat")
     with pytest.raises(BadRequest, match=r"No \.txt label files"):
         client.import_annotations(collection_id, tmp_path / "imgs", "yolo")
