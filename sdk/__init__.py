@@ -8,10 +8,12 @@ from sdk.errors import (
     Forbidden,
     MetaLakeError,
     NotFound,
+    NotSupportedYet,
     ServerError,
     Unauthorized,
     ValidationFailed,
 )
+from sdk.layernext import LayerNextClient
 
 __all__ = [
     "BadRequest",
@@ -19,8 +21,10 @@ __all__ = [
     "Conflict",
     "EngineUnreachable",
     "Forbidden",
+    "LayerNextClient",
     "MetaLakeError",
     "NotFound",
+    "NotSupportedYet",
     "ServerError",
     "Unauthorized",
     "ValidationFailed",

@@ -55,6 +55,11 @@ class ServerError(MetaLakeError):
     """5xx: the engine failed; the message says whether to retry."""
 
 
+class NotSupportedYet(MetaLakeError):
+    """The call exists for compatibility, but this engine has no such feature yet; the
+    message says what to use instead."""
+
+
 _BY_STATUS: dict[int, type[MetaLakeError]] = {
     400: BadRequest,
     401: Unauthorized,

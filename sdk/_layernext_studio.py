@@ -1,0 +1,297 @@
+"""LayerNext's datasets and annotation projects, onto the engine's dataset versions (frozen,
+split snapshots downloaded as exports) and Label Studio projects."""
+# ruff: noqa: B006
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sdk._layernext_base import (
+    LayerNextBase,
+    collection_number,
+    lake_content_type,
+    lake_filter,
+    not_yet,
+)
+
+PROJECTS = (
+    "Annotation projects are Label Studio projects made from a collection: "
+    "create_annotation_project_from_collection; manage them in Label Studio itself."
+)
+
+
+def _operations(operation_list: Any, augmentation_list: Any) -> None:
+    if operation_list or augmentation_list:
+        raise not_yet(
+            "operation_list / augmentation_list",
+            "Datasets are frozen, split snapshots of a selection here; filter the annotations "
+            "with labels= and leave operations and augmentations out.",
+        )
+
+
+class StudioCompat(LayerNextBase):
+    # -- datasets -------------------------------------------------------------------------------
+    def create_dataset_from_collection(
+        self,
+        dataset_name: str,
+        collection_id: str,
+        split_info: Mapping[str, float],
+        labels: Sequence[str] = [],
+        export_types: Sequence[str] = [],
+        query: str = "",
+        filter: dict[str, Any] = {},
+        operation_list: Any = None,
+        augmentation_list: Any = None,
+    ) -> dict[str, Any]:
+        """A dataset (its first version) from a collection's files, split by `split_info`.
+        Returns `{"isSuccess", "version_id", ...}`."""
+        _operations(operation_list, augmentation_list)
+        return self.client.create_dataset_from_collection(
+            dataset_name,
+            collection_number(collection_id),
+            split_info,
+            list(labels),
+            list(export_types),
+            query,
+            lake_filter(filter),
+        )
+
+    def create_dataset_from_datalake(
+        self,
+        dataset_name: str,
+        split_info: Mapping[str, float],
+        labels: Sequence[str] = [],
+        export_types: Sequence[str] = [],
+        item_type: str = "image",
+        query: str = "",
+        filter: dict[str, Any] = {},
+        operation_list: Any = None,
+        augmentation_list: Any = None,
+    ) -> dict[str, Any]:
+        """A dataset from the lake's files of `item_type`."""
+        _operations(operation_list, augmentation_list)
+        return self.client.create_dataset_from_datalake(
+            dataset_name,
+            split_info,
+            list(labels),
+            list(export_types),
+            lake_content_type(item_type, "item_type"),
+            query,
+            lake_filter(filter),
+        )
+
+    def update_dataset_version_from_collection(
+        self,
+        version_id: str,
+        collection_id: str,
+        split_info: Mapping[str, float],
+        labels: Sequence[str] = [],
+        export_types: Sequence[str] = [],
+        query: str = "",
+        filter: dict[str, Any] = {},
+        is_new_version_required: bool = False,
+        operation_list: Any = None,
+        augmentation_list: Any = None,
+    ) -> dict[str, Any]:
+        """A new version of the dataset from a collection's files. Versions are frozen here,
+        so an update always adds one, whatever `is_new_version_required` says."""
+        _operations(operation_list, augmentation_list)
+        return self.client.update_dataset_version_from_collection(
+            int(version_id),
+            collection_number(collection_id),
+            split_info,
+            list(labels),
+            list(export_types),
+            query,
+            lake_filter(filter),
+        )
+
+    def update_dataset_version_from_datalake(
+        self,
+        version_id: str,
+        split_info: Mapping[str, float],
+        labels: Sequence[str] = [],
+        export_types: Sequence[str] = [],
+        item_type: str = "image",
+        query: str = "",
+        filter: dict[str, Any] = {},
+        is_new_version_required: bool = False,
+        operation_list: Any = None,
+        augmentation_list: Any = None,
+    ) -> dict[str, Any]:
+        """A new version of the dataset from the lake's files of `item_type`."""
+        _operations(operation_list, augmentation_list)
+        return self.client.update_dataset_version_from_datalake(
+            int(version_id),
+            split_info,
+            list(labels),
+            list(export_types),
+            lake_content_type(item_type, "item_type"),
+            query,
+            lake_filter(filter),
+        )
+
+    def delete_dataset_version(self, version_id: str) -> dict[str, Any]:
+        """Delete a version (and its dataset with its last version)."""
+        return self.client.delete_dataset_version(int(version_id))
+
+    def download_dataset(
+        self,
+        version_id: str,
+        export_type: str,
+        custom_download_path: str | None = None,
+        is_media_include: bool = True,
+    ) -> dict[str, Any]:
+        """Write the version in `export_type` (coco, yolo, voc, ...) with its splits; returns
+        the export report (`destination`, `items`, `annotations`, `files`)."""
+        return self.client.download_dataset(
+            int(version_id), export_type, custom_download_path, is_media_include, progress=False
+        )
+
+    # -- annotation projects --------------------------------------------------------------------
+    def create_annotation_project_from_collection(
+        self,
+        project_name: str,
+        collection_id: str,
+        query: str = "",
+        filter: dict[str, Any] = {},
+        fps: int = 4,
+        frames_per_task: int = 120,
+        assign_to_all: bool = False,
+        send_email: bool = False,
+        default_shape_type: str = "rectangle",
+    ) -> dict[str, Any]:
+        """A Label Studio project of the collection's images (the engine's Label Studio).
+        Returns `{"isSuccess", "project_id", "project_url", ...}`."""
+        return self.client.create_annotation_project_from_collection(
+            project_name,
+            collection_number(collection_id),
+            query,
+            lake_filter(filter),
+            fps,
+            frames_per_task,
+            assign_to_all,
+            send_email,
+            default_shape_type,  # type: ignore[arg-type]
+        )
+
+    def create_annotation_project_from_datalake(
+        self,
+        project_name: str,
+        datalake_query: str,
+        datalake_filter: dict[str, Any] = {},
+        content_type: str = "image",
+        fps: int = 4,
+        frames_per_task: int = 120,
+        assign_to_all: bool = False,
+        send_email: bool = False,
+        default_shape_type: str = "rectangle",
+    ) -> dict[str, Any]:
+        raise not_yet(
+            "create_annotation_project_from_datalake",
+            "Upload or gather the files into a collection, then "
+            "create_annotation_project_from_collection(name, collection_id, query, filter).",
+        )
+
+    def add_files_to_annotation_project_from_collection(
+        self,
+        project_id: str,
+        collection_id: str,
+        query: str,
+        filter: Any,
+        fps: int = 0,
+        frames_per_task: int = 120,
+        assign_to_all: bool = False,
+        send_email: bool = False,
+        default_shape_type: str = "rectangle",
+    ) -> dict[str, Any]:
+        raise not_yet(
+            "add_files_to_annotation_project_from_collection",
+            "Make a new project of the selection: create_annotation_project_from_collection.",
+        )
+
+    def add_files_to_annotation_project_from_datalake(
+        self,
+        project_id: str,
+        query: str,
+        filter: Any,
+        content_type: str,
+        fps: int = 0,
+        frames_per_task: int = 120,
+        assign_to_all: bool = False,
+        send_email: bool = False,
+        default_shape_type: str = "rectangle",
+    ) -> dict[str, Any]:
+        raise not_yet(
+            "add_files_to_annotation_project_from_datalake",
+            "Make a new project of the selection: create_annotation_project_from_collection.",
+        )
+
+    def attach_model_run_to_project(
+        self, project_id: str, operation_id_array: list[str]
+    ) -> dict[str, Any]:
+        raise not_yet(
+            "attach_model_run_to_project",
+            "A project's predictions are the machine annotations of its collection when it is "
+            "made: create_annotation_project_from_collection after the model run.",
+        )
+
+    def delete_annotation_project(self, project_id: str) -> dict[str, Any]:
+        raise not_yet("delete_annotation_project", PROJECTS)
+
+    def add_labels_to_studio_project(self, project_id: str, add_list: Any) -> dict[str, Any]:
+        raise not_yet("add_labels_to_studio_project", PROJECTS)
+
+    def remove_labels_to_studio_project(self, project_id: str, remove_list: Any) -> dict[str, Any]:
+        raise not_yet("remove_labels_to_studio_project", PROJECTS)
+
+    def get_annotation_project_list(self) -> list[dict[str, Any]]:
+        raise not_yet("get_annotation_project_list", PROJECTS)
+
+    def get_annotation_project_name_by_id(self, project_id: str) -> str:
+        raise not_yet("get_annotation_project_name_by_id", PROJECTS)
+
+    def attach_label_group_to_annotation_project(
+        self, project_id: Any, group_id: Any
+    ) -> dict[str, Any]:
+        raise not_yet(
+            "attach_label_group_to_annotation_project",
+            "The lake has no label groups yet; a project's labels are those of its "
+            "collection's annotations.",
+        )
+
+    def download_project_annotations(
+        self,
+        project_id: Any,
+        task_status_list: list[str] = [],
+        is_annotated_only: bool = False,
+        custom_download_path: str | None = None,
+        is_media_include: bool = True,
+    ) -> dict[str, Any]:
+        """Bring the project's human annotations into the lake (operation
+        `labelstudio:<project id>`; again replaces them). Download them with
+        `download_collection`."""
+        if task_status_list or custom_download_path:
+            raise not_yet(
+                "task_status_list / custom_download_path",
+                "The project's annotations come into the lake; write them to a folder with "
+                "download_collection(collection_id, operation_id_list=['labelstudio:<id>']).",
+            )
+        return self.client.download_project_annotations(int(project_id))
+
+    def download_annotation_projects(
+        self,
+        project_id_list: Sequence[Any],
+        task_status_list: list[str] = [],
+        is_annotated_only: bool = False,
+        custom_download_path: str | None = None,
+        is_media_include: bool = True,
+    ) -> list[dict[str, Any]]:
+        """`download_project_annotations` of each project."""
+        return [
+            self.download_project_annotations(
+                p, task_status_list, is_annotated_only, custom_download_path, is_media_include
+            )
+            for p in project_id_list
+        ]
