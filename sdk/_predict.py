@@ -50,7 +50,10 @@ class PredictCalls(BaseClient):
             answer = response.json()
         else:
             Path(annotated_path).write_bytes(response.content)
-            answer = json.loads(response.headers["X-Detections"])
+            header = response.headers.get("X-Detections")
+            if header is None:  # too many detections for a header: the JSON answer
+                return self.predict(path, model_id, confidence_threshold, input_resolution)
+            answer = json.loads(header)
         detections: list[dict[str, Any]] = answer["detections"]
         return detections
 

@@ -29,6 +29,7 @@ router = APIRouter(tags=["predict"], route_class=JSONRoute)
 
 SIGNED_PREFIX = "/signed/"  # under the API prefix: answered without a key (engine/api/gate.py)
 JPEG = "image/jpeg"
+MAX_HEADER_JSON = 12_000  # bytes of detections JSON sent in the X-Detections header
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -74,7 +75,11 @@ async def predict(
     if JPEG in request.headers.get("accept", ""):
         marks = [Mark(d.label, d.shape, d.geometry, d.confidence) for d in detections]
         jpeg = await run_in_threadpool(annotated_jpeg, data, marks, min_side=0)
-        return Response(jpeg, media_type=JPEG, headers={"X-Detections": body})
+        if len(body) > MAX_HEADER_JSON:  # clients refuse larger headers (h11: 16 KiB in all)
+            headers = {"X-Detections-Omitted": f"{len(detections)} detections; ask for JSON"}
+        else:
+            headers = {"X-Detections": body}
+        return Response(jpeg, media_type=JPEG, headers=headers)
     return Response(body, media_type="application/json")
 
 
