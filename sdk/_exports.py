@@ -395,9 +395,16 @@ class ExportCalls(BaseClient):
                 disable=not progress,
             ) as bar,
         ):
-            for chunk in response.iter_bytes(CHUNK):
-                handle.write(chunk)
-                bar.update(len(chunk))
+            try:
+                for chunk in response.iter_bytes(CHUNK):
+                    handle.write(chunk)
+                    bar.update(len(chunk))
+            except httpx.TransportError as exc:
+                raise MetaLakeError(
+                    f"The export stopped before its end ({exc}); nothing was written. The "
+                    "engine's log says why (e.g. a file changed or gone since ingest); fix it "
+                    "or narrow the selection, and run the call again."
+                ) from exc
         return items, annotations
 
     def _wait_export(self, job_id: int, progress: bool) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from engine.config import Settings
 from engine.db.models import Annotation
-from sdk import BadRequest, Client
+from sdk import BadRequest, Client, MetaLakeError
 from tests.conftest import serve_app
 from tests.fixtures.worker import settings, shared_envs_dir, worker  # noqa: F401
 from tests.test_annotations_factories import LakeImage, make_collection
@@ -290,3 +290,14 @@ def test_cli_export_by_collection_name(
     )  # fmt: skip
     assert missing.exit_code == 1
     assert "No collection is named 'nope'" in missing.stderr
+
+
+def test_a_file_changed_since_ingest_writes_nothing(
+    client: Client, lake: tuple[int, dict[str, LakeImage]], tmp_path: Path
+) -> None:
+    collection_id, images = lake
+    images["b.jpg"].path.write_bytes(b"not the ingested bytes")
+    with pytest.raises(MetaLakeError, match="stopped before its end"):
+        client.export_collection(collection_id, "metalake_json", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".metalake-export")] == []

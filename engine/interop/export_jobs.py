@@ -21,7 +21,13 @@ from engine.db.datasets import ExportResult
 from engine.db.jobs import Job
 from engine.db.session import session_scope
 from engine.errors import EngineError, ExportNotReady, JobNotFound
-from engine.interop.exports import PreparedExport, WriterFactory, prepare_export, write_export
+from engine.interop.exports import (
+    PreparedExport,
+    WriterFactory,
+    prepare_export,
+    snapshot,
+    write_export,
+)
 from engine.interop.sinks import ZipSink
 from engine.storage import Storage, file_uri
 from sdk.schemas import JobSubmitted
@@ -107,6 +113,7 @@ def run_export_job(
         with tempfile.TemporaryDirectory(prefix="metalake-export-") as folder:
             archive = Path(folder) / "export.zip"
             with session_scope(sessions) as session:
+                snapshot(session)
                 prepared = prepare_export(session=session, request=params, writer_for=writer_for)
                 with archive.open("wb") as handle:
                     sink = ZipSink(handle)

@@ -184,6 +184,12 @@ def write_export(
     return max(steps, default=0)
 
 
+def snapshot(session: Session) -> None:
+    """Read the rest of the transaction from one snapshot (REPEATABLE READ), so the pages of
+    an export agree with each other whatever is written meanwhile. Call before any query."""
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 def zip_stream(
     prepared: PreparedExport,
     *,
@@ -196,6 +202,7 @@ def zip_stream(
     buffer = ChunkBuffer()
     sink = ZipSink(buffer)
     with session_scope(sessions) as session:
+        snapshot(session)
         for _ in export_steps(
             prepared, session=session, storage=storage, sink=sink, writer_for=writer_for
         ):
