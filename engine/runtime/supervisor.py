@@ -19,6 +19,7 @@ from pathlib import Path
 
 from engine.config import Settings
 from engine.errors import EngineError, ServiceUnavailable
+from engine.interop.signing import signing_keys
 from engine.runtime import checks
 from engine.runtime.postgres import traverse_gid
 from engine.runtime.private import masked_url, private_dir
@@ -128,11 +129,14 @@ def up(settings: Settings, *, echo: Echo = _quiet, timeout: float = 90) -> UpRes
 
 
 def _ensure_passwords(settings: Settings) -> None:
-    """The embedded services' passwords exist before their URLs are resolved."""
+    """The embedded services' passwords exist before their URLs are resolved, and the key
+    signing file URLs before the API starts (<home>/signing.key, 0600; docs/predict.md)."""
     if settings.database_url is None:
         embedded_postgres(settings).ensure_passwords()
     if settings.redis_url is None:
         embedded_redis(settings).ensure_password()
+    if settings.signing_key is None:
+        signing_keys(settings)
 
 
 def _refuse_reconfiguring_a_running_engine(settings: Settings, state: EngineState) -> None:
