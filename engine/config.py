@@ -92,8 +92,8 @@ class Settings(BaseSettings):
     annotation_max_bytes: int = Field(
         default=1 << 30,
         gt=0,
-        description="Largest body of an annotation upload or import (MetaLake, COCO or YOLO "
-        "JSON); the API reads it whole into memory to parse it.",
+        description="Largest body of an annotation upload or import (MetaLake, COCO, YOLO, VOC "
+        "or Label Studio); the API reads it whole into memory to parse it.",
     )
     ingest_batch_size: int = Field(default=200, description="Files the SDK sends per ingest call.")
     max_image_pixels: int = Field(

@@ -152,7 +152,8 @@ def import_annotations(
     settings: SettingsDep,
     _: WriteKey,
 ) -> AnnotationUploadReport:
-    """Import COCO JSON or YOLO labels; the same content imported again replaces itself."""
+    """Import COCO JSON, YOLO labels, Pascal VOC XML or a Label Studio export; the same content
+    imported again replaces itself."""
     return service.import_annotations(
         session=session, collection_id=collection_id, request=body, limits=limits_of(settings)
     )
