@@ -48,6 +48,8 @@ READ_ONLY_POSTS = {
     f"{API}/search/similar",
     f"{API}/models/{{name}}/predict",  # runs a model on the image sent, writes nothing
     f"{API}/exports",  # reads the lake into an archive (a large one as an export job)
+    # Label Studio's ML backend: answers from the lake or runs a model, writes nothing
+    *(f"{root}/{call}" for root in ("/ml", "/ml/models/{model}") for call in ("setup", "predict")),
 }
 ADMIN_PREFIX = f"{API}/keys"
 # Admin too: a registered bundle is code the engine runs; a deletion takes a model from everyone.
@@ -178,6 +180,8 @@ def lake(
             "model_name": "shapes",
             "job_id": str(job["job_id"]),
             "version_id": str(version["version_id"]),
+            "model": "shapes",
+            "project_id": "1",
         },
     )
 
