@@ -10,11 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import insert
-from sqlalchemy.orm import Session
+from sqlalchemy import event, insert
+from sqlalchemy.orm import Session, sessionmaker
 
 from engine.config import Settings
 from engine.db.models import Annotation
+from engine.db.session import session_scope
 from sdk import BadRequest, Client, MetaLakeError
 from tests.conftest import serve_app
 from tests.fixtures.worker import settings, shared_envs_dir, worker  # noqa: F401
@@ -301,3 +302,58 @@ def test_a_file_changed_since_ingest_writes_nothing(
         client.export_collection(collection_id, "metalake_json", tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".metalake-export")] == []
+
+
+# -- the service -----------------------------------------------------------------------------------
+def test_pages_report_progress_and_cost_three_queries_each(
+    session_factory: sessionmaker[Session],
+    lake: tuple[int, dict[str, LakeImage]],
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    from engine.interop.exports import prepare_export, write_export
+    from engine.interop.formats import writer_for
+    from engine.interop.sinks import FolderSink
+    from engine.storage import Storage
+    from sdk.schemas_exports import ExportRequest
+
+    collection_id, _ = lake
+    request = ExportRequest(collection_id=collection_id, format="metalake_json")
+    storage = Storage.from_settings(settings)
+
+    def run(page_size: int, out: Path) -> tuple[list[tuple[int, int]], int]:
+        calls: list[tuple[int, int]] = []
+        statements: list[str] = []
+        with session_scope(session_factory) as s:
+            prepared = prepare_export(session=s, request=request, writer_for=writer_for)
+
+            def count(*args: object) -> None:
+                statements.append(str(args[2]))
+
+            event.listen(s.get_bind(), "before_cursor_execute", count)
+            try:
+                written = write_export(
+                    prepared,
+                    session=s,
+                    storage=storage,
+                    sink=FolderSink(out),
+                    writer_for=writer_for,
+                    progress=lambda done, total: calls.append((done, total)),
+                    page_size=page_size,
+                )
+            finally:
+                event.remove(s.get_bind(), "before_cursor_execute", count)
+        assert written == 3
+        return calls, len(statements)
+
+    calls, one_page = run(3, tmp_path / "a")
+    assert calls == [(3, 3), (3, 3)]
+    calls, three_pages = run(1, tmp_path / "b")
+    assert calls == [(1, 3), (2, 3), (3, 3), (3, 3)]
+    # files, annotations, tags per page, and the empty page that ends it
+    assert (one_page, three_pages) == (3 + 1, 3 * 3 + 1)
+    assert sorted(p.name for p in (tmp_path / "b" / "images").iterdir()) == [
+        "a.jpg",
+        "b.jpg",
+        "c.jpg",
+    ]

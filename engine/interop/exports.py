@@ -18,6 +18,7 @@ from engine.db.session import session_scope
 from engine.interop.datasets import version_selection
 from engine.interop.records import ExportOptions, ExportSink, ExportWriter
 from engine.interop.selection import (
+    PAGE_SIZE,
     Selected,
     Selection,
     count_annotations,
@@ -142,6 +143,7 @@ def export_steps(
     sink: ExportSink,
     writer_for: WriterFactory,
     progress: Progress | None = None,
+    page_size: int = PAGE_SIZE,
 ) -> Iterator[int]:
     """Write the export into `sink`, yielding the number of images written after each one;
     the writer is finished after the last."""
@@ -149,7 +151,7 @@ def export_steps(
     wants_media = prepared.options.include_media or writer.needs_media
     done = 0
     total = prepared.items
-    for page in iter_pages(session, prepared.selection):
+    for page in iter_pages(session, prepared.selection, page_size=page_size):
         for selected in page:
             media = read_media(storage, selected) if wants_media else None
             writer.add(selected.image, media)
@@ -171,6 +173,7 @@ def write_export(
     sink: ExportSink,
     writer_for: WriterFactory,
     progress: Progress | None = None,
+    page_size: int = PAGE_SIZE,
 ) -> int:
     """The whole export into `sink`; returns how many images were written."""
     steps = export_steps(
@@ -180,6 +183,7 @@ def write_export(
         sink=sink,
         writer_for=writer_for,
         progress=progress,
+        page_size=page_size,
     )
     return max(steps, default=0)
 
