@@ -80,7 +80,8 @@ def _fields(record: dict[str, Any], names: Mapping[str, str], fields_filter: Any
         if isinstance(fields_filter, Mapping)
         else list(fields_filter)
     )
-    unknown = [f for f in wanted if f not in names and f not in record]
+    metadata = record.get("metadata") or {}
+    unknown = [f for f in wanted if f not in names and f not in record and f not in metadata]
     if unknown:
         raise BadRequest(
             f"Unknown field(s) {unknown} in fields_filter; known: {sorted(names)} and any "
@@ -91,7 +92,7 @@ def _fields(record: dict[str, Any], names: Mapping[str, str], fields_filter: Any
     for key in wanted:
         source = names.get(key)
         if source is None:
-            found[key] = record.get("metadata", {}).get(key, record.get(key))
+            found[key] = metadata.get(key, record.get(key))
         else:
             found[key] = record.get(source)
     return found
