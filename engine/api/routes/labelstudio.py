@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from fastapi import APIRouter, Request
 
 from engine.api.deps import ReadKey, SessionDep, SettingsDep, StorageDep, WriteKey
+from engine.api.params import Id
 from engine.api.routing import JSONRoute
 from engine.config import Settings
 from engine.interop import labelstudio as service
@@ -126,7 +127,7 @@ def create_project(
     response_model=AnnotationUploadReport,
 )
 def download_annotations(
-    project_id: int,
+    project_id: Id,
     body: AnnotationDownloadRequest,
     session: SessionDep,
     settings: SettingsDep,
