@@ -219,7 +219,8 @@ class PlatformNotConfigured(InvalidInput):
 
 # -- 401 / 403: who is asking --------------------------------------------------------------
 class Unauthorized(EngineError):
-    """A valid API key is required: send `Authorization: Bearer <key>` (see `metalake keys`)."""
+    """A valid API key is required: send `Authorization: Bearer <key>`, or the key as the
+    password of HTTP Basic auth (see `metalake keys`)."""
 
     status_code = 401
     code = "unauthorized"
