@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from sdk.errors import EngineUnreachable, MetaLakeError, error_for
+from sdk.errors import BadRequest, EngineUnreachable, MetaLakeError, error_for
 
 API_PREFIX = "/api/v1"
 
@@ -49,6 +49,18 @@ def same_engine(url: str, other: str) -> bool:
 
     mine, theirs = parts(url), parts(other)
     return mine[1] is not None and mine == theirs
+
+
+def either(ours: Any, theirs: Any, names: tuple[str, str], default: Any = None) -> Any:
+    """One argument given under either of its two spellings (ours, LayerNext's): the one
+    given, refused when both are given and differ."""
+    if ours is not None and theirs is not None and ours != theirs:
+        raise BadRequest(
+            f"{names[0]}={ours!r} and {names[1]}={theirs!r} differ; they are two spellings "
+            "of one argument: pass one.",
+            code="invalid_input",
+        )
+    return default if ours is None and theirs is None else (ours if ours is not None else theirs)
 
 
 class BaseClient:

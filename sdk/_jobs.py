@@ -2,7 +2,8 @@
 then get / list / wait for / cancel / retry / resume jobs.
 
 Names, positional order and defaults are the manual's; `model_name=` is accepted as a keyword
-alias of `model_id` (the manual's tables and signatures name it both ways). Each analysis call
+alias of `model_id` (the manual's tables and signatures name it both ways), and LayerNext's
+spellings `filters=` and `item_type=` as aliases of `filter` and `content_type`. Each analysis call
 returns at once with `{"job_id", "status", "total"}`.
 """
 
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from sdk._base import BaseClient
+from sdk._base import BaseClient, either
 from sdk.errors import BadRequest, MetaLakeError, ValidationFailed
 from sdk.schemas import (
     FINISHED_JOB_STATUSES,
@@ -79,6 +80,7 @@ class JobCalls(BaseClient):
         inference_platform: str = "use_env",
         *,
         model_name: str | None = None,
+        filters: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Tag the collection's files (narrowed by `query` and `filter`) with an autotagging
         model: one tag per label per file and machine boxes, at or above the threshold."""
@@ -90,13 +92,13 @@ class JobCalls(BaseClient):
             input_resolution=input_resolution,
             confidence_threshold=confidence_threshold,
             query=query,
-            filter=filter,
+            filter=either(filter, filters, ("filter", "filters")),
             inference_platform=inference_platform,
         )
 
     def generate_auto_tags_to_metalake(
         self,
-        content_type: str,
+        content_type: str | None = None,
         model_id: str = "default",
         input_resolution: Sequence[int] = (300, 300),
         confidence_threshold: float = 0.5,
@@ -105,17 +107,19 @@ class JobCalls(BaseClient):
         inference_platform: str = "use_env",
         *,
         model_name: str | None = None,
+        filters: dict[str, Any] | None = None,
+        item_type: str | None = None,
     ) -> dict[str, Any]:
         """Tag every `content_type` ('image' or 'video') file of the lake matching the query."""
         return self._submit(
             "/jobs/autotag",
             AutotagRequest,
-            content_type=content_type,
+            content_type=either(content_type, item_type, ("content_type", "item_type"), None),
             model_id=_model(model_id, model_name),
             input_resolution=input_resolution,
             confidence_threshold=confidence_threshold,
             query=query,
-            filter=filter,
+            filter=either(filter, filters, ("filter", "filters")),
             inference_platform=inference_platform,
         )
 
@@ -129,6 +133,7 @@ class JobCalls(BaseClient):
         inference_platform: str = "use_env",
         *,
         model_name: str | None = None,
+        filters: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Compute one embedding per selected image of the collection (default: ResNet50)."""
         return self._submit(
@@ -137,27 +142,29 @@ class JobCalls(BaseClient):
             collection_id=collection_id,
             model_id=_model(model_id, model_name),
             query=query,
-            filter=filter,
+            filter=either(filter, filters, ("filter", "filters")),
             inference_platform=inference_platform,
         )
 
     def generate_embeddings_to_metalake(
         self,
-        content_type: str,
+        content_type: str | None = None,
         model_id: str = "default",
         query: str | None = None,
         filter: dict[str, Any] | None = None,
         inference_platform: str = "use_env",
         *,
         model_name: str | None = None,
+        filters: dict[str, Any] | None = None,
+        item_type: str | None = None,
     ) -> dict[str, Any]:
         return self._submit(
             "/jobs/embed",
             EmbedRequest,
-            content_type=content_type,
+            content_type=either(content_type, item_type, ("content_type", "item_type"), "image"),
             model_id=_model(model_id, model_name),
             query=query,
-            filter=filter,
+            filter=either(filter, filters, ("filter", "filters")),
             inference_platform=inference_platform,
         )
 
@@ -175,6 +182,7 @@ class JobCalls(BaseClient):
         preview: bool = False,
         *,
         model_name: str | None = None,
+        filters: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Annotate the prompted labels (boxes, or polygons from masks) as machine annotations;
         `preview=True` proposes them (accept_proposals / reject_proposals)."""
@@ -187,14 +195,14 @@ class JobCalls(BaseClient):
             annotation_type=annotation_type,
             confidence_threshold=confidence_threshold,
             query=query,
-            filter=filter,
+            filter=either(filter, filters, ("filter", "filters")),
             inference_platform=inference_platform,
             preview=preview,
         )
 
     def generate_auto_annotations_to_metalake(
         self,
-        content_type: str,
+        content_type: str | None = None,
         model_id: str = "default",
         prompt: list[dict[str, str] | str] | None = None,
         annotation_type: str = "polygon",
@@ -205,17 +213,19 @@ class JobCalls(BaseClient):
         preview: bool = False,
         *,
         model_name: str | None = None,
+        filters: dict[str, Any] | None = None,
+        item_type: str | None = None,
     ) -> dict[str, Any]:
         return self._submit(
             "/jobs/auto-annotate",
             AutoAnnotateRequest,
-            content_type=content_type,
+            content_type=either(content_type, item_type, ("content_type", "item_type"), None),
             model_id=_model(model_id, model_name),
             prompt=prompt,
             annotation_type=annotation_type,
             confidence_threshold=confidence_threshold,
             query=query,
-            filter=filter,
+            filter=either(filter, filters, ("filter", "filters")),
             inference_platform=inference_platform,
             preview=preview,
         )

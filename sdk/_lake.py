@@ -21,7 +21,8 @@ from typing import Any, cast
 import httpx
 from pydantic import ValidationError
 
-from sdk._base import BaseClient
+from sdk._base import BaseClient, either
+from sdk._layernext_spellings import sort_fields
 from sdk.errors import BadRequest, MetaLakeError, ValidationFailed
 from sdk.schemas import (
     CollectionCreate,
@@ -40,6 +41,7 @@ from sdk.schemas import (
 log = logging.getLogger("sdk.lake")
 
 CONTENT_TYPES = ("image", "video")
+KIND = ("item_type", "content_type")  # one argument's two spellings
 # Hidden files and folders (`.x`, macOS `._x`) are skipped by the leading dot; these too.
 SYSTEM_FILE_NAMES = frozenset({"thumbs.db", "desktop.ini", "icon\r"})
 SYSTEM_DIR_NAMES = frozenset({"__macosx", "$recycle.bin"})
@@ -375,16 +377,24 @@ class LakeCalls(BaseClient):
         filter: dict[str, Any] | None = None,
         page_index: int = 0,
         page_size: int = 20,
+        sort_order: dict[str, Any] | None = None,
+        *,
+        content_type: str | None = None,
     ) -> list[dict[str, Any]]:
-        """One page of the lake's files of `item_type` matching `query` and `filter`: dicts with
-        `id`, `name`, `uniqueName`, `url`, metadata, tags and annotations (page_size <= 1000)."""
+        """One page of the lake's files of `item_type` (alias `content_type`) matching `query`
+        and `filter`: dicts with `id`, `name`, `uniqueName`, `url`, metadata, tags and
+        annotations (page_size <= 1000). `sort_order`: `{"sort_by_field": "date_created" |
+        "date_modified" | "name" | "size", "sort_order": "ASC" | "DESC"}` (default: the order
+        files were registered in)."""
+        kind = either(None if item_type == "image" else item_type, content_type, KIND, "image")
         page = self._search(
             _query(
                 query=query,
                 filter=filter,
-                content_type=_content_type(item_type, "item_type"),
+                content_type=_content_type(kind, "item_type"),
                 page_index=page_index,
                 page_size=page_size,
+                **sort_fields(sort_order),
             )
         )
         return [item.model_dump(by_alias=True, mode="json") for item in page.items]
@@ -396,6 +406,7 @@ class LakeCalls(BaseClient):
         filter: dict[str, Any] | None = None,
         page_index: int = 0,
         page_size: int = 20,
+        sort_order: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """One page of a collection's files (see `get_item_list_from_datalake`)."""
         page = self._search(
@@ -405,6 +416,7 @@ class LakeCalls(BaseClient):
                 collection_id=collection_id,
                 page_index=page_index,
                 page_size=page_size,
+                **sort_fields(sort_order),
             )
         )
         return [item.model_dump(by_alias=True, mode="json") for item in page.items]
@@ -416,9 +428,12 @@ class LakeCalls(BaseClient):
         query: str | None = None,
         filter: dict[str, Any] | None = None,
         page_size: int = 200,
+        *,
+        content_type: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every matching file, page after page. With `collection_id`, the collection's own
-        content type applies and `item_type` is ignored."""
+        content type applies and `item_type` (alias `content_type`) is ignored."""
+        item_type = either(None if item_type == "image" else item_type, content_type, KIND, "image")
         page_index = 0
         while True:
             page = self._search(

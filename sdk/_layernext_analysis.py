@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sdk._layernext_base import (
+from sdk._layernext_base import LayerNextBase
+from sdk._layernext_spellings import (
     UPLOAD_JOB_PREFIX,
-    LayerNextBase,
     lake_content_type,
     lake_filter,
     not_yet,

@@ -13,20 +13,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sdk._layernext_base import (
+from sdk._layernext_meta import MetaCompat, tag_metadata
+from sdk._layernext_spellings import (
     SORT_FIELDS,
     UPLOAD_JOB_PREFIX,
     collection_number,
+    lake_content_type,
     lake_filter,
     not_yet,
     segment,
     sort_fields,
     unique_name,
 )
-from sdk._layernext_base import (
-    lake_content_type as as_content_type,
-)
-from sdk._layernext_meta import MetaCompat, tag_metadata
 from sdk.errors import BadRequest, NotFound
 from sdk.schemas import ItemPublic, ItemQuery, Page
 
@@ -120,7 +118,7 @@ class LakeCompat(MetaCompat):
         'video', or LayerNext's MediaType numbers)."""
         return self.upload_files_to_collection(
             path,
-            as_content_type(collection_type, "collection_type"),
+            lake_content_type(collection_type, "collection_type"),
             collection_name,
             meta_data_object or {},
             override,
@@ -146,7 +144,7 @@ class LakeCompat(MetaCompat):
         `meta_data_object` become tags of every uploaded file; then the metadata file and the
         annotations, if given. Returns `{"is_success", "job_id", "collection_id"}`; the files
         are registered when it returns, so `job_id` (`upload-<collection id>`) is done."""
-        kind = as_content_type(content_type)
+        kind = lake_content_type(content_type)
         if storage_prefix_path:
             raise not_yet(
                 "storage_prefix_path",
@@ -228,7 +226,7 @@ class LakeCompat(MetaCompat):
     ) -> dict[str, Any]:
         """The collection of that name, created when new. Returns `{"is_success",
         "collection_id"}`."""
-        kind = as_content_type(content_type)
+        kind = lake_content_type(content_type)
         if custom_meta_object:
             raise not_yet(
                 "custom_meta_object",
@@ -247,7 +245,7 @@ class LakeCompat(MetaCompat):
 
     def get_collection_id_by_name(self, collection_name: str, content_type: str = "image") -> int:
         """The id (an integer here) of the collection of that name and content type."""
-        return int(self._collection_named(collection_name, as_content_type(content_type))["id"])
+        return int(self._collection_named(collection_name, lake_content_type(content_type))["id"])
 
     def get_collection_details(
         self, collection_id: str, fields_filter: dict[str, Any] | None = None
@@ -308,7 +306,7 @@ class LakeCompat(MetaCompat):
         """A page of the lake's files of `item_type` matching `query` and `filter`, ordered
         by `sort_order` (`{"sort_by_field": "name", "sort_order": "DESC"}`)."""
         return self._items(
-            content_type=as_content_type(item_type, "item_type"),
+            content_type=lake_content_type(item_type, "item_type"),
             query=query or None,
             filter=lake_filter(filter),
             page_index=page_index,
@@ -340,7 +338,7 @@ class LakeCompat(MetaCompat):
     ) -> dict[str, Any]:
         """`{"isSuccess": True, "itemCount": n}`: the lake's files of `item_type` matching."""
         count = self._count(
-            content_type=as_content_type(item_type, "item_type"),
+            content_type=lake_content_type(item_type, "item_type"),
             query=query or None,
             filter=lake_filter(filter),
         )
@@ -407,7 +405,7 @@ class LakeCompat(MetaCompat):
         sort_order: dict[str, Any] = {},
     ) -> dict[str, Any]:
         """Download one page of the lake's files of `item_type`, named by unique name."""
-        kind = as_content_type(item_type, "item_type")
+        kind = lake_content_type(item_type, "item_type")
         fields = {
             "content_type": kind,
             "query": query or None,

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sdk._layernext_base import (
-    LayerNextBase,
+from sdk._layernext_base import LayerNextBase
+from sdk._layernext_spellings import (
     lake_content_type,
     not_yet,
     segment,

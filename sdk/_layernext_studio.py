@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sdk._layernext_base import (
-    LayerNextBase,
+from sdk._layernext_base import LayerNextBase
+from sdk._layernext_spellings import (
     collection_number,
     lake_content_type,
     lake_filter,

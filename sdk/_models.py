@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from sdk._base import BaseClient
+from sdk._base import BaseClient, either
 from sdk.errors import BadRequest
 from sdk.packing import pack_bundle
 from sdk.schemas import (
@@ -67,11 +67,13 @@ def _chunks(handle: IO[bytes], bar: Any) -> Iterator[bytes]:
 class ModelCalls(BaseClient):
     def register_model(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None = None,
         model_id: str | None = None,
         application: str | None = None,
         *,
         model_name: str | None = None,
+        input_model_path: str | os.PathLike[str] | None = None,
+        task: str | None = None,
     ) -> dict[str, Any]:
         """Register the bundle at `path` (a folder in the bundle layout, or a `.tar.gz` of one)
         as model `model_id` (alias `model_name`) for `application`: `autotagging` (or
@@ -79,12 +81,19 @@ class ModelCalls(BaseClient):
 
         Needs an admin key: the engine runs the bundle's code. Registering an existing name
         adds its next version. The engine checks the bundle before storing anything and
-        refuses it naming the file and the rule broken (see docs/bundles.md). Returns the new
-        version: `name`, `version`, `reference` (`name@N`), `sha256`, `label_list`,
-        `embedding_dim`, `files`, ...
+        refuses it naming the file and the rule broken (see docs/bundles.md). LayerNext's
+        spellings `input_model_path=` and `task=` are accepted for `path` and `application`.
+        Returns the new version: `name`, `version`, `reference` (`name@N`), `sha256`,
+        `label_list`, `embedding_dim`, `files`, ...
         """
         name = _model_name(model_id, model_name)
-        kind = _application(application)
+        kind = _application(either(application, task, ("application", "task")))
+        path = either(path, input_model_path, ("path", "input_model_path"))
+        if path is None:
+            raise BadRequest(
+                "Name the bundle: register_model(path, model_id, application).",
+                code="invalid_input",
+            )
         source = Path(path).expanduser()
         if not source.exists():
             where = "" if source.is_absolute() else f" (relative to {Path.cwd()})"
