@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from pathlib import Path
 
 import httpx
 import pytest
+from redis import Redis
 from sqlalchemy import event, insert
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,7 +20,12 @@ from engine.db.models import Annotation
 from engine.db.session import session_scope
 from sdk import BadRequest, Client, MetaLakeError
 from tests.conftest import serve_app
-from tests.fixtures.worker import settings, shared_envs_dir, worker  # noqa: F401
+from tests.fixtures.worker import (  # noqa: F401
+    running_worker,
+    settings,
+    shared_envs_dir,
+    worker,
+)
 from tests.test_annotations_factories import LakeImage, make_collection
 
 
@@ -357,3 +364,40 @@ def test_pages_report_progress_and_cost_three_queries_each(
         "b.jpg",
         "c.jpg",
     ]
+
+
+def test_a_cancelled_export_publishes_nothing_and_a_resumed_one_runs_once(
+    settings: Settings,
+    admin_key: str,
+    lake: tuple[int, dict[str, LakeImage]],
+    session: Session,
+    tmp_path: Path,
+) -> None:
+    from engine.api.app import create_app
+    from engine.db.datasets import ExportResult
+
+    collection_id, _ = lake
+    app = create_app(settings.model_copy(update={"export_inline_max_items": 0}))
+    body = {"collection_id": collection_id, "format": "coco", "include_media": False}
+    for url in serve_app(app):
+        with Client(url, admin_key) as client:
+            with httpx.Client(base_url=url + "/api/v1", headers=_auth(admin_key)) as http:
+                cancelled = http.post("/exports", json=body).json()["job_id"]
+                resumed = http.post("/exports", json=body).json()["job_id"]
+                not_ready = http.get(f"/exports/{resumed}/download")
+            assert settings.redis_url
+            Redis.from_url(settings.redis_url).delete("control")  # the broker lost them
+            client.cancel_job(cancelled)
+            client.resume_job(resumed)  # still queued: sent to a worker again
+            client.resume_job(resumed)  # twice: the second delivery finds it taken
+            with running_worker(settings, tmp_path / "worker.log"):
+                done = client.wait_for_job(resumed, timeout=120, progress=False)
+                time.sleep(1)
+            jobs = {j: client.get_job(j) for j in (cancelled, resumed)}
+        app.state.db_engine.dispose()
+    assert not_ready.status_code == 409
+    assert not_ready.json()["error"]["code"] == "export_not_ready"
+    assert (done["status"], done["done"]) == ("succeeded", 3)
+    assert jobs[cancelled]["status"] == "cancelled"
+    session.expire_all()
+    assert [r.job_id for r in session.query(ExportResult).all()] == [resumed]

@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 NAMESPACE = "exports"
 
 
+class _Cancelled(Exception):
+    """The job was cancelled while it ran: stop, publish nothing."""
+
+
 def archive_storage(settings: Settings) -> Storage:
     """Where export archives are written: managed storage, else the engine's home (which the
     API and the workers then must share)."""
@@ -80,7 +84,7 @@ def _finish(
     with session_scope(sessions) as session:
         session.execute(
             update(Job)
-            .where(Job.id == job_id)
+            .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
             .values(status=status, error=error, finished_at=func.now())
         )
 
@@ -105,9 +109,18 @@ def run_export_job(
 
     def progress(done: int, total: int) -> None:
         with session_scope(sessions) as progress_session:
-            progress_session.execute(
-                update(Job).where(Job.id == job_id).values(done=done, total=total)
-            )
+            running = progress_session.execute(
+                update(Job)
+                .where(
+                    Job.id == job_id,
+                    Job.status == JobStatus.RUNNING,
+                    Job.cancel_requested.is_(False),
+                )
+                .values(done=done, total=total)
+                .returning(Job.id)
+            ).first()
+        if running is None:
+            raise _Cancelled()
 
     try:
         with tempfile.TemporaryDirectory(prefix="metalake-export-") as folder:
@@ -141,11 +154,16 @@ def run_export_job(
                     files=sink.files,
                 )
             )
-            session.execute(
+            finished = session.execute(
                 update(Job)
-                .where(Job.id == job_id)
+                .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
                 .values(status=JobStatus.SUCCEEDED, done=items, finished_at=func.now())
-            )
+                .returning(Job.id)
+            ).first()
+            if finished is None:  # cancelled while the archive was stored: publish nothing
+                raise _Cancelled()
+    except _Cancelled:
+        log.info("export job %d was cancelled; its archive is not published", job_id)
     except EngineError as exc:
         log.warning("export job %d failed: %s", job_id, exc.message)
         _finish(sessions, job_id, JobStatus.FAILED, exc.message)

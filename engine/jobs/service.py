@@ -192,7 +192,9 @@ def resume_job(*, session: Session, job_id: int, dispatcher: Dispatcher) -> JobP
     resend_plan = job.status == JobStatus.QUEUED and not job.cancel_requested
     session.commit()
     try:
-        if resend_plan:
+        if resend_plan and job.kind == JobKind.EXPORT:  # an export runs whole, unplanned
+            dispatcher.export(job.id)
+        elif resend_plan:
             dispatcher.plan(job.id)
         if chunks:
             dispatcher.chunks(job.id, chunks)
