@@ -193,7 +193,8 @@ def predict(
         if file is None or not file.width or not file.height:
             answers[index] = MlPrediction(result=[], model_version=reference)
             continue
-        stored = _machine_annotations(session, file.id, version.model_id)
+        pinned = parse_reference(reference)[1] is not None
+        stored = _machine_annotations(session, file.id, version, pinned=pinned)
         if stored:
             version_id = max(a.model_version_id or 0 for a in stored)
             chosen = [a for a in stored if a.model_version_id == version_id]
@@ -228,8 +229,16 @@ def _version(session: Session, version_id: int) -> ModelVersion:
     return version
 
 
-def _machine_annotations(session: Session, file_id: int, model_id: int) -> list[ExportAnnotation]:
-    versions = select(ModelVersion.id).where(ModelVersion.model_id == model_id)
+def _machine_annotations(
+    session: Session, file_id: int, version: ModelVersion, *, pinned: bool
+) -> list[ExportAnnotation]:
+    """The file's applied machine boxes and polygons of `version` (`pinned`: `name@N`), else
+    of any version of its model."""
+    versions = (
+        select(ModelVersion.id).where(ModelVersion.id == version.id)
+        if pinned
+        else select(ModelVersion.id).where(ModelVersion.model_id == version.model_id)
+    )
     rows = session.scalars(
         select(Annotation).where(
             Annotation.file_id == file_id,
