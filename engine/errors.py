@@ -377,6 +377,12 @@ class FileChangedSinceIngest(Conflict):
     code = "file_changed_since_ingest"
 
 
+class FilesInUse(Conflict):
+    """Some of the files are in use by an unfinished job or a dataset version."""
+
+    code = "files_in_use"
+
+
 class SystemModelProtected(Conflict):
     """The model is one the engine installed itself (`metalake models install-defaults`); an
     admin deletes it only by forcing (`force=true`)."""

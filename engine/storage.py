@@ -147,6 +147,26 @@ class Storage:
             tmp_path.unlink(missing_ok=True)
         return uri, sha, size
 
+    def delete(self, uri: str) -> None:
+        """Remove the object at `uri` (file:// or s3://); one already gone is no error."""
+        scheme = urlparse(uri).scheme
+        if scheme == "file":
+            try:
+                local_path(uri).unlink(missing_ok=True)
+            except OSError as exc:
+                raise StorageError(f"Cannot remove {uri}: {exc.strerror}", uri=uri) from exc
+            return
+        if scheme == "s3":
+            bucket, key = split_s3(uri)
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                self.s3.delete_object(Bucket=bucket, Key=key)
+            except (ClientError, BotoCoreError) as exc:
+                raise StorageError(f"Could not remove {uri}: {exc}", uri=uri) from exc
+            return
+        raise InvalidPath(f"Unsupported storage URI scheme in {uri!r}; use file:// or s3://.")
+
     def _put_file(self, path: Path, key: str) -> str:
         assert self.managed_url is not None
         scheme = urlparse(self.managed_url).scheme

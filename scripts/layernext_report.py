@@ -50,8 +50,8 @@ STATUS: dict[str, tuple[str, str]] = {
     "download_annotations": (WORKS, "`download_collection` of one operation (or of human annotations when `operation_id` is None)."),
     "get_downloadable_url": (WORKS, "A signed URL (an hour by default), fetchable without a key."),
     "get_upload_status": (WORKS, "Uploads end before their call returns: `COMPLETED`, with the file and failure counts."),
-    "trash_objects_from_datalake": (NOT_YET, "Files cannot be deleted from the lake yet."),
-    "trash_objects_from_collection": (NOT_YET, "Files cannot be deleted from a collection yet."),
+    "trash_objects_from_datalake": (WORKS, "The selected files leave the lake at once with their annotations, tags and vectors; managed bytes no other file shares are removed. Refused (409) for files an unfinished job or a dataset version holds. No undo yet."),
+    "trash_objects_from_collection": (DIFFERS, "As `trash_objects_from_datalake`, for the collection's files; without query and filter, all of them (LayerNext trashes the collection itself; here the emptied collection stays)."),
     # -- metadata and annotations
     "upload_metadata_for_files": (WORKS, "`{files: [{file, metadata}]}`, files by path in the uploaded folder; `Tags` become tags."),
     "upload_metadata_by_unique_name": (WORKS, "Files by unique name; `Tags` become tags. All files are checked before any is written."),

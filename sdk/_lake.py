@@ -37,6 +37,7 @@ from sdk.schemas import (
     Page,
     StorageInfo,
 )
+from sdk.schemas_trash import TrashReport, TrashRequest
 
 log = logging.getLogger("sdk.lake")
 
@@ -453,6 +454,29 @@ class LakeCalls(BaseClient):
             page_index += 1
             if not page.items or page_index * page_size >= page.total:
                 return
+
+    def trash_items(
+        self,
+        query: str | None = None,
+        filter: dict[str, Any] | None = None,
+        collection_id: int | None = None,
+        content_type: str | None = None,
+    ) -> dict[str, Any]:
+        """Take the files `query` and `filter` select (in `collection_id`, of `content_type`)
+        out of the lake, with their annotations, tags and vectors; managed bytes no other file
+        shares are removed. Refused (Conflict) for files an unfinished job or a dataset version
+        holds, and for an empty selection. Returns `trashed`, `unique_names` and
+        `stored_bytes_removed`."""
+        try:
+            request = TrashRequest(
+                query=query, filter=filter, collection_id=collection_id, content_type=content_type
+            )
+        except ValidationError as exc:
+            raise BadRequest(
+                "; ".join(e["msg"] for e in exc.errors()), code="invalid_input"
+            ) from exc
+        body = self._post("/items/trash", json=request.model_dump(mode="json"))
+        return TrashReport.model_validate(body).model_dump()
 
     def get_file_details(
         self, unique_name: str, fields_filter: Sequence[str] | None = None

@@ -422,22 +422,37 @@ class LakeCompat(MetaCompat):
         return self.client.get_downloadable_url(file_key)
 
     # -- trash ----------------------------------------------------------------------------------
+    def _trash(self, **selection: Any) -> dict[str, Any]:
+        report = self.client.trash_items(**selection)
+        return {"isSuccess": True, "message": f"{report['trashed']} file(s) trashed", **report}
+
     def trash_objects_from_datalake(
         self, datalake_query: str, datalake_filter: dict[str, Any] = {}, content_type: str = "image"
     ) -> dict[str, Any]:
-        raise not_yet(
-            "trash_objects_from_datalake",
-            "Files cannot be deleted from the lake yet; narrow later work with a query "
-            "instead (e.g. a tag such as `tag=trash`).",
+        """Take the lake's files of `content_type` that the query and filter select out of the
+        lake, with their annotations, tags and vectors. One of the two is needed."""
+        selection = lake_filter(datalake_filter)
+        if not datalake_query and not selection:
+            raise BadRequest(
+                "Give a datalake_query or a datalake_filter: an empty selection would trash "
+                "the whole lake.",
+                code="invalid_input",
+            )
+        return self._trash(
+            query=datalake_query or None,
+            filter=selection,
+            content_type=lake_content_type(content_type),
         )
 
     def trash_objects_from_collection(
         self, collection_id: str, query: str = "", filter: dict[str, Any] = {}
     ) -> dict[str, Any]:
-        raise not_yet(
-            "trash_objects_from_collection",
-            "Files cannot be deleted from a collection yet; narrow later work with a query "
-            "instead (e.g. a tag such as `tag=trash`).",
+        """Take the collection's files that the query and filter select (all of them, without
+        either) out of the lake, with their annotations, tags and vectors."""
+        return self._trash(
+            collection_id=collection_number(collection_id),
+            query=query or None,
+            filter=lake_filter(filter),
         )
 
     # -- annotation downloads -------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import StreamingResponse
 
 from engine.api.deps import ReadKey, SessionDep, StorageDep, WriteKey
@@ -13,7 +13,9 @@ from engine.api.params import Id
 from engine.api.routing import JSONRoute
 from engine.api.schemas import ContentType, ItemPublic, ItemQuery, MetadataUpdate, Page
 from engine.lake import items as service
+from engine.lake import trash
 from engine.lake.content import open_content
+from sdk.schemas_trash import TrashReport, TrashRequest
 
 router = APIRouter(tags=["items"], route_class=JSONRoute)
 
@@ -57,6 +59,23 @@ def search_items(
     return service.list_items(
         session=session, search=body, base_url=_base(request), show_storage=key.has("write")
     )
+
+
+@router.post("/items/trash", response_model=TrashReport)
+def trash_items(
+    body: TrashRequest,
+    request: Request,
+    session: SessionDep,
+    storage: StorageDep,
+    _: WriteKey,
+    background: BackgroundTasks,
+) -> TrashReport:
+    """Take the selected files out of the lake with their annotations, tags and vectors;
+    managed bytes no other file shares are removed once the deletion has committed."""
+    report, unused = trash.trash_files(session=session, storage=storage, request=body)
+    if unused:
+        background.add_task(trash.remove_stored_bytes, request.app.state.db_engine, storage, unused)
+    return report
 
 
 @router.get("/files/{unique_name}", response_model=ItemPublic)
