@@ -20,6 +20,7 @@ from engine.cli_labelstudio import register_labelstudio_commands
 from engine.cli_lake import register_lake_commands
 from engine.cli_models import models_app
 from engine.cli_predict import register_predict_commands
+from engine.cli_ui import register_ui_commands
 
 app = typer.Typer(
     name="metalake",
@@ -184,6 +185,7 @@ register_job_commands(app)
 register_export_commands(app)
 register_predict_commands(app)
 register_labelstudio_commands(app)
+register_ui_commands(app)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(models_app, name="models")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from engine.db import datasets, embeddings, jobs, models  # noqa: F401  (registers the tables on Base.metadata)
+from engine.db import datasets, embeddings, jobs, models, ui_sessions  # noqa: F401  (registers the tables on Base.metadata)
 from engine.db.base import Base
 from engine.db.session import sqlalchemy_url
 

@@ -14,7 +14,7 @@ from alembic.migration import MigrationContext
 from psycopg import sql
 from sqlalchemy import create_engine, text
 
-from engine.db import datasets, embeddings, jobs, models  # noqa: F401
+from engine.db import datasets, embeddings, jobs, models, ui_sessions  # noqa: F401
 from engine.db.base import Base
 from engine.db.migrate import alembic_config
 from engine.db.session import sqlalchemy_url

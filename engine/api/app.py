@@ -30,6 +30,8 @@ from engine.config import Settings
 from engine.db.session import make_engine, make_session_factory
 from engine.errors import InvalidInput
 from engine.storage import Storage
+from engine.ui import routes as ui_routes
+from engine.ui.pages import Pages
 
 API_PREFIX = "/api/v1"
 
@@ -75,7 +77,8 @@ def create_app(settings: Settings) -> FastAPI:
         connections=app.state.key_connections,
         open_paths=_open_paths(app),
         limits=gate.api_limits(settings, API_PREFIX),
-        open_prefixes=[API_PREFIX + predict.SIGNED_PREFIX],  # the signed URL is the credential
+        # the signed URL is the credential; the gallery checks its own session (engine/ui/)
+        open_prefixes=[API_PREFIX + predict.SIGNED_PREFIX, ui_routes.PREFIX + "/"],
     )
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(keys.router, prefix=API_PREFIX)
@@ -88,13 +91,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(exports.router, prefix=API_PREFIX)
     app.include_router(predict.router, prefix=API_PREFIX)
     app.include_router(labelstudio.router)  # its own prefixes: /ml for Label Studio, /api/v1
+    app.state.ui_pages = Pages()
+    app.include_router(ui_routes.router)  # the gallery at /ui/
     return app
 
 
 def _open_paths(app: FastAPI) -> list[str]:
-    """What answers without a key: the health check and the OpenAPI documents."""
+    """What answers without a key: the health check, the OpenAPI documents, and /ui (which
+    redirects to the gallery, /ui/)."""
     documents = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
-    return [API_PREFIX + "/health", *(path for path in documents if path)]
+    return [API_PREFIX + "/health", ui_routes.PREFIX, *(path for path in documents if path)]
 
 
 def app_from_env() -> FastAPI:

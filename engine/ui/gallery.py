@@ -1,0 +1,326 @@
+"""What the gallery's pages show, read from the lake in a fixed number of statements whatever
+the page's size: a page of cards with the count of matches, the sidebar's counts (GROUP BY in
+the database), one item with its annotations and tags, and its neighbours in the results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, distinct, func, select
+from sqlalchemy.orm import Session
+
+from engine.db.jobs import Job
+from engine.db.models import Annotation, Collection, File, Model, ModelVersion, Tag
+from engine.db.models import collection_files as cf
+from engine.errors import FileNotFoundInLake
+from engine.lake.items import SORT_COLUMNS, display_name, item_conditions
+from sdk.schemas import ItemQuery
+
+Sort = Literal["name", "date", "size"]
+Order = Literal["asc", "desc"]
+SORTS: dict[str, str] = {"name": "name", "date": "date_created", "size": "size"}
+PAGE_SIZE = 48
+FACET_LIMIT = 30  # the most common values shown per sidebar group
+
+
+@dataclass(frozen=True)
+class Search:
+    """The grid's state, as its URL carries it."""
+
+    query: str = ""
+    sort: Sort = "date"
+    order: Order = "desc"
+
+    def conditions(self, session: Session) -> list[ColumnElement[bool]]:
+        return item_conditions(session=session, search=ItemQuery(query=self.query or None))
+
+    def ordering(self) -> list[Any]:
+        column = SORT_COLUMNS[SORTS[self.sort]]
+        if self.order == "desc":
+            return [column.desc(), File.id.desc()]
+        return [column, File.id]
+
+
+@dataclass(frozen=True)
+class Card:
+    id: int
+    name: str
+    content_type: str
+    width: int | None
+    height: int | None
+    size_bytes: int
+    uploaded_at: datetime
+    position: int  # in the results, from 0
+
+
+@dataclass(frozen=True)
+class Facet:
+    value: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Facets:
+    collections: list[Facet]
+    tags: list[Facet]
+    labels: list[Facet]
+    sources: list[Facet]  # raw (no annotation), human, machine, proposed: files with any
+
+
+def _selected(conditions: list[ColumnElement[bool]]) -> Select[int]:
+    return select(File.id).where(*conditions)
+
+
+def count(*, session: Session, conditions: list[ColumnElement[bool]]) -> int:
+    return session.scalar(select(func.count()).select_from(File).where(*conditions)) or 0
+
+
+def cards(
+    *, session: Session, search: Search, conditions: list[ColumnElement[bool]], page: int
+) -> list[Card]:
+    """Page `page` (from 0) of the results: one statement."""
+    names = (
+        select(Collection.name)
+        .join(cf, cf.c.collection_id == Collection.id)
+        .where(cf.c.file_id == File.id)
+        .order_by(Collection.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(
+            File.id,
+            File.unique_name,
+            File.content_type,
+            File.width,
+            File.height,
+            File.size_bytes,
+            File.uploaded_at,
+            names,
+        )
+        .where(*conditions)
+        .order_by(*search.ordering())
+        .offset(page * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    ).all()
+    first = page * PAGE_SIZE
+    return [
+        Card(
+            id=row[0],
+            name=display_name(row[1], [row[7]] if row[7] else []),
+            content_type=row[2],
+            width=row[3],
+            height=row[4],
+            size_bytes=row[5],
+            uploaded_at=row[6],
+            position=first + index,
+        )
+        for index, row in enumerate(rows)
+    ]
+
+
+def facets(*, session: Session, conditions: list[ColumnElement[bool]], total: int) -> Facets:
+    """The sidebar's counts over the `total` files `conditions` select: four GROUP BY
+    statements and a count."""
+    selected = _selected(conditions)
+
+    def top(statement: Select[str, int]) -> list[Facet]:
+        return [Facet(row[0], row[1]) for row in session.execute(statement.limit(FACET_LIMIT))]
+
+    collections = top(
+        select(Collection.name, func.count())
+        .join(cf, cf.c.collection_id == Collection.id)
+        .where(cf.c.file_id.in_(selected))
+        .group_by(Collection.name)
+        .order_by(func.count().desc(), Collection.name)
+    )
+    tags = top(
+        select(Tag.name, func.count(distinct(Tag.file_id)))
+        .where(Tag.file_id.in_(selected))
+        .group_by(Tag.name)
+        .order_by(func.count(distinct(Tag.file_id)).desc(), Tag.name)
+    )
+    labels = top(
+        select(Annotation.label, func.count(distinct(Annotation.file_id)))
+        .where(Annotation.file_id.in_(selected), Annotation.status == "applied")
+        .group_by(Annotation.label)
+        .order_by(func.count(distinct(Annotation.file_id)).desc(), Annotation.label)
+    )
+    source = func.coalesce(
+        func.nullif(Annotation.status, "applied"), Annotation.source
+    )  # proposed, else human or machine
+    by_source: dict[str, int] = dict(
+        session.execute(
+            select(source, func.count(distinct(Annotation.file_id)))
+            .where(Annotation.file_id.in_(selected))
+            .group_by(source)
+        ).all()
+    )
+    annotated = (
+        session.scalar(
+            select(func.count(distinct(Annotation.file_id))).where(Annotation.file_id.in_(selected))
+        )
+        or 0
+    )
+    sources = [Facet("raw", total - annotated)] + [
+        Facet(name, by_source.get(name, 0)) for name in ("human", "machine", "proposed")
+    ]
+    return Facets(collections=collections, tags=tags, labels=labels, sources=sources)
+
+
+@dataclass(frozen=True)
+class Shape:
+    id: int
+    label: str
+    shape: str  # box | polygon | keypoints | tag
+    source: str  # human | machine
+    status: str  # applied | proposed
+    confidence: float | None
+    box: tuple[float, float, float, float] | None  # x, y, width, height in pixels
+    points: str | None  # an SVG polygon's points, in pixels
+
+
+@dataclass(frozen=True)
+class TagRow:
+    name: str
+    source: str
+    confidence: float | None
+    model: str | None  # "name v3"
+    job_id: int | None
+    threshold: float | None
+
+
+@dataclass(frozen=True)
+class ItemView:
+    id: int
+    name: str
+    unique_name: str
+    content_type: str
+    width: int | None
+    height: int | None
+    size_bytes: int
+    sha256: str
+    uploaded_at: datetime
+    metadata: dict[str, Any]
+    collections: list[str]
+    shapes: list[Shape]
+    tags: list[TagRow]
+
+
+def _shape(row: Annotation) -> Shape:
+    geometry = row.geometry or {}
+    box = None
+    points = None
+    if row.shape == "box" and {"x1", "y1", "x2", "y2"} <= geometry.keys():
+        x1, y1, x2, y2 = (float(geometry[k]) for k in ("x1", "y1", "x2", "y2"))
+        box = (x1, y1, x2 - x1, y2 - y1)
+    elif row.shape == "polygon" and geometry.get("points"):
+        points = " ".join(f"{float(p[0]):g},{float(p[1]):g}" for p in geometry["points"])
+    return Shape(
+        id=row.id,
+        label=row.label,
+        shape=row.shape,
+        source=row.source,
+        status=row.status,
+        confidence=row.confidence,
+        box=box,
+        points=points,
+    )
+
+
+def item(*, session: Session, file_id: int) -> ItemView:
+    """One file with its annotations (still images: those without a frame) and its tags with
+    their provenance: four statements."""
+    found = session.get(File, file_id)
+    if found is None:
+        raise FileNotFoundInLake(
+            f"No file with id {file_id} is in the lake; go back to the gallery and pick one."
+        )
+    collections = list(
+        session.scalars(
+            select(Collection.name)
+            .join(cf, cf.c.collection_id == Collection.id)
+            .where(cf.c.file_id == file_id)
+            .order_by(Collection.id)
+        )
+    )
+    shapes = [
+        _shape(row)
+        for row in session.scalars(
+            select(Annotation)
+            .where(Annotation.file_id == file_id, Annotation.frame_index.is_(None))
+            .order_by(Annotation.id)
+        )
+    ]
+    threshold = Job.params["confidence_threshold"].as_float()
+    tags = [
+        TagRow(
+            name=name,
+            source=source,
+            confidence=confidence,
+            model=f"{model} v{version}" if model else None,
+            job_id=job_id,
+            threshold=job_threshold,
+        )
+        for name, source, confidence, model, version, job_id, job_threshold in session.execute(
+            select(
+                Tag.name,
+                Tag.source,
+                Tag.confidence,
+                Model.name,
+                ModelVersion.version,
+                Tag.job_id,
+                threshold,
+            )
+            .outerjoin(ModelVersion, ModelVersion.id == Tag.model_version_id)
+            .outerjoin(Model, Model.id == ModelVersion.model_id)
+            .outerjoin(Job, Job.id == Tag.job_id)
+            .where(Tag.file_id == file_id)
+            .order_by(Tag.name, Tag.id)
+        )
+    ]
+    return ItemView(
+        id=found.id,
+        name=display_name(found.unique_name, collections),
+        unique_name=found.unique_name,
+        content_type=found.content_type,
+        width=found.width,
+        height=found.height,
+        size_bytes=found.size_bytes,
+        sha256=found.sha256,
+        uploaded_at=found.uploaded_at,
+        metadata=found.metadata_,
+        collections=collections,
+        shapes=shapes,
+        tags=tags,
+    )
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    previous: int | None
+    next: int | None
+
+
+def neighbours(
+    *, session: Session, search: Search, conditions: list[ColumnElement[bool]], position: int
+) -> Neighbours:
+    """The files before and after the one at `position` in the results (one statement)."""
+    start = max(position - 1, 0)
+    ids = list(
+        session.scalars(
+            select(File.id)
+            .where(*conditions)
+            .order_by(*search.ordering())
+            .offset(start)
+            .limit(3 if position > 0 else 2)
+        )
+    )
+    at = position - start  # where the current file is in `ids`
+    return Neighbours(
+        previous=ids[at - 1] if at >= 1 and len(ids) > at - 1 else None,
+        next=ids[at + 1] if len(ids) > at + 1 else None,
+    )

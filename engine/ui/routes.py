@@ -1,0 +1,401 @@
+"""The gallery's routes under /ui/: sign-in, the grid, an item, images and thumbnails.
+
+The API key gate lets /ui/ through (engine/api/app.py); every route here but sign-in and the
+static files checks the browser's session itself: a page without one redirects to sign-in,
+anything else answers 401. Writes need a write key and the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
+
+from engine.config import Settings
+from engine.db.session import session_scope
+from engine.errors import EngineError, Forbidden, InvalidInput, InvalidQuery, Unauthorized
+from engine.lake import items as lake_items
+from engine.lake import tags as lake_tags
+from engine.lake.content import open_content
+from engine.storage import Storage
+from engine.ui import gallery, sessions, thumbnails
+from engine.ui.pages import SECURITY_HEADERS, Pages
+
+PREFIX = "/ui"
+COOKIE = "metalake_ui"  # the session token
+SIGNIN_COOKIE = "metalake_ui_signin"  # the sign-in form's CSRF token, before any session
+STATIC = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+Sort = Annotated[gallery.Sort, Query(description="name, date or size")]
+Order = Annotated[gallery.Order, Query(description="asc or desc")]
+FileId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a lake file's id")]
+
+
+def _pages(request: Request) -> Pages:
+    pages: Pages = request.app.state.ui_pages
+    return pages
+
+
+def _visitor(request: Request, session: Session) -> sessions.Visitor | None:
+    return sessions.visitor(session=session, token=request.cookies.get(COOKIE))
+
+
+def _to_signin(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"{PREFIX}/signin?{urlencode({'next': target})}", status_code=303)
+
+
+def _set_session_cookie(response: Response, request: Request, token: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=int(sessions.SESSION_LIFETIME.total_seconds()),
+        path=PREFIX + "/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+
+
+def _error(request: Request, error: EngineError, visitor: sessions.Visitor | None) -> HTMLResponse:
+    return _pages(request).render(
+        "error.html", status_code=error.status_code, error=error, visitor=visitor
+    )
+
+
+def _local(target: str | None) -> str:
+    """Where to go after signing in: a path of the gallery, never another site."""
+    if target and target.startswith(PREFIX + "/") and not target.startswith("//"):
+        return target
+    return PREFIX + "/"
+
+
+def _search_query(search: gallery.Search, **extra: Any) -> str:
+    params: dict[str, Any] = {"sort": search.sort, "order": search.order}
+    if search.query:
+        params["q"] = search.query
+    params.update(extra)
+    return urlencode(params)
+
+
+# -- signing in ----------------------------------------------------------------------------
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_form(request: Request, next: str | None = None) -> HTMLResponse:
+    token = sessions.new_form_token()
+    response = _pages(request).render(
+        "signin.html", csrf_token=token, next=_local(next), error=None, visitor=None
+    )
+    response.set_cookie(
+        SIGNIN_COOKIE, token, path=PREFIX + "/signin", httponly=True, samesite="strict"
+    )
+    return response
+
+
+@router.post("/signin", response_class=HTMLResponse)
+def signin(
+    request: Request,
+    api_key: Annotated[str, Form(max_length=200)] = "",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=2000)] = PREFIX + "/",
+) -> Response:
+    expected = request.cookies.get(SIGNIN_COOKIE)
+    if not expected or not sessions.same_token(expected, csrf_token):
+        error: EngineError = Forbidden(
+            "The sign-in form expired or came from another site; load the sign-in page again "
+            "and submit it from there."
+        )
+    elif not api_key.strip():
+        error = InvalidInput(
+            "Type an API key (it starts with mlk_); `metalake keys create` makes one."
+        )
+    else:
+        try:
+            with session_scope(request.app.state.session_factory) as session:
+                token = sessions.sign_in(session=session, key=api_key)
+        except Unauthorized as refused:
+            error = refused
+        else:
+            response = RedirectResponse(_local(next), status_code=303)
+            _set_session_cookie(response, request, token)
+            response.delete_cookie(SIGNIN_COOKIE, path=PREFIX + "/signin")
+            return response
+    form_token = sessions.new_form_token()
+    page = _pages(request).render(
+        "signin.html",
+        status_code=error.status_code,
+        csrf_token=form_token,
+        next=_local(next),
+        error=error,
+        visitor=None,
+    )
+    page.set_cookie(
+        SIGNIN_COOKIE, form_token, path=PREFIX + "/signin", httponly=True, samesite="strict"
+    )
+    return page
+
+
+@router.get("/signin/{token}", response_class=HTMLResponse)
+def signin_link(request: Request, token: str) -> Response:
+    """A one-time link from `metalake ui`: used up here, it becomes a session."""
+    try:
+        with session_scope(request.app.state.session_factory) as session:
+            session_token = sessions.redeem_link(session=session, token=token)
+    except Unauthorized as refused:
+        return _error(request, refused, None)
+    response = RedirectResponse(PREFIX + "/", status_code=303)
+    _set_session_cookie(response, request, session_token)
+    return response
+
+
+@router.post("/signout")
+def signout(request: Request, csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = _visitor(request, session)
+        if visitor is not None:
+            if not visitor.csrf_matches(csrf_token):
+                return _error(request, _csrf_refused(), visitor)
+            sessions.sign_out(session=session, session_id=visitor.session_id)
+    response = RedirectResponse(PREFIX + "/signin", status_code=303)
+    response.delete_cookie(COOKIE, path=PREFIX + "/")
+    return response
+
+
+def _csrf_refused() -> Forbidden:
+    return Forbidden(
+        "This form's security token does not match your session (the page is older than "
+        "your sign-in, or the form came from another site); reload the page and try again."
+    )
+
+
+# -- the grid ------------------------------------------------------------------------------
+
+
+@router.get("", include_in_schema=False)
+def root() -> RedirectResponse:
+    return RedirectResponse(PREFIX + "/", status_code=308)
+
+
+@router.get("/", response_class=HTMLResponse)
+def grid(
+    request: Request,
+    q: Annotated[str, Query(max_length=10_000)] = "",
+    sort: Sort = "date",
+    order: Order = "desc",
+) -> Response:
+    search = gallery.Search(query=q.strip(), sort=sort, order=order)
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = _visitor(request, session)
+        if visitor is None:
+            return _to_signin(request)
+        try:
+            conditions = search.conditions(session)
+        except InvalidQuery as bad:
+            return _pages(request).render(
+                "grid.html",
+                status_code=bad.status_code,
+                visitor=visitor,
+                search=search,
+                query_error=bad,
+                total=0,
+                cards=[],
+                facets=None,
+                more=None,
+                search_query=_search_query(search),
+            )
+        except EngineError as refused:
+            return _error(request, refused, visitor)
+        total = gallery.count(session=session, conditions=conditions)
+        cards = gallery.cards(session=session, search=search, conditions=conditions, page=0)
+        facets = gallery.facets(session=session, conditions=conditions, total=total)
+    return _pages(request).render(
+        "grid.html",
+        visitor=visitor,
+        search=search,
+        query_error=None,
+        total=total,
+        cards=cards,
+        facets=facets,
+        more=_more(search, 0, total),
+        search_query=_search_query(search),
+    )
+
+
+def _more(search: gallery.Search, page: int, total: int) -> str | None:
+    """The URL of the cards after page `page`, or None after the last."""
+    if (page + 1) * gallery.PAGE_SIZE >= total:
+        return None
+    return f"{PREFIX}/cards?{_search_query(search, page=page + 1)}"
+
+
+@router.get("/cards", response_class=HTMLResponse)
+def more_cards(
+    request: Request,
+    q: Annotated[str, Query(max_length=10_000)] = "",
+    sort: Sort = "date",
+    order: Order = "desc",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    """A page of cards after the first, for the grid's endless scroll; `X-Next` names the
+    page after it (empty after the last)."""
+    search = gallery.Search(query=q.strip(), sort=sort, order=order)
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = _visitor(request, session)
+        if visitor is None:
+            return Response("Sign in at /ui/signin.", status_code=401, headers=SECURITY_HEADERS)
+        try:
+            conditions = search.conditions(session)
+        except EngineError as refused:
+            return _error(request, refused, visitor)
+        total = gallery.count(session=session, conditions=conditions)
+        cards = gallery.cards(session=session, search=search, conditions=conditions, page=page)
+    response = _pages(request).render("cards.html", cards=cards, search_query=_search_query(search))
+    response.headers["X-Next"] = _more(search, page, total) or ""
+    return response
+
+
+# -- an item -------------------------------------------------------------------------------
+
+
+@router.get("/items/{file_id}", response_class=HTMLResponse)
+def item_page(
+    request: Request,
+    file_id: FileId,
+    q: Annotated[str, Query(max_length=10_000)] = "",
+    sort: Sort = "date",
+    order: Order = "desc",
+    at: Annotated[int | None, Query(ge=0, le=10**9)] = None,
+) -> Response:
+    search = gallery.Search(query=q.strip(), sort=sort, order=order)
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = _visitor(request, session)
+        if visitor is None:
+            return _to_signin(request)
+        try:
+            item = gallery.item(session=session, file_id=file_id)
+            neighbours = (
+                gallery.neighbours(
+                    session=session,
+                    search=search,
+                    conditions=search.conditions(session),
+                    position=at,
+                )
+                if at is not None
+                else gallery.Neighbours(previous=None, next=None)
+            )
+        except EngineError as refused:
+            return _error(request, refused, visitor)
+    labels = sorted({shape.label for shape in item.shapes})
+    return _pages(request).render(
+        "item.html",
+        visitor=visitor,
+        item=item,
+        labels=labels,
+        search=search,
+        search_query=_search_query(search),
+        at=at,
+        previous=neighbours.previous,
+        next=neighbours.next,
+    )
+
+
+@router.post("/items/{file_id}/tags")
+def add_tag(
+    request: Request,
+    file_id: FileId,
+    name: Annotated[str, Form(max_length=255)] = "",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    back: Annotated[str, Form(max_length=12_000)] = "",
+) -> Response:
+    """Tag the item by hand (a human tag): a write key's action."""
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = _visitor(request, session)
+        if visitor is None:
+            return Response("Sign in at /ui/signin.", status_code=401, headers=SECURITY_HEADERS)
+        try:
+            if not visitor.csrf_matches(csrf_token):
+                raise _csrf_refused()
+            visitor.principal.require("write", "tagging an item changes the lake")
+            if not name.strip():
+                raise InvalidInput("Type the tag's name before adding it.")
+            item = gallery.item(session=session, file_id=file_id)
+            lake_tags.add_tags(session=session, unique_name=item.unique_name, names=[name.strip()])
+        except EngineError as refused:
+            session.rollback()
+            return _error(request, refused, visitor)
+    return RedirectResponse(_local(back or f"{PREFIX}/items/{file_id}"), status_code=303)
+
+
+# -- bytes ---------------------------------------------------------------------------------
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+@router.get("/files/{file_id}")
+def file_bytes(request: Request, file_id: FileId) -> Response:
+    with session_scope(request.app.state.session_factory) as session:
+        if _visitor(request, session) is None:
+            return Response("Sign in at /ui/signin.", status_code=401)
+        try:
+            found = lake_items.file_content(session=session, file_id=file_id)
+        except EngineError as refused:
+            return Response(refused.message, status_code=refused.status_code)
+    return StreamingResponse(
+        open_content(found, storage=_storage(request)),
+        media_type=found.media_type,
+        headers={
+            "Content-Length": str(found.size_bytes),
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, max-age=3600",
+        },
+    )
+
+
+@router.get("/thumbs/{file_id}")
+def thumbnail(request: Request, file_id: FileId) -> Response:
+    with session_scope(request.app.state.session_factory) as session:
+        if _visitor(request, session) is None:
+            return Response("Sign in at /ui/signin.", status_code=401)
+        try:
+            found = lake_items.file_content(session=session, file_id=file_id)
+        except EngineError as refused:
+            return Response(refused.message, status_code=refused.status_code)
+    try:
+        jpeg = thumbnails.thumbnail(
+            home=_settings(request).home, found=found, storage=_storage(request)
+        )
+    except EngineError as refused:
+        return Response(refused.message, status_code=refused.status_code)
+    return Response(
+        jpeg,
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    media_type = STATIC.get(name)
+    if media_type is None:
+        return Response("No such file.", status_code=404)
+    text = resources.files("engine.ui").joinpath("static", name).read_bytes()
+    return Response(
+        text,
+        media_type=media_type,
+        headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"},
+    )

@@ -1,0 +1,67 @@
+// The gallery's behaviour: endless scroll of the grid; on an item, the confidence slider and
+// the toggles that hide shapes, and the left/right keys through the results.
+"use strict";
+
+function moreCards() {
+  const more = document.getElementById("more");
+  const cards = document.getElementById("cards");
+  if (!more || !cards) return;
+  let loading = false;
+  async function load(event) {
+    if (event) event.preventDefault();
+    if (loading || !more.getAttribute("href")) return;
+    loading = true;
+    const response = await fetch(more.getAttribute("href"), { credentials: "same-origin" });
+    if (response.ok) {
+      cards.insertAdjacentHTML("beforeend", await response.text());
+      const next = response.headers.get("X-Next");
+      if (next) more.setAttribute("href", next);
+      else more.parentElement.remove();
+    }
+    loading = false;
+  }
+  more.addEventListener("click", load);
+  if ("IntersectionObserver" in window) {
+    const seen = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting) && document.body.contains(more)) load();
+    }, { rootMargin: "400px" });
+    seen.observe(more);
+  }
+}
+
+function shapeFilters() {
+  const slider = document.getElementById("confidence");
+  if (!slider) return;
+  const output = document.getElementById("confidence-value");
+  const sources = [...document.querySelectorAll("[data-toggle-source]")];
+  const labels = [...document.querySelectorAll("[data-toggle-label]")];
+  function apply() {
+    const minimum = parseFloat(slider.value);
+    output.textContent = minimum.toFixed(2);
+    const offSources = new Set(sources.filter((b) => !b.checked).map((b) => b.dataset.toggleSource));
+    const offLabels = new Set(labels.filter((b) => !b.checked).map((b) => b.dataset.toggleLabel));
+    for (const shape of document.querySelectorAll("#overlay .shape")) {
+      const source = shape.dataset.source;
+      const confidence = shape.dataset.confidence === "" ? null : parseFloat(shape.dataset.confidence);
+      const belowSlider = source !== "human" && confidence !== null && confidence < minimum;
+      const hidden = belowSlider || offSources.has(source) || offLabels.has(shape.dataset.label);
+      shape.classList.toggle("hidden", hidden);
+    }
+  }
+  slider.addEventListener("input", apply);
+  for (const box of [...sources, ...labels]) box.addEventListener("change", apply);
+  apply();
+}
+
+function arrowKeys() {
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT")
+        && target.type !== "checkbox") return;
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    const link = document.getElementById(event.key === "ArrowLeft" ? "previous" : event.key === "ArrowRight" ? "next" : "");
+    if (link) { event.preventDefault(); window.location.href = link.getAttribute("href"); }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => { moreCards(); shapeFilters(); arrowKeys(); });
