@@ -1,7 +1,7 @@
 """A script written for LayerNext's SDK runs against the engine with only its import line
 changed: upload a folder with metadata, tags and annotations, query with sort_order, count,
 register a bundle and auto-tag with it, wait for the job, download the annotations and a
-dataset. Real API, worker, PostgreSQL and Redis; the shapes detector bundle."""
+dataset, trash a subset. Real API, worker, PostgreSQL and Redis; the shapes detector bundle."""
 
 from __future__ import annotations
 
@@ -79,12 +79,16 @@ dataset = client.create_dataset_from_collection(
     "ln_shapes_ds", collection_id, {"train": 75, "test": 25}
 )
 exported = client.download_dataset(dataset["version_id"], "coco", f"{out}/dataset")
+client.delete_dataset_version(dataset["version_id"])
+trashed = client.trash_objects_from_collection(collection_id, 'metadata.split="even"')
+left = client.get_item_count_from_collection(collection_id)["itemCount"]
 
 print(json.dumps({
     "res": res, "upload": upload, "first": [i["uniqueName"] for i in first],
     "second": [i["uniqueName"] for i in second], "total": total, "human": human["itemCount"],
     "checked": checked, "details": details, "job": job, "status": status["job_status"],
     "tagged": tagged, "dataset": dataset["version_id"], "exported": exported["items"],
+    "trashed": trashed["trashed"], "left": left,
 }))
 """
 
@@ -164,6 +168,7 @@ def test_a_layernext_script_runs_with_only_its_import_changed(
     assert result["status"] == "COMPLETED"
     assert result["tagged"] >= IMAGES - 2  # the detector finds shapes in (nearly) every image
     assert result["exported"] == IMAGES
+    assert (result["trashed"], result["left"]) == (IMAGES // 2, IMAGES - IMAGES // 2)
 
     document = json.loads((tmp_path / "out" / "annotations" / "annotations.json").read_text())
     boxes = [a for image in document["images"] for a in image["annotations"]]
