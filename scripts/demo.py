@@ -5,7 +5,9 @@ the analysis jobs on them with models the demo makes itself (nothing is download
   cached in ~/.cache/metalake-fixtures) and auto-tags a query-selected subset with it;
 - registers a random-weights ResNet50 embedding model, embeds the collection and runs a
   similarity search;
-- writes a few images with their machine boxes drawn to ./out/annotated/.
+- writes a few images with their machine boxes drawn to ./out/annotated/;
+- exports the machine labels as COCO and as annotated images to ./out/export/, fetches a file
+  by a signed URL and runs one image through the detector.
 
 The engine's state goes to METALAKE_HOME, which defaults here to `./.demo-home` so the demo
 never touches the data directory of a `metalake up` you run yourself. The engine is left
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT / "out" / "demo_images"
 BUNDLES = ROOT / "out" / "bundles"
 ANNOTATED = ROOT / "out" / "annotated"
+EXPORTS = ROOT / "out" / "export"
 COLLECTION = "demo_shapes"
 DETECTOR = "shapes_yolov8n"
 EMBEDDER = "resnet50_random"
@@ -217,6 +220,41 @@ def analyse(client: Any, collection_id: int, shapes: list[Any]) -> bool:
         labels = ", ".join(f"{a['label']} {a['confidence']:.2f}" for a in boxes) or "no box"
         print(f"    {_shown(out):<36} {labels}")
     print("  red: the model's boxes (label, confidence); green: the generated true box")
+
+    ok &= results_out(client, collection_id, probe["uniqueName"], IMAGES / probe["name"])
+    return bool(ok)
+
+
+def results_out(client: Any, collection_id: int, unique_name: str, image: Path) -> bool:
+    """Section 7: the machine labels leave the lake as a COCO export and an annotated folder;
+    a signed URL and one image through the detector."""
+    import shutil
+    import urllib.request
+
+    section(f"Getting results out into {_shown(EXPORTS)}")
+    ok = True
+    for fmt in ("coco", "annotated"):
+        target = EXPORTS / fmt
+        shutil.rmtree(target, ignore_errors=True)
+        report = client.export_collection(
+            collection_id, fmt, target, query=SUBSET, sources=("machine",), progress=False
+        )
+        ok &= report["items"] > 0
+        print(
+            f"  {fmt:<10} {report['items']} images, {report['annotations']} annotations "
+            f"-> {_shown(target)}"
+        )
+    url = client.get_downloadable_url(unique_name, expires_in=600)
+    with urllib.request.urlopen(url, timeout=30) as answer:
+        fetched = answer.read()
+    ok &= fetched == image.read_bytes()
+    print(f"  signed URL (no key, 10 minutes): {len(fetched)} bytes of {unique_name}")
+    print(f"    {url}")
+    drawn = EXPORTS / "predict.jpg"
+    detections = client.predict(image, DETECTOR, 0.5, 160, annotated_path=drawn)
+    found = ", ".join(f"{d['label']} {d['confidence']:.2f}" for d in detections) or "nothing"
+    print(f"  one image through {DETECTOR!r}: {found} -> {_shown(drawn)}")
+    ok &= bool(detections)
     return bool(ok)
 
 
