@@ -11,6 +11,7 @@ from engine.api.params import Id
 from engine.api.routing import JSONRoute
 from engine.config import Settings
 from engine.interop import labelstudio as service
+from engine.interop import labelstudio_projects as projects
 from engine.interop.labelstudio_api import LabelStudioApi
 from engine.jobs.predict import run_prediction
 from sdk.schemas import AnnotationUploadReport
@@ -90,7 +91,7 @@ def webhook(
     body: MlWebhook, session: SessionDep, _: WriteKey, model: str | None = None
 ) -> MlWebhookReport:
     """An annotation event from Label Studio: its human annotation comes into the lake."""
-    return service.webhook(session=session, event=body)
+    return projects.webhook(session=session, event=body)
 
 
 for _root in ML_ROOTS:
@@ -117,7 +118,7 @@ def create_project(
     predictions; task images at signed URLs of this engine."""
     base_url = settings.public_url or str(request.base_url)
     with LabelStudioApi.connect(settings, body.labelstudio_url, body.labelstudio_token) as api:
-        return service.create_project(
+        return projects.create_project(
             session=session, settings=settings, api=api, request=body, base_url=base_url
         )
 
@@ -135,4 +136,4 @@ def download_annotations(
 ) -> AnnotationUploadReport:
     """The project's human annotations replace those an earlier download brought."""
     with LabelStudioApi.connect(settings, body.labelstudio_url, body.labelstudio_token) as api:
-        return service.download_annotations(session=session, api=api, project_id=project_id)
+        return projects.download_annotations(session=session, api=api, project_id=project_id)
