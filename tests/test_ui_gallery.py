@@ -107,6 +107,15 @@ def test_the_link_signs_in_once_and_the_grid_counts_the_matches(
     assert cookie["httpOnly"]
     assert cookie["sameSite"] == "Strict"
     assert admin_key not in cookie["value"]
+    sources = page.locator("nav.sidebar li").filter(
+        has_text=re.compile("^(raw|human|machine|proposed)")
+    )
+    assert [" ".join(t.split()) for t in sources.all_inner_texts()] == [
+        "raw 6",
+        "human 1",
+        "machine 1",
+        "proposed 0",
+    ]
     screenshot(page, "grid")
 
     page.fill("#q", "collection=birds")

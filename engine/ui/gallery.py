@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, distinct, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from engine.db.jobs import Job
@@ -122,51 +122,74 @@ def cards(
     ]
 
 
-def facets(*, session: Session, conditions: list[ColumnElement[bool]], total: int) -> Facets:
-    """The sidebar's counts over the `total` files `conditions` select: four GROUP BY
-    statements and a count."""
-    selected = _selected(conditions)
+def _counted(name: Any, file_id: Any, *where: ColumnElement[bool]) -> Select[Any, int]:
+    """Per value of `name`, the files having it: DISTINCT pairs hashed, then counted (a
+    `count(DISTINCT ..)` per group would sort)."""
+    pairs = select(name.label("value"), file_id.label("file_id")).where(*where).distinct()
+    inner = pairs.subquery()
+    n = func.count()
+    return (
+        select(inner.c.value, n)
+        .group_by(inner.c.value)
+        .order_by(n.desc(), inner.c.value)
+        .limit(FACET_LIMIT)
+    )
 
-    def top(statement: Select[str, int]) -> list[Facet]:
-        return [Facet(row[0], row[1]) for row in session.execute(statement.limit(FACET_LIMIT))]
+
+def facets(*, session: Session, conditions: list[ColumnElement[bool]], total: int) -> Facets:
+    """The sidebar's counts over the `total` files `conditions` select: four statements, each
+    grouped in the database. Without conditions nothing is joined to the selection."""
+
+    def of(file_id: Any) -> list[ColumnElement[bool]]:
+        return [file_id.in_(_selected(conditions))] if conditions else []
+
+    def top(statement: Select[Any, int]) -> list[Facet]:
+        return [Facet(row[0], row[1]) for row in session.execute(statement)]
 
     collections = top(
         select(Collection.name, func.count())
         .join(cf, cf.c.collection_id == Collection.id)
-        .where(cf.c.file_id.in_(selected))
+        .where(*of(cf.c.file_id))
         .group_by(Collection.name)
         .order_by(func.count().desc(), Collection.name)
+        .limit(FACET_LIMIT)
     )
-    tags = top(
-        select(Tag.name, func.count(distinct(Tag.file_id)))
-        .where(Tag.file_id.in_(selected))
-        .group_by(Tag.name)
-        .order_by(func.count(distinct(Tag.file_id)).desc(), Tag.name)
-    )
+    tags = top(_counted(Tag.name, Tag.file_id, *of(Tag.file_id)))
     labels = top(
-        select(Annotation.label, func.count(distinct(Annotation.file_id)))
-        .where(Annotation.file_id.in_(selected), Annotation.status == "applied")
-        .group_by(Annotation.label)
-        .order_by(func.count(distinct(Annotation.file_id)).desc(), Annotation.label)
-    )
-    source = func.coalesce(
-        func.nullif(Annotation.status, "applied"), Annotation.source
-    )  # proposed, else human or machine
-    by_source: dict[str, int] = dict(
-        session.execute(
-            select(source, func.count(distinct(Annotation.file_id)))
-            .where(Annotation.file_id.in_(selected))
-            .group_by(source)
-        ).all()
-    )
-    annotated = (
-        session.scalar(
-            select(func.count(distinct(Annotation.file_id))).where(Annotation.file_id.in_(selected))
+        _counted(
+            Annotation.label,
+            Annotation.file_id,
+            Annotation.status == "applied",
+            *of(Annotation.file_id),
         )
-        or 0
     )
-    sources = [Facet("raw", total - annotated)] + [
-        Facet(name, by_source.get(name, 0)) for name in ("human", "machine", "proposed")
+    per_file = (
+        select(
+            func.bool_or((Annotation.status == "applied") & (Annotation.source == "human")).label(
+                "human"
+            ),
+            func.bool_or((Annotation.status == "applied") & (Annotation.source == "machine")).label(
+                "machine"
+            ),
+            func.bool_or(Annotation.status == "proposed").label("proposed"),
+        )
+        .where(*of(Annotation.file_id))
+        .group_by(Annotation.file_id)
+        .subquery()
+    )
+    annotated, human, machine, proposed = session.execute(
+        select(
+            func.count(),
+            func.count().filter(per_file.c.human),
+            func.count().filter(per_file.c.machine),
+            func.count().filter(per_file.c.proposed),
+        )
+    ).one()
+    sources = [
+        Facet("raw", total - annotated),
+        Facet("human", human),
+        Facet("machine", machine),
+        Facet("proposed", proposed),
     ]
     return Facets(collections=collections, tags=tags, labels=labels, sources=sources)
 
