@@ -315,6 +315,12 @@ class EmbeddingNotFound(NotFound):
     code = "embedding_not_found"
 
 
+class LabelNotFound(NotFound):
+    """No label or label group has that id; list them with GET /labels and /label-groups."""
+
+    code = "label_not_found"
+
+
 class Conflict(EngineError):
     """The request conflicts with the current state."""
 
@@ -375,6 +381,12 @@ class FileChangedSinceIngest(Conflict):
     itself changed since ingest); re-ingest it to register the new bytes."""
 
     code = "file_changed_since_ingest"
+
+
+class LabelGroupExists(Conflict):
+    """A label group has that name; attach labels to it, or pick another name."""
+
+    code = "label_group_exists"
 
 
 class FilesInUse(Conflict):

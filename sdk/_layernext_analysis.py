@@ -1,5 +1,5 @@
 """LayerNext's automatic analysis calls (models, autotagging, embeddings, jobs) and its label
-registry calls.
+registry calls (the engine's labels and label groups).
 
 Analysis calls return `{"jobId": <job id>}` as LayerNext does; the job is the engine's, so
 `wait_for_job_complete`, `client.client.get_job` and `metalake jobs show` all know it.
@@ -21,15 +21,63 @@ from sdk._layernext_spellings import (
 )
 from sdk.errors import BadRequest
 from sdk.schemas import FINISHED_JOB_STATUSES, MAX_EMBEDDING_BATCH
+from sdk.schemas_labels import LabelAttribute, LabelCreate, LabelGroupCreate, LabelIds
 
 LAYERNEXT_EMBEDDING_BATCH = 100
 """LayerNext refuses a batch of more than 100 embeddings; the engine takes 99 a request, so a
 batch of 100 is sent as two requests counted on one job."""
 
-LABEL_REGISTRY = (
-    "The lake has no label registry yet: labels are the names annotations and tags carry "
-    "(see a model's label_list with client.client.get_model(name))."
-)
+
+def _number(value: Any, what: str) -> int:
+    text = str(value).strip()
+    if not text.isdigit():
+        raise BadRequest(
+            f"{what} id {value!r} is not an id of this engine: ids are integers (the `id` or "
+            "`label_reference` the label calls return).",
+            code="invalid_input",
+        )
+    return int(text)
+
+
+def _label_ids(label_ids: Any) -> list[int]:
+    if isinstance(label_ids, (str, int)):
+        label_ids = [label_ids]
+    if not label_ids:
+        raise BadRequest("label_ids is empty: name at least one label.", code="invalid_input")
+    return [_number(i, "label") for i in label_ids]
+
+
+def _label_body(label: Any) -> LabelCreate:
+    """LayerNext's label dict as the engine's label."""
+    if isinstance(label, str):
+        label = {"className": label}
+    if not isinstance(label, dict) or not label.get("className"):
+        raise BadRequest(
+            'The label needs a non-empty \'className\': {"className": "Bird", '
+            '"description": "...", "attributes": [{"attributeName": "colour", "values": '
+            '[{"valueName": "red"}]}]}.',
+            code="invalid_input",
+        )
+    attributes = []
+    for attribute in label.get("attributes") or []:
+        name = attribute.get("attributeName") if isinstance(attribute, dict) else None
+        if not name:
+            raise BadRequest(
+                "Each attribute needs a non-empty 'attributeName'.", code="invalid_input"
+            )
+        values = [v.get("valueName") for v in attribute.get("values") or []]
+        if not all(values) or len(set(values)) != len(values):
+            raise BadRequest(
+                f"The values of attribute {name!r} need distinct, non-empty 'valueName's.",
+                code="invalid_input",
+            )
+        attributes.append(LabelAttribute(name=name, values=values))
+    names = [a.name for a in attributes]
+    if len(set(names)) != len(names):
+        raise BadRequest("Two attributes share an attributeName.", code="invalid_input")
+    return LabelCreate(
+        name=label["className"], description=label.get("description", ""), attributes=attributes
+    )
 
 
 def _job_number(job_id: Any) -> int:
@@ -236,25 +284,47 @@ class AnalysisCompat(LayerNextBase):
 
     # -- labels ---------------------------------------------------------------------------------
     def get_all_labels(self) -> list[dict[str, Any]]:
-        raise not_yet("get_all_labels", LABEL_REGISTRY)
+        """Every label of the registry by name: `id` (the label reference the group calls
+        take), `name`, `description`, `attributes`, `groups`."""
+        return list(self.client._get("/labels"))
 
     def get_labels_in_group(self, group_id: Any) -> list[dict[str, Any]]:
-        raise not_yet("get_labels_in_group", LABEL_REGISTRY)
+        """The labels of one group."""
+        return list(self.client._get("/labels", params={"group_id": _number(group_id, "group")}))
 
     def create_system_label(self, label: Any) -> dict[str, Any]:
-        raise not_yet(
-            "create_system_label",
-            LABEL_REGISTRY + " A label exists once an annotation or tag uses it.",
-        )
+        """A label from LayerNext's `{"className", "description", "attributes":
+        [{"attributeName", "values": [{"valueName"}]}]}`; an existing name returns its label.
+        Returns `{"label_reference": <id>, ...the label}`."""
+        body = _label_body(label)
+        created = self.client._post("/labels", json=body.model_dump(mode="json"))
+        return {"label_reference": created["id"], **created}
 
     def create_label_group(self, group_name: Any, label_ids: Any) -> dict[str, Any]:
-        raise not_yet("create_label_group", LABEL_REGISTRY)
+        """A new group of the labels `label_ids` (their references). Returns the group: `id`,
+        `name`, `labels`, `label_ids`."""
+        if not group_name:
+            raise BadRequest("group_name is empty: name the group.", code="invalid_input")
+        body = LabelGroupCreate(name=str(group_name), label_ids=_label_ids(label_ids))
+        result: dict[str, Any] = self.client._post("/label-groups", json=body.model_dump())
+        return result
 
     def attach_labels_to_group(self, group_id: Any, label_ids: Any) -> dict[str, Any]:
-        raise not_yet("attach_labels_to_group", LABEL_REGISTRY)
+        """Add labels to the group; returns the group."""
+        body = LabelIds(label_ids=_label_ids(label_ids))
+        result: dict[str, Any] = self.client._post(
+            f"/label-groups/{_number(group_id, 'group')}/labels", json=body.model_dump()
+        )
+        return result
 
     def detach_labels_from_group(self, group_id: Any, label_ids: Any) -> dict[str, Any]:
-        raise not_yet("detach_labels_from_group", LABEL_REGISTRY)
+        """Take labels out of the group; returns the group."""
+        body = LabelIds(label_ids=_label_ids(label_ids))
+        result: dict[str, Any] = self.client._post(
+            f"/label-groups/{_number(group_id, 'group')}/labels/detach", json=body.model_dump()
+        )
+        return result
 
     def get_all_label_groups(self) -> list[dict[str, Any]]:
-        raise not_yet("get_all_label_groups", LABEL_REGISTRY)
+        """Every label group: `id`, `name`, `labels`, `label_ids`."""
+        return list(self.client._get("/label-groups"))

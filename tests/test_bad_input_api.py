@@ -160,6 +160,12 @@ def lake(
         [{"uniqueName": unique_name, "embeddings": [1.0, 0.0, 0.5]}], "ext", [3]
     )
     version = client.create_dataset_from_collection("things-set", collection_id, {"train": 100})
+    label = httpx.post(f"{api_url}{API}/labels", json={"name": "cat"}, headers=_auth(admin_key))
+    group = httpx.post(
+        f"{api_url}{API}/label-groups",
+        json={"name": "pets", "label_ids": [label.json()["id"]]},
+        headers=_auth(admin_key),
+    ).json()
     spare = make_key("read", name="spare")
     keys = httpx.get(f"{api_url}{API}/keys", headers=_auth(admin_key)).json()
     spare_id = next(k["id"] for k in keys if spare.startswith(k["prefix"]))
@@ -182,6 +188,7 @@ def lake(
             "version_id": str(version["version_id"]),
             "model": "shapes",
             "project_id": "1",
+            "group_id": str(group["id"]),
         },
     )
 

@@ -1,7 +1,7 @@
 """LayerNextClient's calls on the real API (no worker): uploads with Tags, metadata files,
 LayerNext's annotation JSON, field filters, sorting, counts, embeddings, and the refusals; and
 the native client's LayerNext spellings (`filters=`, `item_type=`, `sort_order`, `task=`,
-`input_model_path=`)."""
+`input_model_path=`); the label registry."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 
-from sdk import BadRequest, LayerNextClient, NotFound, NotSupportedYet
+from sdk import BadRequest, Conflict, LayerNextClient, NotFound, NotSupportedYet
 
 
 def _images(folder: Path, sizes: dict[str, int]) -> Path:
@@ -263,8 +264,6 @@ def test_downloads_keep_the_asked_annotations(
         "birds_c.png",
     ]
     url = ln.get_downloadable_url("birds_a.png")
-    import httpx
-
     assert httpx.get(url).content == (tmp_path / "files" / "birds_a.png").read_bytes()
 
 
@@ -321,3 +320,37 @@ def test_native_client_accepts_layernext_spellings(
     assert len(list(client.iter_items(content_type="image"))) == 3
     with pytest.raises(BadRequest, match="does not exist"):
         client.register_model(input_model_path="/no/such/bundle", model_id="m", task="embedding")
+
+
+def test_label_registry_as_layernext_scripts_use_it(ln: Any, api_url: str) -> None:
+    bird = ln.create_system_label(
+        {
+            "className": "Bird",
+            "description": "any bird",
+            "attributes": [{"attributeName": "colour", "values": [{"valueName": "red"}]}],
+        }
+    )
+    nest = ln.create_system_label({"className": "Nest"})
+    assert ln.create_system_label({"className": "Bird"})["label_reference"] == bird["id"]
+    assert bird["attributes"] == [{"name": "colour", "values": ["red"]}]
+    group = ln.create_label_group("birds", [bird["label_reference"]])
+    assert (group["labels"], group["label_ids"]) == (["Bird"], [bird["id"]])
+    both = ln.attach_labels_to_group(group["id"], [str(nest["id"]), bird["id"]])
+    assert both["labels"] == ["Bird", "Nest"]
+    assert [g["name"] for g in ln.get_all_label_groups()] == ["birds"]
+    assert [x["name"] for x in ln.get_labels_in_group(group["id"])] == ["Bird", "Nest"]
+    assert ln.detach_labels_from_group(group["id"], [nest["id"]])["labels"] == ["Bird"]
+    labels = {x["name"]: x for x in ln.get_all_labels()}
+    assert (labels["Bird"]["groups"], labels["Nest"]["groups"]) == (["birds"], [])
+    assert labels["Bird"]["description"] == "any bird"
+
+    with pytest.raises(Conflict, match="A label group is named 'birds'"):
+        ln.create_label_group("birds", [bird["id"]])
+    with pytest.raises(NotFound, match=r"No label has id\(s\) \[999999\]"):
+        ln.attach_labels_to_group(group["id"], [999999])
+    with pytest.raises(NotFound, match="No label group has id 999999"):
+        ln.get_labels_in_group(999999)
+    with pytest.raises(BadRequest, match="className"):
+        ln.create_system_label({"description": "no name"})
+    with pytest.raises(BadRequest, match="not an id of this engine"):
+        ln.attach_labels_to_group(group["id"], ["64f962e14f228f79e7806de6"])

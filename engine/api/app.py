@@ -22,6 +22,7 @@ from engine.api.routes import (
     items,
     jobs,
     keys,
+    labels,
     labelstudio,
     models,
     predict,
@@ -90,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(embeddings.router, prefix=API_PREFIX)
     app.include_router(exports.router, prefix=API_PREFIX)
     app.include_router(predict.router, prefix=API_PREFIX)
+    app.include_router(labels.router, prefix=API_PREFIX)
     app.include_router(labelstudio.router)  # its own prefixes: /ml for Label Studio, /api/v1
     app.state.ui_pages = Pages()
     app.include_router(ui_routes.router)  # the gallery at /ui/

@@ -254,3 +254,41 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = created_at_column()
 
     model: Mapped[Model] = relationship(back_populates="versions", lazy="raise")
+
+
+# -- the label registry (migration 0010) ---------------------------------------------------------
+label_group_members = Table(
+    "label_group_members",
+    Base.metadata,
+    Column(
+        "group_id", BigInteger, ForeignKey("label_groups.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("label_id", BigInteger, ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_label_group_members_label_id", "label_id"),
+)
+
+
+class Label(Base):
+    """A name of the label registry (LayerNext's system labels), with its description and
+    attributes; annotations and tags name labels by this name."""
+
+    __tablename__ = "labels"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    # [{"name": "colour", "values": ["red", "blue"]}, ...]
+    attributes: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text("'[]'::jsonb")
+    )
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class LabelGroup(Base):
+    """A named set of labels, e.g. the labels of one project or model."""
+
+    __tablename__ = "label_groups"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = created_at_column()
