@@ -321,3 +321,30 @@ def test_the_grid_scrolls_on_past_its_first_page(
     expect(page.locator("#cards .card")).to_have_count(60)
     expect(page.locator("#more")).to_have_count(0)
     screenshot(page, "grid-scrolled")
+
+
+def test_similar_items_are_the_nearest_among_the_querys_results(
+    signed_in: Page, api_url: str, client: Client, lake: dict[str, int]
+) -> None:
+    vectors = {
+        "birds_a.png": [1.0, 0.0, 0.0],
+        "birds_b.png": [0.9, 0.3, 0.0],
+        "birds_c.png": [0.0, 1.0, 0.0],
+        "cats_x.png": [1.0, 0.0, 0.05],
+    }
+    client.insert_image_embeddings_batch(
+        [{"uniqueName": name, "embeddings": v} for name, v in vectors.items()], "ext", [3]
+    )
+    page = signed_in
+    page.goto(f"{api_url}/ui/items/{lake['birds_a.png']}")
+    similar = page.locator("ul.similar li .name")
+    expect(similar).to_have_text(["cats_x.png", "birds_b.png", "birds_c.png"])
+    screenshot(page, "item-similar")
+
+    page.goto(f"{api_url}/ui/items/{lake['birds_a.png']}?q=collection%3Dbirds")
+    expect(similar).to_have_text(["birds_b.png", "birds_c.png"])  # the cat is not a result
+    page.locator("ul.similar a", has_text="birds_b.png").click()
+    expect(page.locator("h1")).to_have_text("b.png")
+
+    page.goto(f"{api_url}/ui/items/{lake['birds_d.png']}")
+    expect(page.locator("p.none")).to_contain_text("no vector")

@@ -22,7 +22,7 @@ from engine.lake import items as lake_items
 from engine.lake import tags as lake_tags
 from engine.lake.content import open_content
 from engine.storage import Storage
-from engine.ui import gallery, sessions, thumbnails
+from engine.ui import gallery, sessions, similar, thumbnails
 from engine.ui.pages import SECURITY_HEADERS, Pages
 
 PREFIX = "/ui"
@@ -272,7 +272,10 @@ def item_page(
     sort: Sort = "date",
     order: Order = "desc",
     at: Annotated[int | None, Query(ge=0, le=10**9)] = None,
+    space: Annotated[str | None, Query(max_length=255)] = None,
 ) -> Response:
+    """An item; `space` names the embedding space of its similar items (default: the first
+    holding a vector of it)."""
     search = gallery.Search(query=q.strip(), sort=sort, order=order)
     with session_scope(request.app.state.session_factory) as session:
         visitor = _visitor(request, session)
@@ -280,6 +283,7 @@ def item_page(
             return _to_signin(request)
         try:
             item = gallery.item(session=session, file_id=file_id)
+            spaces = similar.spaces_of(session=session, file_id=file_id)
             neighbours = (
                 gallery.neighbours(
                     session=session,
@@ -292,6 +296,16 @@ def item_page(
             )
         except EngineError as refused:
             return _error(request, refused, visitor)
+        chosen = space if space in spaces else (spaces[0] if spaces else None)
+        nearest: list[similar.Neighbour] = []
+        similar_error: EngineError | None = None
+        if chosen is not None:
+            try:
+                nearest = similar.nearest(
+                    session=session, unique_name=item.unique_name, space=chosen, query=search.query
+                )
+            except EngineError as refused:
+                similar_error = refused
     labels = sorted({shape.label for shape in item.shapes})
     return _pages(request).render(
         "item.html",
@@ -303,6 +317,10 @@ def item_page(
         at=at,
         previous=neighbours.previous,
         next=neighbours.next,
+        spaces=spaces,
+        space=chosen,
+        similar=[n for n in nearest if n.id != item.id],
+        similar_error=similar_error,
     )
 
 
