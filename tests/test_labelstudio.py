@@ -14,7 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
+from engine.cli import app
 from engine.config import Settings
 from engine.db.models import Annotation, File
 from engine.interop.signing import signed_url
@@ -329,6 +331,18 @@ def test_project_from_collection_and_annotations_back(
     assert again["written"] == again["replaced"] == count
     assert sum(len(a) for a in _human(session).values()) == count
 
+    # the shell, the token from Label Studio's own variable: the same set again
+    env = {
+        "METALAKE_URL": api_url,
+        "METALAKE_API_KEY": make_key("write", name="shell"),
+        "LABEL_STUDIO_API_KEY": label_studio.token,
+    }
+    args = ["labelstudio", "download", str(pid), "--labelstudio-url", label_studio.url]
+    shell = CliRunner().invoke(app, args, env=env, prog_name="metalake")
+    assert shell.exit_code == 0, (shell.stdout, shell.stderr)
+    assert json.loads(shell.stdout)["replaced"] == count
+    assert sum(len(a) for a in _human(session).values()) == count
+
 
 def test_ml_routes_need_a_key_and_a_model(api_url: str, make_key: Any) -> None:
     key = make_key("read", name="reader")
@@ -363,9 +377,19 @@ def test_ml_routes_need_a_key_and_a_model(api_url: str, make_key: Any) -> None:
     assert hook.status_code == 403
 
 
-def test_projects_need_a_label_studio(client: Any, lake: dict[str, Any]) -> None:
+def test_projects_need_a_label_studio(
+    client: Any, lake: dict[str, Any], api_url: str, admin_key: str
+) -> None:
     from sdk.errors import BadRequest
 
     with pytest.raises(BadRequest) as refused:
         client.create_annotation_project_from_collection("no studio", lake["ids"]["lsauto"])
     assert "METALAKE_LABELSTUDIO_URL" in str(refused.value)
+    shell = CliRunner().invoke(
+        app,
+        ["labelstudio", "project", "no studio", "--collection-id", str(lake["ids"]["lsauto"])],
+        env={"METALAKE_URL": api_url, "METALAKE_API_KEY": admin_key},
+        prog_name="metalake",
+    )
+    assert shell.exit_code == 1
+    assert "METALAKE_LABELSTUDIO_URL" in shell.stderr
