@@ -8,10 +8,17 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi.responses import HTMLResponse
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy.orm import Session
 
+from engine.errors import EngineError, Forbidden
 from engine.interop.draw import label_color
+from engine.ui import sessions
+
+PREFIX = "/ui"
+COOKIE = "metalake_ui"  # the session token
 
 # Our own script and styles only (no inline script or style attribute), no framing, no
 # referrer (a sign-in link's token must not leave in a Referer header).
@@ -70,3 +77,39 @@ class Pages:
     def render(self, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         text = self.environment.get_template(name).render(**context)
         return HTMLResponse(text, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def pages_of(request: Request) -> Pages:
+    pages: Pages = request.app.state.ui_pages
+    return pages
+
+
+def visitor_of(request: Request, session: Session) -> sessions.Visitor | None:
+    """The signed-in browser making `request`, or None."""
+    return sessions.visitor(session=session, token=request.cookies.get(COOKIE))
+
+
+def to_signin(request: Request) -> RedirectResponse:
+    """A page asked for without a session: to the sign-in form, and back afterwards."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"{PREFIX}/signin?{urlencode({'next': target})}", status_code=303)
+
+
+def no_session() -> Response:
+    """What a request other than a page gets without a session."""
+    return Response("Sign in at /ui/signin.", status_code=401, headers=SECURITY_HEADERS)
+
+
+def error_page(
+    request: Request, error: EngineError, visitor: sessions.Visitor | None
+) -> HTMLResponse:
+    return pages_of(request).render(
+        "error.html", status_code=error.status_code, error=error, visitor=visitor
+    )
+
+
+def csrf_refused() -> Forbidden:
+    return Forbidden(
+        "This form's security token does not match your session (the page is older than "
+        "your sign-in, or the form came from another site); reload the page and try again."
+    )

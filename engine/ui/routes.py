@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
-from sqlalchemy.orm import Session
 
 from engine.config import Settings
 from engine.db.session import session_scope
@@ -22,33 +21,27 @@ from engine.lake import items as lake_items
 from engine.lake import tags as lake_tags
 from engine.lake.content import open_content
 from engine.storage import Storage
-from engine.ui import gallery, sessions, similar, thumbnails
-from engine.ui.pages import SECURITY_HEADERS, Pages
+from engine.ui import gallery, job_pages, sessions, similar, thumbnails
+from engine.ui.pages import (
+    COOKIE,
+    PREFIX,
+    csrf_refused,
+    error_page,
+    no_session,
+    pages_of,
+    to_signin,
+    visitor_of,
+)
 
-PREFIX = "/ui"
-COOKIE = "metalake_ui"  # the session token
 SIGNIN_COOKIE = "metalake_ui_signin"  # the sign-in form's CSRF token, before any session
 STATIC = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+router.include_router(job_pages.router)
 
 Sort = Annotated[gallery.Sort, Query(description="name, date or size")]
 Order = Annotated[gallery.Order, Query(description="asc or desc")]
 FileId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a lake file's id")]
-
-
-def _pages(request: Request) -> Pages:
-    pages: Pages = request.app.state.ui_pages
-    return pages
-
-
-def _visitor(request: Request, session: Session) -> sessions.Visitor | None:
-    return sessions.visitor(session=session, token=request.cookies.get(COOKIE))
-
-
-def _to_signin(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"{PREFIX}/signin?{urlencode({'next': target})}", status_code=303)
 
 
 def _set_session_cookie(response: Response, request: Request, token: str) -> None:
@@ -60,12 +53,6 @@ def _set_session_cookie(response: Response, request: Request, token: str) -> Non
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
-    )
-
-
-def _error(request: Request, error: EngineError, visitor: sessions.Visitor | None) -> HTMLResponse:
-    return _pages(request).render(
-        "error.html", status_code=error.status_code, error=error, visitor=visitor
     )
 
 
@@ -90,7 +77,7 @@ def _search_query(search: gallery.Search, **extra: Any) -> str:
 @router.get("/signin", response_class=HTMLResponse)
 def signin_form(request: Request, next: str | None = None) -> HTMLResponse:
     token = sessions.new_form_token()
-    response = _pages(request).render(
+    response = pages_of(request).render(
         "signin.html", csrf_token=token, next=_local(next), error=None, visitor=None
     )
     response.set_cookie(
@@ -128,7 +115,7 @@ def signin(
             response.delete_cookie(SIGNIN_COOKIE, path=PREFIX + "/signin")
             return response
     form_token = sessions.new_form_token()
-    page = _pages(request).render(
+    page = pages_of(request).render(
         "signin.html",
         status_code=error.status_code,
         csrf_token=form_token,
@@ -149,7 +136,7 @@ def signin_link(request: Request, token: str) -> Response:
         with session_scope(request.app.state.session_factory) as session:
             session_token = sessions.redeem_link(session=session, token=token)
     except Unauthorized as refused:
-        return _error(request, refused, None)
+        return error_page(request, refused, None)
     response = RedirectResponse(PREFIX + "/", status_code=303)
     _set_session_cookie(response, request, session_token)
     return response
@@ -158,21 +145,14 @@ def signin_link(request: Request, token: str) -> Response:
 @router.post("/signout")
 def signout(request: Request, csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
     with session_scope(request.app.state.session_factory) as session:
-        visitor = _visitor(request, session)
+        visitor = visitor_of(request, session)
         if visitor is not None:
             if not visitor.csrf_matches(csrf_token):
-                return _error(request, _csrf_refused(), visitor)
+                return error_page(request, csrf_refused(), visitor)
             sessions.sign_out(session=session, session_id=visitor.session_id)
     response = RedirectResponse(PREFIX + "/signin", status_code=303)
     response.delete_cookie(COOKIE, path=PREFIX + "/")
     return response
-
-
-def _csrf_refused() -> Forbidden:
-    return Forbidden(
-        "This form's security token does not match your session (the page is older than "
-        "your sign-in, or the form came from another site); reload the page and try again."
-    )
 
 
 # -- the grid ------------------------------------------------------------------------------
@@ -192,13 +172,13 @@ def grid(
 ) -> Response:
     search = gallery.Search(query=q.strip(), sort=sort, order=order)
     with session_scope(request.app.state.session_factory) as session:
-        visitor = _visitor(request, session)
+        visitor = visitor_of(request, session)
         if visitor is None:
-            return _to_signin(request)
+            return to_signin(request)
         try:
             conditions = search.conditions(session)
         except InvalidQuery as bad:
-            return _pages(request).render(
+            return pages_of(request).render(
                 "grid.html",
                 status_code=bad.status_code,
                 visitor=visitor,
@@ -211,11 +191,11 @@ def grid(
                 search_query=_search_query(search),
             )
         except EngineError as refused:
-            return _error(request, refused, visitor)
+            return error_page(request, refused, visitor)
         total = gallery.count(session=session, conditions=conditions)
         cards = gallery.cards(session=session, search=search, conditions=conditions, page=0)
         facets = gallery.facets(session=session, conditions=conditions, total=total)
-    return _pages(request).render(
+    return pages_of(request).render(
         "grid.html",
         visitor=visitor,
         search=search,
@@ -247,16 +227,18 @@ def more_cards(
     page after it (empty after the last)."""
     search = gallery.Search(query=q.strip(), sort=sort, order=order)
     with session_scope(request.app.state.session_factory) as session:
-        visitor = _visitor(request, session)
+        visitor = visitor_of(request, session)
         if visitor is None:
-            return Response("Sign in at /ui/signin.", status_code=401, headers=SECURITY_HEADERS)
+            return no_session()
         try:
             conditions = search.conditions(session)
         except EngineError as refused:
-            return _error(request, refused, visitor)
+            return error_page(request, refused, visitor)
         total = gallery.count(session=session, conditions=conditions)
         cards = gallery.cards(session=session, search=search, conditions=conditions, page=page)
-    response = _pages(request).render("cards.html", cards=cards, search_query=_search_query(search))
+    response = pages_of(request).render(
+        "cards.html", cards=cards, search_query=_search_query(search)
+    )
     response.headers["X-Next"] = _more(search, page, total) or ""
     return response
 
@@ -278,9 +260,9 @@ def item_page(
     holding a vector of it)."""
     search = gallery.Search(query=q.strip(), sort=sort, order=order)
     with session_scope(request.app.state.session_factory) as session:
-        visitor = _visitor(request, session)
+        visitor = visitor_of(request, session)
         if visitor is None:
-            return _to_signin(request)
+            return to_signin(request)
         try:
             item = gallery.item(session=session, file_id=file_id)
             spaces = similar.spaces_of(session=session, file_id=file_id)
@@ -295,7 +277,7 @@ def item_page(
                 else gallery.Neighbours(previous=None, next=None)
             )
         except EngineError as refused:
-            return _error(request, refused, visitor)
+            return error_page(request, refused, visitor)
         chosen = space if space in spaces else (spaces[0] if spaces else None)
         nearest: list[similar.Neighbour] = []
         similar_error: EngineError | None = None
@@ -307,7 +289,7 @@ def item_page(
             except EngineError as refused:
                 similar_error = refused
     labels = sorted({shape.label for shape in item.shapes})
-    return _pages(request).render(
+    return pages_of(request).render(
         "item.html",
         visitor=visitor,
         item=item,
@@ -334,12 +316,12 @@ def add_tag(
 ) -> Response:
     """Tag the item by hand (a human tag): a write key's action."""
     with session_scope(request.app.state.session_factory) as session:
-        visitor = _visitor(request, session)
+        visitor = visitor_of(request, session)
         if visitor is None:
-            return Response("Sign in at /ui/signin.", status_code=401, headers=SECURITY_HEADERS)
+            return no_session()
         try:
             if not visitor.csrf_matches(csrf_token):
-                raise _csrf_refused()
+                raise csrf_refused()
             visitor.principal.require("write", "tagging an item changes the lake")
             if not name.strip():
                 raise InvalidInput("Type the tag's name before adding it.")
@@ -347,7 +329,7 @@ def add_tag(
             lake_tags.add_tags(session=session, unique_name=item.unique_name, names=[name.strip()])
         except EngineError as refused:
             session.rollback()
-            return _error(request, refused, visitor)
+            return error_page(request, refused, visitor)
     return RedirectResponse(_local(back or f"{PREFIX}/items/{file_id}"), status_code=303)
 
 
@@ -367,8 +349,8 @@ def _storage(request: Request) -> Storage:
 @router.get("/files/{file_id}")
 def file_bytes(request: Request, file_id: FileId) -> Response:
     with session_scope(request.app.state.session_factory) as session:
-        if _visitor(request, session) is None:
-            return Response("Sign in at /ui/signin.", status_code=401)
+        if visitor_of(request, session) is None:
+            return no_session()
         try:
             found = lake_items.file_content(session=session, file_id=file_id)
         except EngineError as refused:
@@ -387,8 +369,8 @@ def file_bytes(request: Request, file_id: FileId) -> Response:
 @router.get("/thumbs/{file_id}")
 def thumbnail(request: Request, file_id: FileId) -> Response:
     with session_scope(request.app.state.session_factory) as session:
-        if _visitor(request, session) is None:
-            return Response("Sign in at /ui/signin.", status_code=401)
+        if visitor_of(request, session) is None:
+            return no_session()
         try:
             found = lake_items.file_content(session=session, file_id=file_id)
         except EngineError as refused:

@@ -64,4 +64,30 @@ function arrowKeys() {
   });
 }
 
-document.addEventListener("DOMContentLoaded", () => { moreCards(); shapeFilters(); arrowKeys(); });
+function pollJobs() {
+  const table = document.querySelector("table[data-poll]");
+  if (!table || !table.dataset.poll) return;
+  let ids = table.dataset.poll.split(",");
+  async function poll() {
+    const response = await fetch("/ui/jobs/progress?ids=" + ids.join(","), { credentials: "same-origin" });
+    if (!response.ok) return;
+    for (const job of await response.json()) {
+      for (const row of table.querySelectorAll(`[data-job="${job.id}"]`)) {
+        for (const name of ["status", "done", "total", "failed"]) {
+          const cell = row.querySelector("." + name);
+          if (cell) cell.textContent = String(job[name]);
+        }
+        const bar = row.querySelector("progress");
+        if (bar) { bar.max = Math.max(job.total, 1); bar.value = job.done; }
+      }
+      if (job.finished) {
+        ids = ids.filter((id) => id !== String(job.id));
+        if (table.dataset.reload) { window.location.reload(); return; }
+      }
+    }
+    if (ids.length) setTimeout(poll, 2000);
+  }
+  setTimeout(poll, 2000);
+}
+
+document.addEventListener("DOMContentLoaded", () => { moreCards(); shapeFilters(); arrowKeys(); pollJobs(); });

@@ -1,0 +1,117 @@
+"""The gallery's jobs pages: the latest jobs with live progress (the page polls
+/ui/jobs/progress), one job with its failures and reasons, and its cancel and retry buttons
+(write keys, with the session's CSRF token)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from engine.db.session import session_scope
+from engine.errors import EngineError, InvalidInput
+from engine.jobs import service
+from engine.jobs.dispatch import CeleryDispatcher, Dispatcher
+from engine.ui import job_rows
+from engine.ui.pages import (
+    PREFIX,
+    SECURITY_HEADERS,
+    csrf_refused,
+    error_page,
+    no_session,
+    pages_of,
+    to_signin,
+    visitor_of,
+)
+from sdk.schemas import FINISHED_JOB_STATUSES
+
+router = APIRouter()
+
+JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a job's id")]
+_IDS = re.compile(r"\d{1,18}(,\d{1,18}){0,99}")
+
+
+def _dispatcher(request: Request) -> Dispatcher:
+    """The app's Celery producer (the jobs routes' too), made on first use."""
+    state = request.app.state
+    if getattr(state, "dispatcher", None) is None:
+        from engine.jobs.celery_app import create_celery
+
+        state.dispatcher = CeleryDispatcher(create_celery(state.settings))
+    dispatcher: Dispatcher = state.dispatcher
+    return dispatcher
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request) -> Response:
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = visitor_of(request, session)
+        if visitor is None:
+            return to_signin(request)
+        rows = job_rows.latest(session=session)
+    return pages_of(request).render("jobs.html", visitor=visitor, jobs=rows)
+
+
+@router.get("/jobs/progress")
+def jobs_progress(
+    request: Request, ids: Annotated[str, Query(max_length=2000, description="1,2,3")] = ""
+) -> Response:
+    """Status and counts of the listed jobs, polled by the jobs pages while any runs."""
+    with session_scope(request.app.state.session_factory) as session:
+        if visitor_of(request, session) is None:
+            return no_session()
+        if not _IDS.fullmatch(ids):
+            return JSONResponse(
+                {"error": "ids must be up to 100 job ids separated by commas, e.g. 3,2,1"},
+                status_code=400,
+                headers=SECURITY_HEADERS,
+            )
+        found = job_rows.progress(session=session, job_ids=[int(i) for i in ids.split(",")])
+    return JSONResponse(found, headers=SECURITY_HEADERS)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job_id: JobId) -> Response:
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = visitor_of(request, session)
+        if visitor is None:
+            return to_signin(request)
+        try:
+            job = service.get_job(session=session, job_id=job_id)
+        except EngineError as refused:
+            return error_page(request, refused, visitor)
+    return pages_of(request).render(
+        "job.html", visitor=visitor, job=job, finished=job.status in FINISHED_JOB_STATUSES
+    )
+
+
+@router.post("/jobs/{job_id}/{action}")
+def job_action(
+    request: Request,
+    job_id: JobId,
+    action: str,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """`cancel` or `retry` (its failed items), as the jobs API does."""
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = visitor_of(request, session)
+        if visitor is None:
+            return no_session()
+        try:
+            if not visitor.csrf_matches(csrf_token):
+                raise csrf_refused()
+            visitor.principal.require("write", f"{action} changes a job")
+            if action == "cancel":
+                service.cancel_job(session=session, job_id=job_id)
+            elif action == "retry":
+                service.retry_failed(
+                    session=session, job_id=job_id, dispatcher=_dispatcher(request)
+                )
+            else:
+                raise InvalidInput(f"A job can be cancelled or retried, not {action!r}.")
+        except EngineError as refused:
+            session.rollback()
+            return error_page(request, refused, visitor)
+    return RedirectResponse(f"{PREFIX}/jobs/{job_id}", status_code=303)
