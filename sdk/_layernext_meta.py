@@ -136,7 +136,35 @@ def translate_annotations(data: Any, shape_type: str | None = None) -> dict[str,
     return {"images": out}
 
 
+def storage_uri(path: str, bucket_name: str | None) -> str:
+    """A LayerNext storage path as the engine's storage URI: a URI as it is, a key in
+    `bucket_name` as `s3://bucket/key`, an absolute path as `file://`."""
+    if "://" in path:
+        return path
+    if bucket_name:
+        return f"s3://{bucket_name}/{path.lstrip('/')}"
+    if path.startswith("/"):
+        return Path(path).as_uri()
+    raise BadRequest(
+        f"Storage path {path!r} names no place: give bucket_name (for s3://bucket/{path}), "
+        "an absolute path, or a full file:// or s3:// URI.",
+        code="invalid_input",
+    )
+
+
 class MetaCompat(LayerNextBase):
+    def _names_at(self, paths: list[str], bucket_name: str | None) -> dict[str, list[str]]:
+        """The unique names of the files stored at each storage path."""
+        uris = {p: storage_uri(p, bucket_name) for p in paths}
+        found: dict[str, list[str]] = {}
+        wanted = sorted(set(uris.values()))
+        for start in range(0, len(wanted), 1000):
+            answer = self.client._post(
+                "/files/by-storage", json={"storage_uris": wanted[start : start + 1000]}
+            )
+            found.update({m["storage_uri"]: m["unique_names"] for m in answer["matches"]})
+        return {p: found.get(u, []) for p, u in uris.items()}
+
     # -- metadata -------------------------------------------------------------------------------
     def _write_metadata(
         self, entries: list[tuple[str, dict[str, Any], list[str]]]
@@ -175,10 +203,19 @@ class MetaCompat(LayerNextBase):
     def upload_metadata_by_storage_path(
         self, json_data_file_path: str, bucket_name: str | None = None
     ) -> dict[str, Any]:
-        raise not_yet(
-            "upload_metadata_by_storage_path",
-            "Name the files by unique name (upload_metadata_by_unique_name) or by their path "
-            "in the uploaded folder (upload_metadata_for_files).",
+        """Metadata (and `Tags`) for files named by where they are stored: a key of
+        `bucket_name`, an absolute path, or a full URI (every file registered there)."""
+        entries = _metadata_entries(json_data_file_path)
+        names = self._names_at([name for name, _, _ in entries], bucket_name)
+        missing = [path for path, found in names.items() if not found]
+        if missing:
+            raise NotFound(
+                f"No file of the lake is stored at {missing[:5]} (storage URIs "
+                f"{[storage_uri(p, bucket_name) for p in missing[:5]]}); nothing was written.",
+                code="file_not_found",
+            )
+        return self._write_metadata(
+            [(unique, fields, tags) for path, fields, tags in entries for unique in names[path]]
         )
 
     def upload_metadata_by_job_id(self, job_id: str, json_data_file_path: str) -> dict[str, Any]:
@@ -312,11 +349,32 @@ class MetaCompat(LayerNextBase):
         is_model_run: bool,
         bucket_name: str | None = None,
     ) -> dict[str, Any]:
-        raise not_yet(
-            "upload_annotations_by_storage_path",
-            "Name the images by unique name (upload_annotations_by_unique_name) or by their "
-            "path in the uploaded folder (upload_annotations_for_collection).",
+        """Annotations for files named by where they are stored: a key of `bucket_name`
+        (else of an image's `storageName`), an absolute path, or a full URI; every file
+        registered there gets them."""
+        data = _read(json_data_file_path, "The annotation file")
+        document = translate_annotations(data)
+        buckets = [
+            i.get("storageName", bucket_name) if isinstance(i, dict) else bucket_name
+            for i in data["images"]
+        ]
+        images: list[dict[str, Any]] = []
+        unknown: list[str] = []
+        for image, bucket in zip(document["images"], buckets, strict=True):
+            names = self._names_at([image["image"]], bucket)[image["image"]]
+            if not names:
+                unknown.append(image["image"])
+            images.extend({**image, "image": name} for name in names)
+        if not images:
+            raise NotFound(
+                f"No file of the lake is stored at any of the {len(unknown)} image path(s) "
+                f"(e.g. {unknown[:3]}); nothing was written.",
+                code="no_images_matched",
+            )
+        report = self._by_unique_name(
+            operation_unique_id, {"images": images}, is_normalized, is_model_run
         )
+        return {**report, "unknown_images": unknown + report["unknown_images"]}
 
     def upload_annoations_for_folder(
         self,

@@ -140,7 +140,7 @@ def test_metadata_files_write_fields_and_tags_all_checked_first(
         "isSuccess": True,
         "itemCount": 3,
     }
-    with pytest.raises(NotSupportedYet, match="upload_metadata_by_storage_path"):
+    with pytest.raises(BadRequest, match="names no place"):  # a.png: where?
         ln.upload_metadata_by_storage_path(str(good))
 
 
@@ -354,3 +354,56 @@ def test_label_registry_as_layernext_scripts_use_it(ln: Any, api_url: str) -> No
         ln.create_system_label({"description": "no name"})
     with pytest.raises(BadRequest, match="not an id of this engine"):
         ln.attach_labels_to_group(group["id"], ["64f962e14f228f79e7806de6"])
+
+
+def test_uploads_by_storage_path_find_files_where_they_are(
+    ln: Any, birds: dict[str, Any], tmp_path: Path
+) -> None:
+    a, b = tmp_path / "birds" / "a.png", tmp_path / "birds" / "b.png"
+    meta = tmp_path / "meta.json"
+    meta.write_text(
+        json.dumps({"files": [{"file": str(a), "metadata": {"shelf": "3", "Tags": ["stored"]}}]})
+    )
+    assert ln.upload_metadata_by_storage_path(str(meta))["files"] == 1
+    assert ln.get_file_details("birds_a.png", {"shelf": True, "Tags": True}) == {
+        "shelf": "3",
+        "Tags": ["2024", "field", "stored"],
+    }
+    document = tmp_path / "ann.json"
+    document.write_text(
+        json.dumps(
+            {
+                "images": [
+                    {
+                        "image": b.as_uri(),
+                        "annotations": [
+                            {"type": "rectangle", "bbox": [1, 1, 4, 4], "label": "Egg"}
+                        ],
+                    },
+                    {"image": str(tmp_path / "nowhere.png"), "annotations": []},
+                ]
+            }
+        )
+    )
+    report = ln.upload_annotations_by_storage_path("shelf-1", str(document), False, False)
+    assert (report["written"], report["unknown_images"]) == (1, [str(tmp_path / "nowhere.png")])
+    assert [x.label for x in ln.client.list_annotations("birds_b.png")] == ["Egg"]
+
+    missing = tmp_path / "missing.json"
+    missing.write_text(
+        json.dumps(
+            {
+                "files": [
+                    {"file": str(b), "metadata": {"shelf": "9"}},
+                    {"file": str(tmp_path / "nowhere.png"), "metadata": {"shelf": "9"}},
+                ]
+            }
+        )
+    )
+    with pytest.raises(NotFound, match="nothing was written"):
+        ln.upload_metadata_by_storage_path(str(missing))
+    assert "shelf" not in ln.get_file_details("birds_b.png")["metadata"]
+    relative = tmp_path / "relative.json"
+    relative.write_text(json.dumps({"files": [{"file": "a.png", "metadata": {}}]}))
+    with pytest.raises(BadRequest, match="give bucket_name"):
+        ln.upload_metadata_by_storage_path(str(relative))

@@ -78,6 +78,7 @@ class File(Base):
         CheckConstraint(_in("content_type", CONTENT_TYPES), name="content_type"),
         Index("ix_files_uploaded_at", "uploaded_at"),
         Index("ix_files_sha256", "sha256"),
+        Index("ix_files_storage_uri", "storage_uri"),
         Index("ix_files_metadata", "metadata", postgresql_using="gin"),
     )
 

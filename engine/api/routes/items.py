@@ -12,9 +12,10 @@ from engine.api.deps import ReadKey, SessionDep, StorageDep, WriteKey
 from engine.api.params import Id
 from engine.api.routing import JSONRoute
 from engine.api.schemas import ContentType, ItemPublic, ItemQuery, MetadataUpdate, Page
+from engine.lake import by_storage, trash
 from engine.lake import items as service
-from engine.lake import trash
 from engine.lake.content import open_content
+from sdk.schemas_lookup import StorageLookup, StorageMatches
 from sdk.schemas_trash import TrashReport, TrashRequest
 
 router = APIRouter(tags=["items"], route_class=JSONRoute)
@@ -76,6 +77,13 @@ def trash_items(
     if unused:
         background.add_task(trash.remove_stored_bytes, request.app.state.db_engine, storage, unused)
     return report
+
+
+@router.post("/files/by-storage", response_model=StorageMatches)
+def files_by_storage(body: StorageLookup, session: SessionDep, _: WriteKey) -> StorageMatches:
+    """The unique names of the files stored at each URI (storage URIs are shown to write
+    keys only, so this needs one too)."""
+    return by_storage.files_at(session=session, storage_uris=body.storage_uris)
 
 
 @router.get("/files/{unique_name}", response_model=ItemPublic)
