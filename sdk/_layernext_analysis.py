@@ -20,7 +20,7 @@ from sdk._layernext_spellings import (
     not_yet,
 )
 from sdk.errors import BadRequest
-from sdk.schemas import FINISHED_JOB_STATUSES, MAX_EMBEDDING_BATCH
+from sdk.schemas import MAX_EMBEDDING_BATCH
 from sdk.schemas_labels import LabelAttribute, LabelCreate, LabelGroupCreate, LabelIds
 
 LAYERNEXT_EMBEDDING_BATCH = 100
@@ -257,7 +257,6 @@ class AnalysisCompat(LayerNextBase):
             return {"is_success": True, "job_status": "COMPLETED"}
         job = self.client.wait_for_job(_job_number(job_id), progress=False)
         ok = job["status"] == "succeeded"
-        assert job["status"] in FINISHED_JOB_STATUSES
         result: dict[str, Any] = {
             "is_success": ok,
             "job_status": "COMPLETED" if ok else "FAILED",
