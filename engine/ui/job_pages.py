@@ -14,7 +14,7 @@ from engine.db.session import session_scope
 from engine.errors import EngineError, InvalidInput
 from engine.jobs import service
 from engine.jobs.dispatch import CeleryDispatcher, Dispatcher
-from engine.ui import job_rows
+from engine.ui import gallery, job_rows, review
 from engine.ui.pages import (
     PREFIX,
     SECURITY_HEADERS,
@@ -26,6 +26,7 @@ from engine.ui.pages import (
     visitor_of,
 )
 from sdk.schemas import FINISHED_JOB_STATUSES
+from sdk.vocabulary import JobKind
 
 router = APIRouter()
 
@@ -85,6 +86,70 @@ def job_page(request: Request, job_id: JobId) -> Response:
     return pages_of(request).render(
         "job.html", visitor=visitor, job=job, finished=job.status in FINISHED_JOB_STATUSES
     )
+
+
+@router.get("/jobs/{job_id}/review", response_class=HTMLResponse)
+def review_page(
+    request: Request, job_id: JobId, at: Annotated[int, Query(ge=0, le=10**9)] = 0
+) -> Response:
+    """A preview job's proposals, one image at a time (position `at` among those left)."""
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = visitor_of(request, session)
+        if visitor is None:
+            return to_signin(request)
+        try:
+            job = service.get_job(session=session, job_id=job_id)
+            if job.kind != JobKind.AUTO_ANNOTATION:
+                raise InvalidInput(
+                    f"Job {job_id} is a {job.kind} job; only auto_annotation jobs run with "
+                    "preview=True propose annotations to review."
+                )
+            left = review.pending(session=session, job_id=job_id, position=at)
+            item = (
+                gallery.item(session=session, file_id=left.file_id)
+                if left.file_id is not None
+                else None
+            )
+        except EngineError as refused:
+            return error_page(request, refused, visitor)
+    labels = sorted({shape.label for shape in item.shapes}) if item else []
+    return pages_of(request).render(
+        "review.html", visitor=visitor, job=job, left=left, item=item, labels=labels
+    )
+
+
+@router.post("/jobs/{job_id}/review/{file_id}/{decision}")
+def review_decision(
+    request: Request,
+    job_id: JobId,
+    file_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    decision: str,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    at: Annotated[int, Form(ge=0, le=10**9)] = 0,
+) -> Response:
+    """`accept` (applied) or `reject` (deleted) the job's proposals on one file."""
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = visitor_of(request, session)
+        if visitor is None:
+            return no_session()
+        try:
+            if not visitor.csrf_matches(csrf_token):
+                raise csrf_refused()
+            visitor.principal.require("write", "deciding on proposals changes annotations")
+            if decision not in ("accept", "reject"):
+                raise InvalidInput(f"Proposals are accepted or rejected, not {decision!r}.")
+            item = gallery.item(session=session, file_id=file_id)
+            service.decide_proposals(
+                session=session,
+                job_id=job_id,
+                accept=decision == "accept",
+                unique_names=[item.unique_name],
+            )
+        except EngineError as refused:
+            session.rollback()
+            return error_page(request, refused, visitor)
+    # the file decided leaves the list: the next one takes its position
+    return RedirectResponse(f"{PREFIX}/jobs/{job_id}/review?at={at}", status_code=303)
 
 
 @router.post("/jobs/{job_id}/{action}")

@@ -60,7 +60,9 @@ function arrowKeys() {
         && target.type !== "checkbox") return;
     if (event.altKey || event.ctrlKey || event.metaKey) return;
     const link = document.getElementById(event.key === "ArrowLeft" ? "previous" : event.key === "ArrowRight" ? "next" : "");
-    if (link) { event.preventDefault(); window.location.href = link.getAttribute("href"); }
+    if (link) { event.preventDefault(); window.location.href = link.getAttribute("href"); return; }
+    const button = document.getElementById(event.key === "a" ? "accept" : event.key === "r" ? "reject" : "");
+    if (button) { event.preventDefault(); button.click(); }
   });
 }
 
