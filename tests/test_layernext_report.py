@@ -69,3 +69,11 @@ def test_the_status_is_true(name: str) -> None:
         pytest.fail(f"{name} is marked {STATUS[name][0]!r} but raises NotSupportedYet")
     except (EngineUnreachable, MetaLakeError, OSError, ValueError):
         pass  # it went on to do the work (and found no engine, or a bad dummy argument)
+
+
+def test_the_constructor_finds_the_engine_key_among_key_and_secret() -> None:
+    assert LayerNextClient("mlk_a", "", NOWHERE).client.api_key == "mlk_a"
+    assert LayerNextClient("layernext-key", "mlk_b", NOWHERE).client.api_key == "mlk_b"
+    assert LayerNextClient("mlk_a", "layernext-secret", NOWHERE).client.api_key == "mlk_a"
+    client = LayerNextClient("mlk_a", "", NOWHERE + "/")
+    assert (client.layernext_url, client.client.url) == (NOWHERE, NOWHERE)
