@@ -107,3 +107,28 @@ def test_a_read_key_reviews_but_cannot_decide(
     )
     assert refused.status == 403
     assert {a.status for a in client.list_annotations("rev_a.png")} == {"applied", "proposed"}
+
+
+def test_accept_all_above_the_slider(
+    page: Page,
+    api_url: str,
+    admin_key: str,
+    settings: Settings,
+    client: Client,
+    preview_job: int,
+) -> None:
+    assert settings.database_url
+    page.goto(sign_in_link(api_url, admin_key, settings.database_url))
+    page.goto(f"{api_url}/ui/jobs/{preview_job}/review")
+    page.locator("#confidence").fill("0.7")
+    expect(page.locator("#min-confidence")).to_have_value("0.70")
+    page.get_by_role("button", name="Accept all above").click()
+    expect(page.locator("#left")).to_have_text("1")  # the 0.6 square is still to decide
+    expect(page.locator("p.total")).to_contain_text("rev_b.png")
+    assert {(a.label, a.status) for a in client.list_annotations("rev_a.png")} == {
+        ("person", "applied"),
+        ("circle", "applied"),
+    }
+    assert [(a.label, a.status) for a in client.list_annotations("rev_b.png")] == [
+        ("square", "proposed")
+    ]

@@ -118,6 +118,32 @@ def review_page(
     )
 
 
+@router.post("/jobs/{job_id}/review/accept-above")
+def review_accept_above(
+    request: Request,
+    job_id: JobId,
+    min_confidence: Annotated[float, Form(ge=0, le=1)],
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Accept every proposal of the job scoring at least `min_confidence`."""
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = visitor_of(request, session)
+        if visitor is None:
+            return no_session()
+        try:
+            if not visitor.csrf_matches(csrf_token):
+                raise csrf_refused()
+            visitor.principal.require("write", "deciding on proposals changes annotations")
+            job = service.get_job(session=session, job_id=job_id)
+            if job.kind != JobKind.AUTO_ANNOTATION:
+                raise InvalidInput(f"Job {job_id} is a {job.kind} job; it proposes nothing.")
+            review.accept_above(session=session, job_id=job_id, threshold=min_confidence)
+        except EngineError as refused:
+            session.rollback()
+            return error_page(request, refused, visitor)
+    return RedirectResponse(f"{PREFIX}/jobs/{job_id}/review", status_code=303)
+
+
 @router.post("/jobs/{job_id}/review/{file_id}/{decision}")
 def review_decision(
     request: Request,

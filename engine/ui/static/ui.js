@@ -49,6 +49,12 @@ function shapeFilters() {
     }
   }
   slider.addEventListener("input", apply);
+  // a field following the slider (the review's "accept all above")
+  const follower = document.querySelector(`[data-follows="${slider.id}"]`);
+  if (follower) {
+    slider.addEventListener("input", () => { follower.value = parseFloat(slider.value).toFixed(2); });
+    follower.value = parseFloat(slider.value).toFixed(2);
+  }
   for (const box of [...sources, ...labels]) box.addEventListener("change", apply);
   apply();
 }
