@@ -23,8 +23,8 @@ from engine.interop.labelstudio_api import LabelStudioApi
 from engine.interop.records import ExportAnnotation
 from engine.interop.selection import iter_pages, select_files, selection_labels
 from engine.interop.signing import signed_url
+from engine.lake.annotations import annotation_rows
 from engine.lake.formats import label_studio
-from engine.lake.formats.geometry import to_geometry
 from engine.lake.formats.parsed import Problems
 from sdk.schemas import AnnotationUploadReport
 from sdk.schemas_labelstudio import (
@@ -57,32 +57,15 @@ def _rows(
         [{"data": data, "annotations": annotations}], document=document
     ).human[0]
     problems = Problems(document)
-    if image.declared_size and (file.width, file.height) != image.declared_size:
-        width, height = image.declared_size
-        problems.add(
-            image.where,
-            "original_width",
-            f"says {width}x{height} but {file.unique_name!r} is {file.width}x{file.height} in "
-            "the lake; the task must show the file as stored.",
-        )
-    rows = []
-    for ann in image.annotations:
-        geometry = to_geometry(
-            ann, width=file.width, height=file.height, image=file.unique_name, problems=problems
-        )
-        if geometry is not None:
-            rows.append(
-                {
-                    "file_id": file.id,
-                    "label": ann.label,
-                    "shape": ann.shape,
-                    "geometry": geometry,
-                    "source": "human",
-                    "status": "applied",
-                    "operation_id": operation,
-                    "metadata_": {"labelstudio": {"task": task.get("id")}},
-                }
-            )
+    rows = annotation_rows(
+        image,
+        file,
+        source="human",
+        operation_id=operation,
+        problems=problems,
+        size_field="original_width",
+        metadata={"labelstudio": {"task": task.get("id")}},
+    )
     problems.raise_if_any()
     return file, rows
 

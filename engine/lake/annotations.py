@@ -319,41 +319,11 @@ def write_annotation_set(
             (ambiguous if outcome == "ambiguous" else unknown).append(image.key)
             continue
         matched.add(file.id)
-        if (
-            image.declared_size
-            and file.width
-            and file.height
-            and image.declared_size != (file.width, file.height)
-        ):
-            problems.add(
-                image.where,
-                "width",
-                (
-                    f"says {image.declared_size[0]}x{image.declared_size[1]} but "
-                    f"{file.unique_name!r} is {file.width}x{file.height} in the lake; fix the size "
-                    "in the document (annotations must be for the image as stored)."
-                ),
+        rows.extend(
+            annotation_rows(
+                image, file, source=source, operation_id=operation_id, problems=problems
             )
-            continue
-        for ann in image.annotations:
-            geometry = to_geometry(
-                ann, width=file.width, height=file.height, image=file.unique_name, problems=problems
-            )
-            if geometry is not None:
-                rows.append(
-                    {
-                        "file_id": file.id,
-                        "label": ann.label,
-                        "shape": ann.shape,
-                        "geometry": geometry,
-                        "confidence": ann.confidence,
-                        "source": source,
-                        "status": "applied",
-                        "operation_id": operation_id,
-                        "metadata_": ann.metadata,
-                        "frame_index": ann.frame_index,
-                    }
-                )
+        )
     problems.raise_if_any()
     if images and not matched:
         raise NoImagesMatched(
@@ -391,6 +361,59 @@ def write_annotation_set(
         unknown_images=unknown,
         ambiguous_images=ambiguous,
     )
+
+
+def annotation_rows(
+    image: ParsedImage,
+    file: LakeFile | File,
+    *,
+    source: str,
+    operation_id: str,
+    problems: Problems,
+    size_field: str = "width",
+    metadata: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The rows of `image`'s annotations on the lake file it matched, in pixels, as applied
+    annotations of `operation_id`; a stated size other than the file's, or a geometry that does
+    not fit it, is added to `problems` instead (`metadata`, when given, replaces each
+    annotation's own)."""
+    if (
+        image.declared_size
+        and file.width
+        and file.height
+        and image.declared_size != (file.width, file.height)
+    ):
+        problems.add(
+            image.where,
+            size_field,
+            (
+                f"says {image.declared_size[0]}x{image.declared_size[1]} but "
+                f"{file.unique_name!r} is {file.width}x{file.height} in the lake; fix the size "
+                "in the document (annotations must be for the image as stored)."
+            ),
+        )
+        return []
+    rows: list[dict[str, Any]] = []
+    for ann in image.annotations:
+        geometry = to_geometry(
+            ann, width=file.width, height=file.height, image=file.unique_name, problems=problems
+        )
+        if geometry is not None:
+            rows.append(
+                {
+                    "file_id": file.id,
+                    "label": ann.label,
+                    "shape": ann.shape,
+                    "geometry": geometry,
+                    "confidence": ann.confidence,
+                    "source": source,
+                    "status": "applied",
+                    "operation_id": operation_id,
+                    "metadata_": ann.metadata if metadata is None else metadata,
+                    "frame_index": ann.frame_index,
+                }
+            )
+    return rows
 
 
 def export_annotations(
