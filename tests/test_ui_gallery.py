@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from engine.config import Settings
 from engine.db.models import Annotation, File
 from engine.db.session import session_scope
+from engine.interop.draw import label_color
 from engine.ui import thumbnails
 from sdk import Client
+from tests.fixtures import shapes
 from tests.fixtures.browser import browser, page, screenshot, sign_in_link  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -348,3 +350,68 @@ def test_similar_items_are_the_nearest_among_the_querys_results(
 
     page.goto(f"{api_url}/ui/items/{lake['birds_d.png']}")
     expect(page.locator("p.none")).to_contain_text("no vector")
+
+
+def test_polygons_are_drawn_at_the_stored_points(
+    page: Page,
+    link: Callable[[str], str],
+    admin_key: str,
+    api_url: str,
+    client: Client,
+    tmp_path: Path,
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Generated scenes with their shapes as human polygons and machine boxes: each polygon's
+    SVG points are the stored ones; the pages' screenshots are what docs/ui.md shows."""
+    folder = tmp_path / "shapes"
+    folder.mkdir()
+    truths = {}
+    for index, found in enumerate(shapes.scenes(16, seed=3, size=(320, 240))):
+        found.image.save(folder / f"scene{index:02d}.png")
+        truths[f"shapes_scene{index:02d}.png"] = found.shapes
+    client.upload_files_to_collection(folder, "image", "shapes")
+    with session_scope(session_factory) as session:
+        ids = {n: i for n, i in session.execute(select(File.unique_name, File.id))}
+        for name, truth in truths.items():
+            for number, shape in enumerate(truth):
+                x1, y1, x2, y2 = shape.box
+                geometry = {"points": [[round(x, 1), round(y, 1)] for x, y in shape.polygon]}
+                session.add_all(
+                    [
+                        Annotation(
+                            file_id=ids[name],
+                            label=shape.label,
+                            shape="polygon",
+                            geometry=geometry,
+                            source="human",
+                        ),
+                        Annotation(
+                            file_id=ids[name],
+                            label=shape.label,
+                            shape="box",
+                            geometry={"x1": x1 - 3, "y1": y1 - 3, "x2": x2 + 3, "y2": y2 + 3},
+                            source="machine",
+                            confidence=0.95 - 0.3 * number,
+                        ),
+                    ]
+                )
+    page.goto(link(admin_key))
+    expect(page.locator("#total")).to_have_text("16")
+    screenshot(page, "shapes-grid")
+    sizes = page.evaluate("[...document.querySelectorAll('#cards img')].map(i => i.naturalWidth)")
+    assert sizes == [256] * 16  # every card shows its 256 px thumbnail
+
+    name = "shapes_scene07.png"
+    page.goto(f"{api_url}/ui/items/{ids[name]}")
+    drawn = page.locator("#overlay polygon")
+    expect(drawn).to_have_count(len(truths[name]))
+    for shape, polygon in zip(truths[name], drawn.all(), strict=True):
+        points = [tuple(map(float, p.split(","))) for p in polygon.get_attribute("points").split()]
+        assert points == [(round(x, 1), round(y, 1)) for x, y in shape.polygon]
+        assert polygon.get_attribute("data-label") == shape.label
+        assert polygon.get_attribute("stroke") == _hex(label_color(shape.label))
+    screenshot(page, "shapes-item")
+
+
+def _hex(color: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*color)

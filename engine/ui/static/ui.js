@@ -59,6 +59,18 @@ function shapeFilters() {
   apply();
 }
 
+// The image as large as the column and 78% of the window allow, small ones scaled up too; the
+// SVG over it follows, its shapes staying in the image's own pixels.
+function fitImage() {
+  const image = document.querySelector(".stage img");
+  if (!image) return;
+  const ratio = Number(image.getAttribute("width")) / Number(image.getAttribute("height"));  // the file's pixels
+  if (!(ratio > 0 && Number.isFinite(ratio))) return;
+  const stage = image.parentElement;
+  stage.style.width = `min(100%, calc(78vh * ${ratio}))`;
+  stage.classList.add("fitted");
+}
+
 function arrowKeys() {
   document.addEventListener("keydown", (event) => {
     const target = event.target;
@@ -98,4 +110,4 @@ function pollJobs() {
   setTimeout(poll, 2000);
 }
 
-document.addEventListener("DOMContentLoaded", () => { moreCards(); shapeFilters(); arrowKeys(); pollJobs(); });
+document.addEventListener("DOMContentLoaded", () => { moreCards(); fitImage(); shapeFilters(); arrowKeys(); pollJobs(); });
