@@ -14,11 +14,49 @@ from sdk._layernext_spellings import (
     lake_filter,
     not_yet,
 )
+from sdk.errors import BadRequest
 
-PROJECTS = (
-    "Annotation projects are Label Studio projects made from a collection: "
-    "create_annotation_project_from_collection; manage them in Label Studio itself."
-)
+
+def _project(project_id: object) -> int:
+    """A Label Studio project id: an integer."""
+    text = str(project_id).strip()
+    if not text.isdigit():
+        raise BadRequest(
+            f"project_id must be a Label Studio project's integer id (the project_id that "
+            f"create_annotation_project_from_collection returned), not {project_id!r}.",
+            code="invalid_input",
+        )
+    return int(text)
+
+
+def _images(content_type: object) -> None:
+    if lake_content_type(content_type) != "image":
+        raise BadRequest(
+            "Label Studio projects here hold images; pass content_type='image'.",
+            code="invalid_input",
+        )
+
+
+def _names(labels: Any) -> list[str]:
+    """Label names from a list of names (or of LayerNext's `{"label": ...}` / `{"className":
+    ...}` objects)."""
+    if isinstance(labels, str) or not isinstance(labels, list | tuple):
+        raise BadRequest("Pass a list of label names.", code="invalid_input")
+    names = []
+    for label in labels:
+        if isinstance(label, Mapping):
+            label = label.get("label") or label.get("className") or label.get("name")
+        if not isinstance(label, str) or not label.strip():
+            raise BadRequest(
+                f"{label!r} is not a label name: pass names such as 'Bird'.", code="invalid_input"
+            )
+        names.append(label)
+    return names
+
+
+def _success(result: dict[str, Any]) -> dict[str, Any]:
+    """LayerNext's `is_success` beside the engine's `isSuccess`."""
+    return {"is_success": True, **result}
 
 
 def _operations(operation_list: Any, augmentation_list: Any) -> None:
@@ -188,10 +226,14 @@ class StudioCompat(LayerNextBase):
         send_email: bool = False,
         default_shape_type: str = "rectangle",
     ) -> dict[str, Any]:
-        raise not_yet(
-            "create_annotation_project_from_datalake",
-            "Upload or gather the files into a collection, then "
-            "create_annotation_project_from_collection(name, collection_id, query, filter).",
+        """A Label Studio project of the lake's images the query and filter select; as
+        `create_annotation_project_from_collection` otherwise."""
+        _images(content_type)
+        return self.client.create_annotation_project_from_datalake(
+            project_name,
+            datalake_query,
+            lake_filter(datalake_filter),
+            default_shape_type=default_shape_type,  # type: ignore[arg-type]
         )
 
     def add_files_to_annotation_project_from_collection(
@@ -206,9 +248,15 @@ class StudioCompat(LayerNextBase):
         send_email: bool = False,
         default_shape_type: str = "rectangle",
     ) -> dict[str, Any]:
-        raise not_yet(
-            "add_files_to_annotation_project_from_collection",
-            "Make a new project of the selection: create_annotation_project_from_collection.",
+        """Tasks for the collection's selected images the project has not got yet, machine
+        labels as predictions. Returns `{"is_success", "task_count", "skipped", ...}`."""
+        return _success(
+            self.client.add_files_to_annotation_project(
+                _project(project_id),
+                collection_number(collection_id),
+                query or "",
+                lake_filter(filter),
+            )
         )
 
     def add_files_to_annotation_project_from_datalake(
@@ -223,42 +271,80 @@ class StudioCompat(LayerNextBase):
         send_email: bool = False,
         default_shape_type: str = "rectangle",
     ) -> dict[str, Any]:
-        raise not_yet(
-            "add_files_to_annotation_project_from_datalake",
-            "Make a new project of the selection: create_annotation_project_from_collection.",
+        """As `add_files_to_annotation_project_from_collection`, of the lake's images the
+        query and filter select (one of them is needed)."""
+        _images(content_type)
+        return _success(
+            self.client.add_files_to_annotation_project(
+                _project(project_id), None, query or "", lake_filter(filter)
+            )
         )
 
     def attach_model_run_to_project(
         self, project_id: str, operation_id_array: list[str]
     ) -> dict[str, Any]:
-        raise not_yet(
-            "attach_model_run_to_project",
-            "A project's predictions are the machine annotations of its collection when it is "
-            "made: create_annotation_project_from_collection after the model run.",
+        """The annotations of these operations on the project's images become predictions of
+        its tasks. Returns `{"is_success", "message", "task_count", "prediction_count", ...}`."""
+        if not isinstance(operation_id_array, list) or not all(
+            isinstance(op, str) and op for op in operation_id_array
+        ):
+            raise BadRequest(
+                "operation_id_array must be a list of operation ids (non-empty strings).",
+                code="invalid_input",
+            )
+        if not operation_id_array:
+            raise BadRequest(
+                "operation_id_array is empty: name an operation.", code="invalid_input"
+            )
+        result = self.client.attach_operations_to_annotation_project(
+            _project(project_id), operation_id_array
         )
+        result["message"] = (
+            f"{result['prediction_count']} predictions attached to {result['task_count']} tasks."
+        )
+        return _success(result)
 
     def delete_annotation_project(self, project_id: str) -> dict[str, Any]:
-        raise not_yet("delete_annotation_project", PROJECTS)
+        """Delete the Label Studio project; annotations already downloaded stay in the lake."""
+        return _success(self.client.delete_annotation_project(_project(project_id)))
 
     def add_labels_to_studio_project(self, project_id: str, add_list: Any) -> dict[str, Any]:
-        raise not_yet("add_labels_to_studio_project", PROJECTS)
+        """Offer these labels in the project's labeling config."""
+        return _success(
+            self.client.update_annotation_project_labels(_project(project_id), _names(add_list))
+        )
 
     def remove_labels_to_studio_project(self, project_id: str, remove_list: Any) -> dict[str, Any]:
-        raise not_yet("remove_labels_to_studio_project", PROJECTS)
+        """Take these labels out of the project's labeling config (Label Studio refuses while
+        an annotation uses one)."""
+        return _success(
+            self.client.update_annotation_project_labels(
+                _project(project_id), [], _names(remove_list)
+            )
+        )
 
     def get_annotation_project_list(self) -> list[dict[str, Any]]:
-        raise not_yet("get_annotation_project_list", PROJECTS)
+        """Every Label Studio project: `{"id", "name", "task_count", "labels", ...}`."""
+        return [{"id": p["project_id"], **p} for p in self.client.list_annotation_projects()]
 
-    def get_annotation_project_name_by_id(self, project_id: str) -> str:
-        raise not_yet("get_annotation_project_name_by_id", PROJECTS)
+    def get_annotation_project_name_by_id(self, project_id: str) -> dict[str, Any]:
+        """`{"projectName"}`."""
+        return {"projectName": self.client.get_annotation_project(_project(project_id))["name"]}
 
     def attach_label_group_to_annotation_project(
         self, project_id: Any, group_id: Any
     ) -> dict[str, Any]:
-        raise not_yet(
-            "attach_label_group_to_annotation_project",
-            "The lake has no label groups yet; a project's labels are those of its "
-            "collection's annotations.",
+        """The labels of a group of the label registry join the project's labeling config."""
+        try:
+            group = int(group_id)
+        except (TypeError, ValueError):
+            raise BadRequest(
+                f"group_id must be a label group's integer id (get_all_label_groups), not "
+                f"{group_id!r}.",
+                code="invalid_input",
+            ) from None
+        return _success(
+            self.client.attach_label_group_to_annotation_project(_project(project_id), group)
         )
 
     def download_project_annotations(

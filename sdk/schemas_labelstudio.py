@@ -83,7 +83,12 @@ class LabelStudioConnection(Schema):
 
 class LabelStudioProjectCreate(LabelStudioConnection):
     project_name: str = Field(min_length=3, max_length=50)
-    collection_id: int
+    collection_id: int | None = Field(
+        default=None, description="The collection's files; without it, the lake's files."
+    )
+    content_type: Literal["image"] = Field(
+        default="image", description="Without a collection: the lake's files of this type."
+    )
     query: str = ""
     filter: JsonObject = Field(default_factory=dict)
     model_name: str | None = Field(
@@ -107,3 +112,69 @@ class LabelStudioProjectPublic(Schema):
 
 class AnnotationDownloadRequest(LabelStudioConnection):
     pass
+
+
+# -- managing projects ---------------------------------------------------------------------
+class LabelStudioProjectSummary(Schema):
+    """A Label Studio project as the engine reads it."""
+
+    isSuccess: bool = True
+    project_id: int
+    name: str
+    project_url: str
+    task_count: int
+    labels: list[str] = Field(description="The labels its labeling config offers, sorted.")
+    created_at: str | None = None
+
+
+class LabelStudioProjectDeleted(Schema):
+    isSuccess: bool = True
+    project_id: int
+
+
+class LabelStudioLabelsUpdate(LabelStudioConnection):
+    add: list[str] = Field(default_factory=list, description="Labels to offer.")
+    remove: list[str] = Field(default_factory=list, description="Labels to take away.")
+
+
+class LabelStudioLabelGroupAttach(LabelStudioConnection):
+    group_id: int = Field(description="A group of the lake's label registry.")
+
+
+class LabelStudioTasksAdd(LabelStudioConnection):
+    """Files to add to a project: a collection's (narrowed by query, filter), or the lake's."""
+
+    collection_id: int | None = None
+    content_type: Literal["image"] = "image"
+    query: str = ""
+    filter: JsonObject = Field(default_factory=dict)
+    model_name: str | None = Field(
+        default=None,
+        description="Attach this model's machine labels as predictions (default: every model's).",
+    )
+    url_seconds: int | None = Field(
+        default=None, description="How long the tasks' signed image URLs work."
+    )
+
+
+class LabelStudioTasksAdded(Schema):
+    isSuccess: bool = True
+    project_id: int
+    task_count: int = Field(description="Tasks added.")
+    skipped: int = Field(description="Selected files the project already had a task of.")
+    prediction_count: int
+    labels_added: list[str] = Field(description="Labels added to the labeling config.")
+
+
+class LabelStudioPredictionsAttach(LabelStudioConnection):
+    operation_ids: list[str] = Field(
+        min_length=1, description="Operations (model runs) whose annotations to attach."
+    )
+
+
+class LabelStudioPredictionsAttached(Schema):
+    isSuccess: bool = True
+    project_id: int
+    task_count: int = Field(description="Tasks that got predictions.")
+    prediction_count: int
+    labels_added: list[str]

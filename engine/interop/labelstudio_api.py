@@ -101,3 +101,33 @@ class LabelStudioApi:
             params={"exportType": "JSON", "download_all_tasks": "true"},
         )
         return tasks
+
+    def get_project(self, project_id: int) -> dict[str, Any]:
+        project: dict[str, Any] = self._call("GET", f"/api/projects/{project_id}")
+        return project
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        """Every project, page by page (older versions answer one plain list)."""
+        projects: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            answer = self._call("GET", "/api/projects", params={"page": page, "page_size": 100})
+            if isinstance(answer, list):
+                return answer
+            projects.extend(answer.get("results") or [])
+            if not answer.get("next"):
+                return projects
+            page += 1
+
+    def set_label_config(self, project_id: int, label_config: str) -> dict[str, Any]:
+        project: dict[str, Any] = self._call(
+            "PATCH", f"/api/projects/{project_id}", json={"label_config": label_config}
+        )
+        return project
+
+    def remove_project(self, project_id: int) -> None:
+        """Delete the project; unlike `delete_project`, Label Studio's refusal is raised."""
+        self._call("DELETE", f"/api/projects/{project_id}/")
+
+    def create_prediction(self, task_id: int, prediction: dict[str, Any]) -> None:
+        self._call("POST", "/api/predictions/", json={"task": task_id, **prediction})

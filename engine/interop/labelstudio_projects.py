@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -21,7 +22,7 @@ from engine.interop.formats.label_studio import IMAGE_KEY, PATH_KEY, label_confi
 from engine.interop.labelstudio import UNIQUE_NAME_KEY, model_version_of, unique_name_of
 from engine.interop.labelstudio_api import LabelStudioApi
 from engine.interop.records import ExportAnnotation
-from engine.interop.selection import iter_pages, select_files, selection_labels
+from engine.interop.selection import Selection, iter_pages, select_files, selection_labels
 from engine.interop.signing import signed_url
 from engine.lake.annotations import annotation_rows
 from engine.lake.formats import label_studio
@@ -143,7 +144,7 @@ def create_project(
     selection = select_files(
         session=session,
         collection_id=request.collection_id,
-        content_type=None,
+        content_type=None if request.collection_id is not None else request.content_type,
         query=request.query or None,
         filter=request.filter or None,
     )
@@ -153,52 +154,16 @@ def create_project(
             "The selection's files have no annotations, so there are no labels to name in the "
             "project's labeling config; annotate them first (an auto-annotation job)."
         )
-    versions = _version_names(session)
-    wanted: int | None = None
-    if request.model_name:
-        wanted = model_version_of(session, request.model_name).model_id
-    polygons = request.default_shape_type == "polygon"
-    tasks: list[dict[str, Any]] = []
-    predictions = 0
-    for page in iter_pages(session, selection):
-        for selected in page:
-            image = selected.image
-            by_version: dict[int, list[ExportAnnotation]] = defaultdict(list)
-            for ann in image.annotations:
-                if (
-                    ann.source == "machine"
-                    and ann.model_version_id is not None
-                    and (wanted is None or versions[ann.model_version_id][0] == wanted)
-                ):
-                    by_version[ann.model_version_id].append(ann)
-            polygons |= any(a.shape == "polygon" for a in image.annotations)
-            task_predictions = []
-            for version_id, machine in by_version.items():
-                results = results_for(machine, width=image.width or 0, height=image.height or 0)
-                scores = [a.confidence for a in machine if a.confidence is not None]
-                task_predictions.append(
-                    {
-                        "model_version": versions[version_id][1],
-                        "score": sum(scores) / len(scores) if scores else 0.0,
-                        "result": results,
-                    }
-                )
-            predictions += len(task_predictions)
-            tasks.append(
-                {
-                    "data": {
-                        "image": signed_url(
-                            settings,
-                            image.unique_name,
-                            expires_in=request.url_seconds,
-                            base_url=base_url,
-                        ),
-                        UNIQUE_NAME_KEY: image.unique_name,
-                        PATH_KEY: image.path,
-                    },
-                    "predictions": task_predictions,
-                }
-            )
+    made = build_tasks(
+        session=session,
+        settings=settings,
+        selection=selection,
+        model_name=request.model_name,
+        url_seconds=request.url_seconds,
+        base_url=base_url,
+    )
+    tasks, predictions = made.tasks, made.predictions
+    polygons = made.polygons or request.default_shape_type == "polygon"
     config = label_config(labels, polygons=polygons)
     project = api.create_project(request.project_name, config)
     project_id = int(project["id"])
@@ -225,3 +190,85 @@ def _version_names(session: Session) -> dict[int, tuple[int, str]]:
         )
     )
     return {vid: (mid, f"{name}@{number}") for vid, mid, name, number in rows}
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """Label Studio tasks of a selection: one per file, its machine labels as predictions."""
+
+    tasks: list[dict[str, Any]]
+    predictions: int
+    polygons: bool  # some file has a polygon
+
+
+def build_tasks(
+    *,
+    session: Session,
+    settings: Settings,
+    selection: Selection,
+    model_name: str | None,
+    url_seconds: int | None,
+    base_url: str,
+    skip: frozenset[str] = frozenset(),
+    image_key: str = IMAGE_KEY,
+    from_name: str = "label",
+    to_name: str = "image",
+) -> Tasks:
+    """One task per selected file (those named in `skip` left out) at a signed URL, with one
+    prediction per model version of its machine labels (`model_name`'s only, when given);
+    `image_key`, `from_name`, `to_name` as the project's labeling config names them."""
+    versions = _version_names(session)
+    wanted: int | None = None
+    if model_name:
+        wanted = model_version_of(session, model_name).model_id
+    polygons = False
+    tasks: list[dict[str, Any]] = []
+    predictions = 0
+    for page in iter_pages(session, selection):
+        for selected in page:
+            image = selected.image
+            if image.unique_name in skip:
+                continue
+            by_version: dict[int, list[ExportAnnotation]] = defaultdict(list)
+            for ann in image.annotations:
+                if (
+                    ann.source == "machine"
+                    and ann.model_version_id is not None
+                    and (wanted is None or versions[ann.model_version_id][0] == wanted)
+                ):
+                    by_version[ann.model_version_id].append(ann)
+            polygons |= any(a.shape == "polygon" for a in image.annotations)
+            task_predictions = []
+            for version_id, machine in by_version.items():
+                results = results_for(
+                    machine,
+                    width=image.width or 0,
+                    height=image.height or 0,
+                    from_name=from_name,
+                    to_name=to_name,
+                )
+                scores = [a.confidence for a in machine if a.confidence is not None]
+                task_predictions.append(
+                    {
+                        "model_version": versions[version_id][1],
+                        "score": sum(scores) / len(scores) if scores else 0.0,
+                        "result": results,
+                    }
+                )
+            predictions += len(task_predictions)
+            tasks.append(
+                {
+                    "data": {
+                        image_key: signed_url(
+                            settings,
+                            image.unique_name,
+                            expires_in=url_seconds,
+                            base_url=base_url,
+                        ),
+                        UNIQUE_NAME_KEY: image.unique_name,
+                        PATH_KEY: image.path,
+                    },
+                    "predictions": task_predictions,
+                }
+            )
+    return Tasks(tasks=tasks, predictions=predictions, polygons=polygons)
