@@ -132,3 +132,48 @@ def test_accept_all_above_the_slider(
     assert [(a.label, a.status) for a in client.list_annotations("rev_b.png")] == [
         ("square", "proposed")
     ]
+
+
+def test_the_last_decision_is_undone(
+    page: Page,
+    api_url: str,
+    admin_key: str,
+    settings: Settings,
+    client: Client,
+    preview_job: int,
+) -> None:
+    assert settings.database_url
+    page.goto(sign_in_link(api_url, admin_key, settings.database_url))
+    page.goto(f"{api_url}/ui/jobs/{preview_job}/review")
+    assert page.locator("#undo").count() == 0  # nothing decided yet
+
+    page.locator("body").click()
+    page.keyboard.press("a")
+    expect(page.locator("#left")).to_have_text("1")
+    page.locator("body").click()
+    page.keyboard.press("u")
+    expect(page.locator("#left")).to_have_text("2")
+    assert {(a.label, a.status) for a in client.list_annotations("rev_a.png")} == {
+        ("person", "applied"),
+        ("circle", "proposed"),
+    }
+    assert page.locator("#undo").count() == 0  # undone once: nothing left to undo
+
+    page.get_by_role("link", name="Next →").click()
+    expect(page.locator("p.total")).to_contain_text("rev_b.png")
+    page.locator("body").click()
+    page.keyboard.press("r")
+    expect(page.locator("#left")).to_have_text("1")
+    assert client.list_annotations("rev_b.png") == []
+    page.get_by_role("button", name="Undo the last decision (U)").click()
+    expect(page.locator("#left")).to_have_text("2")
+    [back] = client.list_annotations("rev_b.png")
+    assert (back.label, back.status, back.confidence, back.source) == (
+        "square",
+        "proposed",
+        0.6,
+        "machine",
+    )
+    assert back.geometry == BOX
+    expect(page.locator("#left")).to_have_text("2")
+    screenshot(page, "review-undone")

@@ -8,6 +8,7 @@ and goes when that key is deleted (a revoked key's rows are refused by the looku
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -32,5 +33,7 @@ class UiSession(Base):
     )
     # the token a page's forms send back (double submit); none for a link
     csrf_token: Mapped[str | None] = mapped_column(String(64))
+    # the session's last decision on proposals, so that it can be undone (engine/ui/review.py)
+    last_decision: Mapped[dict[str, Any] | None] = mapped_column()
     created_at: Mapped[datetime] = created_at_column()
     expires_at: Mapped[datetime] = mapped_column()

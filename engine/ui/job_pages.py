@@ -110,12 +110,44 @@ def review_page(
                 if left.file_id is not None
                 else None
             )
+            undoable = review.undoable(
+                session=session, ui_session_id=visitor.session_id, job_id=job_id
+            )
         except EngineError as refused:
             return error_page(request, refused, visitor)
     labels = sorted({shape.label for shape in item.shapes}) if item else []
     return pages_of(request).render(
-        "review.html", visitor=visitor, job=job, left=left, item=item, labels=labels
+        "review.html",
+        visitor=visitor,
+        job=job,
+        left=left,
+        item=item,
+        labels=labels,
+        undoable=undoable,
     )
+
+
+@router.post("/jobs/{job_id}/review/undo")
+def review_undo(
+    request: Request,
+    job_id: JobId,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    at: Annotated[int, Form(ge=0, le=10**9)] = 0,
+) -> Response:
+    """Undo this session's last decision on the job's proposals."""
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = visitor_of(request, session)
+        if visitor is None:
+            return no_session()
+        try:
+            if not visitor.csrf_matches(csrf_token):
+                raise csrf_refused()
+            visitor.principal.require("write", "undoing a decision changes annotations")
+            review.undo(session=session, ui_session_id=visitor.session_id, job_id=job_id)
+        except EngineError as refused:
+            session.rollback()
+            return error_page(request, refused, visitor)
+    return RedirectResponse(f"{PREFIX}/jobs/{job_id}/review?at={at}", status_code=303)
 
 
 @router.post("/jobs/{job_id}/review/accept-above")
@@ -165,11 +197,13 @@ def review_decision(
             if decision not in ("accept", "reject"):
                 raise InvalidInput(f"Proposals are accepted or rejected, not {decision!r}.")
             item = gallery.item(session=session, file_id=file_id)
-            service.decide_proposals(
+            review.decide(
                 session=session,
+                ui_session_id=visitor.session_id,
                 job_id=job_id,
+                file_id=file_id,
+                unique_name=item.unique_name,
                 accept=decision == "accept",
-                unique_names=[item.unique_name],
             )
         except EngineError as refused:
             session.rollback()

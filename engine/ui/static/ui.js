@@ -79,7 +79,7 @@ function arrowKeys() {
     if (event.altKey || event.ctrlKey || event.metaKey) return;
     const link = document.getElementById(event.key === "ArrowLeft" ? "previous" : event.key === "ArrowRight" ? "next" : "");
     if (link) { event.preventDefault(); window.location.href = link.getAttribute("href"); return; }
-    const button = document.getElementById(event.key === "a" ? "accept" : event.key === "r" ? "reject" : "");
+    const button = document.getElementById({ a: "accept", r: "reject", u: "undo" }[event.key] || "");
     if (button) { event.preventDefault(); button.click(); }
   });
 }
