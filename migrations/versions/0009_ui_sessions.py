@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision = "0009"
 down_revision = "0008"
@@ -25,7 +24,6 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("key_id", sa.BigInteger(), nullable=False),
         sa.Column("csrf_token", sa.String(length=64), nullable=True),
-        sa.Column("last_decision", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
