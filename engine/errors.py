@@ -188,7 +188,7 @@ class InvalidEmbeddings(InvalidInput):
 
 
 class EmbeddingBatchTooLarge(InvalidEmbeddings):
-    """A batch must hold fewer than 100 embeddings: split the list, or use
+    """A batch holds at most 100 embeddings: split the list, or use
     insert_image_embeddings, which sends any number in batches."""
 
     code = "embedding_batch_too_large"

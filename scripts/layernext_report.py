@@ -73,7 +73,7 @@ STATUS: dict[str, tuple[str, str]] = {
     "generate_embeddings_to_metalake": (WORKS, "Returns `{jobId}`."),
     "auto_annotate_project": (NOT_YET, "Auto-annotate the collection (`auto_annotate_collection`), then make the Label Studio project from it."),
     "prompt_inference": (NOT_YET, "Use `sdk.Client.predict(image_path, model_id)`."),
-    "insert_image_embeddings_batch": (WORKS, "Up to 100 vectors (sent as requests of at most 99, counted on one job); returns `{success, upsert_count, message, job_id}`."),
+    "insert_image_embeddings_batch": (WORKS, "Up to 100 vectors (LayerNext's limit) in one request, all or nothing; returns `{success, upsert_count, message, job_id}`."),
     "insert_image_embeddings": (WORKS, "Any number, in batches counted on one job; returns `{success, upsert_count, message, job_id}`."),
     "get_embedding_vector": (WORKS, "`[{uniqueName, embeddings}]` in the order asked."),
     "wait_for_job_complete": (WORKS, "`{is_success, job_status}`; a failed or cancelled job is `FAILED` with `error` (LayerNext says COMPLETED)."),

@@ -104,7 +104,7 @@ class EmbeddingCalls(BaseClient):
         model_id: str | None = None,
     ) -> dict[str, Any]:
         """Store vectors for files given by unique name: `[{"uniqueName": ...,
-        "embeddings": [...]}, ...]`, fewer than 100 of them, all of `vector_dimension` (e.g.
+        "embeddings": [...]}, ...]`, up to 100 of them, all of `vector_dimension` (e.g.
         `[2048]`). All or nothing: an unknown unique name or an invalid vector stores none.
 
         Calls with the same non-empty `session_id` are counted on one job, so a large import
@@ -113,9 +113,9 @@ class EmbeddingCalls(BaseClient):
         """
         if len(embedding_list) > MAX_EMBEDDING_BATCH:
             raise BadRequest(
-                f"embedding_list holds {len(embedding_list)} entries; a batch must hold fewer "
-                f"than {MAX_EMBEDDING_BATCH + 1}. Use insert_image_embeddings, which sends any "
-                "number in batches.",
+                f"embedding_list holds {len(embedding_list)} entries; a batch holds at most "
+                f"{MAX_EMBEDDING_BATCH}. Use insert_image_embeddings, which sends any number in "
+                "batches.",
                 code="embedding_batch_too_large",
                 details={"count": len(embedding_list), "limit": MAX_EMBEDDING_BATCH},
             )

@@ -23,9 +23,9 @@ from sdk.errors import BadRequest
 from sdk.schemas import MAX_EMBEDDING_BATCH
 from sdk.schemas_labels import LabelAttribute, LabelCreate, LabelGroupCreate, LabelIds
 
-LAYERNEXT_EMBEDDING_BATCH = 100
-"""LayerNext refuses a batch of more than 100 embeddings; the engine takes 99 a request, so a
-batch of 100 is sent as two requests counted on one job."""
+LAYERNEXT_EMBEDDING_BATCH = MAX_EMBEDDING_BATCH
+"""LayerNext refuses a batch of more than 100 embeddings; the engine takes as many a request,
+so a batch is one request, all or nothing."""
 
 
 def _number(value: Any, what: str) -> int:
@@ -203,7 +203,7 @@ class AnalysisCompat(LayerNextBase):
         vector_dimension: list[int],
         session_id: str = "",
     ) -> dict[str, Any]:
-        """Store up to 100 vectors, all or nothing per request. Returns `{"success",
+        """Store up to 100 vectors in one request, all or nothing. Returns `{"success",
         "upsert_count", "message", "job_id"}`."""
         if len(embedding_list) > LAYERNEXT_EMBEDDING_BATCH:
             raise BadRequest(
@@ -212,17 +212,15 @@ class AnalysisCompat(LayerNextBase):
                 code="embedding_batch_too_large",
             )
         session = session_id or f"layernext-{uuid.uuid4().hex}"
-        written, job_id = 0, None
-        for start in range(0, len(embedding_list), MAX_EMBEDDING_BATCH):
-            result = self.client.insert_image_embeddings_batch(
-                embedding_list[start : start + MAX_EMBEDDING_BATCH],
-                model_name,
-                vector_dimension,
-                session,
-            )
-            written += int(result["written"])
-            job_id = result["job_id"]
-        return {"success": True, "upsert_count": written, "message": "", "job_id": job_id}
+        result = self.client.insert_image_embeddings_batch(
+            embedding_list, model_name, vector_dimension, session
+        )
+        return {
+            "success": True,
+            "upsert_count": int(result["written"]),
+            "message": "",
+            "job_id": result["job_id"],
+        }
 
     def insert_image_embeddings(
         self,

@@ -615,8 +615,9 @@ class ProposalReport(Schema):
 
 
 # -- embeddings and similarity search ----------------------------------------------------------
-# The seed SDK: "Length of embedding_list must be less than 100."
-MAX_EMBEDDING_BATCH = 99
+# LayerNext 2.3.4's insert_image_embeddings_batch refuses more than 100 entries; 100 vectors of
+# 4,000 dimensions are under 10 MB of JSON, within METALAKE_REQUEST_MAX_BYTES (16 MiB).
+MAX_EMBEDDING_BATCH = 100
 
 
 def _unique_name_field() -> Any:
@@ -634,7 +635,7 @@ class EmbeddingEntry(Schema):
 
 class EmbeddingBatch(Schema):
     """`insert_image_embeddings_batch(embedding_list, model_name, vector_dimension, session_id)`:
-    fewer than 100 entries; calls with the same non-empty `session_id` form one job."""
+    at most 100 entries; calls with the same non-empty `session_id` form one job."""
 
     embedding_list: list[EmbeddingEntry]
     model_name: str = Field(min_length=1, max_length=255)

@@ -77,12 +77,12 @@ def test_the_seed_examples_run_as_written(client: Any, session: Session) -> None
     assert _count(session) == 1
 
 
-def test_a_batch_of_100_is_refused_by_the_sdk_and_by_the_engine(
+def test_a_batch_of_101_is_refused_by_the_sdk_and_by_the_engine(
     client: Any, api_url: str, admin_key: str, session: Session
 ) -> None:
-    names = make_files(session, "c", 100)
+    names = make_files(session, "c", 101)
     entries = [{"uniqueName": n, "embeddings": _vector(4, i)} for i, n in enumerate(names)]
-    with pytest.raises(BadRequest, match="fewer than 100"):
+    with pytest.raises(BadRequest, match="at most 100"):
         client.insert_image_embeddings_batch(entries, "ext", [4])
     response = httpx.post(
         f"{api_url}/api/v1/embeddings/batch",
@@ -92,13 +92,14 @@ def test_a_batch_of_100_is_refused_by_the_sdk_and_by_the_engine(
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "embedding_batch_too_large"
-    assert "fewer than 100" in error["message"]
-    assert error["details"] == {"count": 100, "limit": 99}
-    # 99 is accepted, and insert_image_embeddings sends all 100 in batches, as one job.
-    assert client.insert_image_embeddings_batch(entries[:99], "ext", [4])["written"] == 99
+    assert "at most 100" in error["message"]
+    assert error["details"] == {"count": 101, "limit": 100}
+    # 100 is accepted (LayerNext's limit), and insert_image_embeddings sends all 101 in
+    # batches, as one job.
+    assert client.insert_image_embeddings_batch(entries[:100], "ext", [4])["written"] == 100
     result = client.insert_image_embeddings(entries, "ext", [4])
-    assert (result["written"], result["batches"], result["total"]) == (100, 2, 100)
-    assert _count(session) == 100
+    assert (result["written"], result["batches"], result["total"]) == (101, 2, 101)
+    assert _count(session) == 101
 
 
 def test_a_later_insert_of_another_dimension_is_refused_naming_both(

@@ -282,6 +282,30 @@ def test_embeddings_take_layernext_batch_of_100(ln: Any, tmp_path: Path) -> None
     assert vector == {"uniqueName": "many_007.png", "embeddings": [7.0, 1.0, 0.0]}
 
 
+def test_a_batch_of_100_wide_vectors_is_one_request(
+    ln: Any, session: Any, api_settings: Any
+) -> None:
+    """LayerNext's largest batch at the widest dimension (4,000), every float written as long
+    as JSON writes floats, fits the engine's request limit and lands in one request."""
+    import numpy as np
+
+    from tests.fixtures.embedding_factory import make_files
+
+    names = make_files(session, "wide", 100)
+    rng = np.random.default_rng(3)
+    entries = [
+        {"uniqueName": n, "embeddings": [float(v) for v in -rng.random(4000) * 1e-5]} for n in names
+    ]
+    body = json.dumps({"embedding_list": entries, "model_name": "wide", "vector_dimension": [4000]})
+    assert len(body) < api_settings.request_max_bytes  # about 9.7 MB of 16 MiB
+    result = ln.insert_image_embeddings_batch(entries, "wide", [4000], "wide-session")
+    assert (result["success"], result["upsert_count"]) == (True, 100)
+    job = ln.client.get_job(result["job_id"])
+    assert job["total"] == 100
+    (vector,) = ln.get_embedding_vector([names[42]], "wide")
+    assert np.allclose(vector["embeddings"], entries[42]["embeddings"], rtol=1e-2, atol=1e-7)
+
+
 def test_ids_and_refusals_say_what_is_wrong(ln: Any, birds: dict[str, Any]) -> None:
     with pytest.raises(BadRequest, match=r"24 hex digits.*integers"):
         ln.get_item_count_from_collection("64f962e14f228f79e7806de6")

@@ -83,8 +83,8 @@ def import_batch(*, session: Session, batch: EmbeddingBatch) -> EmbeddingBatchRe
     count = len(batch.embedding_list)
     if count > MAX_EMBEDDING_BATCH:
         raise EmbeddingBatchTooLarge(
-            f"This batch holds {count} embeddings; a batch must hold fewer than "
-            f"{MAX_EMBEDDING_BATCH + 1} (at most {MAX_EMBEDDING_BATCH}). Split the list, or call "
+            f"This batch holds {count} embeddings; a batch holds at most "
+            f"{MAX_EMBEDDING_BATCH}. Split the list, or call "
             "insert_image_embeddings, which sends any number in batches.",
             count=count,
             limit=MAX_EMBEDDING_BATCH,

@@ -25,7 +25,7 @@ router = APIRouter(tags=["embeddings"], route_class=JSONRoute)
 
 @router.post("/embeddings/batch", response_model=EmbeddingBatchResult)
 def insert_batch(body: EmbeddingBatch, session: SessionDep, _: WriteKey) -> EmbeddingBatchResult:
-    """Store fewer than 100 vectors (all or nothing); batches with the same `session_id` are
+    """Store up to 100 vectors (all or nothing); batches with the same `session_id` are
     counted on one job."""
     return imports.import_batch(session=session, batch=body)
 
