@@ -363,8 +363,13 @@ def test_paths_match_by_unique_name_rule_then_tails_then_as_unique_names() -> No
     assert matched(files, ".\\sub\\b.jpg") == "c_sub_b.jpg"
     assert matched(files, "images/sub/b.jpg") == "c_sub_b.jpg"
     assert matched(files, "other_z.jpg") == "other_z.jpg"
-    assert matched(files, "b.jpg") == "unknown"  # a shorter path is not guessed
+    assert matched(files, "b.jpg") == "c_sub_b.jpg"  # a bare file name, in its subfolder
     assert matched(files, "my/a.jpg") == "c_my_a.jpg"
+    assert matched(files, "z.jpg") == "unknown"  # only the collection's own files
+    twice = index("c_x_b.jpg", "c_y_b.jpg", "c_y_d.jpg")
+    assert matched(twice, "b.jpg") == "ambiguous"  # two subfolders hold one: not guessed
+    assert matched(twice, "d.jpg") == "c_y_d.jpg"
+    assert matched(twice, "q/d.jpg") == "unknown"  # a path with a folder is never shortened
 
 
 def test_yolo_stems_match_images_of_any_extension() -> None:

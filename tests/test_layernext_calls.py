@@ -282,6 +282,26 @@ def test_embeddings_take_layernext_batch_of_100(ln: Any, tmp_path: Path) -> None
     assert vector == {"uniqueName": "many_007.png", "embeddings": [7.0, 1.0, 0.0]}
 
 
+def test_a_bare_file_name_finds_its_file_in_a_subfolder(ln: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "nests"
+    _images(folder / "north", {"a.png": 16, "c.png": 16})
+    _images(folder / "south", {"b.png": 16, "c.png": 16})
+    _images(folder, {"top.png": 16})
+    ln.upload_files_to_collection(str(folder), "image", "nests")
+    box = [{"type": "rectangle", "bbox": [1, 1, 4, 4], "label": "Egg"}]
+    document = tmp_path / "bare.json"
+    names = ["a.png", "b.png", "c.png", "top.png", "nope.png"]
+    document.write_text(json.dumps({"images": [{"image": n, "annotations": box} for n in names]}))
+    report = ln.upload_annotations_for_collection("nests", "bare-1", str(document), False, False)
+    assert report["matched_images"] == 3
+    assert report["ambiguous_images"] == ["c.png"]  # two files of that name: not guessed
+    assert report["unknown_images"] == ["nope.png"]
+    for name in ("nests_north_a.png", "nests_south_b.png", "nests_top.png"):
+        assert [a.label for a in ln.client.list_annotations(name)] == ["Egg"]
+    for name in ("nests_north_c.png", "nests_south_c.png"):
+        assert ln.client.list_annotations(name) == []
+
+
 def test_a_batch_of_100_wide_vectors_is_one_request(
     ln: Any, session: Any, api_settings: Any
 ) -> None:

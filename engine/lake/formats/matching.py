@@ -1,7 +1,8 @@
 """Which lake file an annotation document's image refers to.
 
 An image path is tried as `<collection>_<path>` for the whole path and each shorter tail, then
-as a unique name itself; YOLO stems are matched the same way without the extension (`labels`
+as a unique name itself, and a bare file name as the one file of that name in any subfolder;
+YOLO stems are matched the same way without the extension (`labels`
 also read as `images`), and a stem fitting two files is ambiguous. Rules: docs/annotations.md.
 """
 
@@ -49,8 +50,16 @@ class FileIndex:
         self.prefix = f"{collection_name}_"
         self.by_name = {f.unique_name: f for f in files}
         self.by_stem: dict[str, list[LakeFile]] = defaultdict(list)
+        # `<collection>_nest_img1.jpg` under `img1.jpg` (and `nest_img1.jpg`): a bare file
+        # name finds its file in a subfolder.
+        self.by_tail: dict[str, list[LakeFile]] = defaultdict(list)
         for f in files:
             self.by_stem[_stem(f.unique_name)].append(f)
+            if f.unique_name.startswith(self.prefix):
+                rest = f.unique_name[len(self.prefix) :]
+                for at, char in enumerate(rest):
+                    if char == "_" and rest[at + 1 :]:
+                        self.by_tail[rest[at + 1 :]].append(f)
 
     def match(self, image: ParsedImage) -> tuple[Outcome, LakeFile | None]:
         path = normalize_path(image.key)
@@ -61,7 +70,15 @@ class FileIndex:
             if found is not None:
                 return "matched", found
         found = self.by_name.get(path.replace("/", "_"))
-        return ("matched", found) if found is not None else ("unknown", None)
+        if found is not None:
+            return "matched", found
+        if "/" not in path:  # a bare file name: the one file of that name in a subfolder
+            tails = self.by_tail.get(path, [])
+            if len(tails) == 1:
+                return "matched", tails[0]
+            if len(tails) > 1:
+                return "ambiguous", None
+        return "unknown", None
 
     def _by_stem(self, path: str) -> tuple[Outcome, LakeFile | None]:
         variants = [path]
