@@ -25,7 +25,7 @@ def ui(
     from engine.config import Settings
     from engine.db.session import make_engine, make_session_factory, session_scope
     from engine.errors import Unauthorized
-    from engine.ui import routes, sessions
+    from engine.ui import pages, sessions
 
     with sdk_client() as client:
         url, key = client.url, client.api_key
@@ -41,7 +41,7 @@ def ui(
             token, _ = sessions.create_link(session=session, key_id=principal.key_id)
     finally:
         db_engine.dispose()
-    link = f"{url}{routes.PREFIX}/signin/{token}"
+    link = f"{url}{pages.PREFIX}/signin/{token}"
     minutes = int(sessions.LINK_LIFETIME.total_seconds() // 60)
     typer.echo(f"Open the gallery (the link works once, for {minutes} minutes):")
     typer.echo(f"    {link}")

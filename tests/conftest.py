@@ -27,8 +27,9 @@ from tests.fixtures.services import MotoServer, free_port, wait_for_http
 
 TEMPLATE_DB = "metalake_template"
 
-# Trained shapes models, random-weights ResNet50 and the bundles made from them.
-pytest_plugins = ["tests.fixtures.plugin"]
+# Trained shapes models, random-weights ResNet50 and the bundles made from them; the headless
+# Chromium of the gallery's tests (one per session, so registered here, not imported).
+pytest_plugins = ["tests.fixtures.plugin", "tests.fixtures.browser"]
 
 # boto3 in tests (and in the engine under test) talks to moto with dummy credentials.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

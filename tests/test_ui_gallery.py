@@ -25,7 +25,7 @@ from engine.interop.draw import label_color
 from engine.ui import thumbnails
 from sdk import Client
 from tests.fixtures import shapes
-from tests.fixtures.browser import browser, page, screenshot, sign_in_link  # noqa: F401
+from tests.fixtures.browser import screenshot, sign_in_link
 
 pytestmark = pytest.mark.integration
 

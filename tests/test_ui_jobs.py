@@ -17,7 +17,7 @@ from engine.config import Settings
 from engine.db.jobs import Job
 from engine.db.session import session_scope
 from sdk import Client
-from tests.fixtures.browser import browser, page, screenshot, sign_in_link  # noqa: F401
+from tests.fixtures.browser import screenshot, sign_in_link
 from tests.fixtures.bundle_factory import make_bundle
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from engine.db.jobs import Job
 from engine.db.models import Annotation, File
 from engine.db.session import session_scope
 from sdk import Client
-from tests.fixtures.browser import browser, page, screenshot, sign_in_link  # noqa: F401
+from tests.fixtures.browser import screenshot, sign_in_link
 
 pytestmark = pytest.mark.integration
 BOX = {"x1": 20, "y1": 30, "x2": 120, "y2": 100}

@@ -32,6 +32,7 @@ from engine.db.session import make_engine, make_session_factory
 from engine.errors import InvalidInput
 from engine.storage import Storage
 from engine.ui import routes as ui_routes
+from engine.ui.pages import PREFIX as UI_PREFIX
 from engine.ui.pages import Pages
 
 API_PREFIX = "/api/v1"
@@ -79,7 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
         open_paths=_open_paths(app),
         limits=gate.api_limits(settings, API_PREFIX),
         # the signed URL is the credential; the gallery checks its own session (engine/ui/)
-        open_prefixes=[API_PREFIX + predict.SIGNED_PREFIX, ui_routes.PREFIX + "/"],
+        open_prefixes=[API_PREFIX + predict.SIGNED_PREFIX, UI_PREFIX + "/"],
     )
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(keys.router, prefix=API_PREFIX)
@@ -102,7 +103,7 @@ def _open_paths(app: FastAPI) -> list[str]:
     """What answers without a key: the health check, the OpenAPI documents, and /ui (which
     redirects to the gallery, /ui/)."""
     documents = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
-    return [API_PREFIX + "/health", ui_routes.PREFIX, *(path for path in documents if path)]
+    return [API_PREFIX + "/health", UI_PREFIX, *(path for path in documents if path)]
 
 
 def app_from_env() -> FastAPI:
