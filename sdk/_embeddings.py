@@ -201,8 +201,10 @@ class EmbeddingCalls(BaseClient):
         model_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """The `k` files most similar (cosine) to file `unique_name`'s vector or to `vector`,
-        best first, as `[{"unique_name": ..., "score": 1 - cosine distance}]`; optionally only
-        among a collection's files and/or those matching `query` and `filter`."""
+        best first, as `[{"uniqueName": ..., "unique_name": ..., "score": 1 - cosine
+        distance}]` (`uniqueName` as items and vectors spell it; `unique_name` kept for earlier
+        scripts); optionally only among a collection's files and/or those matching `query` and
+        `filter`."""
         body = {
             "unique_name": unique_name,
             "vector": None if vector is None else _floats(vector),
@@ -217,4 +219,4 @@ class EmbeddingCalls(BaseClient):
             "filter": dict(filter) if filter is not None else None,
         }
         result = SimilarItems.model_validate(self._post("/search/similar", **_json(body)))
-        return [item.model_dump() for item in result.items]
+        return [{"uniqueName": item.unique_name, **item.model_dump()} for item in result.items]

@@ -324,6 +324,10 @@ def test_a_batch_of_100_wide_vectors_is_one_request(
     assert job["total"] == 100
     (vector,) = ln.get_embedding_vector([names[42]], "wide")
     assert np.allclose(vector["embeddings"], entries[42]["embeddings"], rtol=1e-2, atol=1e-7)
+    # similar items spell the name as items and vectors do (and as before)
+    similar = ln.client.get_similar_items(names[42], model_name="wide", k=3)
+    assert len(similar) == 3
+    assert all(item["uniqueName"] == item["unique_name"] in names for item in similar)
 
 
 def test_ids_and_refusals_say_what_is_wrong(ln: Any, birds: dict[str, Any]) -> None:

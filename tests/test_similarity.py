@@ -404,7 +404,9 @@ def test_plain_searches_are_answered_before_routing_exactly_as_the_route_would(
             request=SimilarityQuery(vector=points[row].tolist(), model_name="clustered", k=K),
         )
         session.rollback()
-        assert found == [item.model_dump() for item in route.items]
+        assert found == [
+            {"uniqueName": item.unique_name, **item.model_dump()} for item in route.items
+        ]
         assert names[row] in {f["unique_name"] for f in found}
     assert answered == ["fast"] * 3
     response = client._http.post(
