@@ -1,4 +1,5 @@
-"""The gallery's routes under /ui/: sign-in, the grid, an item, images and thumbnails.
+"""The gallery's routes under /ui/: the grid, an item, images and thumbnails; sign-in
+(signin.py) and the jobs pages (job_pages.py) are included.
 
 The API key gate lets /ui/ through (engine/api/app.py); every route here but sign-in and the
 static files checks the browser's session itself: a page without one redirects to sign-in,
@@ -16,14 +17,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 
 from engine.config import Settings
 from engine.db.session import session_scope
-from engine.errors import EngineError, Forbidden, InvalidInput, InvalidQuery, Unauthorized
+from engine.errors import EngineError, InvalidInput, InvalidQuery
 from engine.lake import items as lake_items
 from engine.lake import tags as lake_tags
 from engine.lake.content import open_content
 from engine.storage import Storage
-from engine.ui import gallery, job_pages, sessions, similar, thumbnails
+from engine.ui import gallery, job_pages, signin, similar, thumbnails
 from engine.ui.pages import (
-    COOKIE,
     PREFIX,
     csrf_refused,
     error_page,
@@ -33,34 +33,15 @@ from engine.ui.pages import (
     visitor_of,
 )
 
-SIGNIN_COOKIE = "metalake_ui_signin"  # the sign-in form's CSRF token, before any session
 STATIC = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
+router.include_router(signin.router)
 router.include_router(job_pages.router)
 
 Sort = Annotated[gallery.Sort, Query(description="name, date or size")]
 Order = Annotated[gallery.Order, Query(description="asc or desc")]
 FileId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a lake file's id")]
-
-
-def _set_session_cookie(response: Response, request: Request, token: str) -> None:
-    response.set_cookie(
-        COOKIE,
-        token,
-        max_age=int(sessions.SESSION_LIFETIME.total_seconds()),
-        path=PREFIX + "/",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-
-
-def _local(target: str | None) -> str:
-    """Where to go after signing in: a path of the gallery, never another site."""
-    if target and target.startswith(PREFIX + "/") and not target.startswith("//"):
-        return target
-    return PREFIX + "/"
 
 
 def _search_query(search: gallery.Search, **extra: Any) -> str:
@@ -69,90 +50,6 @@ def _search_query(search: gallery.Search, **extra: Any) -> str:
         params["q"] = search.query
     params.update(extra)
     return urlencode(params)
-
-
-# -- signing in ----------------------------------------------------------------------------
-
-
-@router.get("/signin", response_class=HTMLResponse)
-def signin_form(request: Request, next: str | None = None) -> HTMLResponse:
-    token = sessions.new_form_token()
-    response = pages_of(request).render(
-        "signin.html", csrf_token=token, next=_local(next), error=None, visitor=None
-    )
-    response.set_cookie(
-        SIGNIN_COOKIE, token, path=PREFIX + "/signin", httponly=True, samesite="strict"
-    )
-    return response
-
-
-@router.post("/signin", response_class=HTMLResponse)
-def signin(
-    request: Request,
-    api_key: Annotated[str, Form(max_length=200)] = "",
-    csrf_token: Annotated[str, Form(max_length=200)] = "",
-    next: Annotated[str, Form(max_length=2000)] = PREFIX + "/",
-) -> Response:
-    expected = request.cookies.get(SIGNIN_COOKIE)
-    if not expected or not sessions.same_token(expected, csrf_token):
-        error: EngineError = Forbidden(
-            "The sign-in form expired or came from another site; load the sign-in page again "
-            "and submit it from there."
-        )
-    elif not api_key.strip():
-        error = InvalidInput(
-            "Type an API key (it starts with mlk_); `metalake keys create` makes one."
-        )
-    else:
-        try:
-            with session_scope(request.app.state.session_factory) as session:
-                token = sessions.sign_in(session=session, key=api_key)
-        except Unauthorized as refused:
-            error = refused
-        else:
-            response = RedirectResponse(_local(next), status_code=303)
-            _set_session_cookie(response, request, token)
-            response.delete_cookie(SIGNIN_COOKIE, path=PREFIX + "/signin")
-            return response
-    form_token = sessions.new_form_token()
-    page = pages_of(request).render(
-        "signin.html",
-        status_code=error.status_code,
-        csrf_token=form_token,
-        next=_local(next),
-        error=error,
-        visitor=None,
-    )
-    page.set_cookie(
-        SIGNIN_COOKIE, form_token, path=PREFIX + "/signin", httponly=True, samesite="strict"
-    )
-    return page
-
-
-@router.get("/signin/{token}", response_class=HTMLResponse)
-def signin_link(request: Request, token: str) -> Response:
-    """A one-time link from `metalake ui`: used up here, it becomes a session."""
-    try:
-        with session_scope(request.app.state.session_factory) as session:
-            session_token = sessions.redeem_link(session=session, token=token)
-    except Unauthorized as refused:
-        return error_page(request, refused, None)
-    response = RedirectResponse(PREFIX + "/", status_code=303)
-    _set_session_cookie(response, request, session_token)
-    return response
-
-
-@router.post("/signout")
-def signout(request: Request, csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
-    with session_scope(request.app.state.session_factory) as session:
-        visitor = visitor_of(request, session)
-        if visitor is not None:
-            if not visitor.csrf_matches(csrf_token):
-                return error_page(request, csrf_refused(), visitor)
-            sessions.sign_out(session=session, session_id=visitor.session_id)
-    response = RedirectResponse(PREFIX + "/signin", status_code=303)
-    response.delete_cookie(COOKIE, path=PREFIX + "/")
-    return response
 
 
 # -- the grid ------------------------------------------------------------------------------
@@ -330,7 +227,7 @@ def add_tag(
         except EngineError as refused:
             session.rollback()
             return error_page(request, refused, visitor)
-    return RedirectResponse(_local(back or f"{PREFIX}/items/{file_id}"), status_code=303)
+    return RedirectResponse(signin.local(back or f"{PREFIX}/items/{file_id}"), status_code=303)
 
 
 # -- bytes ---------------------------------------------------------------------------------
