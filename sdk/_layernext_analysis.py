@@ -152,15 +152,19 @@ class AnalysisCompat(LayerNextBase):
     ) -> dict[str, Any]:
         raise not_yet(
             "auto_annotate_project",
-            "Auto-annotate the collection instead (client.client.auto_annotate_collection), "
-            "then make the Label Studio project from it: its machine annotations become the "
-            "project's predictions.",
+            "Auto-annotate the project's images with "
+            "client.client.auto_annotate_collection(collection_id, model_id, prompt, ...), "
+            "wait for the job (wait_for_job_complete), then make the project from the "
+            "collection: its machine annotations become the tasks' predictions.",
         )
 
     def prompt_inference(self, name: Any, shape: Any, **kwargs: Any) -> dict[str, Any]:
         raise not_yet(
             "prompt_inference",
-            "Run one image through a model with client.client.predict(image_path, model_id).",
+            "LayerNext's prompt_inference sends a box or clicks on one image to its "
+            "interactive (SAM) segmenter; the engine's prompt models take label text, not "
+            "boxes or clicks. For one image's predictions use "
+            "client.client.predict(image_path, model_id).",
         )
 
     # -- embeddings -----------------------------------------------------------------------------
@@ -275,8 +279,10 @@ class AnalysisCompat(LayerNextBase):
     ) -> dict[str, Any]:
         raise not_yet(
             "create_or_update_job",
-            "Jobs are made by the engine for the work it runs (analysis calls, embedding "
-            "imports by session_id, exports); list them with client.client.list_jobs().",
+            "LayerNext's SDK calls it to open the server job its analysis calls then run; "
+            "here the engine makes the job for the work it runs (every analysis call returns "
+            "its jobId; embedding imports by session_id are one job), so a script needs no "
+            "record of its own. List jobs with client.client.list_jobs().",
         )
 
     # -- labels ---------------------------------------------------------------------------------
