@@ -350,6 +350,9 @@ def main() -> int:
 
     section("The engine is still running")
     home, bin_dir = settings.home, _shown(Path(sys.executable).parent)
+    print(f"  gallery:  {gallery_link(settings, result.url, key)}")
+    print(f"            (works once, for 10 minutes; a new one: METALAKE_HOME={home} ", end="")
+    print(f"{bin_dir}/metalake ui)")
     print(f"  status:   METALAKE_HOME={home} {bin_dir}/metalake status   (or: make status)")
     print(f"  query:    METALAKE_HOME={home} {bin_dir}/metalake query 'name ~ triangle'")
     print(
@@ -364,6 +367,27 @@ def main() -> int:
         print("error: a job failed or its results were off (see above)", file=sys.stderr)
         return 1
     return 0
+
+
+def gallery_link(settings: Any, url: str, key: str | None) -> str:
+    """A one-time sign-in link to the gallery of the demo collection, made as `metalake ui`
+    makes one."""
+    from urllib.parse import urlencode
+
+    from engine import auth
+    from engine.cli_common import reachable_database_url
+    from engine.db.session import make_engine, make_session_factory, session_scope
+    from engine.ui import pages, sessions
+
+    db_engine = make_engine(reachable_database_url(settings), pool_size=1)
+    try:
+        with session_scope(make_session_factory(db_engine)) as session:
+            principal = auth.authenticate(session=session, key=key or "")
+            token, _ = sessions.create_link(session=session, key_id=principal.key_id)
+    finally:
+        db_engine.dispose()
+    grid = f"{pages.PREFIX}/?" + urlencode({"q": f'collection="{COLLECTION}"'})
+    return f"{url}{pages.PREFIX}/signin/{token}?" + urlencode({"next": grid})
 
 
 def _missing_model_packages() -> list[str]:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -148,6 +149,21 @@ def test_the_link_signs_in_once_and_the_grid_counts_the_matches(
     used = httpx.get(one_time)  # the link was used up
     assert used.status_code == 401
     assert "used already" in used.text
+
+
+def test_the_link_leads_on_to_a_gallery_page_but_never_off_site(
+    page: Page, api_url: str, link: Callable[[str], str], admin_key: str, lake: dict[str, int]
+) -> None:
+    # as `make demo` prints it: the grid of one collection
+    page.goto(link(admin_key) + "?" + urlencode({"next": "/ui/?q=collection%3D%22cats%22"}))
+    assert page.url == api_url + "/ui/?q=collection%3D%22cats%22"
+    expect(page.locator("#total")).to_have_text("2")
+    assert page.input_value("#q") == 'collection="cats"'
+
+    page.context.clear_cookies()
+    page.goto(link(admin_key) + "?" + urlencode({"next": "https://elsewhere.example/ui/"}))
+    assert page.url == api_url + "/ui/"
+    expect(page.locator("#total")).to_have_text("7")
 
 
 def test_a_bad_query_shows_its_error_at_its_position(signed_in: Page) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from engine.db.session import session_scope
@@ -93,14 +93,19 @@ def signin(
 
 
 @router.get("/signin/{token}", response_class=HTMLResponse)
-def signin_link(request: Request, token: str) -> Response:
-    """A one-time link from `metalake ui`: used up here, it becomes a session."""
+def signin_link(
+    request: Request,
+    token: str,
+    next: Annotated[str | None, Query(max_length=2000)] = None,
+) -> Response:
+    """A one-time link from `metalake ui`: used up here, it becomes a session; then on to
+    `next`, a page of the gallery (the grid of a query, say)."""
     try:
         with session_scope(request.app.state.session_factory) as session:
             session_token = sessions.redeem_link(session=session, token=token)
     except Unauthorized as refused:
         return error_page(request, refused, None)
-    response = RedirectResponse(PREFIX + "/", status_code=303)
+    response = RedirectResponse(local(next), status_code=303)
     _set_session_cookie(response, request, session_token)
     return response
 
