@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml scripts/bootstrap_venv.sh
 
 venv: $(STAMP)  ## create .venv with python3.11 and install the engine + dev tools (once)
 
-system:  ## install the Debian packages the engine uses when missing (bubblewrap; as root)
+system:  ## install the Debian packages the engine uses when missing (bubblewrap, chromium; as root)
 	scripts/system_packages.sh
 
 test: venv system  ## run the test suite (starts its own embedded services)
