@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select, union
 from sqlalchemy.orm import Session
 
 from engine.db.jobs import Job
@@ -19,9 +19,9 @@ from engine.errors import FileNotFoundInLake
 from engine.lake.items import SORT_COLUMNS, display_name, item_conditions
 from sdk.schemas import ItemQuery
 
-Sort = Literal["name", "date", "size"]
+Sort = Literal["name", "date", "size", "score"]
 Order = Literal["asc", "desc"]
-SORTS: dict[str, str] = {"name": "name", "date": "date_created", "size": "size"}
+SORTS: dict[str, str] = {"name": "name", "date": "date_created", "size": "size", "score": "score"}
 PAGE_SIZE = 48
 FACET_LIMIT = 30  # the most common values shown per sidebar group
 
@@ -38,10 +38,34 @@ class Search:
         return item_conditions(session=session, search=ItemQuery(query=self.query or None))
 
     def ordering(self) -> list[Any]:
+        if self.sort == "score":  # files without a machine score last, either way
+            if self.order == "desc":
+                return [score().desc().nulls_last(), File.id.desc()]
+            return [score().asc().nulls_last(), File.id]
         column = SORT_COLUMNS[SORTS[self.sort]]
         if self.order == "desc":
             return [column.desc(), File.id.desc()]
         return [column, File.id]
+
+
+def score() -> ColumnElement[float]:
+    """A file's score: the highest confidence of its machine labels (applied annotations and
+    tags), NULL without any; computed by the database for the row it sorts."""
+    boxes = (
+        select(func.max(Annotation.confidence))
+        .where(
+            Annotation.file_id == File.id,
+            Annotation.source == "machine",
+            Annotation.status == "applied",
+        )
+        .scalar_subquery()
+    )
+    tags = (
+        select(func.max(Tag.confidence))
+        .where(Tag.file_id == File.id, Tag.source == "machine")
+        .scalar_subquery()
+    )
+    return func.greatest(boxes, tags)
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,7 @@ class Card:
     height: int | None
     size_bytes: int
     uploaded_at: datetime
+    score: float | None  # the highest machine confidence
     position: int  # in the results, from 0
 
 
@@ -68,6 +93,8 @@ class Facets:
     tags: list[Facet]
     labels: list[Facet]
     sources: list[Facet]  # raw (no annotation), human, machine, proposed: files with any
+    days: list[Facet]  # uploaded on each UTC day (YYYY-MM-DD), the latest first
+    model_versions: list[Facet]  # "name vN": files with machine labels of that version
 
 
 def _selected(conditions: list[ColumnElement[bool]]) -> Select[int]:
@@ -100,6 +127,7 @@ def cards(
             File.size_bytes,
             File.uploaded_at,
             names,
+            score(),
         )
         .where(*conditions)
         .order_by(*search.ordering())
@@ -116,6 +144,7 @@ def cards(
             height=row[4],
             size_bytes=row[5],
             uploaded_at=row[6],
+            score=row[8],
             position=first + index,
         )
         for index, row in enumerate(rows)
@@ -137,7 +166,7 @@ def _counted(name: Any, file_id: Any, *where: ColumnElement[bool]) -> Select[Any
 
 
 def facets(*, session: Session, conditions: list[ColumnElement[bool]], total: int) -> Facets:
-    """The sidebar's counts over the `total` files `conditions` select: four statements, each
+    """The sidebar's counts over the `total` files `conditions` select: six statements, each
     grouped in the database. Without conditions nothing is joined to the selection."""
 
     def of(file_id: Any) -> list[ColumnElement[bool]]:
@@ -191,7 +220,40 @@ def facets(*, session: Session, conditions: list[ColumnElement[bool]], total: in
         Facet("machine", machine),
         Facet("proposed", proposed),
     ]
-    return Facets(collections=collections, tags=tags, labels=labels, sources=sources)
+    day = func.to_char(func.timezone("UTC", File.uploaded_at), "YYYY-MM-DD")
+    days = top(
+        select(day, func.count())
+        .where(*conditions)
+        .group_by(day)
+        .order_by(day.desc())
+        .limit(FACET_LIMIT)
+    )
+    version = func.concat(Model.name, " v", ModelVersion.version)
+    pairs = union(
+        select(version.label("value"), Annotation.file_id.label("file_id"))
+        .join(ModelVersion, ModelVersion.id == Annotation.model_version_id)
+        .join(Model, Model.id == ModelVersion.model_id)
+        .where(Annotation.status == "applied", *of(Annotation.file_id)),
+        select(version.label("value"), Tag.file_id.label("file_id"))
+        .join(ModelVersion, ModelVersion.id == Tag.model_version_id)
+        .join(Model, Model.id == ModelVersion.model_id)
+        .where(*of(Tag.file_id)),
+    ).subquery()
+    n = func.count()
+    model_versions = top(
+        select(pairs.c.value, n)
+        .group_by(pairs.c.value)
+        .order_by(n.desc(), pairs.c.value)
+        .limit(FACET_LIMIT)
+    )
+    return Facets(
+        collections=collections,
+        tags=tags,
+        labels=labels,
+        sources=sources,
+        days=days,
+        model_versions=model_versions,
+    )
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False)
 router.include_router(signin.router)
 router.include_router(job_pages.router)
 
-Sort = Annotated[gallery.Sort, Query(description="name, date or size")]
+Sort = Annotated[gallery.Sort, Query(description="name, date, size or score")]
 Order = Annotated[gallery.Order, Query(description="asc or desc")]
 FileId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a lake file's id")]
 
