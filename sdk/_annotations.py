@@ -175,14 +175,16 @@ class AnnotationCalls(BaseClient):
         annotation_shape_type: str,
         is_normalized: bool = False,
         is_model_run: bool = False,
-    ) -> AnnotationUploadReport:
+    ) -> dict[str, Any]:
         """Upload a MetaLake annotation JSON for the images of a collection.
 
         `annotation_shape_type`: "rectangle" / "box" (`bbox` = [x, y, w, h]), "polygon", or
         "mixed". `is_normalized`: coordinates are 0..1 fractions of the image size.
         `is_model_run`: the annotations are machine-made (else human). Uploading again with the
         same `operation_unique_id` replaces that operation's earlier annotations. Returns what
-        was written and which images matched no file (`unknown_images`).
+        was written and which images matched no file, as a dict like every other call:
+        `operation_id`, `written`, `replaced`, `matched_images`, `unknown_images`,
+        `ambiguous_images`.
         """
         data = _read_json(Path(json_data_file_path).expanduser(), "The annotation file")
         request = AnnotationUploadRequest(
@@ -196,7 +198,7 @@ class AnnotationCalls(BaseClient):
             f"/collections/by-name/{_segment(collection_name)}/annotations/upload",
             json=request.model_dump(mode="json"),
         )
-        return AnnotationUploadReport.model_validate(result)
+        return AnnotationUploadReport.model_validate(result).model_dump(mode="json")
 
     def import_annotations(
         self,

@@ -66,7 +66,7 @@ def test_download_annotations_leaves_proposals_out_unless_asked(
     report = client.upload_annotations_for_folder(
         "birds", "copy", out / "annotations.json", "mixed"
     )
-    assert report.written == 1
+    assert report["written"] == 1
 
     out = client.download_annotations(
         collection_id, output_dir=tmp_path / "p", include_files=False, include_proposals=True

@@ -60,13 +60,14 @@ def test_upload_pixel_boxes(
     report = client.upload_annotations_for_folder(
         "birds", "op-1", write(tmp_path, DOCUMENT), "rectangle", False, False
     )
-    assert (report.operation_id, report.written, report.replaced, report.matched_images) == (
-        "op-1",
-        3,
-        0,
-        2,
-    )
-    assert report.unknown_images == []
+    assert report == {
+        "operation_id": "op-1",
+        "written": 3,
+        "replaced": 0,
+        "matched_images": 2,
+        "unknown_images": [],
+        "ambiguous_images": [],
+    }
     assert stored(session) == [
         ("Bird", "box", {"x1": 10, "y1": 20, "x2": 110, "y2": 70}, "human", "op-1"),
         ("Sky", "box", {"x1": 0, "y1": 0, "x2": 640, "y2": 480}, "human", "op-1"),
@@ -89,7 +90,7 @@ def test_same_operation_replaces_and_others_stay(
         "images": [{"image": "a.jpg", "annotations": [{"bbox": [1, 1, 4, 4], "label": "Robin"}]}]
     }
     report = client.upload_annotations_for_folder("birds", "op-1", write(tmp_path, second), "box")
-    assert (report.written, report.replaced) == (1, 3)
+    assert (report["written"], report["replaced"]) == (1, 3)
     labels = sorted((label, op) for label, _, _, _, op in stored(session))
     assert labels == [
         ("Bird", "op-2"),
@@ -139,7 +140,7 @@ def test_unknown_images_are_reported_unless_all_are_unknown(
 ) -> None:
     document = {"images": [*DOCUMENT["images"], {"image": "ghost.jpg", "annotations": []}]}
     report = client.upload_annotations_for_folder("birds", "op", write(tmp_path, document), "box")
-    assert (report.written, report.unknown_images) == (3, ["ghost.jpg"])
+    assert (report["written"], report["unknown_images"]) == (3, ["ghost.jpg"])
 
     ghosts = {
         "images": [
@@ -300,7 +301,7 @@ def test_a_download_uploads_back_unchanged(
     report = client.upload_annotations_for_folder(
         "birds", "copy", out / "annotations.json", "mixed"
     )
-    assert (report.written, report.unknown_images) == (3, [])
+    assert (report["written"], report["unknown_images"]) == (3, [])
     rows = stored(session)
     assert [r[:3] for r in rows if r[4] == "copy"] == [r[:3] for r in rows if r[4] == "op"]
 
@@ -323,7 +324,7 @@ def test_concurrent_uploads_of_one_operation_leave_one_set(
 
     def upload(_: int) -> int:
         with Client(api_url, admin_key) as c:
-            return c.upload_annotations_for_folder("birds", "op", path, "box").written
+            return c.upload_annotations_for_folder("birds", "op", path, "box")["written"]
 
     with ThreadPoolExecutor(6) as pool:
         assert list(pool.map(upload, range(6))) == [3] * 6
