@@ -111,6 +111,32 @@ def test_register_a_folder_then_a_tar_gz_as_versions(
     assert again["sha256"] != first["sha256"]
 
 
+SEED_INFERENCE = INFERENCE.replace(
+    'return {"dir": model_dir}', 'return os.path.join(model_dir, "yolov8l.pt")'
+).replace("import json\n", "import json\nimport os\n")
+
+
+def test_the_seed_layout_registers_as_written(client: Client, tmp_path: Path) -> None:
+    """The SDK manual's folder: code/, label_list.yaml and yolov8l.pt at the top, no
+    metalake.yaml; registered unchanged, as a folder and as the user's own tar of it."""
+    bundle = make_bundle(tmp_path / "model_example_folder", weights="yolov8l.pt")
+    (bundle / "code" / "inference.py").write_text(SEED_INFERENCE)
+    assert not (bundle / "metalake.yaml").exists()
+    model = client.register_model(str(bundle), "test_yolov8", "autotagging")
+    assert (model["reference"], model["weights_file"]) == ("test_yolov8@1", "yolov8l.pt")
+    assert model["label_list"] == ["circle", "square", "triangle"]
+    assert {f["path"] for f in model["files"]} == {
+        "code/inference.py",
+        "code/requirements.txt",
+        "label_list.yaml",
+        "yolov8l.pt",
+    }
+    archive = tar_folder(bundle, tmp_path / "seed.tar.gz", wrap="model_example_folder")
+    again = client.register_model(archive, "test_yolov8", "autotagging")
+    assert (again["version"], again["weights_file"]) == (2, "yolov8l.pt")
+    assert client.get_model("test_yolov8")["version"]["weights_file"] == "yolov8l.pt"
+
+
 BadBundle = Callable[[Path], Path]
 
 
