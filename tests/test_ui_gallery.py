@@ -431,3 +431,82 @@ def test_polygons_are_drawn_at_the_stored_points(
 
 def _hex(color: tuple[int, int, int]) -> str:
     return "#{:02x}{:02x}{:02x}".format(*color)
+
+
+# -- accessibility ------------------------------------------------------------------------
+
+CONTROLS = "a[href], button, input:not([type=hidden]), select, textarea, [tabindex]"
+
+
+def _tab_through(page: Page) -> tuple[list[str], list[str]]:
+    """(every visible keyboard control of the page, the controls Tab focused in turn): each
+    control is numbered first, then Tab is pressed until focus has gone round the page."""
+    controls: list[str] = page.evaluate(
+        """selector => [...document.querySelectorAll(selector)]
+            .filter(e => e.tabIndex >= 0 && !e.disabled && e.getClientRects().length > 0)
+            .map((e, i) => { e.dataset.control = String(i);
+                             return e.tagName.toLowerCase() + ' ' +
+                                    (e.id || e.getAttribute('href') || e.textContent.trim()); })""",
+        CONTROLS,
+    )
+    page.locator("body").focus()
+    focused: list[str] = []
+    for _ in range(len(controls) + 2):
+        page.keyboard.press("Tab")
+        index = page.evaluate("document.activeElement && document.activeElement.dataset.control")
+        if index is not None:
+            focused.append(controls[int(index)])
+    return controls, focused
+
+
+def _unlabelled(page: Page) -> list[str]:
+    """Inputs, selects and text areas with no label: no <label>, aria-label or -labelledby."""
+    found: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                         && !e.getAttribute('aria-labelledby'))
+            .map(e => e.outerHTML)"""
+    )
+    return found
+
+
+def test_every_control_is_reached_by_the_keyboard(
+    signed_in: Page, api_url: str, lake: dict[str, int]
+) -> None:
+    pages = {
+        "grid": "/ui/?q=collection%3Dbirds&sort=name&order=asc",
+        "item": f"/ui/items/{lake['birds_a.png']}?q=collection%3Dbirds&sort=name&order=asc&at=0",
+        "jobs": "/ui/jobs",
+    }
+    for name, path in pages.items():
+        signed_in.goto(api_url + path)
+        controls, focused = _tab_through(signed_in)
+        assert len(controls) >= 5, (name, controls)
+        # in document order, each once: nothing skipped, no trap
+        assert focused[: len(controls)] == controls, name
+        if name == "grid":
+            assert {"input q", "select sort", "select order", "button Search"} <= set(controls)
+            assert sum(c.startswith("a /ui/items/") for c in controls) == 5
+        if name == "item":
+            assert {"input confidence", "input tag-name", "button Add"} <= set(controls)
+            toggles = signed_in.locator("input[type=checkbox]").count()
+            assert toggles >= 3  # per source and per label
+            assert controls.count("input ") == toggles
+        # focus is visible where it lands: the stylesheet's outline
+        signed_in.locator("[data-control='1']").focus()
+        outline = signed_in.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+        assert outline == "solid", (name, outline)
+
+
+def test_every_input_has_a_label(signed_in: Page, api_url: str, lake: dict[str, int]) -> None:
+    for path in (
+        "/ui/?q=collection%3Dbirds",
+        f"/ui/items/{lake['birds_a.png']}",
+    ):
+        signed_in.goto(api_url + path)
+        assert signed_in.locator("input:not([type=hidden]), select").count() >= 1, path
+        assert _unlabelled(signed_in) == [], path
+    signed_in.context.clear_cookies()
+    signed_in.goto(api_url + "/ui/signin")
+    assert signed_in.locator("input:not([type=hidden])").count() >= 1
+    assert _unlabelled(signed_in) == []
