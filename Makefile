@@ -10,7 +10,7 @@ VENV := .venv
 STAMP := $(VENV)/.metalake-installed
 DEMO_HOME ?= $(CURDIR)/.demo-home
 PYTEST_ARGS ?=
-BENCH_ARGS ?=  # e.g. --quick: smaller runs of bench/{ingest,similarity,growth,api_load,exports}.py
+BENCH_ARGS ?=  # e.g. --quick: smaller runs of bench/{ingest,similarity,growth,api_load,exports,ui}.py
 
 .DEFAULT_GOAL := help
 .PHONY: help venv system test test-fast demo lint bench up down status clean
@@ -39,8 +39,8 @@ demo: venv system  ## start the engine, ingest generated images, run queries (st
 lint: venv  ## ruff check, ruff format --check, mypy, lint-imports (scripts/lint.sh)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/lint.sh
 
-bench: venv  ## benchmarks (bench/README.md): ingest, similarity, growth, API load, exports, analysis
-	@status=0; for script in ingest similarity growth api_load exports; do \
+bench: venv  ## benchmarks (bench/README.md): ingest, similarity, growth, API load, exports, gallery, analysis
+	@status=0; for script in ingest similarity growth api_load exports ui; do \
 		echo "== bench/$$script.py $(BENCH_ARGS)"; \
 		YOLO_OFFLINE=1 $(VENV)/bin/python bench/$$script.py $(BENCH_ARGS) || status=1; \
 	done; \
