@@ -26,7 +26,7 @@ from engine.interop.draw import label_color
 from engine.ui import thumbnails
 from sdk import Client
 from tests.fixtures import shapes
-from tests.fixtures.browser import screenshot, sign_in_link
+from tests.fixtures.browser import screenshot, sign_in_link, unlabelled
 
 pytestmark = pytest.mark.integration
 
@@ -459,17 +459,6 @@ def _tab_through(page: Page) -> tuple[list[str], list[str]]:
     return controls, focused
 
 
-def _unlabelled(page: Page) -> list[str]:
-    """Inputs, selects and text areas with no label: no <label>, aria-label or -labelledby."""
-    found: list[str] = page.evaluate(
-        """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
-            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-                         && !e.getAttribute('aria-labelledby'))
-            .map(e => e.outerHTML)"""
-    )
-    return found
-
-
 def test_every_control_is_reached_by_the_keyboard(
     signed_in: Page, api_url: str, lake: dict[str, int]
 ) -> None:
@@ -505,8 +494,8 @@ def test_every_input_has_a_label(signed_in: Page, api_url: str, lake: dict[str, 
     ):
         signed_in.goto(api_url + path)
         assert signed_in.locator("input:not([type=hidden]), select").count() >= 1, path
-        assert _unlabelled(signed_in) == [], path
+        assert unlabelled(signed_in) == [], path
     signed_in.context.clear_cookies()
     signed_in.goto(api_url + "/ui/signin")
     assert signed_in.locator("input:not([type=hidden])").count() >= 1
-    assert _unlabelled(signed_in) == []
+    assert unlabelled(signed_in) == []

@@ -16,7 +16,7 @@ from engine.db.jobs import Job
 from engine.db.models import Annotation, File
 from engine.db.session import session_scope
 from sdk import Client
-from tests.fixtures.browser import screenshot, sign_in_link
+from tests.fixtures.browser import screenshot, sign_in_link, unlabelled
 
 pytestmark = pytest.mark.integration
 BOX = {"x1": 20, "y1": 30, "x2": 120, "y2": 100}
@@ -69,6 +69,8 @@ def test_proposals_are_accepted_and_rejected_one_image_at_a_time(
     expect(page.locator("p.total")).to_contain_text("rev_a.png")
     assert page.locator("rect.proposed").count() == 1
     assert page.locator("rect.human").count() == 1  # the applied box is shown too
+    assert page.locator("#min-confidence").count() == 1
+    assert unlabelled(page) == []
     screenshot(page, "review")
 
     page.locator("body").click()
