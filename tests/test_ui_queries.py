@@ -210,6 +210,11 @@ def test_sort_by_score_and_the_day_and_model_version_groups(
         assert "score 0.90" in page
         page = browser_like.get("/ui/?sort=score&order=asc").text
         assert _cards_in_order(page) == ["s0.png", "s1.png", "s2.png", "s3.png"]
+        # an item's previous and next follow the same order
+        item = browser_like.get(f"/ui/items/{ids['scored_s1.png']}?sort=score&order=desc&at=1")
+        previous = re.findall(r'id="previous" rel="prev" href="/ui/items/(\d+)\?', item.text)
+        after = re.findall(r'id="next" rel="next" href="/ui/items/(\d+)\?', item.text)
+        assert (previous, after) == ([str(ids["scored_s2.png"])], [str(ids["scored_s0.png"])])
 
         page = browser_like.get("/ui/").text
         today = datetime.now(UTC).strftime("%Y-%m-%d")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, func, select, union
+from sqlalchemy import ColumnElement, Select, Subquery, func, select, union, union_all
 from sqlalchemy.orm import Session
 
 from engine.db.jobs import Job
@@ -37,15 +37,36 @@ class Search:
     def conditions(self, session: Session) -> list[ColumnElement[bool]]:
         return item_conditions(session=session, search=ItemQuery(query=self.query or None))
 
-    def ordering(self) -> list[Any]:
-        if self.sort == "score":  # files without a machine score last, either way
+    def ordered(self, statement: Select[Any]) -> Select[Any]:
+        """`statement` (over files) in the order asked for. By score it is joined to every
+        file's score, aggregated once (hashed) rather than looked up per matching file; files
+        without a machine score come last either way."""
+        if self.sort == "score":
+            scores = _scores()
+            statement = statement.outerjoin(scores, scores.c.file_id == File.id)
             if self.order == "desc":
-                return [score().desc().nulls_last(), File.id.desc()]
-            return [score().asc().nulls_last(), File.id]
+                return statement.order_by(scores.c.score.desc().nulls_last(), File.id.desc())
+            return statement.order_by(scores.c.score.asc().nulls_last(), File.id)
         column = SORT_COLUMNS[SORTS[self.sort]]
         if self.order == "desc":
-            return [column.desc(), File.id.desc()]
-        return [column, File.id]
+            return statement.order_by(column.desc(), File.id.desc())
+        return statement.order_by(column, File.id)
+
+
+def _scores() -> Subquery:
+    """(file_id, score) of every file with a machine label: the highest confidence of its
+    applied machine annotations and machine tags."""
+    labels = union_all(
+        select(
+            Annotation.file_id.label("file_id"), Annotation.confidence.label("confidence")
+        ).where(Annotation.source == "machine", Annotation.status == "applied"),
+        select(Tag.file_id, Tag.confidence).where(Tag.source == "machine"),
+    ).subquery()
+    return (
+        select(labels.c.file_id, func.max(labels.c.confidence).label("score"))
+        .group_by(labels.c.file_id)
+        .subquery("scores")
+    )
 
 
 def score() -> ColumnElement[float]:
@@ -118,19 +139,19 @@ def cards(
         .scalar_subquery()
     )
     rows = session.execute(
-        select(
-            File.id,
-            File.unique_name,
-            File.content_type,
-            File.width,
-            File.height,
-            File.size_bytes,
-            File.uploaded_at,
-            names,
-            score(),
+        search.ordered(
+            select(
+                File.id,
+                File.unique_name,
+                File.content_type,
+                File.width,
+                File.height,
+                File.size_bytes,
+                File.uploaded_at,
+                names,
+                score(),
+            ).where(*conditions)
         )
-        .where(*conditions)
-        .order_by(*search.ordering())
         .offset(page * PAGE_SIZE)
         .limit(PAGE_SIZE)
     ).all()
@@ -397,9 +418,7 @@ def neighbours(
     start = max(position - 1, 0)
     ids = list(
         session.scalars(
-            select(File.id)
-            .where(*conditions)
-            .order_by(*search.ordering())
+            search.ordered(select(File.id).where(*conditions))
             .offset(start)
             .limit(3 if position > 0 else 2)
         )
