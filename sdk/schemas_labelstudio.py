@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from sdk.schemas import JsonObject, Schema
 
@@ -168,8 +168,29 @@ class LabelStudioTasksAdded(Schema):
 
 class LabelStudioPredictionsAttach(LabelStudioConnection):
     operation_ids: list[str] = Field(
-        min_length=1, description="Operations (model runs) whose annotations to attach."
+        default_factory=list,
+        description="Operations (model runs, uploads) whose annotations to attach.",
     )
+    job_ids: list[int] = Field(
+        default_factory=list,
+        description="Jobs (autotagging, auto-annotation) whose machine annotations to attach.",
+    )
+
+    @model_validator(mode="after")
+    def _names_something(self) -> LabelStudioPredictionsAttach:
+        if not self.operation_ids and not self.job_ids:
+            raise ValueError(
+                "name the annotations to attach: operation_ids (e.g. ['run-1']) and/or "
+                "job_ids (e.g. [42])"
+            )
+        return self
+
+
+class LabelStudioProjectFiles(Schema):
+    """The lake files a project's tasks show (their `metalake_unique_name`)."""
+
+    project_id: int
+    unique_names: list[str]
 
 
 class LabelStudioPredictionsAttached(Schema):

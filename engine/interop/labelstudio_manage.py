@@ -11,8 +11,9 @@ from dataclasses import replace
 from typing import Any
 from xml.etree import ElementTree
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from engine.config import Settings
 from engine.db.models import Annotation, File
@@ -27,6 +28,7 @@ from engine.lake.labels import group_public
 from sdk.schemas_labelstudio import (
     LabelStudioPredictionsAttached,
     LabelStudioProjectDeleted,
+    LabelStudioProjectFiles,
     LabelStudioProjectSummary,
     LabelStudioTasksAdd,
     LabelStudioTasksAdded,
@@ -229,12 +231,31 @@ def add_files(
     )
 
 
+def project_files(*, api: LabelStudioApi, project_id: int) -> LabelStudioProjectFiles:
+    """The lake files the project's tasks show, by unique name."""
+    config = api.get_project(project_id).get("label_config") or ""
+    names = _task_names(api, project_id, controls_of(config).image_key)
+    return LabelStudioProjectFiles(project_id=project_id, unique_names=sorted(names))
+
+
+def _job_key(job_id: int) -> str:
+    """A job's annotations as one prediction set: `model_version` `job-<id>`."""
+    return f"job-{job_id}"
+
+
 def attach_operations(
-    *, session: Session, api: LabelStudioApi, project_id: int, operation_ids: Sequence[str]
+    *,
+    session: Session,
+    api: LabelStudioApi,
+    project_id: int,
+    operation_ids: Sequence[str],
+    job_ids: Sequence[int] = (),
 ) -> LabelStudioPredictionsAttached:
-    """The annotations of `operation_ids` on the project's files become predictions of their
-    tasks, one per operation and task, `model_version` the operation id."""
+    """The annotations of `operation_ids`, and the machine annotations of `job_ids`, on the
+    project's files become predictions of their tasks, one per operation (job) and task,
+    `model_version` the operation id (`job-<id>`)."""
     operations = list(dict.fromkeys(operation_ids))
+    jobs = list(dict.fromkeys(job_ids))
     known = set(
         session.scalars(
             select(Annotation.operation_id)
@@ -249,6 +270,26 @@ def attach_operations(
             "operation_unique_id of an annotation upload or a job's operation.",
             operation_ids=unknown,
         )
+    known_jobs = set(
+        session.scalars(
+            select(Annotation.job_id)
+            .where(Annotation.job_id.in_(jobs), Annotation.source == "machine")
+            .distinct()
+        )
+    )
+    unknown_jobs = [job for job in jobs if job not in known_jobs]
+    if unknown_jobs:
+        raise AnnotationNotFound(
+            f"No machine annotations in the lake were written by job(s) {unknown_jobs}; pass "
+            "the id of a finished autotagging or auto-annotation job (a preview job's "
+            "proposals count too).",
+            job_ids=unknown_jobs,
+        )
+    chosen: list[ColumnElement[bool]] = []
+    if operations:
+        chosen.append(Annotation.operation_id.in_(operations))
+    if jobs:
+        chosen.append(and_(Annotation.job_id.in_(jobs), Annotation.source == "machine"))
     project = api.get_project(project_id)
     config = project.get("label_config") or ""
     controls = controls_of(config)
@@ -266,7 +307,7 @@ def attach_operations(
         conditions=(*selection.conditions, File.unique_name.in_(list(tasks))),
         annotation_conditions=(
             *selection.annotation_conditions,
-            Annotation.operation_id.in_(operations),
+            or_(*chosen),
         ),
     )
     labels: set[str] = set()
@@ -276,8 +317,12 @@ def attach_operations(
             image = selected.image
             by_operation: dict[str, list[ExportAnnotation]] = defaultdict(list)
             for ann in image.annotations:
-                if ann.operation_id is not None and ann.shape in ("box", "polygon"):
+                if ann.shape not in ("box", "polygon"):
+                    continue
+                if ann.operation_id is not None and ann.operation_id in operations:
                     by_operation[ann.operation_id].append(ann)
+                elif ann.job_id is not None and ann.job_id in jobs:
+                    by_operation[_job_key(ann.job_id)].append(ann)
             for operation, found in by_operation.items():
                 labels.update(a.label for a in found)
                 scores = [a.confidence for a in found if a.confidence is not None]
@@ -294,10 +339,12 @@ def attach_operations(
                 }
                 predictions.extend((task, prediction) for task in tasks[image.unique_name])
     if not predictions:
+        named = [*operations, *(_job_key(j) for j in jobs)]
         raise AnnotationNotFound(
-            f"Operation(s) {operations} have no boxes or polygons on the files of project "
+            f"Operation(s) {named} have no boxes or polygons on the files of project "
             f"{project_id}; add those files to it first.",
             operation_ids=operations,
+            job_ids=jobs,
         )
     added = _add_missing_labels(api, project_id, config, labels)
     for task, prediction in predictions:

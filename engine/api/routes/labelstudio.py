@@ -25,6 +25,7 @@ from sdk.schemas_labelstudio import (
     LabelStudioPredictionsAttached,
     LabelStudioProjectCreate,
     LabelStudioProjectDeleted,
+    LabelStudioProjectFiles,
     LabelStudioProjectPublic,
     LabelStudioProjectSummary,
     LabelStudioTasksAdd,
@@ -260,8 +261,28 @@ def attach_operations(
     settings: SettingsDep,
     _: WriteKey,
 ) -> LabelStudioPredictionsAttached:
-    """The annotations of operations (model runs) as predictions of the project's tasks."""
+    """The annotations of operations (model runs) and jobs as predictions of the project's
+    tasks."""
     with LabelStudioApi.connect(settings, body.labelstudio_url, body.labelstudio_token) as api:
         return manage.attach_operations(
-            session=session, api=api, project_id=project_id, operation_ids=body.operation_ids
+            session=session,
+            api=api,
+            project_id=project_id,
+            operation_ids=body.operation_ids,
+            job_ids=body.job_ids,
         )
+
+
+@router.get(
+    "/api/v1/labelstudio/projects/{project_id}/files", response_model=LabelStudioProjectFiles
+)
+def project_files(
+    project_id: Id,
+    settings: SettingsDep,
+    _: ReadKey,
+    labelstudio_url: LabelStudioUrl = None,
+    labelstudio_token: LabelStudioToken = None,
+) -> LabelStudioProjectFiles:
+    """The lake files (unique names) the project's tasks show."""
+    with LabelStudioApi.connect(settings, labelstudio_url, labelstudio_token) as api:
+        return manage.project_files(api=api, project_id=project_id)
