@@ -71,7 +71,7 @@ STATUS: dict[str, tuple[str, str]] = {
     "generate_auto_tags_to_metalake": (WORKS, "Returns `{jobId}`."),
     "generate_embeddings_for_collection": (WORKS, "Returns `{jobId}`."),
     "generate_embeddings_to_metalake": (WORKS, "Returns `{jobId}`."),
-    "auto_annotate_project": (NOT_YET, "Auto-annotate the images' collection (`sdk.Client.auto_annotate_collection`), wait for the job, then make the Label Studio project from it: the job's machine labels become predictions."),
+    "auto_annotate_project": (DIFFERS, "Runs an auto-annotation job over the project's lake files (`annotation_type` 'segment': polygons, 'rectangle': boxes; options `prompt`, `confidence_threshold`, `inference_platform`), waits for it, and attaches its machine annotations as the tasks' predictions (`model_version` `job-<jobId>`); returns `{jobId}` once they are in the project (LayerNext returns at once)."),
     "prompt_inference": (NOT_YET, "LayerNext sends a box or clicks on one image to its interactive (SAM) segmenter and returns nothing; the engine's prompt models take label text, not boxes or clicks. For one image's predictions: `sdk.Client.predict(image_path, model_id)`."),
     "insert_image_embeddings_batch": (WORKS, "Up to 100 vectors (LayerNext's limit) in one request, all or nothing; returns `{success, upsert_count, message, job_id}`."),
     "insert_image_embeddings": (WORKS, "Any number, in batches counted on one job; returns `{success, upsert_count, message, job_id}`."),

@@ -8,6 +8,7 @@ Analysis calls return `{"jobId": <job id>}` as LayerNext does; the job is the en
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -22,10 +23,22 @@ from sdk._layernext_spellings import (
 from sdk.errors import BadRequest
 from sdk.schemas import MAX_EMBEDDING_BATCH
 from sdk.schemas_labels import LabelAttribute, LabelCreate, LabelGroupCreate, LabelIds
+from sdk.schemas_labelstudio import LabelStudioPredictionsAttach
 
 LAYERNEXT_EMBEDDING_BATCH = MAX_EMBEDDING_BATCH
 """LayerNext refuses a batch of more than 100 embeddings; the engine takes as many a request,
 so a batch is one request, all or nothing."""
+
+
+AUTO_ANNOTATION_SHAPES = {
+    "segment": "polygon",
+    "segmentation": "polygon",
+    "polygon": "polygon",
+    "rectangle": "box",
+    "box": "box",
+    "bbox": "box",
+}
+AUTO_ANNOTATION_OPTIONS = frozenset({"prompt", "confidence_threshold", "inference_platform"})
 
 
 def _number(value: Any, what: str) -> int:
@@ -150,13 +163,58 @@ class AnalysisCompat(LayerNextBase):
         model_id: str = "default",
         **kwargs: Any,
     ) -> dict[str, Any]:
-        raise not_yet(
-            "auto_annotate_project",
-            "Auto-annotate the project's images with "
-            "client.client.auto_annotate_collection(collection_id, model_id, prompt, ...), "
-            "wait for the job (wait_for_job_complete), then make the project from the "
-            "collection: its machine annotations become the tasks' predictions.",
+        """Auto-annotate the lake files of Label Studio project `project_id` with model
+        `model_id`, then attach the job's machine annotations as the project's predictions
+        (`model_version` `job-<jobId>`). `annotation_type`: 'segment' (polygons) or
+        'rectangle' (boxes). Keyword options: `prompt`, `confidence_threshold`,
+        `inference_platform`. Returns `{"jobId"}` once the predictions
+        are in the project (LayerNext returns at once and attaches them later)."""
+        shape = AUTO_ANNOTATION_SHAPES.get(str(annotation_type).strip().lower())
+        if shape is None:
+            raise BadRequest(
+                f"annotation_type {annotation_type!r} is not known: use 'segment' (polygons) "
+                "or 'rectangle' (boxes).",
+                code="invalid_input",
+            )
+        unknown = sorted(set(kwargs) - AUTO_ANNOTATION_OPTIONS)
+        if unknown:
+            raise BadRequest(
+                f"auto_annotate_project does not take {unknown}; its options are "
+                f"{sorted(AUTO_ANNOTATION_OPTIONS)}.",
+                code="invalid_input",
+            )
+        project = _number(project_id, "project")
+        names: list[str] = self.client._get(f"/labelstudio/projects/{project}/files")[
+            "unique_names"
+        ]
+        if not names:
+            raise BadRequest(
+                f"Label Studio project {project} has no tasks showing lake files: add files "
+                "with add_files_to_annotation_project_from_collection first.",
+                code="invalid_input",
+            )
+        job = self.client.generate_auto_annotations_to_metalake(
+            "image",
+            model_id,
+            kwargs.get("prompt"),
+            shape,
+            kwargs.get("confidence_threshold", 0.5),
+            "name IN [" + ", ".join(json.dumps(n) for n in names) + "]",
+            inference_platform=kwargs.get("inference_platform", "use_env"),
         )
+        job_id = int(job["job_id"])
+        done = self.wait_for_job_complete(str(job_id))
+        if not done["is_success"]:
+            raise BadRequest(
+                f"The auto-annotation job {job_id} of project {project} did not succeed: "
+                f"{done.get('error')}; see `metalake jobs show {job_id}`.",
+                code="job_failed",
+            )
+        self.client._post(
+            f"/labelstudio/projects/{project}/predictions",
+            json=LabelStudioPredictionsAttach(job_ids=[job_id]).model_dump(mode="json"),
+        )
+        return {"jobId": job_id}
 
     def prompt_inference(self, name: Any, shape: Any, **kwargs: Any) -> dict[str, Any]:
         raise not_yet(
