@@ -86,7 +86,9 @@ def open_image(data: bytes) -> Image.Image:
             return ImageOps.exif_transpose(opened).convert("RGB")
     except Image.DecompressionBombError as exc:
         raise UnreadableFile(f"the image is refused as a decompression bomb: {exc}") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    # ImportError: a process that imported ultralytics has Image.open patched to try a HEIF
+    # plugin on bytes Pillow cannot identify, and that plugin may not be installed.
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
         raise UnreadableFile(
             "the file is not a readable image (Pillow cannot decode it); send a JPEG, PNG or "
             "other image file"

@@ -40,7 +40,7 @@ def image_size(image: ExportImage, media: bytes | None) -> tuple[int, int]:
         try:
             with Image.open(io.BytesIO(media)) as opened:
                 return opened.size
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, ImportError) as exc:  # ImportError: draw.py
             raise _unknown_size(image) from exc
     raise _unknown_size(image)
 
