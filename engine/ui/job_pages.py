@@ -8,7 +8,8 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.orm import Session
 
 from engine.db.session import session_scope
 from engine.errors import EngineError, InvalidInput
@@ -18,13 +19,14 @@ from engine.ui import gallery, job_rows, review
 from engine.ui.pages import (
     PREFIX,
     SECURITY_HEADERS,
-    csrf_refused,
     error_page,
     no_session,
+    page_write,
     pages_of,
     to_signin,
     visitor_of,
 )
+from engine.ui.sessions import Visitor
 from sdk.schemas import FINISHED_JOB_STATUSES
 from sdk.vocabulary import JobKind
 
@@ -135,19 +137,12 @@ def review_undo(
     at: Annotated[int, Form(ge=0, le=10**9)] = 0,
 ) -> Response:
     """Undo this session's last decision on the job's proposals."""
-    with session_scope(request.app.state.session_factory) as session:
-        visitor = visitor_of(request, session)
-        if visitor is None:
-            return no_session()
-        try:
-            if not visitor.csrf_matches(csrf_token):
-                raise csrf_refused()
-            visitor.principal.require("write", "undoing a decision changes annotations")
-            review.undo(session=session, ui_session_id=visitor.session_id, job_id=job_id)
-        except EngineError as refused:
-            session.rollback()
-            return error_page(request, refused, visitor)
-    return RedirectResponse(f"{PREFIX}/jobs/{job_id}/review?at={at}", status_code=303)
+
+    def undo(session: Session, visitor: Visitor) -> None:
+        review.undo(session=session, ui_session_id=visitor.session_id, job_id=job_id)
+
+    then = f"{PREFIX}/jobs/{job_id}/review?at={at}"
+    return page_write(request, csrf_token, "undoing a decision changes annotations", undo, then)
 
 
 @router.post("/jobs/{job_id}/review/accept-above")
@@ -158,22 +153,15 @@ def review_accept_above(
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     """Accept every proposal of the job scoring at least `min_confidence`."""
-    with session_scope(request.app.state.session_factory) as session:
-        visitor = visitor_of(request, session)
-        if visitor is None:
-            return no_session()
-        try:
-            if not visitor.csrf_matches(csrf_token):
-                raise csrf_refused()
-            visitor.principal.require("write", "deciding on proposals changes annotations")
-            job = service.get_job(session=session, job_id=job_id)
-            if job.kind != JobKind.AUTO_ANNOTATION:
-                raise InvalidInput(f"Job {job_id} is a {job.kind} job; it proposes nothing.")
-            review.accept_above(session=session, job_id=job_id, threshold=min_confidence)
-        except EngineError as refused:
-            session.rollback()
-            return error_page(request, refused, visitor)
-    return RedirectResponse(f"{PREFIX}/jobs/{job_id}/review", status_code=303)
+
+    def accept(session: Session, visitor: Visitor) -> None:
+        job = service.get_job(session=session, job_id=job_id)
+        if job.kind != JobKind.AUTO_ANNOTATION:
+            raise InvalidInput(f"Job {job_id} is a {job.kind} job; it proposes nothing.")
+        review.accept_above(session=session, job_id=job_id, threshold=min_confidence)
+
+    why = "deciding on proposals changes annotations"
+    return page_write(request, csrf_token, why, accept, f"{PREFIX}/jobs/{job_id}/review")
 
 
 @router.post("/jobs/{job_id}/review/{file_id}/{decision}")
@@ -186,30 +174,24 @@ def review_decision(
     at: Annotated[int, Form(ge=0, le=10**9)] = 0,
 ) -> Response:
     """`accept` (applied) or `reject` (deleted) the job's proposals on one file."""
-    with session_scope(request.app.state.session_factory) as session:
-        visitor = visitor_of(request, session)
-        if visitor is None:
-            return no_session()
-        try:
-            if not visitor.csrf_matches(csrf_token):
-                raise csrf_refused()
-            visitor.principal.require("write", "deciding on proposals changes annotations")
-            if decision not in ("accept", "reject"):
-                raise InvalidInput(f"Proposals are accepted or rejected, not {decision!r}.")
-            item = gallery.item(session=session, file_id=file_id)
-            review.decide(
-                session=session,
-                ui_session_id=visitor.session_id,
-                job_id=job_id,
-                file_id=file_id,
-                unique_name=item.unique_name,
-                accept=decision == "accept",
-            )
-        except EngineError as refused:
-            session.rollback()
-            return error_page(request, refused, visitor)
+
+    def decide(session: Session, visitor: Visitor) -> None:
+        if decision not in ("accept", "reject"):
+            raise InvalidInput(f"Proposals are accepted or rejected, not {decision!r}.")
+        item = gallery.item(session=session, file_id=file_id)
+        review.decide(
+            session=session,
+            ui_session_id=visitor.session_id,
+            job_id=job_id,
+            file_id=file_id,
+            unique_name=item.unique_name,
+            accept=decision == "accept",
+        )
+
     # the file decided leaves the list: the next one takes its position
-    return RedirectResponse(f"{PREFIX}/jobs/{job_id}/review?at={at}", status_code=303)
+    then = f"{PREFIX}/jobs/{job_id}/review?at={at}"
+    why = "deciding on proposals changes annotations"
+    return page_write(request, csrf_token, why, decide, then)
 
 
 @router.post("/jobs/{job_id}/{action}")
@@ -220,23 +202,14 @@ def job_action(
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     """`cancel` or `retry` (its failed items), as the jobs API does."""
-    with session_scope(request.app.state.session_factory) as session:
-        visitor = visitor_of(request, session)
-        if visitor is None:
-            return no_session()
-        try:
-            if not visitor.csrf_matches(csrf_token):
-                raise csrf_refused()
-            visitor.principal.require("write", f"{action} changes a job")
-            if action == "cancel":
-                service.cancel_job(session=session, job_id=job_id)
-            elif action == "retry":
-                service.retry_failed(
-                    session=session, job_id=job_id, dispatcher=_dispatcher(request)
-                )
-            else:
-                raise InvalidInput(f"A job can be cancelled or retried, not {action!r}.")
-        except EngineError as refused:
-            session.rollback()
-            return error_page(request, refused, visitor)
-    return RedirectResponse(f"{PREFIX}/jobs/{job_id}", status_code=303)
+
+    def act(session: Session, visitor: Visitor) -> None:
+        if action == "cancel":
+            service.cancel_job(session=session, job_id=job_id)
+        elif action == "retry":
+            service.retry_failed(session=session, job_id=job_id, dispatcher=_dispatcher(request))
+        else:
+            raise InvalidInput(f"A job can be cancelled or retried, not {action!r}.")
+
+    then = f"{PREFIX}/jobs/{job_id}"
+    return page_write(request, csrf_token, f"{action} changes a job", act, then)

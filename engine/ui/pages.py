@@ -4,6 +4,7 @@ headers every page carries, and the small formatting filters the templates use."
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -13,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.orm import Session
 
+from engine.db.session import session_scope
 from engine.errors import EngineError, Forbidden
 from engine.interop.draw import label_color
 from engine.ui import sessions
@@ -113,3 +115,28 @@ def csrf_refused() -> Forbidden:
         "This form's security token does not match your session (the page is older than "
         "your sign-in, or the form came from another site); reload the page and try again."
     )
+
+
+def page_write(
+    request: Request,
+    csrf_token: str,
+    why: str,
+    action: Callable[[Session, sessions.Visitor], None],
+    then: str,
+) -> Response:
+    """A form's write: the session, its CSRF token and a write key are checked (`why` says
+    what the write changes), `action` runs in one transaction, and the browser goes on to
+    `then`; anything refused shows the error page and writes nothing."""
+    with session_scope(request.app.state.session_factory) as session:
+        visitor = visitor_of(request, session)
+        if visitor is None:
+            return no_session()
+        try:
+            if not visitor.csrf_matches(csrf_token):
+                raise csrf_refused()
+            visitor.principal.require("write", why)
+            action(session, visitor)
+        except EngineError as refused:
+            session.rollback()
+            return error_page(request, refused, visitor)
+    return RedirectResponse(then, status_code=303)

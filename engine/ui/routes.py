@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from engine.config import Settings
 from engine.db.session import session_scope
@@ -25,13 +26,14 @@ from engine.storage import Storage
 from engine.ui import gallery, job_pages, signin, similar, thumbnails
 from engine.ui.pages import (
     PREFIX,
-    csrf_refused,
     error_page,
     no_session,
+    page_write,
     pages_of,
     to_signin,
     visitor_of,
 )
+from engine.ui.sessions import Visitor
 
 STATIC = {"ui.css": "text/css; charset=utf-8", "ui.js": "text/javascript; charset=utf-8"}
 
@@ -212,22 +214,15 @@ def add_tag(
     back: Annotated[str, Form(max_length=12_000)] = "",
 ) -> Response:
     """Tag the item by hand (a human tag): a write key's action."""
-    with session_scope(request.app.state.session_factory) as session:
-        visitor = visitor_of(request, session)
-        if visitor is None:
-            return no_session()
-        try:
-            if not visitor.csrf_matches(csrf_token):
-                raise csrf_refused()
-            visitor.principal.require("write", "tagging an item changes the lake")
-            if not name.strip():
-                raise InvalidInput("Type the tag's name before adding it.")
-            item = gallery.item(session=session, file_id=file_id)
-            lake_tags.add_tags(session=session, unique_name=item.unique_name, names=[name.strip()])
-        except EngineError as refused:
-            session.rollback()
-            return error_page(request, refused, visitor)
-    return RedirectResponse(signin.local(back or f"{PREFIX}/items/{file_id}"), status_code=303)
+
+    def tag(session: Session, visitor: Visitor) -> None:
+        if not name.strip():
+            raise InvalidInput("Type the tag's name before adding it.")
+        item = gallery.item(session=session, file_id=file_id)
+        lake_tags.add_tags(session=session, unique_name=item.unique_name, names=[name.strip()])
+
+    back_to = signin.local(back or f"{PREFIX}/items/{file_id}")
+    return page_write(request, csrf_token, "tagging an item changes the lake", tag, back_to)
 
 
 # -- bytes ---------------------------------------------------------------------------------
