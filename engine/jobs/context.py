@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from celery import Celery
+
 from engine.config import Settings
 from engine.db.session import make_engine, make_session_factory
 from engine.errors import InvalidInput
@@ -43,3 +45,13 @@ class WorkerContext:
             platform.close()
         self._platforms.clear()
         self.db_engine.dispose()
+
+
+def worker_context(app: Celery) -> WorkerContext:
+    """The worker process's context, shared by every task it runs: made on the first task, and
+    again in a forked child (whose connections must not be the parent's)."""
+    context: WorkerContext | None = getattr(app, "metalake_context", None)
+    if context is None or context.pid != os.getpid():
+        context = WorkerContext(app.conf.metalake_settings)
+        app.metalake_context = context  # type: ignore[attr-defined]
+    return context

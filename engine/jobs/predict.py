@@ -38,7 +38,7 @@ from engine.errors import (
 from engine.hosting.contract import NPZ_CONTENT_TYPE, TagPrediction, encode_batch, validate_outputs
 from engine.hosting.reference import ModelVersionRef
 from engine.jobs.celery_app import create_celery
-from engine.jobs.context import WorkerContext
+from engine.jobs.context import WorkerContext, worker_context
 from engine.jobs.media import Frame, MediaError, decode_image
 from engine.jobs.queues import INFERENCE_QUEUE
 from engine.lake.probe import image_size
@@ -256,18 +256,7 @@ def register_predict_task(app: Celery) -> None:
 
     @app.task(name=PREDICT_TASK, ignore_result=True)  # type: ignore[untyped-decorator, misc]
     def predict(request_id: str) -> None:
-        answer_prediction(_context(app), request_id)
-
-
-def _context(app: Celery) -> WorkerContext:
-    """The worker process's context, shared with the job tasks (`engine.jobs.tasks`)."""
-    import os
-
-    context: WorkerContext | None = getattr(app, "metalake_context", None)
-    if context is None or context.pid != os.getpid():
-        context = WorkerContext(app.conf.metalake_settings)
-        app.metalake_context = context  # type: ignore[attr-defined]
-    return context
+        answer_prediction(worker_context(app), request_id)
 
 
 def answer_prediction(context: WorkerContext, request_id: str) -> None:

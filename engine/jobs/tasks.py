@@ -18,6 +18,7 @@ from celery import Celery, signals
 
 from engine.config import Settings
 from engine.errors import ServiceUnavailable
+from engine.jobs.context import worker_context
 from engine.jobs.dispatch import CeleryDispatcher
 from engine.jobs.queues import CHUNK_TASK, EXPORT_TASK, INDEX_TASK, PING_TASK, PLAN_TASK
 from engine.jobs.recovery import PLAN_CHUNK, ChunkLease, RecoverySweeper
@@ -76,17 +77,6 @@ def _fail_plan(context: Any, job_id: int, exc: Exception) -> None:
         log.exception("job %d: could not record the planning failure", job_id)
 
 
-def _context(app: Celery) -> Any:
-    from engine.jobs.context import WorkerContext
-
-    context: WorkerContext | None = getattr(app, "metalake_context", None)
-    if context is None or context.pid != os.getpid():  # first task, or a forked child
-        settings: Settings = app.conf.metalake_settings
-        context = WorkerContext(settings)
-        app.metalake_context = context  # type: ignore[attr-defined]
-    return context
-
-
 def register_tasks(app: Celery) -> None:
     @app.task(name=PING_TASK)  # type: ignore[untyped-decorator, misc]
     def ping() -> str:
@@ -97,7 +87,7 @@ def register_tasks(app: Celery) -> None:
         from engine.db.session import session_scope
         from engine.jobs.planning import plan_job
 
-        context = _context(app)
+        context = worker_context(app)
         seconds = context.settings.chunk_lease_seconds
         lease = ChunkLease(
             context.sessions,
@@ -143,7 +133,7 @@ def register_tasks(app: Celery) -> None:
     def chunk(self: Any, job_id: int, number: int) -> None:
         from engine.jobs.chunk import fail_chunk, run_chunk
 
-        context = _context(app)
+        context = worker_context(app)
         seconds = context.settings.chunk_lease_seconds
         lease = ChunkLease(
             context.sessions,
@@ -178,7 +168,7 @@ def register_tasks(app: Celery) -> None:
     def index(space_id: int) -> None:
         from engine.embeddings.indexing import build_index
 
-        context = _context(app)
+        context = worker_context(app)
         settings: Settings = context.settings
         build = build_index(
             context.db_engine,
@@ -189,14 +179,14 @@ def register_tasks(app: Celery) -> None:
         if build is None:
             log.info("space %d: no index build (another one runs, or the space is gone)", space_id)
 
-    register_ingest_task(app, _context)  # a large S3 prefix, ingested in the background
+    register_ingest_task(app, worker_context)  # a large S3 prefix, ingested in the background
 
     @app.task(name=EXPORT_TASK)  # type: ignore[untyped-decorator, misc]
     def export(job_id: int) -> None:
         from engine.interop.export_jobs import archive_storage, run_export_job
         from engine.interop.formats import writer_for
 
-        context = _context(app)
+        context = worker_context(app)
         run_export_job(
             job_id,
             sessions=context.sessions,
