@@ -19,13 +19,11 @@ def ui(
     wrote); it works once, for ten minutes, and the browser then holds a session, not the key.
     Written straight to the engine's database, as `metalake keys` does.
     """
-    from engine import auth
     from engine.cli_common import reachable_database_url
     from engine.cli_jobs import sdk_client
     from engine.config import Settings
-    from engine.db.session import make_engine, make_session_factory, session_scope
     from engine.errors import Unauthorized
-    from engine.ui import pages, sessions
+    from engine.ui import sessions, signin
 
     with sdk_client() as client:
         url, key = client.url, client.api_key
@@ -34,14 +32,8 @@ def ui(
             "No API key to sign in with: set METALAKE_API_KEY, or start the local engine "
             "with `metalake up` (it writes one)."
         )
-    db_engine = make_engine(reachable_database_url(Settings()), pool_size=1)
-    try:
-        with session_scope(make_session_factory(db_engine)) as session:
-            principal = auth.authenticate(session=session, key=key)
-            token, _ = sessions.create_link(session=session, key_id=principal.key_id)
-    finally:
-        db_engine.dispose()
-    link = f"{url}{pages.PREFIX}/signin/{token}"
+    database_url = reachable_database_url(Settings())
+    link = signin.one_time_link(database_url=database_url, base_url=url, key=key)
     minutes = int(sessions.LINK_LIFETIME.total_seconds() // 60)
     typer.echo(f"Open the gallery (the link works once, for {minutes} minutes):")
     typer.echo(f"    {link}")

@@ -374,20 +374,13 @@ def gallery_link(settings: Any, url: str, key: str | None) -> str:
     makes one."""
     from urllib.parse import urlencode
 
-    from engine import auth
     from engine.cli_common import reachable_database_url
-    from engine.db.session import make_engine, make_session_factory, session_scope
-    from engine.ui import pages, sessions
+    from engine.ui import pages, signin
 
-    db_engine = make_engine(reachable_database_url(settings), pool_size=1)
-    try:
-        with session_scope(make_session_factory(db_engine)) as session:
-            principal = auth.authenticate(session=session, key=key or "")
-            token, _ = sessions.create_link(session=session, key_id=principal.key_id)
-    finally:
-        db_engine.dispose()
     grid = f"{pages.PREFIX}/?" + urlencode({"q": f'collection="{COLLECTION}"'})
-    return f"{url}{pages.PREFIX}/signin/{token}?" + urlencode({"next": grid})
+    return signin.one_time_link(
+        database_url=reachable_database_url(settings), base_url=url, key=key or "", next_path=grid
+    )
 
 
 def _missing_model_packages() -> list[str]:

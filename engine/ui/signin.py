@@ -4,11 +4,13 @@ out. The session itself: sessions.py."""
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from engine.db.session import session_scope
+from engine import auth
+from engine.db.session import make_engine, make_session_factory, session_scope
 from engine.errors import EngineError, Forbidden, InvalidInput, Unauthorized
 from engine.ui import sessions
 from engine.ui.pages import COOKIE, PREFIX, csrf_refused, error_page, pages_of, visitor_of
@@ -35,6 +37,22 @@ def local(target: str | None) -> str:
     if target and target.startswith(PREFIX + "/") and not target.startswith("//"):
         return target
     return PREFIX + "/"
+
+
+def one_time_link(
+    *, database_url: str, base_url: str, key: str, next_path: str | None = None
+) -> str:
+    """A link signing a browser in once, as `key`, at the engine `base_url` (then on to the
+    gallery path `next_path`); written straight to the database at `database_url`."""
+    db_engine = make_engine(database_url, pool_size=1)
+    try:
+        with session_scope(make_session_factory(db_engine)) as session:
+            principal = auth.authenticate(session=session, key=key)
+            token, _ = sessions.create_link(session=session, key_id=principal.key_id)
+    finally:
+        db_engine.dispose()
+    link = f"{base_url}{PREFIX}/signin/{token}"
+    return f"{link}?{urlencode({'next': next_path})}" if next_path else link
 
 
 @router.get("/signin", response_class=HTMLResponse)
